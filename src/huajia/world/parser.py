@@ -1,0 +1,243 @@
+"""Prompt parser: English or Chinese text → ``SceneSpec``, plus every word it could not read.
+
+Tokens come from a longest-match lexicon (word sequences in English, characters in Chinese), so
+"to the left of" and "三角形" win over "to"/"三". A small state machine turns tokens into object
+groups and relations. Nothing is dropped silently: unknown words, colours used where they cannot
+go and dangling modifiers all land in ``ParsedPrompt.unparsed``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from huajia.world import vocab
+from huajia.world.spec import ObjectGroup, Relation, SceneSpec
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_EN_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|[,;.:!?]")
+_EN_FILLERS = ("the", "of", "there", "is", "are", "photo", "picture", "image", "showing", "shows",
+               "on", "in", "placed", "some", "it", "drawing", "scene", "containing", "has",
+               "have", "and", "with", "a photo of", "an image of", "an image showing",
+               "a picture of", "a picture with", "there is", "there are", "there's", "placed")
+_ZH_FILLERS = ("画面中", "图中", "一张", "图片", "照片", "上", "里", "中", "的", "个", "画", "图",
+               ":", "。", ".", "!", "?", "!")
+_SEPARATORS_EN = ("and", ",", ";", ".", "with", "as well as")
+_SEPARATORS_ZH = ("和", "与", "、", ",", ";", "还有", "以及", "及")
+_EN_TEXTURE_POSTFIX = {"with stripes": "striped", "with dots": "dotted", "with polka dots": "dotted",
+                       "with a checkered pattern": "checkered", "with checks": "checkered",
+                       "in a solid colour": "solid", "in a solid color": "solid"}
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # NUM SIZE TEX TEXPOST COL BGCOL SHAPE REL BG BE AT SEP FILL UNK
+    value: object
+    text: str
+
+
+@dataclass(frozen=True)
+class ParsedPrompt:
+    spec: SceneSpec
+    lang: str
+    unparsed: tuple[str, ...] = field(default=())
+
+    @property
+    def complete(self) -> bool:
+        return not self.unparsed
+
+
+def detect_lang(text: str) -> str:
+    return "zh" if _CJK.search(text) else "en"
+
+
+def _entries(lang: str) -> dict[str, tuple[str, object]]:
+    table: dict[str, tuple[str, object]] = {}
+    forms = "en" if lang == "en" else "zh"
+    for kind, concepts in (("SIZE", vocab.SIZES), ("TEX", vocab.TEXTURES), ("COL", vocab.COLOURS),
+                           ("BGCOL", vocab.BACKGROUNDS), ("REL", vocab.RELATIONS),
+                           ("SHAPE", vocab.SHAPES)):
+        for concept in concepts:
+            for form in getattr(concept, forms):
+                table[form] = (kind, concept.id)
+                if kind == "SHAPE" and lang == "en":
+                    table[form + ("es" if form.endswith("x") else "s")] = ("SHAPES", concept.id)
+    return table
+
+
+@lru_cache(maxsize=2)
+def _lexicon(lang: str) -> dict[str, tuple[str, object]]:
+    table = _entries(lang)
+    if lang == "en":
+        table.update({w: ("FILL", None) for w in _EN_FILLERS})
+        table.update({w: ("SEP", None) for w in _SEPARATORS_EN})
+        table.update({w: ("TEXPOST", t) for w, t in _EN_TEXTURE_POSTFIX.items()})
+        for count, words in vocab.EN_NUMBERS.items():
+            table.update({w: ("NUM", count) for w in words})
+        table.update({str(n): ("NUM", n) for n in range(1, vocab.MAX_COUNT + 1)})
+        table.update({"background": ("BG", None), "backdrop": ("BG", None)})
+        table.update({"gray": ("BGCOL", "gray"), "grey": ("BGCOL", "gray")})
+    else:
+        table.update({w: ("FILL", None) for w in _ZH_FILLERS})
+        table.update({w: ("SEP", None) for w in _SEPARATORS_ZH})
+        for count, words in vocab.ZH_NUMBERS.items():
+            for w in (*words, str(count)):
+                table[w] = ("NUM", count)
+                table[w + "个"] = ("NUM", count)
+        table.update({"背景": ("BG", None), "是": ("BE", None), "为": ("BE", None),
+                      "在": ("AT", None), "有": ("FILL", None),
+                      "几个": ("NUM", None), "一些": ("NUM", None)})
+    return table
+
+
+def tokenize(text: str, lang: str) -> list[Token]:
+    """Longest-match tokens; unknown words/characters become UNK tokens."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    lexicon = _lexicon(lang)
+    if lang == "en":
+        units, joiner, max_len = _EN_WORD.findall(text), " ", 5
+    else:
+        units, joiner, max_len = [c for c in text if not c.isspace()], "", 6
+    tokens: list[Token] = []
+    i = 0
+    while i < len(units):
+        for n in range(min(max_len, len(units) - i), 0, -1):
+            piece = joiner.join(units[i:i + n])
+            if piece in lexicon:
+                kind, value = lexicon[piece]
+                tokens.append(Token(kind, value, piece))
+                i += n
+                break
+        else:
+            if tokens and tokens[-1].kind == "UNK" and lang == "zh":  # keep unknown runs together
+                tokens[-1] = Token("UNK", None, tokens[-1].text + units[i])
+            else:
+                tokens.append(Token("UNK", None, units[i]))
+            i += 1
+    return tokens
+
+
+class _Builder:
+    """The parse state: groups built so far, pending modifiers and a pending relation."""
+
+    def __init__(self, lang: str):
+        self.lang = lang
+        self.groups: list[dict] = []
+        self.relations: list[Relation] = []
+        self.background: str | None = None
+        self.unparsed: list[str] = []
+        self.mods: dict[str, object] = {}
+        self.mod_words: list[str] = []
+        self.last_group: int | None = None  # the group just closed, with no separator since
+        self.pending_rel: tuple[str, str, int | None, str] | None = None  # mode, rel, anchor, word
+        self.at_subject: int | None = None  # zh 'A在B的左边': A
+        self.at_object: int | None = None
+        self.want_background = False
+
+    def modifier(self, token: Token) -> None:
+        attr = {"NUM": "count", "SIZE": "size", "TEX": "texture", "COL": "colour",
+                "BGCOL": "bgcol"}[token.kind]
+        if attr == "bgcol" and self.want_background:
+            self.background, self.want_background = str(token.value), False
+            return
+        self.mods[attr] = token.value
+        self.mod_words.append(token.text)
+
+    def background_word(self) -> None:
+        if "bgcol" in self.mods:
+            self.background = str(self.mods["bgcol"])
+        elif "colour" in self.mods:  # an object colour cannot be a background here
+            self.unparsed.append(f"{self.mod_words[-1]} background")
+        else:
+            self.want_background = True
+        self.mods, self.mod_words = {}, []
+
+    def shape(self, token: Token) -> None:
+        if "bgcol" in self.mods:
+            self.unparsed.append(str(self.mods.pop("bgcol")))
+        # A bare plural ('red circles', '几个圆形') means "two or more": count None.
+        count = self.mods.get("count", 1 if token.kind == "SHAPE" else None)
+        attrs = {"shape": token.value, "count": count, "colour": self.mods.get("colour"),
+                 "texture": self.mods.get("texture"), "size": self.mods.get("size")}
+        index = self._existing(attrs) if "count" not in self.mods else None
+        if index is None:
+            self.groups.append(attrs)
+            index = len(self.groups) - 1
+        self.mods, self.mod_words = {}, []
+        self._relate(index)
+        self.last_group = index
+
+    def _existing(self, attrs: dict) -> int | None:
+        """'the blue square' after 'a blue square' refers to the same group."""
+        for i, group in enumerate(self.groups):
+            if group["shape"] == attrs["shape"] and all(
+                    attrs[k] in (None, group[k]) for k in ("colour", "texture", "size")):
+                return i
+        return None
+
+    def _relate(self, index: int) -> None:
+        if self.at_subject is not None and self.at_object is None:
+            self.at_object = index
+        if self.pending_rel is None:
+            return
+        mode, rel, anchor, word = self.pending_rel
+        if mode == "direct":  # en 'A left of B'
+            self.relations.append(Relation(anchor, rel, index))
+        elif mode == "after_object":  # zh 'B左边有A', or en 'left of B there is A' once B is known
+            self.relations.append(Relation(index, rel, anchor))
+        else:  # en 'left of B …': B arrives first
+            self.pending_rel = ("after_object", rel, index, word)
+            return
+        self.pending_rel = None
+
+    def relation(self, token: Token) -> None:
+        rel = str(token.value)
+        if self.at_subject is not None and self.at_object is not None:
+            self.relations.append(Relation(self.at_subject, rel, self.at_object))
+            self.at_subject = self.at_object = None
+        elif self.last_group is not None and not self.mods:
+            mode = "direct" if self.lang == "en" else "after_object"
+            self.pending_rel = (mode, rel, self.last_group, token.text)
+        else:
+            self.pending_rel = ("before_object", rel, None, token.text)
+
+    def texture_postfix(self, token: Token) -> None:
+        if self.last_group is not None and self.groups[self.last_group]["texture"] is None:
+            self.groups[self.last_group]["texture"] = token.value
+        else:
+            self.unparsed.append(token.text)
+
+    def finish(self) -> ParsedPrompt:
+        if self.mod_words:
+            self.unparsed.extend(self.mod_words)
+        if self.pending_rel is not None:
+            self.unparsed.append(self.pending_rel[3])
+        groups = tuple(ObjectGroup(**g) for g in self.groups)
+        spec = SceneSpec(groups, tuple(self.relations), self.background)
+        return ParsedPrompt(spec, self.lang, tuple(self.unparsed))
+
+
+def parse(text: str) -> ParsedPrompt:
+    """Read a prompt in English or Chinese. Never raises; check ``.unparsed`` and ``.spec``."""
+    lang = detect_lang(text)
+    builder = _Builder(lang)
+    for token in tokenize(text, lang):
+        if token.kind in ("NUM", "SIZE", "TEX", "COL", "BGCOL"):
+            builder.modifier(token)
+        elif token.kind in ("SHAPE", "SHAPES"):
+            builder.shape(token)
+        elif token.kind == "REL":
+            builder.relation(token)
+        elif token.kind == "TEXPOST":
+            builder.texture_postfix(token)
+        elif token.kind == "BG":
+            builder.background_word()
+        elif token.kind == "AT":
+            builder.at_subject, builder.at_object = builder.last_group, None
+        elif token.kind == "SEP":
+            builder.last_group = None
+        elif token.kind == "UNK":
+            builder.unparsed.append(token.text)
+    return builder.finish()
