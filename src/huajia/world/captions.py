@@ -144,7 +144,7 @@ def caption(spec: SceneSpec, tmpl: Template | str, rng: np.random.Generator | No
     clauses += [phrases[i] for i in range(len(spec.groups)) if i not in related]
     if tmpl.lang == "en":
         body = clauses[0] if len(clauses) == 1 else ", ".join(clauses[:-1]) + " and " + clauses[-1]
-        plural = len(spec.groups) > 1 or spec.groups[0].count > 1
+        plural = len(spec.groups) > 1 or spec.groups[0].count != 1
         text = tmpl.prefix.replace("{be}", "are" if plural else "is") + body
         if spec.background:
             bg = words.en(vocab.BACKGROUNDS, spec.background)

@@ -13,6 +13,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from huajia.errors import HuajiaError
 from huajia.world import vocab
 from huajia.world.spec import ObjectGroup, Relation, SceneSpec
 
@@ -130,11 +131,13 @@ class _Builder:
         self.unparsed: list[str] = []
         self.mods: dict[str, object] = {}
         self.mod_words: list[str] = []
+        self.mod_attrs: list[str] = []  # the attribute each of mod_words set
         self.last_group: int | None = None  # the group just closed, with no separator since
         self.pending_rel: tuple[str, str, int | None, str] | None = None  # mode, rel, anchor, word
         self.at_subject: int | None = None  # zh 'A在B的左边': A
         self.at_object: int | None = None
         self.want_background = False
+        self.definite = False  # en 'the …': a reference to a group already mentioned
 
     def modifier(self, token: Token) -> None:
         attr = {"NUM": "count", "SIZE": "size", "TEX": "texture", "COL": "colour",
@@ -142,8 +145,16 @@ class _Builder:
         if attr == "bgcol" and self.want_background:
             self.background, self.want_background = str(token.value), False
             return
+        if attr in self.mods and attr != "count":  # two colours for one object: report the first
+            self.unparsed.append(self.mod_words.pop(self._word_index(attr)))
         self.mods[attr] = token.value
         self.mod_words.append(token.text)
+        self.mod_attrs.append(attr)
+
+    def _word_index(self, attr: str) -> int:
+        index = self.mod_attrs.index(attr)
+        self.mod_attrs.pop(index)
+        return index
 
     def background_word(self) -> None:
         if "bgcol" in self.mods:
@@ -152,7 +163,7 @@ class _Builder:
             self.unparsed.append(f"{self.mod_words[-1]} background")
         else:
             self.want_background = True
-        self.mods, self.mod_words = {}, []
+        self.mods, self.mod_words, self.mod_attrs = {}, [], []
 
     def shape(self, token: Token) -> None:
         if "bgcol" in self.mods:
@@ -161,11 +172,12 @@ class _Builder:
         count = self.mods.get("count", 1 if token.kind == "SHAPE" else None)
         attrs = {"shape": token.value, "count": count, "colour": self.mods.get("colour"),
                  "texture": self.mods.get("texture"), "size": self.mods.get("size")}
-        index = self._existing(attrs) if "count" not in self.mods else None
-        if index is None:
+        index = self._existing(attrs) if self.definite and "count" not in self.mods else None
+        anchor = self.pending_rel[2] if self.pending_rel else None
+        if index is None or index == anchor:  # a relation never links a group to itself
             self.groups.append(attrs)
             index = len(self.groups) - 1
-        self.mods, self.mod_words = {}, []
+        self.mods, self.mod_words, self.mod_attrs, self.definite = {}, [], [], False
         self._relate(index)
         self.last_group = index
 
@@ -238,6 +250,33 @@ def parse(text: str) -> ParsedPrompt:
             builder.at_subject, builder.at_object = builder.last_group, None
         elif token.kind == "SEP":
             builder.last_group = None
+        elif token.kind == "FILL" and token.text == "the":
+            builder.definite = True
         elif token.kind == "UNK":
             builder.unparsed.append(token.text)
     return builder.finish()
+
+
+def _known_words(lang: str) -> str:
+    forms = "en" if lang == "en" else "zh"
+    parts = []
+    for label, concepts in (("shapes", vocab.SHAPES), ("colours", vocab.COLOURS),
+                            ("textures", vocab.TEXTURES), ("sizes", vocab.SIZES)):
+        parts.append(f"{label}: " + ", ".join(getattr(c, forms)[0] for c in concepts))
+    return "; ".join(parts)
+
+
+def read_prompt(text: str) -> ParsedPrompt:
+    """Parse a prompt that must be fully understood (the oracle, the verifier), or raise a
+    one-line HuajiaError naming the words it could not read and the words it knows."""
+    if not text or not text.strip():
+        raise HuajiaError("the prompt is empty; describe the picture, e.g. 'two red circles left "
+                          "of a blue square' or '一个蓝色正方形左边有两个红色圆形'")
+    parsed = parse(text)
+    if parsed.unparsed:
+        unknown = ", ".join(f"'{w}'" for w in parsed.unparsed)
+        raise HuajiaError(f"the shapes world does not know {unknown} in {text!r}; it knows "
+                          + _known_words(parsed.lang))
+    if not parsed.spec.groups:
+        raise HuajiaError(f"no shape named in {text!r}; name at least one, e.g. 'a red circle'")
+    return parsed

@@ -53,21 +53,23 @@ def matches(detection: Detection, group: ObjectGroup) -> bool:
         getattr(group, a) is None or getattr(detection, a) == getattr(group, a) for a in _ATTRS)
 
 
-def _describe(group: ObjectGroup, lang: str, count: int | None) -> str:
-    """'2 small red circles' / '2个小的红色圆形'; count None → no number."""
+def _describe(group: ObjectGroup, lang: str, count: int | None, numbered: bool = True) -> str:
+    """'2 small red circles' / '2个小的红色圆形'; count None or ``numbered=False`` → no number
+    (the noun is still singular for a count of 1)."""
     words = []
     concepts = {"size": vocab.SIZES, "texture": vocab.TEXTURES, "colour": vocab.COLOURS}
-    for attr in ("size", "texture", "colour"):
+    order = ("size", "texture", "colour") if lang == "en" else ("size", "colour", "texture")
+    for attr in order:
         value = getattr(group, attr)
         if value is not None:
             concept = vocab.by_id(concepts[attr], value)
             words.append(concept.en[0] if lang == "en" else concept.zh[0])
     shape = vocab.by_id(vocab.SHAPES, group.shape)
+    show = numbered and count is not None
     if lang == "zh":
-        number = "" if count is None else f"{count}个"
-        return number + "".join(words) + shape.zh[0]
+        return (f"{count}个" if show else "") + "".join(words) + shape.zh[0]
     noun = shape.en[0] if count == 1 else shape.en_plural
-    return " ".join(([str(count)] if count is not None else []) + words + [noun])
+    return " ".join(([str(count)] if show else []) + words + [noun])
 
 
 def _as_group(d: Detection, like: ObjectGroup) -> ObjectGroup:
@@ -124,7 +126,8 @@ def _relation_result(rel: Relation, spec: SceneSpec, detections: tuple[Detection
     subj = [d for d in detections if matches(d, subj_group)]
     obj = [d for d in detections if matches(d, obj_group)]
     rel_word = vocab.by_id(vocab.RELATIONS, rel.relation)
-    a, b = _describe(subj_group, lang, None), _describe(obj_group, lang, None)
+    a = _describe(subj_group, lang, subj_group.count, numbered=False)
+    b = _describe(obj_group, lang, obj_group.count, numbered=False)
     groups = (rel.subject, rel.object)
     if not subj or not obj:
         missing = a if not subj else b
@@ -136,14 +139,16 @@ def _relation_result(rel: Relation, spec: SceneSpec, detections: tuple[Detection
     delta = float(np.mean([coord(d) for d in subj]) - np.mean([coord(d) for d in obj]))
     passed = delta * sign > RELATION_TOLERANCE
     if lang == "zh":
-        actual = "齐平" if abs(delta) <= RELATION_TOLERANCE else _SIDE_WORDS["zh"][(axis, 1 if delta > 0 else -1)]
+        side = _SIDE_WORDS["zh"][(axis, 1 if delta > 0 else -1)]
+        actual = "齐平" if abs(delta) <= RELATION_TOLERANCE else side
         text = (f"{a}在{b}的{rel_word.zh[0]}" if passed
                 else f"{a}应在{b}的{rel_word.zh[0]}，实际在{actual}")
     else:
         actual = ("level with it" if abs(delta) <= RELATION_TOLERANCE
                   else _SIDE_WORDS["en"][(axis, 1 if delta > 0 else -1)])
+        subject_is = "it is" if subj_group.count == 1 else "they are"
         text = (f"{a} {rel_word.en[0]} {b}" if passed
-                else f"expected {a} {rel_word.en[0]} {b}, but they are {actual}")
+                else f"expected {a} {rel_word.en[0]} {b}, but {subject_is} {actual}")
     return ConstraintResult("relation", passed, text, groups)
 
 

@@ -1,0 +1,20 @@
+# The two commands a newcomer needs: `make demo` (main job) and `make test`.
+PYTHON ?= python3
+
+.PHONY: setup demo test lint bench
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(PYTHON) -m huajia demo --out demo-out
+
+test: setup
+	$(PYTHON) -m pytest
+
+lint:
+	$(PYTHON) -m ruff check src tests benchmarks
+
+bench: setup
+	$(PYTHON) benchmarks/verifier_speed.py
+	$(PYTHON) benchmarks/dataset_speed.py

@@ -1,0 +1,3 @@
+from huajia.cli import main
+
+main()

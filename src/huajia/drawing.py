@@ -1,0 +1,142 @@
+"""Pictures people look at: captioned grids (contact sheets, timelines) with Chinese text drawn
+as real glyphs.
+
+Fonts are found when first needed, never at import: ``HUAJIA_FONT``, then fontconfig, then
+well-known paths. Without a CJK font Chinese would render as boxes, so we refuse clearly instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from PIL import Image, ImageDraw, ImageFont
+
+from huajia.errors import HuajiaError
+
+_KNOWN_CJK_FONTS = (
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+    "/System/Library/Fonts/PingFang.ttc",
+    "C:/Windows/Fonts/msyh.ttc",
+)
+_CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
+
+
+@lru_cache(maxsize=1)
+def cjk_font_path() -> str:
+    """Path of a font with Chinese glyphs, or a HuajiaError saying how to get one."""
+    configured = os.environ.get("HUAJIA_FONT")
+    if configured:
+        if not os.path.isfile(configured):
+            raise HuajiaError(f"HUAJIA_FONT points to '{configured}', which does not exist")
+        return configured
+    if shutil.which("fc-match"):
+        found = subprocess.run(["fc-match", "-f", "%{file}", ":lang=zh"], capture_output=True,
+                               text=True, check=False).stdout.strip()
+        if found and os.path.isfile(found) and _has_cjk(found):
+            return found
+    for path in _KNOWN_CJK_FONTS:
+        if os.path.isfile(path):
+            return path
+    raise HuajiaError("no font with Chinese glyphs found; install one (Debian/Ubuntu: "
+                      "apt-get install fonts-wqy-microhei, or run 'make setup') or set HUAJIA_FONT")
+
+
+def _has_cjk(path: str) -> bool:
+    try:
+        font = ImageFont.truetype(path, 16)
+    except OSError:
+        return False
+    return font.getmask("画").getbbox() != font.getmask("\uffff").getbbox()
+
+
+@lru_cache(maxsize=8)
+def font(size: int = 14) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(cjk_font_path(), size)
+
+
+def wrap(text: str, width_px: int, face: ImageFont.FreeTypeFont) -> list[str]:
+    """Greedy wrap: English breaks at spaces, Chinese between any two characters."""
+    tokens = re.findall(r"[\u3000-\u9fff\uff00-\uffef]|[^\s\u3000-\u9fff\uff00-\uffef]+\s*|\s+",
+                        text)
+    lines, current = [], ""
+    for token in _split_long(tokens, width_px, face):
+        candidate = current + token
+        if current and face.getlength(candidate.rstrip()) > width_px:
+            lines.append(current.rstrip())
+            current = token.lstrip()
+        else:
+            current = candidate
+    if current.strip():
+        lines.append(current.rstrip())
+    return lines
+
+
+def _split_long(tokens: list[str], width_px: int, face: ImageFont.FreeTypeFont) -> list[str]:
+    """Break any single token wider than the line into pieces that fit."""
+    out = []
+    for token in tokens:
+        while face.getlength(token.rstrip()) > width_px and len(token) > 1:
+            cut = len(token) - 1
+            while cut > 1 and face.getlength(token[:cut]) > width_px:
+                cut -= 1
+            out.append(token[:cut])
+            token = token[cut:]
+        out.append(token)
+    return out
+
+
+@dataclass(frozen=True)
+class Tile:
+    image: Image.Image
+    lines: tuple[str, ...] = ()  # text under the picture, one paragraph per entry
+    colour: tuple[int, int, int] = (30, 30, 30)  # text colour (e.g. red for a failure)
+
+
+def captioned_grid(tiles: Sequence[Tile], columns: int = 4, tile_px: int = 192,
+                   text_lines: int = 5, font_px: int = 13, title: str = "") -> Image.Image:
+    """A contact sheet: pictures scaled to ``tile_px`` with wrapped text under each."""
+    if not tiles:
+        raise HuajiaError("nothing to draw: the grid has no pictures")
+    face = font(font_px)
+    line_h = font_px + 4
+    pad = 8
+    cell_w, cell_h = tile_px + 2 * pad, tile_px + 2 * pad + text_lines * line_h
+    title_h = (font_px + 10) if title else 0
+    rows = (len(tiles) + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * cell_w, rows * cell_h + title_h), (250, 250, 248))
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((pad, 4), title, fill=(0, 0, 0), font=font(font_px + 2))
+    for i, tile in enumerate(tiles):
+        x, y = (i % columns) * cell_w + pad, (i // columns) * cell_h + pad + title_h
+        picture = tile.image.convert("RGB").resize((tile_px, tile_px), Image.Resampling.LANCZOS)
+        sheet.paste(picture, (x, y))
+        wrapped = [w for line in tile.lines for w in wrap(line, tile_px, face)][:text_lines]
+        for k, line in enumerate(wrapped):
+            draw.text((x, y + tile_px + 4 + k * line_h), line, fill=tile.colour, font=face)
+    return sheet
+
+
+def contains_cjk(text: str) -> bool:
+    return bool(_CJK.search(text))
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open a picture fully (so corrupt files fail here), or raise a one-line HuajiaError."""
+    if not os.path.exists(path):
+        raise HuajiaError(f"image '{path}' does not exist; check the path")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (OSError, SyntaxError, ValueError) as error:
+        raise HuajiaError(f"cannot read image '{path}': {error}; is it a PNG/JPEG file?") from error

@@ -1,0 +1,46 @@
+import json
+
+from PIL import Image
+
+from huajia.evaluation.generators import OracleGenerator, RandomGenerator, builtin_generator
+from huajia.evaluation.prompts import TASKS, shapes_eval_prompts
+from huajia.evaluation.report import failure_sheet, write_json
+from huajia.evaluation.shapes_eval import run_shapes_eval
+from huajia.world import captions
+from huajia.world.parser import parse
+
+
+def test_prompt_set_shape():
+    prompts = shapes_eval_prompts()
+    assert len(prompts) == 700 and {p.task for p in prompts} == set(TASKS)
+    assert {p.lang for p in prompts} == {"en", "zh"}
+    assert len({p.id for p in prompts}) == len(prompts)
+    assert prompts == shapes_eval_prompts()  # fixed
+
+
+def test_prompts_are_held_out_and_base_concepts_only():
+    train_prefixes = tuple(t.prefix for t in captions.templates(split="train") if t.prefix)
+    for prompt in shapes_eval_prompts():
+        assert parse(prompt.text).spec == prompt.spec
+        assert not prompt.text.startswith(train_prefixes)
+        for group in prompt.spec.groups:
+            assert group.shape != "hexagon" and group.texture != "checkered"
+
+
+def test_oracle_is_faithful_and_random_is_not():
+    prompts = shapes_eval_prompts(specs_per_task=6)
+    oracle = run_shapes_eval(OracleGenerator(), prompts, images_per_prompt=2)
+    chance = run_shapes_eval(RandomGenerator(), prompts, images_per_prompt=2)
+    assert oracle.overall >= 0.99
+    assert chance.overall <= 0.25
+    assert set(oracle.tasks) == set(TASKS)
+
+
+def test_reports(tmp_path):
+    prompts = shapes_eval_prompts(specs_per_task=2)
+    result = run_shapes_eval(builtin_generator("random"), prompts, images_per_prompt=1)
+    data = json.loads(write_json(result, tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert set(data) >= {"overall", "tasks", "by_lang", "records"}
+    assert abs(data["overall"] - sum(data["tasks"].values()) / len(data["tasks"])) < 1e-9
+    sheet = failure_sheet(result, tmp_path / "failures.png")
+    assert Image.open(sheet).size[0] > 500

@@ -1,0 +1,49 @@
+"""The command line as a user meets it: real subprocesses, exit codes, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def huajia(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "huajia", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("world", "render", ""), "prompt is empty"),
+    (("world", "render", "a magenta circle"), "'magenta'"),
+    (("world", "render", "a red circle", "--size", "7"), "size 7"),
+    (("world", "render", "a red circle", "--out", "/proc/none/x.png"), "cannot write"),
+    (("world", "dataset", "--n", "3", "--out", "/proc/none"), "cannot write"),
+    (("eval", "shapes", "--model", "nope"), "unknown model"),
+])
+def test_bad_input_is_one_line_exit_2(args, needle):
+    done = huajia(*args)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0]
+
+
+def test_render_parse_verify_round_trip(tmp_path):
+    out = tmp_path / "pic.png"
+    prompt = "两个红色条纹圆形在一个蓝色正方形的左边"
+    assert huajia("world", "render", prompt, "--out", str(out)).returncode == 0
+    parsed = json.loads(huajia("world", "parse", prompt).stdout)
+    assert parsed["lang"] == "zh" and parsed["unparsed"] == []
+    verified = huajia("world", "verify", str(out), prompt)
+    assert verified.returncode == 0 and "PASS" in verified.stdout
+    assert huajia("world", "verify", str(out), "three red circles").returncode == 1
+
+
+def test_dataset_and_eval_commands(tmp_path):
+    done = huajia("world", "dataset", "--n", "12", "--out", str(tmp_path / "ds"))
+    assert done.returncode == 0
+    assert len((tmp_path / "ds" / "metadata.jsonl").read_text(encoding="utf-8").splitlines()) == 12
+    done = huajia("eval", "shapes", "--model", "oracle", "--specs-per-task", "2", "-n", "1",
+                  "--json", str(tmp_path / "r.json"), "--out", str(tmp_path / "ev"))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert report["overall"] >= 0.99 and "single_object" in report["tasks"]

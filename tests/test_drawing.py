@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from huajia.drawing import Tile, captioned_grid, font, load_image, wrap
+from huajia.errors import HuajiaError
+
+
+def _ink(text: str) -> np.ndarray:
+    canvas = Image.new("L", (120, 40), 0)
+    ImageDraw.Draw(canvas).text((4, 4), text, fill=255, font=font(24))
+    return np.asarray(canvas) > 0
+
+
+def test_chinese_renders_as_real_glyphs():
+    hua, jia, missing = _ink("画"), _ink("家"), _ink("\uffff")
+    assert hua.sum() > 40 and jia.sum() > 40
+    assert not np.array_equal(hua, jia)  # distinct glyphs, not one 'tofu' box
+    assert not np.array_equal(hua, missing)
+
+
+def test_wrap_breaks_chinese_and_english():
+    face = font(13)
+    lines = wrap("应有2个红色圆形，只找到1个；另有1个蓝色圆形", 100, face)
+    assert len(lines) > 1 and all(face.getlength(line) <= 100 for line in lines)
+    assert wrap("two red circles left of a blue square", 90, face)[0] == "two red circles"
+
+
+def test_grid_and_bad_images(tmp_path):
+    grid = captioned_grid([Tile(Image.new("RGB", (64, 64)), ("画家 huajia",))] * 3, columns=2)
+    assert grid.size[0] == 2 * (192 + 16)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 20)
+    with pytest.raises(HuajiaError, match="cannot read image"):
+        load_image(broken)
+    with pytest.raises(HuajiaError, match="does not exist"):
+        load_image(tmp_path / "nope.png")

@@ -1,0 +1,57 @@
+import json
+
+import pytest
+from PIL import Image
+
+from huajia.errors import HuajiaError
+from huajia.world import captions
+from huajia.world.dataset import read_metadata, write_dataset
+from huajia.world.parser import parse
+from huajia.world.spec import SceneSpec
+
+
+def test_imagefolder_layout_and_captions(tmp_path):
+    write_dataset(tmp_path, 40, seed=3, workers=1)
+    rows = list(read_metadata(tmp_path))
+    assert len(rows) == 40
+    train_frames = {t.id for t in captions.templates(split="train")}
+    assert train_frames  # captions come only from train templates: checked through the parser
+    for row in rows:
+        assert set(row) >= {"file_name", "text", "text_zh", "spec", "scene"}
+        assert Image.open(tmp_path / row["file_name"]).size == (128, 128)
+        spec = SceneSpec.from_dict(row["spec"])
+        assert parse(row["text"]).spec == spec
+        assert parse(row["text_zh"]).spec == spec
+
+
+def test_same_seed_same_dataset_whatever_the_workers(tmp_path):
+    write_dataset(tmp_path / "a", 300, seed=9, workers=1)
+    write_dataset(tmp_path / "b", 300, seed=9, workers=2)
+    a = (tmp_path / "a" / "metadata.jsonl").read_text(encoding="utf-8")
+    assert a == (tmp_path / "b" / "metadata.jsonl").read_text(encoding="utf-8")
+    assert (tmp_path / "a/images/0000299.png").read_bytes() == \
+        (tmp_path / "b/images/0000299.png").read_bytes()
+    assert json.loads(a.splitlines()[0])["text"]
+
+
+def test_train_captions_avoid_eval_templates(tmp_path):
+    write_dataset(tmp_path, 60, seed=1, workers=1)
+    eval_prefixes = ("there is", "there are", "图中", "一张图片")
+    for row in read_metadata(tmp_path):
+        assert not row["text"].startswith(eval_prefixes[:2])
+        assert not any(p in row["text_zh"] for p in eval_prefixes[2:])
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"n": 0}, "at least 1"), ({"n": 2, "split": "test"}, "unknown split"),
+    ({"n": 2, "side": 7}, "out of range")])
+def test_bad_arguments(tmp_path, kwargs, message):
+    with pytest.raises(HuajiaError, match=message):
+        write_dataset(tmp_path, **kwargs)
+
+
+def test_unwritable_output(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(HuajiaError, match="cannot write"):
+        write_dataset(blocker / "sub", 2)
