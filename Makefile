@@ -10,6 +10,7 @@ demo: setup
 	$(PYTHON) -m huajia demo --out demo-out
 
 test: setup
+	$(PYTHON) -m ruff check src tests benchmarks
 	$(PYTHON) -m pytest
 
 lint:
