@@ -18,7 +18,7 @@ def huajia(*args: str) -> subprocess.CompletedProcess:
     (("world", "render", "a red circle", "--size", "7"), "size 7"),
     (("world", "render", "a red circle", "--out", "/proc/none/x.png"), "cannot write"),
     (("world", "dataset", "--n", "3", "--out", "/proc/none"), "cannot write"),
-    (("eval", "shapes", "--model", "nope"), "unknown model"),
+    (("eval", "shapes", "--model", "nope"), "no model at 'nope'"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle):
     done = huajia(*args)

@@ -6,7 +6,9 @@ User errors (``HuajiaError``) print one line and exit 2; nothing here holds logi
 from __future__ import annotations
 
 import json
+import os
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,8 +25,10 @@ app = typer.Typer(help="huajia (画家): text-to-image that thinks while it pain
 world_app = typer.Typer(help="The shapes world: render, parse, verify, make datasets.",
                         no_args_is_help=True)
 eval_app = typer.Typer(help="Benchmarks: ShapesEval.", no_args_is_help=True)
+train_app = typer.Typer(help="Training: the embedded base model.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
 app.add_typer(eval_app, name="eval")
+app.add_typer(train_app, name="train")
 console = Console()
 
 
@@ -111,16 +115,20 @@ def world_verify(
 
 @eval_app.command("shapes")
 def eval_shapes(
-    model: str = typer.Option("oracle", help="oracle, oracle-perturbed, random."),
+    model: str = typer.Option("oracle", help="oracle, oracle-perturbed, random, embedded, or a "
+                                             "diffusers pipeline folder / hub id."),
     json_path: Path = typer.Option(None, "--json", help="Write the full report here."),
     out: Path = typer.Option(None, "--out", help="Folder for failures.png (and report.json)."),
     images_per_prompt: int = typer.Option(4, "--images-per-prompt", "-n", min=1),
     specs_per_task: int = typer.Option(50, "--specs-per-task",
                                        help="Specs per task; each gives an en and a zh prompt."),
     size: int = typer.Option(128, help="Image side in pixels (64-512)."),
+    steps: int = typer.Option(20, help="Denoising steps (models only)."),
+    cfg: float = typer.Option(5.0, "--cfg", help="Guidance scale (models only)."),
+    scheduler: str = typer.Option(None, help="ddim, euler, euler_a, dpmpp_2m, unipc, ddpm."),
 ) -> None:
     """ShapesEval: GenEval-style compositional benchmark on held-out prompts (en + zh)."""
-    from huajia.evaluation.generators import builtin_generator
+    from huajia.evaluation.generators import make_generator
     from huajia.evaluation.prompts import shapes_eval_prompts
     from huajia.evaluation.report import failure_sheet, write_json
     from huajia.evaluation.shapes_eval import run_shapes_eval
@@ -130,7 +138,9 @@ def eval_shapes(
         prepare_out_dir(out)
     if json_path is not None:
         _out_file(json_path)
-    generator = builtin_generator(model)
+    engine_options = {"steps": steps, "guidance": cfg, "scheduler": scheduler}
+    plain = model in ("oracle", "oracle-perturbed", "random") or model.startswith("oracle-vae")
+    generator = make_generator(model) if plain else make_generator(model, **engine_options)
     prompts = shapes_eval_prompts(specs_per_task)
     with progress_bar(f"ShapesEval {model}", len(prompts) * images_per_prompt) as advance:
         result = run_shapes_eval(generator, prompts, images_per_prompt, size, progress=advance)
@@ -156,11 +166,76 @@ def _print_result(result) -> None:
     console.print(table)
 
 
+@train_app.command("base")
+def train_base_command(
+    out: Path = typer.Option(..., "--out", help="Run folder; the model lands in OUT/model."),
+    resume: bool = typer.Option(False, help="Continue from OUT/checkpoints."),
+    seed: int = typer.Option(0),
+    scenes: int = typer.Option(24_000, help="Distinct training scenes."),
+    vae_steps: int = typer.Option(1_500),
+    unet_steps: int = typer.Option(2_000),
+    eval_specs: int = typer.Option(10, help="ShapesEval specs per task for the model card."),
+) -> None:
+    """Train the embedded model from scratch on the shapes world (CUDA if present, else CPU),
+    then measure it with ShapesEval and write its model card."""
+    from huajia.training.base import BaseRecipe, train_base
+    from huajia.world.dataset import prepare_out_dir
+
+    prepare_out_dir(out)
+    recipe = BaseRecipe(seed=seed, n_scenes=scenes, vae_steps=vae_steps, unet_steps=unet_steps)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        model_dir = train_base(recipe, out, resume=resume, progress=progress)
+    console.print(f"model: {model_dir}")
+    model_card(model_dir, eval_specs)
+
+
+@train_app.command("card")
+def model_card(
+    model_dir: Path = typer.Argument(..., help="A model folder written by 'train base'."),
+    eval_specs: int = typer.Option(10, help="ShapesEval specs per task."),
+) -> None:
+    """Measure a trained model (VAE fidelity, generation) and (re)write its model card."""
+    from huajia.training.model_card import write_model_card
+
+    if not (model_dir / "training.json").is_file():
+        raise HuajiaError(f"'{model_dir}' has no training.json; pass OUT/model from 'train base'")
+    evaluations = []
+    for setting, name in (("VAE round trip of oracle pictures", f"oracle-vae:{model_dir}"),
+                          ("generation, 20 DDIM steps, CFG 5", str(model_dir))):
+        scores = _quick_eval(name, eval_specs)
+        evaluations.append({"setting": setting, **scores})
+    console.print(f"model card: {write_model_card(model_dir, evaluations)}")
+
+
+def _quick_eval(model: str, specs_per_task: int) -> dict:
+    from huajia.evaluation.generators import make_generator
+    from huajia.evaluation.prompts import shapes_eval_prompts
+    from huajia.evaluation.shapes_eval import run_shapes_eval
+
+    prompts = shapes_eval_prompts(specs_per_task)
+    with progress_bar(f"ShapesEval {model}", len(prompts) * 2) as advance:
+        result = run_shapes_eval(make_generator(model), prompts, 2, progress=advance)
+    _print_result(result)
+    return {"overall": result.overall, "tasks": result.tasks}
+
+
 @app.command("demo")
 def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="Where results go."),
-         specs_per_task: int = typer.Option(20, "--specs-per-task")) -> None:
-    """The main job: a sample of the world and ShapesEval on the oracle."""
+         model: str = typer.Option("embedded", help="Model to show."),
+         specs_per_task: int = typer.Option(5, "--specs-per-task")) -> None:
+    """The main job: the world, a grid of generated pictures (en + zh), ShapesEval."""
     from huajia.drawing import Tile, captioned_grid
+    from huajia.evaluation.generators import make_generator
+    from huajia.evaluation.report import prompt_grid
     from huajia.world.dataset import make_example, prepare_out_dir
     from huajia.world.render import render
 
@@ -172,8 +247,78 @@ def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="Where results
     captioned_grid(tiles, columns=4, text_lines=10, title="The shapes world (train split)").save(
         out / "world.png")
     console.print(f"world sample: {out / 'world.png'}")
-    eval_shapes(model="oracle", json_path=out / "shapes_eval.json", out=out,
-                images_per_prompt=2, specs_per_task=specs_per_task, size=128)
+    with console.status(f"painting a dozen prompts with {model}"):
+        prompt_grid(make_generator(model)).save(out / "grid.png")
+    console.print(f"generated grid: {out / 'grid.png'}")
+    eval_shapes(model=model, json_path=out / "shapes_eval.json", out=out, images_per_prompt=2,
+                specs_per_task=specs_per_task, size=128, steps=20, cfg=5.0, scheduler=None)
+
+
+@app.command("generate")
+def generate(
+    prompt: str = typer.Argument(..., help="What to paint (English or 中文; A1111 (word:1.5) works)."),
+    n: int = typer.Option(1, "-n", "--n", help="Number of images."),
+    seed: int = typer.Option(None, help="Seed of the first image (the next ones: seed+1, …)."),
+    steps: int = typer.Option(20, help="Denoising steps."),
+    cfg: float = typer.Option(5.0, "--cfg", help="Guidance scale."),
+    size: str = typer.Option(None, help="WIDTHxHEIGHT (default: the model's native size)."),
+    negative: str = typer.Option("", "--negative", help="Negative prompt."),
+    style: str = typer.Option("none", help="Style preset (see 'huajia styles')."),
+    model: str = typer.Option("embedded", help="embedded, a diffusers folder or a hub id."),
+    scheduler: str = typer.Option(None, help="ddim, euler, euler_a, dpmpp_2m, unipc, ddpm."),
+    lora: list[str] = typer.Option([], "--lora", help="PATH[:SCALE], repeatable."),
+    out: Path = typer.Option(Path("outputs"), "--out", help="Folder for the PNGs."),
+) -> None:
+    """Generate images; each PNG carries A1111 'parameters' infotext."""
+    from huajia.engine.engine import Engine
+    from huajia.engine.infotext import save_png
+    from huajia.engine.lora import check_lora_paths
+    from huajia.engine.request import GenerationRequest, LoraSpec, parse_size
+    from huajia.engine.styles import get_style
+    from huajia.world.dataset import prepare_out_dir
+
+    width, height = parse_size(size) if size else (None, None)
+    request = GenerationRequest(
+        prompt=prompt, negative_prompt=negative, seed=seed, steps=steps, guidance=cfg,
+        width=width, height=height, n=n, style=style, scheduler=scheduler,
+        loras=tuple(LoraSpec.parse(x) for x in lora))
+    get_style(style)  # unknown styles and missing LoRAs fail before the model loads
+    check_lora_paths(request.loras)
+    prepare_out_dir(out)
+    engine = Engine(model)
+    with progress_bar("painting", steps) as advance:
+        result = engine.generate(request, on_step=lambda done, total: advance(1))
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    for image, seed_used, infotext in zip(result.images, result.seeds, result.infotexts,
+                                          strict=True):
+        path = _free_name(out, seed_used)
+        save_png(image, path, infotext)
+        console.print(str(path))
+
+
+def _free_name(folder: Path, seed: int) -> Path:
+    index = len(list(folder.glob("*.png")))
+    while (folder / f"{index:05d}-{seed}.png").exists():
+        index += 1
+    return folder / f"{index:05d}-{seed}.png"
+
+
+@app.command("info")
+def info(image: Path = typer.Argument(..., help="A PNG made by huajia (or A1111).")) -> None:
+    """Print the generation parameters stored in a PNG."""
+    from huajia.engine.infotext import read_infotext
+
+    console.print(read_infotext(image), markup=False, highlight=False)
+
+
+@app.command("styles")
+def styles() -> None:
+    """List the style presets."""
+    from huajia.engine.styles import load_styles
+
+    for style in load_styles().values():
+        console.print(f"[bold]{style.name}[/]: {style.prompt}", highlight=False)
 
 
 @app.command("version")
@@ -184,7 +329,17 @@ def version() -> None:
     console.print(__version__)
 
 
+def _quiet_libraries() -> None:
+    """Keep diffusers/transformers chatter (deprecations, loading bars) off the user's screen."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
 def main() -> None:
+    _quiet_libraries()
     try:
         code = app(standalone_mode=False)
     except HuajiaError as error:

@@ -2,7 +2,7 @@ import json
 
 from PIL import Image
 
-from huajia.evaluation.generators import OracleGenerator, RandomGenerator, builtin_generator
+from huajia.evaluation.generators import OracleGenerator, RandomGenerator, make_generator
 from huajia.evaluation.prompts import TASKS, shapes_eval_prompts
 from huajia.evaluation.report import failure_sheet, write_json
 from huajia.evaluation.shapes_eval import run_shapes_eval
@@ -38,7 +38,7 @@ def test_oracle_is_faithful_and_random_is_not():
 
 def test_reports(tmp_path):
     prompts = shapes_eval_prompts(specs_per_task=2)
-    result = run_shapes_eval(builtin_generator("random"), prompts, images_per_prompt=1)
+    result = run_shapes_eval(make_generator("random"), prompts, images_per_prompt=1)
     data = json.loads(write_json(result, tmp_path / "r.json").read_text(encoding="utf-8"))
     assert set(data) >= {"overall", "tasks", "by_lang", "records"}
     assert abs(data["overall"] - sum(data["tasks"].values()) / len(data["tasks"])) < 1e-9

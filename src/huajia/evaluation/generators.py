@@ -2,7 +2,8 @@
 
 ``oracle`` draws exactly what the prompt says (the renderer), ``oracle-perturbed`` the same after
 the blur/JPEG/noise/hue damage of a generative model, ``random`` a random scene that ignores the
-prompt. Real models (the embedded one, diffusers pipelines) implement the same protocol.
+prompt, ``oracle-vae[:MODEL]`` oracle pictures through a model's autoencoder. Real models (the
+embedded one, diffusers pipelines) run through the engine behind the same protocol.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from huajia.errors import HuajiaError
 from huajia.world.parser import read_prompt
 from huajia.world.perturb import perturb
 from huajia.world.render import render
@@ -56,13 +56,76 @@ class RandomGenerator:
                 for seed in seeds]
 
 
+class VaeRoundTripGenerator:
+    """Oracle pictures passed through a model's VAE (encode → decode): how faithful the
+    autoencoder is, independent of the denoiser."""
+
+    def __init__(self, pipe, name: str):
+        self.vae = pipe.vae
+        self.name = name
+
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int],
+                 side: int) -> list[Image.Image]:
+        import torch
+
+        originals = OracleGenerator().generate(prompts, seeds, side)
+        batch = np.stack([np.asarray(im, dtype=np.float32) for im in originals]) / 127.5 - 1
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.vae.device, self.vae.dtype)
+        with torch.no_grad():
+            decoded = self.vae.decode(self.vae.encode(x).latent_dist.mode()).sample
+        pixels = ((decoded.float().clamp(-1, 1) + 1) * 127.5).round().byte()
+        return [Image.fromarray(p.permute(1, 2, 0).cpu().numpy()) for p in pixels]
+
+
+class EngineGenerator:
+    """Any diffusers pipeline (or the embedded model) through huajia's engine. Consecutive jobs
+    with the same prompt and consecutive seeds run as one request of n images."""
+
+    def __init__(self, engine, steps: int = 20, guidance: float = 5.0,
+                 scheduler: str | None = None, guidance_rescale: float = 0.0):
+        self.engine = engine
+        self.steps, self.guidance, self.scheduler = steps, guidance, scheduler
+        self.guidance_rescale = guidance_rescale
+        self.name = engine.source.name
+
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int],
+                 side: int) -> list[Image.Image]:
+        from huajia.engine.request import GenerationRequest
+
+        images: list[Image.Image] = []
+        for prompt, first_seed, count in _runs(prompts, seeds):
+            request = GenerationRequest(
+                prompt=prompt, seed=first_seed, n=count, steps=self.steps, guidance=self.guidance,
+                scheduler=self.scheduler, guidance_rescale=self.guidance_rescale,
+                width=side, height=side)
+            images.extend(self.engine.generate(request).images)
+        return images
+
+
+def _runs(prompts: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, int, int]]:
+    """Group jobs into (prompt, first seed, count) runs of consecutive seeds."""
+    runs: list[tuple[str, int, int]] = []
+    for prompt, seed in zip(prompts, seeds, strict=True):
+        if runs and runs[-1][0] == prompt and runs[-1][1] + runs[-1][2] == seed:
+            runs[-1] = (prompt, runs[-1][1], runs[-1][2] + 1)
+        else:
+            runs.append((prompt, seed, 1))
+    return runs
+
+
 BUILTIN = {"oracle": lambda: OracleGenerator(False),
            "oracle-perturbed": lambda: OracleGenerator(True),
            "random": RandomGenerator}
 
 
-def builtin_generator(name: str) -> ImageGenerator:
-    if name not in BUILTIN:
-        raise HuajiaError(f"unknown model '{name}'; use one of {', '.join(BUILTIN)} "
-                          "or a diffusers pipeline directory")
-    return BUILTIN[name]()
+def make_generator(name: str, **engine_options) -> ImageGenerator:
+    """A built-in picture maker by name, or any model the engine can load ('embedded', a
+    diffusers folder, a hub id)."""
+    if name in BUILTIN:
+        return BUILTIN[name]()
+    from huajia.engine.engine import Engine
+
+    if name == "oracle-vae" or name.startswith("oracle-vae:"):
+        model = name.partition(":")[2] or "embedded"
+        return VaeRoundTripGenerator(Engine(model).pipe, name)
+    return EngineGenerator(Engine(name), **engine_options)

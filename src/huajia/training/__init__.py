@@ -1,0 +1,1 @@
+"""Learning: the embedded base model's recipe (and, later, LoRA and RL trainers)."""

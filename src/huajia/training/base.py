@@ -1,0 +1,258 @@
+"""The embedded model's recipe: tokenizer → VAE → cached latents → UNet + text encoder.
+
+Seeded and resumable: each stage checkpoints into ``OUT/checkpoints`` and ``resume=True``
+continues where it stopped. Captions are drawn afresh at every step from each cached scene
+(language, template, paraphrases and which attributes are left out), so a few tens of thousands
+of pictures give far more distinct (picture, caption) pairs. CUDA is used when present.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import StableDiffusionPipeline
+
+from huajia.training import components as C
+from huajia.world import captions, sampler
+from huajia.world.dataset import described_spec
+from huajia.world.render import render
+from huajia.world.spec import Scene
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class BaseRecipe:
+    size: C.ModelSize = field(default_factory=C.ModelSize)
+    seed: int = 0
+    n_scenes: int = 24_000
+    vae_steps: int = 1_500
+    vae_batch: int = 16
+    vae_crop: int = 64
+    vae_lr: float = 6e-4
+    unet_steps: int = 2_000
+    unet_batch: int = 32
+    unet_lr: float = 4e-4
+    warmup: int = 100
+    caption_dropout: float = 0.1
+    min_snr_gamma: float = 5.0
+    checkpoint_every: int = 200
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pick_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    torch.set_num_threads(os.cpu_count() or 1)
+    return torch.device("cpu")
+
+
+def _to_tensor(images: list) -> torch.Tensor:
+    """PIL images → (B, 3, H, W) in [-1, 1]."""
+    array = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def random_caption(scene: Scene, rng: np.random.Generator, dropout: float) -> str:
+    """A fresh training caption for ``scene``: any train template, en or zh, or '' (for CFG)."""
+    if rng.random() < dropout:
+        return ""
+    spec = described_spec(scene, rng)
+    frames = captions.templates("en" if rng.random() < 0.5 else "zh", "train")
+    return captions.caption(spec, frames[int(rng.integers(len(frames)))], rng)
+
+
+class _Checkpoints:
+    def __init__(self, out: Path):
+        self.folder = out / "checkpoints"
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def load(self, stage: str) -> dict | None:
+        path = self.folder / f"{stage}.pt"
+        return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+
+    def save(self, stage: str, state: dict) -> None:
+        tmp = self.folder / f"{stage}.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(self.folder / f"{stage}.pt")  # atomic: a crash never leaves half a file
+
+
+def _scenes(recipe: BaseRecipe) -> list[Scene]:
+    return [sampler.sample_scene(np.random.default_rng([recipe.seed, 1, i]), "train", seed=i)
+            for i in range(recipe.n_scenes)]
+
+
+def _train_tokenizer(recipe: BaseRecipe, scenes: list[Scene]):
+    rng = np.random.default_rng([recipe.seed, 2])
+    texts = [random_caption(s, rng, 0.0) for s in scenes for _ in range(2)]
+    return C.train_tokenizer(texts, recipe.size)
+
+
+def train_vae(recipe: BaseRecipe, scenes: list[Scene], ckpt: _Checkpoints, device: torch.device,
+              progress: Progress) -> torch.nn.Module:
+    """Autoencoder on random 64-px crops (convolutions only see local structure)."""
+    torch.manual_seed(recipe.seed)
+    vae = C.build_vae(recipe.size).to(device)
+    opt = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr, weight_decay=0.0)
+    state, step = ckpt.load("vae"), 0
+    if state:
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+    rng = np.random.default_rng([recipe.seed, 3, step])
+    side, crop = recipe.size.image_side, recipe.vae_crop
+    while step < recipe.vae_steps:
+        picks = rng.integers(len(scenes), size=recipe.vae_batch)
+        batch = _to_tensor([render(scenes[i], side) for i in picks])
+        x0, y0 = rng.integers(0, side - crop + 1, size=2) // 8 * 8
+        x = batch[:, :, y0:y0 + crop, x0:x0 + crop].to(device)
+        for group in opt.param_groups:
+            group["lr"] = recipe.vae_lr * _lr_factor(step, recipe.vae_steps, recipe.warmup)
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + 1e-6 * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        progress("vae", step, recipe.vae_steps)
+        if step % recipe.checkpoint_every == 0 or step == recipe.vae_steps:
+            ckpt.save("vae", {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step})
+    return vae.eval()
+
+
+@torch.no_grad()
+def encode_latents(vae, scenes: list[Scene], recipe: BaseRecipe, device: torch.device,
+                   progress: Progress) -> tuple[torch.Tensor, float]:
+    """Posterior means of every scene, and the scaling factor that gives them unit variance."""
+    chunks = []
+    for start in range(0, len(scenes), 64):
+        images = [render(s, recipe.size.image_side) for s in scenes[start:start + 64]]
+        chunks.append(vae.encode(_to_tensor(images).to(device)).latent_dist.mean.cpu())
+        progress("latents", min(start + 64, len(scenes)), len(scenes))
+    latents = torch.cat(chunks)
+    return latents, float(1.0 / latents.std())
+
+
+def _ema_update(ema: dict, model: torch.nn.Module, step: int) -> None:
+    decay = min(0.999, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for name, param in model.state_dict().items():
+            if param.dtype.is_floating_point:
+                ema[name].mul_(decay).add_(param.detach(), alpha=1 - decay)
+
+
+def train_unet(recipe: BaseRecipe, scenes: list[Scene], latents: torch.Tensor, tokenizer,
+               ckpt: _Checkpoints, device: torch.device, progress: Progress):
+    """Text encoder + UNet, v-prediction with min-SNR weighting; EMA weights are returned."""
+    torch.manual_seed(recipe.seed + 1)
+    text_encoder = C.build_text_encoder(tokenizer, recipe.size).to(device)
+    unet = C.build_unet(recipe.size).to(device)
+    scheduler = C.build_scheduler()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=recipe.unet_lr, weight_decay=0.01)
+    ema = {"unet": {k: v.detach().clone() for k, v in unet.state_dict().items()},
+           "text": {k: v.detach().clone() for k, v in text_encoder.state_dict().items()}}
+    state, step = ckpt.load("unet"), 0
+    if state:
+        unet.load_state_dict(state["unet"])
+        text_encoder.load_state_dict(state["text"])
+        opt.load_state_dict(state["opt"])
+        ema, step = state["ema"], state["step"]
+    alphas = scheduler.alphas_cumprod.to(device)
+    snr = alphas / (1 - alphas).clamp(min=1e-8)
+    weight_table = torch.minimum(snr, torch.full_like(snr, recipe.min_snr_gamma)) / (snr + 1)
+    rng = np.random.default_rng([recipe.seed, 4, step])
+    while step < recipe.unet_steps:
+        picks = rng.integers(len(scenes), size=recipe.unet_batch)
+        texts = [random_caption(scenes[i], rng, recipe.caption_dropout) for i in picks]
+        ids = tokenizer(texts, padding="max_length", max_length=C.MAX_TOKENS, truncation=True,
+                        return_tensors="pt").input_ids.to(device)
+        z = latents[torch.from_numpy(picks)].to(device)
+        noise = torch.randn_like(z)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(picks),), device=device)
+        noisy = scheduler.add_noise(z, noise, t)
+        target = scheduler.get_velocity(z, noise, t)
+        for group in opt.param_groups:
+            group["lr"] = recipe.unet_lr * _lr_factor(step, recipe.unet_steps, recipe.warmup)
+        pred = unet(noisy, t, text_encoder(ids)[0]).sample
+        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
+        loss = (per_sample * weight_table[t]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        _ema_update(ema["unet"], unet, step)
+        _ema_update(ema["text"], text_encoder, step)
+        step += 1
+        progress("unet", step, recipe.unet_steps)
+        if step % recipe.checkpoint_every == 0 or step == recipe.unet_steps:
+            ckpt.save("unet", {"unet": unet.state_dict(), "text": text_encoder.state_dict(),
+                               "opt": opt.state_dict(), "ema": ema, "step": step,
+                               "loss": loss.item()})
+    unet.load_state_dict(ema["unet"])
+    text_encoder.load_state_dict(ema["text"])
+    return unet.eval(), text_encoder.eval(), scheduler
+
+
+def train_base(recipe: BaseRecipe, out: str | Path, resume: bool = False,
+               progress: Progress | None = None) -> Path:
+    """Train the whole embedded model into ``OUT/model`` (a StableDiffusionPipeline folder)."""
+    out = Path(out)
+    ckpt = _Checkpoints(out)
+    if not resume:
+        for stale in ckpt.folder.glob("*.pt"):
+            stale.unlink()
+    progress = progress or (lambda stage, done, total: None)
+    device = pick_device()
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    scenes = _scenes(recipe)
+    tokenizer = _train_tokenizer(recipe, scenes)
+    timings["data_and_tokenizer_s"] = time.perf_counter() - start
+    mark = time.perf_counter()
+    vae = train_vae(recipe, scenes, ckpt, device, progress)
+    timings["vae_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    latents, scaling = encode_latents(vae, scenes, recipe, device, progress)
+    timings["latents_s"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    unet, text_encoder, scheduler = train_unet(
+        recipe, scenes, latents * scaling, tokenizer, ckpt, device, progress)
+    timings["unet_s"] = time.perf_counter() - mark
+    vae.register_to_config(scaling_factor=scaling)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                   unet=unet, scheduler=scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    model_dir = out / "model"
+    pipe.to(torch.float16).save_pretrained(model_dir)  # fp16 keeps the shipped files small
+    timings["total_s"] = time.perf_counter() - start
+    card = {"recipe": recipe.to_dict(), "timings": timings, "device": str(device),
+            "hardware": hardware(), "final_unet_loss": (ckpt.load("unet") or {}).get("loss")}
+    (model_dir / "training.json").write_text(json.dumps(card, indent=1))
+    return model_dir
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"

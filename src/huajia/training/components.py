@@ -1,0 +1,103 @@
+"""The embedded model's parts, as real diffusers/transformers classes with small configs.
+
+Tokenizer: byte-level BPE trained on the world's captions (English and Chinese), so any text —
+including words the model never saw — maps to tokens. Text encoder: a small CLIP text
+transformer. VAE: an 8x AutoencoderKL. UNet: a small UNet2DConditionModel. Scheduler: v-prediction
+on a zero-terminal-SNR schedule with trailing timesteps (well defined at pure noise, so early
+sampling steps do not turn prediction errors into saturated colour casts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
+
+SPECIAL_TOKENS = ("<|pad|>", "<|startoftext|>", "<|endoftext|>")
+MAX_TOKENS = 77  # as Stable Diffusion: prompts beyond this are chunked by the engine
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Every size knob of the embedded model (recorded in the model card)."""
+
+    image_side: int = 128
+    vocab_size: int = 2048
+    text_width: int = 256
+    text_layers: int = 3
+    vae_channels: tuple[int, ...] = (16, 32, 64, 128)
+    latent_channels: int = 4
+    unet_channels: tuple[int, ...] = (64, 128, 256)
+    unet_layers_per_block: int = 1
+    unet_heads: int = 8
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def train_tokenizer(texts: list[str], size: ModelSize) -> PreTrainedTokenizerFast:
+    """Byte-level BPE over the captions: common words become single tokens, anything else
+    (a new word, a rare Chinese character) falls back to byte pieces, so nothing is [UNK]."""
+    bpe = Tokenizer(models.BPE())
+    # Each Chinese character stands alone (as BERT does), so merges never fuse a count with a
+    # colour ('两个红'): every character is one token, composable like an English word.
+    bpe.normalizer = normalizers.Sequence([
+        normalizers.NFKC(), normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=True,
+                                                       strip_accents=False, lowercase=True)])
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=size.vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    bpe.train_from_iterator(texts, trainer=trainer)
+    bos, eos = SPECIAL_TOKENS[1], SPECIAL_TOKENS[2]
+    bpe.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A {eos}", special_tokens=[(bos, bpe.token_to_id(bos)),
+                                                  (eos, bpe.token_to_id(eos))])
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=bos, eos_token=eos,
+                                   pad_token=SPECIAL_TOKENS[0], model_max_length=MAX_TOKENS)
+
+
+def build_text_encoder(tokenizer: PreTrainedTokenizerFast, size: ModelSize) -> CLIPTextModel:
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=size.text_width,
+        intermediate_size=size.text_width * 3, num_hidden_layers=size.text_layers,
+        num_attention_heads=4, max_position_embeddings=MAX_TOKENS, projection_dim=size.text_width,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id)
+    return CLIPTextModel(config)
+
+
+def build_vae(size: ModelSize) -> AutoencoderKL:
+    blocks = len(size.vae_channels)
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * blocks,
+        up_block_types=("UpDecoderBlock2D",) * blocks, block_out_channels=size.vae_channels,
+        layers_per_block=1, latent_channels=size.latent_channels, norm_num_groups=8,
+        sample_size=size.image_side)
+
+
+def build_unet(size: ModelSize) -> UNet2DConditionModel:
+    latent_side = size.image_side // 2 ** (len(size.vae_channels) - 1)
+    return UNet2DConditionModel(
+        sample_size=latent_side, in_channels=size.latent_channels,
+        out_channels=size.latent_channels, layers_per_block=size.unet_layers_per_block,
+        block_out_channels=size.unet_channels,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=size.text_width, attention_head_dim=size.unet_heads,
+        norm_num_groups=32)
+
+
+def build_scheduler() -> DDIMScheduler:
+    return DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear",
+                         beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction",
+                         rescale_betas_zero_snr=True, timestep_spacing="trailing",
+                         clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerFast, folder: Path) -> None:
+    tokenizer.save_pretrained(str(folder))

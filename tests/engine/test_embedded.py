@@ -1,0 +1,52 @@
+"""The shipped embedded model: plain diffusers loads it, the engine paints with it."""
+
+import numpy as np
+import pytest
+
+from huajia.engine.loading import embedded_path
+
+pytestmark = pytest.mark.skipif(not (embedded_path() / "model_index.json").exists(),
+                                reason="embedded model not installed")
+
+
+def test_plain_diffusers_loads_it_unchanged():
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(embedded_path())
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    size = sum(p.stat().st_size for p in embedded_path().rglob("*") if p.is_file())
+    assert size <= 40 * 2**20
+
+
+def test_tokenizer_covers_unseen_words():
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_path() / "tokenizer")
+    ids = tokenizer("a checkered hexagon 格子六边形 and a zebra 斑马").input_ids
+    assert tokenizer.unk_token_id is None or tokenizer.unk_token_id not in ids
+    assert len(tokenizer.tokenize("六边形")) == 3  # one token per Chinese character
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from huajia.engine.engine import Engine
+
+    return Engine("embedded")
+
+
+def test_paints_128px_deterministically(engine):
+    from huajia.engine.request import GenerationRequest
+
+    request = GenerationRequest("两个红色圆形", seed=11, steps=4, n=2)
+    first, second = engine.generate(request), engine.generate(request)
+    assert first.images[0].size == (128, 128)
+    assert np.array_equal(np.asarray(first.images[1]), np.asarray(second.images[1]))
+
+
+def test_warns_about_words_outside_the_world(engine):
+    from huajia.engine.request import GenerationRequest
+
+    result = engine.generate(GenerationRequest("a red circle next to a dog", seed=1, steps=2))
+    assert result.warnings and "'dog'" in result.warnings[0]
+    clean = engine.generate(GenerationRequest("a (red:1.2) circle", seed=1, steps=2))
+    assert clean.warnings == ()
