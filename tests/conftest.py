@@ -1,9 +1,91 @@
-"""Shared test helpers."""
+"""Shared test helpers, and tiny random-weight pipelines built from the real classes (as
+diffusers' own tests do), saved to disk so the engine loads them like a real checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
+from diffusers import (
+    AutoencoderKL,
+    EulerDiscreteScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+from huajia.training import components as C
+
+_WORDS = ["a red circle left of a blue square", "两个红色圆形", "a photo of a cat",
+          "cyberpunk city at night, neon", "ugly blurry", "two green stars above a triangle"]
 
 
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def tiny_tokenizer():
+    return C.train_tokenizer(_WORDS * 4, replace(C.ModelSize(), vocab_size=400))
+
+
+def _text_config(tokenizer, width: int) -> CLIPTextConfig:
+    return CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=37,
+                          num_hidden_layers=2, num_attention_heads=4,
+                          max_position_embeddings=C.MAX_TOKENS, projection_dim=width,
+                          pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                          eos_token_id=tokenizer.eos_token_id)
+
+
+def _vae():
+    return AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3,
+                         down_block_types=("DownEncoderBlock2D",) * 2,
+                         up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4,
+                         norm_num_groups=8, sample_size=32)
+
+
+def _unet(**extra) -> UNet2DConditionModel:
+    return UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=4,
+        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), norm_num_groups=8,
+        attention_head_dim=2, **extra)
+
+
+def tiny_sd() -> StableDiffusionPipeline:
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    return StableDiffusionPipeline(
+        vae=_vae(), text_encoder=CLIPTextModel(_text_config(tokenizer, 32)), tokenizer=tokenizer,
+        unet=_unet(cross_attention_dim=32), scheduler=C.build_scheduler(), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False)
+
+
+def tiny_sdxl() -> StableDiffusionXLPipeline:
+    torch.manual_seed(0)
+    tokenizer = tiny_tokenizer()
+    unet = _unet(cross_attention_dim=64, addition_embed_type="text_time",
+                 addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
+                 projection_class_embeddings_input_dim=32 + 6 * 8)
+    return StableDiffusionXLPipeline(
+        vae=_vae(), text_encoder=CLIPTextModel(_text_config(tokenizer, 32)),
+        text_encoder_2=CLIPTextModelWithProjection(_text_config(tokenizer, 32)),
+        tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet,
+        scheduler=EulerDiscreteScheduler(prediction_type="epsilon"))
+
+
+@pytest.fixture(scope="session")
+def sd_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-sd")
+    tiny_sd().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sdxl_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-sdxl")
+    tiny_sdxl().save_pretrained(folder)
+    return folder

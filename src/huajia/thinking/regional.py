@@ -1,0 +1,136 @@
+"""Regional prompting through the pipeline's own UNet call (MultiDiffusion-style blending).
+
+Two torch forward hooks on the pipeline's denoiser turn each classifier-free-guidance call
+``unet([uncond, cond])`` into one batched call over ``[uncond, cond, region_1 … region_R]``
+(each region with its own sub-caption), then fold the region predictions back into the
+conditional one under soft masks. The pipeline's code is untouched: it still sees a UNet that
+takes and returns a 2B batch. The hooks also remember the last input and guided prediction, so a
+pause can decode the x0-prediction without another network call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from huajia.thinking.plan import Box
+
+
+def soft_mask(box: Box, height: int, width: int, feather: float = 0.08) -> torch.Tensor:
+    """(1, 1, H, W) mask: 1 inside ``box``, fading to 0 over ``feather`` of the canvas."""
+    ys = (torch.arange(height, dtype=torch.float32) + 0.5) / height
+    xs = (torch.arange(width, dtype=torch.float32) + 0.5) / width
+    x0, y0, x1, y1 = box
+
+    def ramp(v: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+        inside_lo = ((v - lo) / feather + 0.5).clamp(0, 1) if lo > 0 else torch.ones_like(v)
+        inside_hi = ((hi - v) / feather + 0.5).clamp(0, 1) if hi < 1 else torch.ones_like(v)
+        return inside_lo * inside_hi
+
+    return (ramp(ys, y0, y1)[:, None] * ramp(xs, x0, x1)[None, :])[None, None]
+
+
+@dataclass
+class RegionState:
+    """What the hooks need, and what they leave for the thinking loop."""
+
+    embeds: torch.Tensor  # (R, L, D) region sub-caption embeddings
+    masks: torch.Tensor  # (R, 1, h, w) soft masks at latent resolution
+    strength: torch.Tensor  # (R,) how much each region's prompt replaces the global one
+    boost: torch.Tensor  # (R,) extra guidance inside a region (0: none)
+    pooled: torch.Tensor | None = None  # (R, D2) for SDXL-style added conditions
+    guidance_scale: float = 5.0
+    enabled: bool = True
+    calls: int = 0  # network evaluations per image so far
+    last_input: torch.Tensor | None = None  # (B, C, h, w) latents the UNet last saw
+    last_timestep: torch.Tensor | None = None
+    last_guided: torch.Tensor | None = None  # (B, C, h, w) guided prediction
+    _batch: int = field(default=0, repr=False)
+
+
+class RegionalHooks:
+    """Install on ``pipe.unet``; remove with ``close()`` (also a context manager)."""
+
+    def __init__(self, unet: torch.nn.Module, state: RegionState):
+        self.state = state
+        self._handles = [
+            unet.register_forward_pre_hook(self._expand, with_kwargs=True),
+            unet.register_forward_hook(self._fold, with_kwargs=True),
+        ]
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> RegionalHooks:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _expand(self, module, args, kwargs):
+        state = self.state
+        sample = args[0] if args else kwargs["sample"]
+        timestep = args[1] if len(args) > 1 else kwargs["timestep"]
+        hidden = kwargs["encoder_hidden_states"]
+        batch = sample.shape[0] // 2
+        state._batch = batch
+        if not state.enabled or batch == 0:
+            state.calls += 2
+            return None
+        regions = state.embeds.shape[0]
+        cond = sample[batch:]
+        extra = cond.repeat(regions, 1, 1, 1)  # (R*B, C, h, w), region-major
+        embeds = state.embeds.to(hidden.dtype).repeat_interleave(batch, dim=0)
+        kwargs = dict(kwargs)
+        kwargs["encoder_hidden_states"] = torch.cat([hidden, _pad_tokens(embeds, hidden)], 0)
+        added = kwargs.get("added_cond_kwargs")
+        if added and state.pooled is not None:
+            kwargs["added_cond_kwargs"] = {
+                "text_embeds": torch.cat([added["text_embeds"],
+                                          state.pooled.to(hidden.dtype).repeat_interleave(batch, 0)]),
+                "time_ids": torch.cat([added["time_ids"], added["time_ids"][batch:].repeat(regions, 1)]),
+            }
+        new_sample = torch.cat([sample, extra], 0)
+        if torch.is_tensor(timestep) and timestep.ndim > 0:
+            timestep = torch.cat([timestep, timestep[batch:].repeat(regions)])
+        state.calls += 2 + regions
+        state.last_input, state.last_timestep = cond.detach(), timestep
+        args = (new_sample, timestep, *args[2:]) if args else ()
+        if not args:
+            kwargs["sample"], kwargs["timestep"] = new_sample, timestep
+        return args, kwargs
+
+    def _fold(self, module, args, kwargs, output):
+        state = self.state
+        if not state.enabled:
+            return None
+        tensor = output[0] if isinstance(output, tuple) else output.sample
+        batch = state._batch
+        uncond, cond = tensor[:batch], tensor[batch:2 * batch]
+        regions = tensor[2 * batch:].view(-1, *cond.shape)  # (R, B, C, h, w)
+        masks = state.masks.to(cond.dtype)[:, None]  # (R, 1, 1, h, w)
+        weights = masks * state.strength.to(cond.dtype).view(-1, 1, 1, 1, 1)
+        total = weights.sum(0).clamp(min=1.0)  # overlapping regions share, never exceed 1
+        blended = cond * (1 - weights.sum(0) / total) + (weights * regions).sum(0) / total
+        boost = 1 + (masks * state.boost.to(cond.dtype).view(-1, 1, 1, 1, 1)).sum(0)
+        blended = uncond + (blended - uncond) * boost
+        state.last_guided = (uncond + state.guidance_scale * (blended - uncond)).detach()
+        folded = torch.cat([uncond, blended], 0)
+        if isinstance(output, tuple):
+            return (folded, *output[1:])
+        output.sample = folded
+        return output
+
+
+def _pad_tokens(embeds: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Region embeddings padded/trimmed to the global prompt's token length."""
+    length = like.shape[1]
+    if embeds.shape[1] == length:
+        return embeds
+    if embeds.shape[1] > length:
+        return embeds[:, :length]
+    return F.pad(embeds, (0, 0, 0, length - embeds.shape[1]))

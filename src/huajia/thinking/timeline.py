@@ -1,0 +1,48 @@
+"""What the user sees of a thinking run: ``thoughts.json`` and ``timeline.png`` (the picture at
+each pause with the thought under it, like a painter's sketchbook), and the plain-vs-thinking
+comparison picture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from huajia.drawing import Tile, captioned_grid
+from huajia.thinking.loop import ThinkResult
+
+
+def write_thoughts(result: ThinkResult, path: str | Path) -> Path:
+    data = {"prompt": result.plan.prompt, "lang": result.plan.lang, "seed": result.seed,
+            "nfe": result.nfe, "satisfied": result.satisfied,
+            "plan": [{"region": r.index, "box": r.box, "caption": r.caption}
+                     for r in result.plan.regions],
+            "thoughts": [t.to_dict() for t in result.thoughts]}
+    path = Path(path)
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+def timeline(result: ThinkResult) -> Image.Image:
+    """Each pause's picture with the thoughts it prompted, then the final picture."""
+    tiles = [Tile(frame.image, (frame.title, *[_short(t) for t in frame.thoughts]))
+             for frame in result.frames]
+    verdict = "satisfied" if result.satisfied else "best picture kept"
+    tiles.append(Tile(result.image, (f"final: {verdict}", f"{result.nfe} network evaluations")))
+    title = f"{result.plan.prompt}   |   {result.plan.describe()}"
+    return captioned_grid(tiles, columns=min(len(tiles), 5), tile_px=200, text_lines=10,
+                          font_px=12, title=title[:170])
+
+
+def _short(thought) -> str:
+    where = "" if thought.region is None else f"#{thought.region} "
+    score = "" if thought.score is None else f"{thought.score:.0f}: "
+    return f"{where}{score}{thought.observation} → {thought.decision}"
+
+
+def comparison(prompt: str, plain: Image.Image, thought: Image.Image, plain_note: str,
+               thought_note: str) -> Image.Image:
+    tiles = [Tile(plain, ("plain (one pass)", plain_note)),
+             Tile(thought, ("thinking while painting", thought_note))]
+    return captioned_grid(tiles, columns=2, tile_px=256, text_lines=6, title=prompt)

@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from huajia.engine.engine import Engine
+from huajia.engine.request import GenerationRequest
+from huajia.thinking.critics import ShapesCritic
+from huajia.thinking.loop import Thinker, ThinkOptions, ThinkResult, Thought, stream
+from huajia.thinking.timeline import timeline, write_thoughts
+
+
+@pytest.fixture(scope="module")
+def engine(sd_dir):
+    return Engine(str(sd_dir))
+
+
+def _request(prompt="two red circles left of a blue square"):
+    return GenerationRequest(prompt, seed=3, steps=6, width=64, height=64)
+
+
+def test_thinks_pauses_reflects_and_counts_nfe(engine, tmp_path):
+    seen = []
+    result = Thinker(engine, ShapesCritic(), ThinkOptions(pauses=3, max_repaints=1)).think(
+        _request(), on_thought=seen.append)
+    phases = [t.phase for t in result.thoughts]
+    assert phases[0] == "plan" and phases.count("pause") == 3 * 2 and phases[-1] == "stop"
+    assert "reflect" in phases and seen == result.thoughts
+    assert result.nfe > 6 * 2  # regional calls cost more than plain CFG
+    assert result.image.size == (64, 64)
+    assert not engine.pipe.unet._forward_hooks and not engine.pipe.unet._forward_pre_hooks
+    data = json.loads(write_thoughts(result, tmp_path / "t.json").read_text(encoding="utf-8"))
+    assert data["thoughts"][1]["phase"] == "pause" and data["nfe"] == result.nfe
+    assert timeline(result).size[0] > 400
+
+
+def test_budget_stops_repainting(engine):
+    result = Thinker(engine, ShapesCritic(), ThinkOptions(pauses=0, steer=False, budget=1,
+                                                          max_repaints=3)).think(_request())
+    assert [t.phase for t in result.thoughts].count("repaint") == 0
+    assert any("budget" in t.observation for t in result.thoughts)
+
+
+def test_stream_yields_thoughts_then_the_result(engine):
+    items = list(stream(Thinker(engine, ShapesCritic(), ThinkOptions(pauses=1, max_repaints=0)),
+                        _request("一个红色圆形")))
+    assert all(isinstance(i, Thought) for i in items[:-1]) and isinstance(items[-1], ThinkResult)
