@@ -89,3 +89,8 @@ def sdxl_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-sdxl")
     tiny_sdxl().save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def tokenizer():
+    return tiny_tokenizer()

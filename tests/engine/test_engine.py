@@ -53,7 +53,7 @@ def test_long_prompts_are_chunked_not_truncated(engine):
     window = engine.pipe.tokenizer.model_max_length
     assert positive.prompt_embeds.shape[1] >= 2 * window
     assert negative.prompt_embeds.shape == positive.prompt_embeds.shape
-    longer, _ = encode_weighted(engine.pipe, long + ", two green stars above a triangle" * 3, "")
+    longer, _ = encode_weighted(engine.pipe, long + ", two green stars above a triangle" * 12, "")
     assert longer.prompt_embeds.shape[1] > positive.prompt_embeds.shape[1]  # nothing cut off
 
 
@@ -81,3 +81,17 @@ def test_malformed_weights_are_clear_errors(engine, bad):
 def test_request_validation(kwargs, message):
     with pytest.raises(HuajiaError, match=message):
         GenerationRequest(**kwargs)
+
+
+def test_micro_batch_splits_results_per_request(engine):
+    requests = [GenerationRequest("a red circle", seed=1, n=2, steps=2, width=64, height=64),
+                GenerationRequest("两个蓝色正方形", seed=9, n=1, steps=2, width=64, height=64,
+                                  style="cartoon")]
+    first, second = engine.generate_batch(requests)
+    assert len(first.images) == 2 and first.seeds == (1, 2)
+    assert second.seeds == (9,) and "两个蓝色正方形" in parse_infotext(second.infotexts[0])["Prompt"]
+    alone = engine.generate(requests[1]).images[0]
+    diff = np.abs(np.asarray(alone, dtype=int) - np.asarray(second.images[0], dtype=int))
+    assert diff.max() <= 2  # batching may move low bits, never the picture
+    with pytest.raises(HuajiaError, match="share steps"):
+        engine.generate_batch([requests[0], GenerationRequest("x", steps=3)])

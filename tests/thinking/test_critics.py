@@ -85,10 +85,8 @@ def test_reflection_parsing_and_critic_errors():
         make_critic("oracle")
 
 
-def test_clip_critic_with_a_tiny_local_checkpoint(tmp_path):
+def test_clip_critic_with_a_tiny_local_checkpoint(tmp_path, tokenizer):
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
-
-    from tests.conftest import tiny_tokenizer
 
     config = CLIPConfig(text_config={"vocab_size": 400, "hidden_size": 32, "num_hidden_layers": 1,
                                      "num_attention_heads": 2, "intermediate_size": 37},
@@ -99,7 +97,7 @@ def test_clip_critic_with_a_tiny_local_checkpoint(tmp_path):
     CLIPModel(config).save_pretrained(tmp_path)
     processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
                                                                  crop_size=32),
-                              tokenizer=tiny_tokenizer())
+                              tokenizer=tokenizer)
     processor.save_pretrained(tmp_path)
     critic = make_critic("clip", clip_model=str(tmp_path))
     plan = plan_prompt("a red circle left of a blue square")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -23,9 +24,45 @@ from huajia.engine.prompt_weights import plain_text
 from huajia.engine.request import GenerationRequest, GenerationResult
 from huajia.engine.schedulers import make_scheduler, sampler_label
 from huajia.engine.styles import get_style
+from huajia.errors import HuajiaError
 from huajia.world.parser import parse
 
 StepCallback = Callable[[int, int], None]  # (step done, total steps)
+
+
+def batch_key(request: GenerationRequest) -> tuple:
+    """Requests with equal keys can share one pipeline call."""
+    return (request.steps, request.guidance, request.width, request.height, request.scheduler,
+            request.loras, request.guidance_rescale)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    prompt: str
+    negative: str
+    seeds: list[int]
+    kwargs: dict
+    warnings: tuple[str, ...]
+
+
+def _stack(all_kwargs: list[dict], counts: list[int]) -> dict:
+    """Per-request prompt kwargs → one batch with each request's rows repeated n times."""
+    first = all_kwargs[0]
+    if "prompt" in first:  # string prompts (pipelines without CLIP-style encoders)
+        return {key: [kw[key] for kw, n in zip(all_kwargs, counts, strict=True)
+                      for _ in range(n)] for key in first}
+    stacked = {}
+    for key in first:
+        tensors = [kw[key] for kw in all_kwargs]
+        longest = max(t.shape[1] for t in tensors) if tensors[0].ndim == 3 else 0
+        rows = []
+        for tensor, n in zip(tensors, counts, strict=True):
+            if tensor.ndim == 3 and tensor.shape[1] < longest:  # pad short prompts' chunks
+                pad = tensor[:, -1:].expand(-1, longest - tensor.shape[1], -1)
+                tensor = torch.cat([tensor, pad], dim=1)
+            rows.append(tensor.expand(n, *tensor.shape[1:]))
+        stacked[key] = torch.cat(rows)
+    return stacked
 
 
 class Engine:
@@ -53,44 +90,63 @@ class Engine:
 
     def generate(self, request: GenerationRequest,
                  on_step: StepCallback | None = None) -> GenerationResult:
+        return self.generate_batch([request], on_step)[0]
+
+    def generate_batch(self, requests: Sequence[GenerationRequest],
+                       on_step: StepCallback | None = None) -> list[GenerationResult]:
+        """Several requests in one pipeline call (micro-batching). They must agree on
+        everything but prompt, negative prompt, seed, n and style (see ``batch_key``)."""
         start = time.perf_counter()
-        style = get_style(request.style)
-        prompt, negative = style.apply(request.prompt, request.negative_prompt)
+        first = requests[0]
+        if any(batch_key(r) != batch_key(first) for r in requests):
+            raise HuajiaError("requests in one batch must share steps, guidance, size, "
+                              "scheduler and LoRAs")
+        self.loras = apply_loras(self.pipe, first.loras, self.loras)
+        self.pipe.scheduler = make_scheduler(first.scheduler, self.base_scheduler_config)
+        width = first.width or self.native_size
+        height = first.height or self.native_size
+        encode_start = time.perf_counter()
+        prepared = [self._prepare(r) for r in requests]
+        kwargs = _stack([p.kwargs for p in prepared], [r.n for r in requests])
+        encode_s = time.perf_counter() - encode_start
+        generators = [torch.Generator(device="cpu").manual_seed(s)
+                      for p in prepared for s in p.seeds]
+
+        def step_end(pipe, step, timestep, callback_kwargs):
+            if on_step:
+                on_step(step + 1, first.steps)
+            return callback_kwargs
+
+        denoise_start = time.perf_counter()
+        output = self.pipe(
+            **kwargs, num_inference_steps=first.steps, guidance_scale=first.guidance,
+            guidance_rescale=first.guidance_rescale, width=width, height=height,
+            num_images_per_prompt=1, generator=generators, callback_on_step_end=step_end)
+        timings = {"encode_s": encode_s, "denoise_decode_s": time.perf_counter() - denoise_start,
+                   "total_s": time.perf_counter() - start, "batch_images": len(generators)}
+        images = list(output.images)
+        results = []
+        for request, prep in zip(requests, prepared, strict=True):
+            mine, images = images[:request.n], images[request.n:]
+            fields = self.infotext_fields(request, width, height)
+            results.append(GenerationResult(
+                tuple(mine), tuple(prep.seeds),
+                tuple(format_infotext(prep.prompt, prep.negative, {**fields, "Seed": s})
+                      for s in prep.seeds),
+                tuple({**fields, "Seed": s, "Prompt": prep.prompt,
+                       "Negative prompt": prep.negative} for s in prep.seeds),
+                dict(timings), prep.warnings))
+        return results
+
+    def _prepare(self, request: GenerationRequest) -> _Prepared:
+        prompt, negative = get_style(request.style).apply(request.prompt, request.negative_prompt)
         warnings = []
         unknown = self.unknown_words(prompt)
         if unknown:
             warnings.append("the model never learned " + ", ".join(f"'{w}'" for w in unknown)
                             + "; those words will have little or no effect")
-        self.loras = apply_loras(self.pipe, request.loras, self.loras)
-        self.pipe.scheduler = make_scheduler(request.scheduler, self.base_scheduler_config)
-        width = request.width or self.native_size
-        height = request.height or self.native_size
-        seeds = self._seeds(request)
-        encode_start = time.perf_counter()
-        kwargs = self.prompt_kwargs(prompt, negative)
-        encode_s = time.perf_counter() - encode_start
-        generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
-
-        def step_end(pipe, step, timestep, callback_kwargs):
-            if on_step:
-                on_step(step + 1, request.steps)
-            return callback_kwargs
-
-        denoise_start = time.perf_counter()
-        output = self.pipe(
-            **kwargs, num_inference_steps=request.steps, guidance_scale=request.guidance,
-            guidance_rescale=request.guidance_rescale, width=width, height=height,
-            num_images_per_prompt=request.n, generator=generators,
-            callback_on_step_end=step_end)
-        denoise_s = time.perf_counter() - denoise_start
-        fields = self.infotext_fields(request, width, height)
-        infotexts = tuple(format_infotext(prompt, negative, {**fields, "Seed": s}) for s in seeds)
-        metadata = tuple({**fields, "Seed": s, "Prompt": prompt, "Negative prompt": negative}
-                         for s in seeds)
-        timings = {"encode_s": encode_s, "denoise_decode_s": denoise_s,
-                   "total_s": time.perf_counter() - start}
-        return GenerationResult(tuple(output.images), tuple(seeds), infotexts, metadata,
-                                timings, tuple(warnings))
+        return _Prepared(prompt, negative, self._seeds(request),
+                         self.prompt_kwargs(prompt, negative), tuple(warnings))
 
     def _seeds(self, request: GenerationRequest) -> list[int]:
         base = request.seed if request.seed is not None else random.randrange(2**32)

@@ -79,7 +79,8 @@ class VaeRoundTripGenerator:
 
 class EngineGenerator:
     """Any diffusers pipeline (or the embedded model) through huajia's engine. Consecutive jobs
-    with the same prompt and consecutive seeds run as one request of n images."""
+    with the same prompt and consecutive seeds become one request of n images; all requests of
+    a call run as one micro-batch."""
 
     def __init__(self, engine, steps: int = 20, guidance: float = 5.0,
                  scheduler: str | None = None, guidance_rescale: float = 0.0):
@@ -92,14 +93,11 @@ class EngineGenerator:
                  side: int) -> list[Image.Image]:
         from huajia.engine.request import GenerationRequest
 
-        images: list[Image.Image] = []
-        for prompt, first_seed, count in _runs(prompts, seeds):
-            request = GenerationRequest(
-                prompt=prompt, seed=first_seed, n=count, steps=self.steps, guidance=self.guidance,
-                scheduler=self.scheduler, guidance_rescale=self.guidance_rescale,
-                width=side, height=side)
-            images.extend(self.engine.generate(request).images)
-        return images
+        requests = [GenerationRequest(
+            prompt=prompt, seed=first_seed, n=count, steps=self.steps, guidance=self.guidance,
+            scheduler=self.scheduler, guidance_rescale=self.guidance_rescale, width=side,
+            height=side) for prompt, first_seed, count in _runs(prompts, seeds)]
+        return [im for result in self.engine.generate_batch(requests) for im in result.images]
 
 
 def _runs(prompts: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, int, int]]:

@@ -1,0 +1,58 @@
+"""ShapesEval adapters for thinking: the loop itself, and best-of-N picked by the same critic.
+Both record network evaluations per image so methods can be compared at equal compute."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PIL import Image
+
+from huajia.engine.request import GenerationRequest
+from huajia.thinking.critics import Critic
+from huajia.thinking.loop import Thinker, ThinkOptions
+from huajia.thinking.plan import plan_prompt
+
+
+class ThinkingGenerator:
+    def __init__(self, engine, critic: Critic, options: ThinkOptions, steps: int = 20,
+                 guidance: float = 5.0, name: str = "thinking"):
+        self.thinker = Thinker(engine, critic, options)
+        self.steps, self.guidance, self.name = steps, guidance, name
+        self.nfe: list[int] = []
+
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int],
+                 side: int) -> list[Image.Image]:
+        images = []
+        for prompt, seed in zip(prompts, seeds, strict=True):
+            request = GenerationRequest(prompt, seed=seed, steps=self.steps,
+                                        guidance=self.guidance, width=side, height=side)
+            result = self.thinker.think(request)
+            self.nfe.append(result.nfe)
+            images.append(result.image)
+        return images
+
+
+class BestOfNGenerator:
+    """N plain samples (seeds seed·1000 + k), the one the critic scores highest is kept."""
+
+    def __init__(self, engine, critic: Critic, n: int, steps: int = 20, guidance: float = 5.0,
+                 threshold: float = 90.0):
+        self.engine, self.critic, self.n = engine, critic, n
+        self.steps, self.guidance, self.threshold = steps, guidance, threshold
+        self.name = f"best-of-{n}"
+        self.nfe: list[int] = []
+
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int],
+                 side: int) -> list[Image.Image]:
+        images = []
+        for prompt, seed in zip(prompts, seeds, strict=True):
+            request = GenerationRequest(prompt, seed=seed * 1000, n=self.n, steps=self.steps,
+                                        guidance=self.guidance, width=side, height=side)
+            candidates = self.engine.generate(request).images
+            plan = plan_prompt(prompt)
+            scored = [(sum(r.score or 0 for r in self.critic.inspect(im, plan,
+                                                                      self.threshold).reports), i)
+                      for i, im in enumerate(candidates)]
+            images.append(candidates[max(scored)[1]])
+            self.nfe.append(2 * self.steps * self.n)
+        return images
