@@ -1,0 +1,35 @@
+import json
+import subprocess
+import sys
+
+from PIL import Image
+
+from huajia.engine.infotext import parse_infotext, read_infotext
+
+
+def huajia(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "huajia", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_think_writes_image_thoughts_and_timeline(sd_dir, tmp_path):
+    done = huajia("think", "两个红色圆形在一个蓝色正方形的左边", "--model", str(sd_dir),
+                  "--steps", "5", "--size", "64x64", "--pauses", "2", "--repaints", "1",
+                  "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "thought" in done.stdout
+    data = json.loads((tmp_path / "thoughts.json").read_text(encoding="utf-8"))
+    assert data["lang"] == "zh" and data["thoughts"][0]["phase"] == "plan"
+    assert Image.open(tmp_path / "timeline.png").size[0] > 400
+    fields = parse_infotext(read_infotext(tmp_path / "final.png"))
+    assert fields["Thinking"].startswith("shapes critic") and int(fields["NFE"]) > 0
+
+
+def test_compare_and_critic_errors(sd_dir, tmp_path):
+    out = tmp_path / "cmp.png"
+    done = huajia("compare", "a red circle", "--model", str(sd_dir), "--steps", "3",
+                  "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert Image.open(out).size[0] > 500
+    bad = huajia("think", "a red circle", "--critic", "vlm", "--model", str(sd_dir))
+    assert bad.returncode == 2 and "--vlm-url" in bad.stderr.strip().splitlines()[-1]
