@@ -387,7 +387,8 @@ def compare(
     plan = plan_prompt(prompt)
     plain_note = critic_impl.inspect(plain, plan, 90.0).summary
     result = Thinker(engine, critic_impl).think(request)
-    note = f"{result.thoughts[-1].observation}; {result.nfe} NFE vs {2 * steps} plain"
+    final = critic_impl.inspect(result.image, plan, 90.0).summary
+    note = f"{final} ({result.nfe} NFE; plain: {2 * steps})"
     comparison(prompt, plain, result.image, plain_note, note).save(out)
     console.print(str(out))
 
