@@ -198,6 +198,26 @@ def train_base_command(
     model_card(model_dir, eval_specs)
 
 
+@train_app.command("decoder")
+def train_decoder(
+    model_dir: Path = typer.Argument(..., help="A model folder written by 'train base'."),
+    steps: int = typer.Option(800, help="Decoder fine-tuning steps."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Refine the VAE decoder (encoder frozen: latents and UNet stay valid)."""
+    from huajia.training.base import refine_decoder
+
+    if not (model_dir / "vae").is_dir():
+        raise HuajiaError(f"'{model_dir}' has no vae folder; pass OUT/model from 'train base'")
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task("decoder", total=steps)
+        refine_decoder(model_dir, steps, seed,
+                       progress=lambda stage, done, total: bar.update(task, completed=done))
+    console.print(f"refined: {model_dir / 'vae'}")
+
+
 @train_app.command("card")
 def model_card(
     model_dir: Path = typer.Argument(..., help="A model folder written by 'train base'."),

@@ -30,7 +30,8 @@ class ImageGenerator(Protocol):
 
 
 class OracleGenerator:
-    """The renderer itself: what a perfect model would draw."""
+    """The renderer itself: what a perfect base model would draw (what the prompt leaves open
+    is filled from the base concepts, never the held-out hexagon/checkered)."""
 
     def __init__(self, perturbed: bool = False):
         self.perturbed = perturbed
@@ -40,7 +41,7 @@ class OracleGenerator:
                  side: int) -> list[Image.Image]:
         images = []
         for prompt, seed in zip(prompts, seeds, strict=True):
-            image = render(scene_for(read_prompt(prompt).spec, seed), side)
+            image = render(scene_for(read_prompt(prompt).spec, seed, split="train"), side)
             images.append(perturb(image, seed) if self.perturbed else image)
         return images
 

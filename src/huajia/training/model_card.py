@@ -37,6 +37,7 @@ Reproduce it with `huajia train base --out DIR` (seeded, resumable).
 - wall time: {total_min:.1f} min (VAE {vae_min:.1f}, latents {latents_min:.1f}, UNet + text
   encoder {unet_min:.1f})
 - final UNet loss (min-SNR weighted v-prediction): {loss}
+{decoder}
 
 ## ShapesEval
 {evaluation}
@@ -49,6 +50,14 @@ def _table(scores: dict) -> str:
     rows.append(f"| {scores.get('setting', '')} | {scores['overall']:.3f} | "
                 + " | ".join(f"{v:.3f}" for v in scores["tasks"].values()) + " |")
     return "\n".join(rows)
+
+
+def _decoder_line(training: dict) -> str:
+    refined = training.get("decoder_refinement")
+    if not refined:
+        return "- VAE decoder: not refined"
+    return (f"- VAE decoder refined with the encoder frozen (`huajia train decoder`): "
+            f"{refined['steps']} steps of batch {refined['batch']}, lr {refined['lr']}")
 
 
 def write_model_card(model_dir: str | Path, evaluations: list[dict]) -> Path:
@@ -73,7 +82,7 @@ def write_model_card(model_dir: str | Path, evaluations: list[dict]) -> Path:
         device=training["device"], total_min=timings["total_s"] / 60,
         vae_min=timings["vae_s"] / 60, latents_min=timings["latents_s"] / 60,
         unet_min=timings["unet_s"] / 60, loss=training.get("final_unet_loss"),
-        evaluation=evaluation)
+        decoder=_decoder_line(training), evaluation=evaluation)
     path = model_dir / "README.md"
     path.write_text(text, encoding="utf-8")
     return path
