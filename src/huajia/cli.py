@@ -430,6 +430,71 @@ def styles() -> None:
         console.print(f"[bold]{style.name}[/]: {style.prompt}", highlight=False)
 
 
+@app.command("curate")
+def curate_command(
+    config: Path = typer.Option(None, "--config", help="A Data-Juicer YAML config."),
+    data: str = typer.Option(None, "--data", help="Dataset (without --config)."),
+    out: Path = typer.Option(None, "--out", help="Clean imagefolder + report go here."),
+    min_width: int = typer.Option(None), min_height: int = typer.Option(None),
+    min_ratio: float = typer.Option(None), max_ratio: float = typer.Option(None),
+    max_size: str = typer.Option(None, help="e.g. 5MB"),
+    dedup: str = typer.Option(None, help="phash, dhash, whash or ahash"),
+    min_similarity: float = typer.Option(None, help="Verifier/CLIP image-text score."),
+    clip_model: str = typer.Option("shapes-verifier", help="Local CLIP folder, or the verifier."),
+    nsfw_threshold: float = typer.Option(None, help="Drop at or above this nudenet score."),
+    np_workers: int = typer.Option(1, "--np", help="Worker processes."),
+) -> None:
+    """Filter an image/caption dataset (Data-Juicer operators) into a clean imagefolder."""
+    from huajia.curation.report import write_report
+    from huajia.curation.runner import Recipe, curate, load_config
+    from huajia.curation.sources import iter_samples
+    from huajia.world.dataset import prepare_out_dir
+
+    if config is not None:
+        recipe = load_config(config, str(out) if out else None)
+    elif data and out:
+        steps = _flag_steps(min_width, min_height, min_ratio, max_ratio, max_size, dedup,
+                            min_similarity, clip_model, nsfw_threshold)
+        recipe = Recipe(data, str(out), tuple(steps), np_workers)
+    else:
+        raise HuajiaError("pass --config FILE.yaml, or --data DIR --out DIR with filter flags")
+    prepare_out_dir(recipe.out_dir)
+    total = sum(1 for _ in iter_samples(recipe.dataset_path, recipe.text_key, recipe.image_key))
+    with progress_bar("curating", total) as advance:
+        report = curate(recipe, progress=advance)
+    json_path, png_path = write_report(report, recipe.out_dir)
+    table = Table(title=f"curation: {report.kept}/{report.total} kept")
+    table.add_column("operator")
+    table.add_column("dropped", justify="right")
+    table.add_column("top reasons")
+    for op, count in report.dropped.items():
+        reasons = "; ".join(f"{r} ×{n}" for r, n in report.reasons[op].most_common(3))
+        table.add_row(op, str(count), reasons)
+    console.print(table)
+    console.print(f"{recipe.out_dir}/metadata.jsonl\n{json_path}\n{png_path}")
+
+
+def _flag_steps(min_width, min_height, min_ratio, max_ratio, max_size, dedup, min_similarity,
+                clip_model, nsfw_threshold) -> list[tuple[str, dict]]:
+    steps: list[tuple[str, dict]] = []
+    if min_width or min_height:
+        steps.append(("image_shape_filter", {"min_width": min_width or 1,
+                                             "min_height": min_height or 1}))
+    if min_ratio is not None or max_ratio is not None:
+        steps.append(("image_aspect_ratio_filter", {"min_ratio": min_ratio or 0.0,
+                                                    "max_ratio": max_ratio or 1e9}))
+    if max_size:
+        steps.append(("image_size_filter", {"max_size": max_size}))
+    if min_similarity is not None:
+        steps.append(("image_text_similarity_filter", {"hf_clip": clip_model,
+                                                       "min_score": min_similarity}))
+    if nsfw_threshold is not None:
+        steps.append(("image_nsfw_filter", {"score_threshold": nsfw_threshold}))
+    if dedup:
+        steps.append(("image_deduplicator", {"method": dedup}))
+    return steps
+
+
 @app.command("version")
 def version() -> None:
     """Print huajia's version."""

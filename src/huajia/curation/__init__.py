@@ -1,0 +1,1 @@
+"""Dataset curation: Data-Juicer-style image/caption filters, streaming, with a report."""

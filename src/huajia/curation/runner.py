@@ -1,0 +1,213 @@
+"""Run a curation recipe over a dataset, streaming: workers open each image once and apply the
+per-image filters; the main process drops perceptual duplicates and writes the clean imagefolder,
+the Data-Juicer style export, ``dropped.jsonl`` (a reason per file) and the report.
+
+A file that is missing, empty, truncated, corrupt or not an image is dropped with that reason —
+it never stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import yaml
+from PIL import Image
+
+from huajia.curation.ops import ImageDeduplicator, make_operator
+from huajia.curation.sources import Sample, iter_samples
+from huajia.errors import HuajiaError
+
+LOADER = "load"  # the pseudo-operator that drops unreadable files
+
+
+@dataclass(frozen=True)
+class Recipe:
+    dataset_path: str
+    out_dir: str
+    process: tuple[tuple[str, dict], ...]
+    np: int = 1
+    text_key: str = "text"
+    image_key: str = "image"
+    export_path: str | None = None
+
+
+def load_config(path: str | Path, out_dir: str | None = None) -> Recipe:
+    """A Data-Juicer YAML config (dataset_path, export_path, np, text_keys, image_key,
+    process: [{op: params}, …]); other Data-Juicer keys are accepted and ignored."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise HuajiaError(f"cannot read config '{path}': {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise HuajiaError(f"config '{path}' is not valid YAML: {error}".replace("\n", " ")) from error
+    if not isinstance(data, dict) or "dataset_path" not in data or "process" not in data:
+        raise HuajiaError(f"config '{path}' needs 'dataset_path' and a 'process' list")
+    steps = []
+    for entry in data["process"] or []:
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise HuajiaError(f"each process entry is '- operator_name: {{params}}', got {entry!r}")
+        (name, params), = entry.items()
+        steps.append((name, params or {}))
+    text_keys = data.get("text_keys", "text")
+    export = data.get("export_path")
+    out = out_dir or (str(Path(export).parent) if export else None)
+    if out is None:
+        raise HuajiaError("say where results go: set export_path in the config or pass --out")
+    return Recipe(str(data["dataset_path"]), out, tuple(steps), int(data.get("np", 1)),
+                  text_keys[0] if isinstance(text_keys, list) else text_keys,
+                  data.get("image_key", "image"), export)
+
+
+@dataclass
+class Outcome:
+    sample: Sample
+    dropped_by: str | None = None
+    reason: str = ""
+    stats: dict = field(default_factory=dict)
+    dedup_key: object = None
+    size: tuple[int, int] | None = None
+
+
+_WORKER_OPS: list = []
+
+
+def _init_worker(process: tuple[tuple[str, dict], ...]) -> None:
+    _WORKER_OPS[:] = [make_operator(name, params) for name, params in process]
+
+
+def open_checked(path: Path) -> Image.Image:
+    """Open and fully decode an image, or raise ValueError saying what is wrong with it."""
+    if not path.exists():
+        raise ValueError("missing file")
+    if path.stat().st_size == 0:
+        raise ValueError("zero-byte file")
+    try:
+        with Image.open(path) as image:
+            image.load()  # decodes everything: truncated files fail here
+            return image.convert("RGB") if image.mode not in ("RGB", "L") else image.copy()
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ValueError(f"not a readable image ({error})") from error
+
+
+def _inspect(sample: Sample) -> Outcome:
+    outcome = Outcome(sample)
+    try:
+        image = open_checked(sample.path)
+    except ValueError as error:
+        outcome.dropped_by, outcome.reason = LOADER, str(error)
+        return outcome
+    outcome.size = image.size
+    for op in _WORKER_OPS:
+        if isinstance(op, ImageDeduplicator):
+            outcome.dedup_key = op.key(sample, image)
+            continue
+        verdict = op(sample, image)
+        if verdict.stat is not None:
+            outcome.stats[op.name] = verdict.stat
+        if not verdict.keep:
+            outcome.dropped_by, outcome.reason = op.name, verdict.reason
+            break
+    return outcome
+
+
+def _outcomes(recipe: Recipe, samples: Iterator[Sample]) -> Iterator[Outcome]:
+    if recipe.np <= 1:
+        _init_worker(recipe.process)
+        yield from map(_inspect, samples)
+        return
+    with ProcessPoolExecutor(recipe.np, initializer=_init_worker,
+                             initargs=(recipe.process,)) as pool:
+        while chunk := list(islice(samples, 256)):  # bounded: streaming, not all at once
+            yield from pool.map(_inspect, chunk, chunksize=8)
+
+
+@dataclass
+class CurationReport:
+    total: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    reasons: dict = field(default_factory=lambda: defaultdict(Counter))
+    stats: dict = field(default_factory=lambda: defaultdict(list))
+
+    def to_dict(self) -> dict:
+        return {"total": self.total, "kept": self.kept, "dropped": dict(self.dropped),
+                "dropped_reasons": {op: dict(c.most_common(20)) for op, c in self.reasons.items()}}
+
+
+def curate(recipe: Recipe, progress: Callable[[int], None] | None = None) -> CurationReport:
+    for name, params in recipe.process:
+        make_operator(name, params)  # fail on a bad config before any work
+    dedup = next((make_operator(n, p) for n, p in recipe.process if n == "image_deduplicator"),
+                 None)
+    out = Path(recipe.out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    report, seen = CurationReport(), {}
+    export = open(recipe.export_path, "w", encoding="utf-8") if recipe.export_path else None
+    with open(out / "metadata.jsonl", "w", encoding="utf-8") as metadata, \
+            open(out / "dropped.jsonl", "w", encoding="utf-8") as dropped:
+        samples = iter_samples(recipe.dataset_path, recipe.text_key, recipe.image_key)
+        for outcome in _outcomes(recipe, samples):
+            report.total += 1
+            for name, value in outcome.stats.items():
+                report.stats[name].append(value)
+            if outcome.dropped_by is None and dedup is not None:
+                twin = _find_twin(seen, outcome.dedup_key, dedup.max_distance)
+                if twin is not None:
+                    outcome.dropped_by = dedup.name
+                    outcome.reason = f"duplicate of {twin}"
+                else:
+                    seen[outcome.dedup_key] = outcome.sample.id
+            if outcome.dropped_by:
+                report.dropped[outcome.dropped_by] += 1
+                report.reasons[outcome.dropped_by][_reason_kind(outcome.reason)] += 1
+                dropped.write(json.dumps({"id": outcome.sample.id, "op": outcome.dropped_by,
+                                          "reason": outcome.reason}, ensure_ascii=False) + "\n")
+            else:
+                report.kept += 1
+                _keep(outcome.sample, out, metadata, export, recipe)
+            if progress:
+                progress(1)
+    if export:
+        export.close()
+    return report
+
+
+def _find_twin(seen: dict, key, max_distance: int):
+    if key in seen:
+        return seen[key]
+    if max_distance > 0:
+        digest, text = key
+        for (other, other_text), name in seen.items():
+            if other_text == text and digest - other <= max_distance:
+                return name
+    return None
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons for the summary ('duplicate of a.png' → 'duplicate')."""
+    if reason.startswith("duplicate of"):
+        return "duplicate"
+    return reason.split(" (")[0] if reason.startswith("not a readable image") else reason[:60]
+
+
+def _keep(sample: Sample, out: Path, metadata, export, recipe: Recipe) -> None:
+    name = Path(sample.id).name
+    target = out / "images" / name
+    index = 1
+    while target.exists():  # same file name from different folders
+        target = out / "images" / f"{Path(name).stem}-{index}{Path(name).suffix}"
+        index += 1
+    shutil.copy2(sample.path, target)
+    row = {"file_name": f"images/{target.name}", recipe.text_key: sample.text, **sample.extra}
+    metadata.write(json.dumps(row, ensure_ascii=False) + "\n")
+    if export:
+        export.write(json.dumps({recipe.text_key: sample.text, recipe.image_key:
+                                 [str(target.resolve())], **sample.extra},
+                                ensure_ascii=False) + "\n")
