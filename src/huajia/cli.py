@@ -198,6 +198,37 @@ def train_base_command(
     model_card(model_dir, eval_specs)
 
 
+@train_app.command("lora")
+def train_lora_command(
+    data: Path = typer.Option(..., "--data", help="Imagefolder (file_name + text[, text_zh])."),
+    out: Path = typer.Option(..., "--out", help="Where the LoRA, samples and loss curve go."),
+    model: str = typer.Option("embedded", help="Base model."),
+    rank: int = typer.Option(16), alpha: float = typer.Option(4.0),
+    steps: int = typer.Option(500), lr: float = typer.Option(1e-3),
+    batch: int = typer.Option(8),
+    precision: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing"),
+    train_text_encoder: bool = typer.Option(False, "--train-text-encoder"),
+    resume: bool = typer.Option(False, "--resume"),
+    seed: int = typer.Option(0),
+    sample_every: int = typer.Option(100, help="Sample pictures every K steps (0: never)."),
+    sample_prompt: list[str] = typer.Option([], "--sample-prompt", help="Repeatable."),
+) -> None:
+    """Train a LoRA (peft) on the UNet attention; writes pytorch_lora_weights.safetensors."""
+    from huajia.training.lora import LoraRecipe, train_lora
+    from huajia.world.dataset import prepare_out_dir
+
+    if not data.is_dir():
+        raise HuajiaError(f"--data '{data}' is not a folder; pass an imagefolder")
+    prepare_out_dir(out)
+    recipe = LoraRecipe(str(data), str(out), model, rank, alpha, steps, lr, batch, precision,
+                        gradient_checkpointing, train_text_encoder, seed, sample_every,
+                        tuple(sample_prompt))
+    with progress_bar("LoRA", steps) as advance:
+        path = train_lora(recipe, resume=resume, progress=lambda s, t, loss: advance(1))
+    console.print(f"{path}\n{out / 'loss.png'}")
+
+
 @train_app.command("decoder")
 def train_decoder(
     model_dir: Path = typer.Argument(..., help="A model folder written by 'train base'."),

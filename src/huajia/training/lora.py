@@ -1,0 +1,240 @@
+"""LoRA training on an image/caption folder, for any SD-style diffusers pipeline.
+
+peft adapters on the UNet attention projections (to_q, to_k, to_v, to_out.0) and, optionally,
+the text encoder; accelerate chooses device and precision. The result is
+``pytorch_lora_weights.safetensors`` in diffusers' format (``pipe.load_lora_weights`` reads it)
+with kohya-style ``ss_*`` training metadata in the file header. Resumable, with sample pictures
+every K steps and a loss curve at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from huajia.errors import HuajiaError
+from huajia.world.dataset import read_metadata
+
+UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+
+
+@dataclass(frozen=True)
+class LoraRecipe:
+    data: str
+    out: str
+    model: str = "embedded"
+    rank: int = 16
+    alpha: float = 4.0
+    steps: int = 500
+    lr: float = 1e-3
+    batch: int = 8
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    gradient_checkpointing: bool = False
+    train_text_encoder: bool = False
+    seed: int = 0
+    sample_every: int = 100
+    sample_prompts: tuple[str, ...] = ()
+    caption_dropout: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise HuajiaError(f"precision '{self.precision}' is unknown; use fp32, bf16 or fp16")
+        if self.rank < 1 or self.steps < 1:
+            raise HuajiaError("rank and steps must be at least 1")
+
+
+def _load_examples(folder: str, side: int) -> tuple[list[np.ndarray], list[list[str]]]:
+    """Images resized to ``side`` and, per image, its captions (text and text_zh if present)."""
+    images, captions = [], []
+    for row in read_metadata(folder):
+        path = Path(folder) / row["file_name"]
+        try:
+            with Image.open(path) as image:
+                pixels = image.convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
+        except OSError as error:
+            raise HuajiaError(f"cannot read '{path}' ({error}); curate the folder first "
+                              "with 'huajia curate'") from error
+        images.append(np.asarray(pixels, dtype=np.float32) / 127.5 - 1.0)
+        captions.append([row[k] for k in ("text", "text_zh") if row.get(k)])
+    if not images:
+        raise HuajiaError(f"'{folder}' has no images to train on")
+    return images, captions
+
+
+def _lora_state(pipe, train_text: bool) -> dict:
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    state = {"unet_lora_layers": convert_state_dict_to_diffusers(
+        get_peft_model_state_dict(pipe.unet))}
+    if train_text:
+        state["text_encoder_lora_layers"] = convert_state_dict_to_diffusers(
+            get_peft_model_state_dict(pipe.text_encoder))
+    return state
+
+
+def save_lora(pipe, out: Path, recipe: LoraRecipe, step: int, dataset_size: int) -> Path:
+    """diffusers-format LoRA file, re-written with ss_* metadata in its header."""
+    from safetensors.torch import load_file, save_file
+
+    type(pipe).save_lora_weights(out, weight_name=WEIGHT_NAME,
+                                 **_lora_state(pipe, recipe.train_text_encoder))
+    path = out / WEIGHT_NAME
+    tensors = load_file(path)
+    metadata = {"format": "pt", "ss_base_model": recipe.model, "ss_network_dim": str(recipe.rank),
+                "ss_network_alpha": str(recipe.alpha), "ss_steps": str(step),
+                "ss_learning_rate": str(recipe.lr), "ss_num_train_images": str(dataset_size),
+                "ss_seed": str(recipe.seed), "ss_mixed_precision": recipe.precision,
+                "ss_train_text_encoder": str(recipe.train_text_encoder),
+                "ss_batch_size": str(recipe.batch), "huajia_recipe": json.dumps(asdict(recipe))}
+    save_file(tensors, path, metadata=metadata)
+    return path
+
+
+def train_lora(recipe: LoraRecipe, resume: bool = False,
+               progress: Callable[[int, int, float], None] | None = None) -> Path:
+    from accelerate import Accelerator
+    from peft import LoraConfig
+
+    from huajia.engine.engine import Engine
+
+    out = Path(recipe.out)
+    out.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator(mixed_precision="no" if recipe.precision == "fp32" else recipe.precision)
+    torch.manual_seed(recipe.seed)
+    engine = Engine(recipe.model, device=str(accelerator.device))
+    pipe = engine.pipe
+    side = engine.native_size
+    images, captions = _load_examples(recipe.data, side)
+    with torch.no_grad():  # cache latents: the VAE is frozen
+        batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(accelerator.device)
+        latents = torch.cat([pipe.vae.encode(batch[i:i + 16]).latent_dist.mode()
+                             for i in range(0, len(batch), 16)]) * pipe.vae.config.scaling_factor
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+        module.requires_grad_(False)
+    pipe.unet.add_adapter(LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha,
+                                     init_lora_weights="gaussian", target_modules=UNET_TARGETS))
+    if recipe.train_text_encoder:
+        pipe.text_encoder.add_adapter(LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha,
+                                                 init_lora_weights="gaussian",
+                                                 target_modules=TEXT_TARGETS))
+    if recipe.gradient_checkpointing:
+        pipe.unet.enable_gradient_checkpointing()
+    params = [p for m in (pipe.unet, pipe.text_encoder) for p in m.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=1e-4)
+    unet, text_encoder, optimizer = accelerator.prepare(pipe.unet, pipe.text_encoder, optimizer)
+    step, losses = _resume(out, resume, pipe, optimizer)
+    rng = np.random.default_rng([recipe.seed, step])
+    scheduler = pipe.scheduler
+    start = time.perf_counter()
+    while step < recipe.steps:
+        picks = rng.integers(len(images), size=recipe.batch)
+        texts = ["" if rng.random() < recipe.caption_dropout else
+                 captions[i][int(rng.integers(len(captions[i])))] for i in picks]
+        ids = pipe.tokenizer(texts, padding="max_length", truncation=True,
+                             max_length=pipe.tokenizer.model_max_length,
+                             return_tensors="pt").input_ids.to(accelerator.device)
+        z = latents[torch.from_numpy(picks)]
+        noise = torch.randn_like(z)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(picks),),
+                          device=z.device)
+        target = (scheduler.get_velocity(z, noise, t)
+                  if scheduler.config.prediction_type == "v_prediction" else noise)
+        with accelerator.autocast():
+            pred = unet(scheduler.add_noise(z, noise, t), t, text_encoder(ids)[0]).sample
+            loss = F.mse_loss(pred.float(), target.float())
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        losses.append(loss.item())
+        if progress:
+            progress(step, recipe.steps, losses[-1])
+        if recipe.sample_every and (step % recipe.sample_every == 0 or step == recipe.steps):
+            _checkpoint(out, pipe, optimizer, step, losses)
+            if recipe.sample_prompts:
+                _samples(engine, recipe, step, out)
+    path = save_lora(pipe, out, recipe, step, len(images))
+    loss_curve(losses).save(out / "loss.png")
+    (out / "training.json").write_text(json.dumps(
+        {"recipe": asdict(recipe), "steps": step, "seconds_this_run": time.perf_counter() - start,
+         "final_loss": float(np.mean(losses[-20:])), "device": str(accelerator.device)}, indent=1))
+    return path
+
+
+def _checkpoint(out: Path, pipe, optimizer, step: int, losses: list[float]) -> None:
+    from peft.utils import get_peft_model_state_dict
+
+    state = {"unet": get_peft_model_state_dict(pipe.unet), "optimizer": optimizer.state_dict(),
+             "step": step, "losses": losses}
+    if getattr(pipe.text_encoder, "peft_config", None):
+        state["text"] = get_peft_model_state_dict(pipe.text_encoder)
+    (out / "checkpoints").mkdir(exist_ok=True)
+    tmp = out / "checkpoints" / "lora.pt.tmp"
+    torch.save(state, tmp)
+    tmp.replace(out / "checkpoints" / "lora.pt")
+
+
+def _resume(out: Path, resume: bool, pipe, optimizer) -> tuple[int, list[float]]:
+    from peft.utils import set_peft_model_state_dict
+
+    path = out / "checkpoints" / "lora.pt"
+    if not resume or not path.exists():
+        return 0, []
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    set_peft_model_state_dict(pipe.unet, state["unet"])
+    if "text" in state:
+        set_peft_model_state_dict(pipe.text_encoder, state["text"])
+    optimizer.load_state_dict(state["optimizer"])
+    return state["step"], state["losses"]
+
+
+def _samples(engine, recipe: LoraRecipe, step: int, out: Path) -> None:
+    from huajia.drawing import Tile, captioned_grid
+    from huajia.engine.request import GenerationRequest
+
+    engine.pipe.unet.eval()
+    tiles = [Tile(engine.generate(GenerationRequest(p, seed=recipe.seed + k, steps=20)).images[0],
+                  (p,)) for k, p in enumerate(recipe.sample_prompts)]
+    engine.pipe.unet.train()
+    (out / "samples").mkdir(exist_ok=True)
+    captioned_grid(tiles, columns=min(4, len(tiles)), title=f"step {step}").save(
+        out / "samples" / f"step_{step:05d}.png")
+
+
+def loss_curve(losses: list[float], size: tuple[int, int] = (640, 320)) -> Image.Image:
+    from PIL import ImageDraw
+
+    from huajia.drawing import font
+
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    values = np.asarray(losses, dtype=float)
+    window = max(1, len(values) // 50)
+    smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+    left, top, right, bottom = 50, 30, size[0] - 10, size[1] - 30
+    low, high = float(values.min()), float(values.max()) or 1.0
+    span = (high - low) or 1.0
+
+    def point(i: int, v: float, n: int) -> tuple[float, float]:
+        return (left + (right - left) * i / max(1, n - 1), bottom - (bottom - top) * (v - low) / span)
+
+    draw.line([point(i, v, len(values)) for i, v in enumerate(values)], fill=(190, 200, 230))
+    draw.line([point(i + window // 2, v, len(values)) for i, v in enumerate(smooth)],
+              fill=(30, 70, 160), width=2)
+    draw.rectangle((left, top, right, bottom), outline="black")
+    draw.text((left, 8), f"LoRA training loss ({len(values)} steps)", fill="black", font=font(13))
+    draw.text((4, top), f"{high:.3g}", fill="black", font=font(11))
+    draw.text((4, bottom - 12), f"{low:.3g}", fill="black", font=font(11))
+    return image

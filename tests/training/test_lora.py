@@ -1,0 +1,61 @@
+import json
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from huajia.engine.engine import Engine
+from huajia.engine.request import GenerationRequest, LoraSpec
+from huajia.errors import HuajiaError
+from huajia.training.lora import LoraRecipe, train_lora
+from huajia.world.dataset import write_dataset
+
+
+@pytest.fixture(scope="module")
+def trained(sd_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("lora")
+    write_dataset(root / "data", 6, seed=1, workers=1, side=64)
+    recipe = LoraRecipe(data=str(root / "data"), out=str(root / "out"), model=str(sd_dir),
+                        rank=4, alpha=4, steps=4, batch=2, sample_every=2,
+                        sample_prompts=("a red circle",), train_text_encoder=True)
+    return train_lora(recipe), recipe
+
+
+def test_file_metadata_samples_and_loss_curve(trained):
+    path, recipe = trained
+    with safe_open(path, "pt") as handle:
+        meta = handle.metadata()
+        keys = list(handle.keys())
+    assert meta["ss_network_dim"] == "4" and meta["ss_steps"] == "4"
+    assert meta["ss_num_train_images"] == "6" and meta["ss_train_text_encoder"] == "True"
+    assert any(k.startswith("unet.") and "to_q" in k for k in keys)
+    assert any(k.startswith("text_encoder.") for k in keys)
+    out = path.parent
+    assert (out / "loss.png").exists() and (out / "samples" / "step_00004.png").exists()
+    assert json.loads((out / "training.json").read_text())["steps"] == 4
+
+
+def test_plain_diffusers_loads_it(trained, sd_dir):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(sd_dir)
+    pipe.load_lora_weights(trained[0].parent)
+    assert pipe.get_active_adapters()
+
+
+def test_engine_applies_lora_with_scale_and_resume(trained, sd_dir):
+    path, recipe = trained
+    engine = Engine(str(sd_dir))
+    request = GenerationRequest("a red circle", seed=2, steps=2, width=64, height=64)
+    base = np.asarray(engine.generate(request).images[0], dtype=int)
+    scaled = engine.generate(GenerationRequest("a red circle", seed=2, steps=2, width=64,
+                                               height=64, loras=(LoraSpec(str(path), 0.8),)))
+    assert "Lora" in scaled.infotexts[0]
+    again = train_lora(LoraRecipe(**{**recipe.__dict__, "steps": 6}), resume=True)
+    with safe_open(again, "pt") as handle:
+        assert handle.metadata()["ss_steps"] == "6"
+    assert base.shape == np.asarray(scaled.images[0]).shape
+    assert LoraSpec.parse("a/b.safetensors:0.5") == LoraSpec("a/b.safetensors", 0.5)
+    assert LoraSpec.parse("C:/x/y.safetensors") == LoraSpec("C:/x/y.safetensors")
+    with pytest.raises(HuajiaError, match="precision"):
+        LoraRecipe(data="x", out="y", precision="fp8")
