@@ -444,6 +444,37 @@ def compare(
     console.print(str(out))
 
 
+@app.command("series")
+def series(
+    prompts_file: Path = typer.Argument(..., help="One prompt per line."),
+    seed: int = typer.Option(0, help="Seed of the first panel (then seed+1, …)."),
+    negative: str = typer.Option("", "--negative", help="Shared negative prompt."),
+    lora: list[str] = typer.Option([], "--lora", help="PATH[:SCALE], repeatable."),
+    steps: int = typer.Option(20), cfg: float = typer.Option(5.0, "--cfg"),
+    style: str = typer.Option("none"), model: str = typer.Option("embedded"),
+    grid: Path = typer.Option(Path("series.png"), "--grid", help="Contact sheet PNG."),
+) -> None:
+    """A seeded series: one picture per line, fixed seeds, stitched into a contact sheet."""
+    from huajia.engine.engine import Engine
+    from huajia.engine.infotext import save_png
+    from huajia.engine.lora import check_lora_paths
+    from huajia.engine.request import LoraSpec
+    from huajia.engine.series import make_series, read_prompts, series_sheet
+
+    prompts = read_prompts(prompts_file)
+    loras = tuple(LoraSpec.parse(x) for x in lora)
+    check_lora_paths(loras)
+    _out_file(grid)
+    with console.status(f"painting {len(prompts)} panels"):
+        panels = make_series(Engine(model), prompts, seed, negative, loras, steps, cfg, style)
+    folder = grid.with_suffix("")
+    folder.mkdir(exist_ok=True)
+    for index, panel in enumerate(panels, 1):
+        save_png(panel.image, folder / f"{index:02d}-{panel.seed}.png", panel.infotext)
+    series_sheet(panels, title=f"{prompts_file.name} · seed {seed}").save(grid)
+    console.print(f"{grid}\n{folder}/")
+
+
 @app.command("info")
 def info(image: Path = typer.Argument(..., help="A PNG made by huajia (or A1111).")) -> None:
     """Print the generation parameters stored in a PNG."""
