@@ -64,8 +64,10 @@ def _bands(n: int, box: Box = (0.0, 0.0, 1.0, 1.0)) -> list[Box]:
 
 
 def plan_from_spec(prompt: str, parsed: ParsedPrompt) -> Plan:
+    """One band per relation (split along the relation's axis) and per unrelated group. A group
+    in two relations keeps the place its last relation gives it."""
     spec, lang = parsed.spec, parsed.lang
-    related = [r for r in spec.relations]
+    related = list(spec.relations)
     in_relation = {i for r in related for i in (r.subject, r.object)}
     free = [i for i in range(len(spec.groups)) if i not in in_relation]
     slots = len(related) + len(free)
@@ -73,8 +75,6 @@ def plan_from_spec(prompt: str, parsed: ParsedPrompt) -> Plan:
     boxes: dict[int, Box] = {}
     for area, rel in zip(areas, related, strict=False):
         axis, subject_low = _SPLIT[rel.relation]
-        if slots > 1 and axis == 1:
-            pass  # above/below inside a vertical band: still a vertical split of that band
         boxes[rel.subject], boxes[rel.object] = _split(area, axis, subject_low)
     for area, index in zip(areas[len(related):], free, strict=False):
         boxes[index] = area
