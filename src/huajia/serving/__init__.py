@@ -1,0 +1,1 @@
+"""Serving huajia: OpenAI-compatible HTTP API, persistent queue, cache, limits, safety."""

@@ -1,0 +1,75 @@
+"""Content-addressed result cache on disk (as ComfyUI caches by content).
+
+The key is a hash of everything that determines the output: model identity (name + weights
+hash), every generation parameter, the seed and the LoRAs with their scales. A hit returns the
+stored bytes unchanged without touching the model. The cache is capped in bytes; the least
+recently used entries go first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+
+def cache_key(model_identity: str, params: dict) -> str:
+    canonical = json.dumps({"model": model_identity, "params": params}, sort_keys=True,
+                           ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class ResultCache:
+    def __init__(self, folder: str | Path, max_bytes: int = 2 * 1024**3):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.folder / "index.sqlite", check_same_thread=False,
+                                   isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, "
+                         "size INTEGER NOT NULL, used REAL NOT NULL)")
+
+    def _path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.bin"
+
+    def get(self, key: str) -> bytes | None:
+        path = self._path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        with self._lock:
+            self._db.execute("UPDATE entries SET used = ? WHERE key = ?", (time.time(), key))
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # readers see the whole file or none of it
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO entries (key, size, used) VALUES (?, ?, ?)",
+                             (key, len(data), time.time()))
+            self._evict()
+
+    def _evict(self) -> None:
+        total = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM entries").fetchone()[0]
+        if total <= self.max_bytes:
+            return
+        for key, size in self._db.execute("SELECT key, size FROM entries ORDER BY used").fetchall():
+            if total <= self.max_bytes:
+                break
+            self._path(key).unlink(missing_ok=True)
+            self._db.execute("DELETE FROM entries WHERE key = ?", (key,))
+            total -= size
+
+    def size(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(SUM(size), 0) FROM entries").fetchone()[0]

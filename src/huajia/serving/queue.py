@@ -1,0 +1,141 @@
+"""A persistent job queue in SQLite (WAL): a job is on disk before the API acknowledges it.
+
+States: queued → running → done | failed | cancelled. A worker claims jobs in one transaction, so
+two workers never take the same job. After a crash (even ``kill -9``), ``recover()`` puts jobs
+left 'running' back to 'queued': every acknowledged job completes, and none is completed twice
+because ``finish`` only moves a job that is still 'running' under the same claim token.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    batch_key TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    owner TEXT,
+    state TEXT NOT NULL,
+    claim TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    result TEXT,
+    error TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created);
+"""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str
+    batch_key: str
+    payload: dict
+    owner: str | None
+    state: str
+    attempts: int
+    result: dict | None
+    error: str | None
+    created: float
+    updated: float
+    claim: str | None = None
+
+
+class JobQueue:
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._local = threading.local()
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # an acknowledged job survives power loss
+            db.row_factory = sqlite3.Row
+            self._local.db = db
+        return db
+
+    def submit(self, kind: str, payload: dict, batch_key: str = "", owner: str | None = None) -> str:
+        """Store a job durably and return its id (only then may the API answer)."""
+        job_id = uuid.uuid4().hex
+        now = time.time()
+        self._connect().execute(
+            "INSERT INTO jobs (id, kind, batch_key, payload, owner, state, created, updated) "
+            "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+            (job_id, kind, batch_key, json.dumps(payload, ensure_ascii=False), owner, now, now))
+        return job_id
+
+    def claim(self, limit: int = 1, batch_key: str | None = None) -> list[Job]:
+        """Atomically take up to ``limit`` oldest queued jobs (of one batch key, if given)."""
+        db = self._connect()
+        token = uuid.uuid4().hex
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            where, args = "state = 'queued'", []
+            if batch_key is not None:
+                where += " AND batch_key = ?"
+                args.append(batch_key)
+            rows = db.execute(f"SELECT id FROM jobs WHERE {where} ORDER BY created LIMIT ?",
+                              (*args, limit)).fetchall()
+            ids = [r["id"] for r in rows]
+            db.executemany("UPDATE jobs SET state = 'running', claim = ?, attempts = attempts + 1, "
+                           "updated = ? WHERE id = ?", [(token, time.time(), i) for i in ids])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return [self.get(i) for i in ids]
+
+    def oldest_batch_key(self) -> str | None:
+        row = self._connect().execute("SELECT batch_key FROM jobs WHERE state = 'queued' "
+                                      "ORDER BY created LIMIT 1").fetchone()
+        return row["batch_key"] if row else None
+
+    def finish(self, job: Job, result: dict | None = None, error: str | None = None) -> bool:
+        """Record the outcome; False if the job was cancelled or re-claimed meanwhile."""
+        state = "failed" if error else "done"
+        cursor = self._connect().execute(
+            "UPDATE jobs SET state = ?, result = ?, error = ?, updated = ? "
+            "WHERE id = ? AND state = 'running' AND claim = ?",
+            (state, json.dumps(result) if result is not None else None, error, time.time(),
+             job.id, job.claim))
+        return cursor.rowcount == 1
+
+    def cancel(self, job_id: str) -> bool:
+        cursor = self._connect().execute(
+            "UPDATE jobs SET state = 'cancelled', updated = ? WHERE id = ? AND state IN "
+            "('queued', 'running')", (time.time(), job_id))
+        return cursor.rowcount == 1
+
+    def recover(self) -> int:
+        """After a crash: jobs that were running go back to the queue. Returns how many."""
+        cursor = self._connect().execute(
+            "UPDATE jobs SET state = 'queued', claim = NULL, updated = ? WHERE state = 'running'",
+            (time.time(),))
+        return cursor.rowcount
+
+    def get(self, job_id: str) -> Job | None:
+        row = self._connect().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        return Job(row["id"], row["kind"], row["batch_key"], json.loads(row["payload"]),
+                   row["owner"], row["state"], row["attempts"],
+                   json.loads(row["result"]) if row["result"] else None, row["error"],
+                   row["created"], row["updated"], row["claim"])
+
+    def counts(self) -> dict[str, int]:
+        rows = self._connect().execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        return {r["state"]: r["n"] for r in rows}
