@@ -44,3 +44,10 @@ def test_stream_yields_thoughts_then_the_result(engine):
     items = list(stream(Thinker(engine, ShapesCritic(), ThinkOptions(pauses=1, max_repaints=0)),
                         _request("一个红色圆形")))
     assert all(isinstance(i, Thought) for i in items[:-1]) and isinstance(items[-1], ThinkResult)
+
+
+def test_guidance_must_be_above_one(engine):
+    from huajia.errors import HuajiaError
+
+    with pytest.raises(HuajiaError, match="guidance above 1"):
+        Thinker(engine, ShapesCritic()).think(GenerationRequest("a red circle", guidance=1.0))

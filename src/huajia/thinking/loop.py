@@ -22,6 +22,7 @@ from huajia.engine.embeddings import encode_weighted
 from huajia.engine.engine import Engine
 from huajia.engine.request import GenerationRequest
 from huajia.engine.styles import get_style
+from huajia.errors import HuajiaError
 from huajia.thinking.critics import Critic, Critique
 from huajia.thinking.plan import Plan, plan_prompt
 from huajia.thinking.regional import RegionalHooks, RegionState, soft_mask
@@ -112,6 +113,9 @@ class Thinker:
     def think(self, request: GenerationRequest,
               on_thought: Callable[[Thought], None] | None = None) -> ThinkResult:
         start = time.perf_counter()
+        if request.guidance <= 1.0:  # the regional hooks steer the CFG [uncond, cond] pair
+            raise HuajiaError(f"thinking needs guidance above 1 (got {request.guidance}); "
+                              "use e.g. --cfg 5")
         opts, pipe = self.options, self.engine.pipe
         thoughts: list[Thought] = []
         frames: list[Frame] = []
