@@ -27,7 +27,6 @@ _KNOWN_CJK_FONTS = (
     "/System/Library/Fonts/PingFang.ttc",
     "C:/Windows/Fonts/msyh.ttc",
 )
-_CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
 
 
 @lru_cache(maxsize=1)
@@ -124,10 +123,6 @@ def captioned_grid(tiles: Sequence[Tile], columns: int = 4, tile_px: int = 192,
         for k, line in enumerate(wrapped):
             draw.text((x, y + tile_px + 4 + k * line_h), line, fill=tile.colour, font=face)
     return sheet
-
-
-def contains_cjk(text: str) -> bool:
-    return bool(_CJK.search(text))
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:

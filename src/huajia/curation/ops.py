@@ -1,5 +1,8 @@
 """Curation operators, with Data-Juicer's names and parameters.
 
+(``any_or_all`` is accepted so Data-Juicer configs run unchanged; huajia samples carry one image,
+for which 'any' and 'all' agree.)
+
 Each filter looks at one sample and its opened image and answers keep/drop with a reason and the
 statistic it measured (for the report's histograms). ``image_deduplicator`` only computes a
 perceptual hash here; the runner drops repeats, since that needs every earlier hash.

@@ -13,8 +13,6 @@ from pathlib import Path
 
 from huajia.errors import HuajiaError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
 
 @dataclass(frozen=True)
 class Sample:

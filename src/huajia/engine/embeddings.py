@@ -41,10 +41,6 @@ def _chunks(tokenizer, prompt: str) -> list[tuple[list[int], list[float]]]:
     return chunks
 
 
-def count_tokens(tokenizer, prompt: str) -> int:
-    return sum(len(ids) for ids, _ in _chunks(tokenizer, prompt))
-
-
 def _pad_chunk(tokenizer, ids: list[int], weights: list[float]) -> tuple[list[int], list[float]]:
     window = tokenizer.model_max_length
     bos = tokenizer.bos_token_id

@@ -1,10 +1,13 @@
 """Object detection in shapes-world pictures with classic computer vision (no weights).
 
-Background = the dominant border colour; objects = connected blobs that differ from it. Each blob
-is classified by geometry (solidity and the ratio of its farthest to nearest outline point:
-circle ≈ 1, hexagon ≈ 1.15, square ≈ 1.41, triangle ≈ 2, star: concave), by colour (pixel votes
-over every palette colour and its texture shade) and by texture (how much the inside varies, and
-whether the variation has one direction).
+Background = the median border colour; objects = connected blobs that differ from it. For each
+blob, the colour is the palette colour whose colour→shade segment best explains the inside
+pixels (blur mixes the two along that segment); the texture comes from how the shade varies
+inside (gradient orientations: diagonal stripes, axis-aligned checks, round dots); the outline is
+taken at half the colour's contrast (so blur does not grow it); the shape from the harmonics of
+the outline's radial profile (3 triangle, 4 square, 5 star, 6 hexagon, none circle); the size
+from the area. Thresholds were set on measured feature distributions of clean and degraded
+renders.
 """
 
 from __future__ import annotations
