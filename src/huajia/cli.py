@@ -57,14 +57,15 @@ def world_dataset(
     seed: int = typer.Option(0, help="Dataset seed."),
     size: int = typer.Option(128, help="Image side in pixels (64-512)."),
     workers: int = typer.Option(0, help="Processes (0: one per core)."),
+    concept: str = typer.Option(None, help="Teach a held-out concept: hexagon or checkered."),
 ) -> None:
     """Render N captioned images (en + zh) into an HF imagefolder with metadata.jsonl."""
     from huajia.world.dataset import check_dataset_args, write_dataset
 
-    check_dataset_args(out, n, split, size)
+    check_dataset_args(out, n, split, size, concept)
     with progress_bar("rendering", n) as advance:
         path = write_dataset(out, n, seed=seed, split=split, side=size, workers=workers or None,
-                             progress=advance)
+                             progress=advance, concept=concept)
     console.print(f"wrote {n} images and {path / 'metadata.jsonl'}")
 
 

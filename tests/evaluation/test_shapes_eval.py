@@ -44,3 +44,15 @@ def test_reports(tmp_path):
     assert abs(data["overall"] - sum(data["tasks"].values()) / len(data["tasks"])) < 1e-9
     sheet = failure_sheet(result, tmp_path / "failures.png")
     assert Image.open(sheet).size[0] > 500
+
+
+def test_concept_prompts_ask_for_the_concept_and_score_as_a_task():
+    from huajia.evaluation.prompts import concept_prompts
+
+    prompts = concept_prompts("hexagon", 5)
+    assert len(prompts) == 10 and {p.lang for p in prompts} == {"en", "zh"}
+    for prompt in prompts:
+        assert parse(prompt.text).spec == prompt.spec
+        assert prompt.spec.groups[0].shape == "hexagon"
+    result = run_shapes_eval(OracleGenerator(), prompts, images_per_prompt=1)
+    assert result.tasks == {"hexagon": result.overall} and result.overall >= 0.9

@@ -55,3 +55,12 @@ def test_unwritable_output(tmp_path):
     blocker.write_text("x")
     with pytest.raises(HuajiaError, match="cannot write"):
         write_dataset(blocker / "sub", 2)
+
+
+def test_concept_datasets_teach_a_held_out_concept(tmp_path):
+    write_dataset(tmp_path, 20, seed=2, workers=1, concept="hexagon")
+    for row in read_metadata(tmp_path):
+        assert "hexagon" in row["text"] or "hexagons" in row["text"]
+        assert "六边形" in row["text_zh"]
+    with pytest.raises(HuajiaError, match="not a held-out concept"):
+        write_dataset(tmp_path / "x", 2, concept="circle")

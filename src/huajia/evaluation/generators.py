@@ -84,11 +84,12 @@ class EngineGenerator:
     a call run as one micro-batch."""
 
     def __init__(self, engine, steps: int = 20, guidance: float = 5.0,
-                 scheduler: str | None = None, guidance_rescale: float = 0.0):
+                 scheduler: str | None = None, guidance_rescale: float = 0.0,
+                 loras: tuple = ()):
         self.engine = engine
         self.steps, self.guidance, self.scheduler = steps, guidance, scheduler
-        self.guidance_rescale = guidance_rescale
-        self.name = engine.source.name
+        self.guidance_rescale, self.loras = guidance_rescale, loras
+        self.name = engine.source.name + (" + LoRA" if loras else "")
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int],
                  side: int) -> list[Image.Image]:
@@ -97,7 +98,7 @@ class EngineGenerator:
         requests = [GenerationRequest(
             prompt=prompt, seed=first_seed, n=count, steps=self.steps, guidance=self.guidance,
             scheduler=self.scheduler, guidance_rescale=self.guidance_rescale, width=side,
-            height=side) for prompt, first_seed, count in _runs(prompts, seeds)]
+            height=side, loras=self.loras) for prompt, first_seed, count in _runs(prompts, seeds)]
         return [im for result in self.engine.generate_batch(requests) for im in result.images]
 
 

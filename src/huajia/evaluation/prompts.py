@@ -90,6 +90,28 @@ _MAKERS: dict[str, Callable[[np.random.Generator], SceneSpec]] = {
 }
 
 
+def concept_prompts(concept: str, n_specs: int = 40, seed: int = 7) -> list[EvalPrompt]:
+    """Held-out prompts (eval templates, en + zh) that each ask for the held-out ``concept``:
+    the hexagon shape (with a colour, sometimes a count) or the checkered texture."""
+    prompts = []
+    rng = np.random.default_rng([seed, 99])
+    for k in range(n_specs):
+        colour = _pick(rng, _COLOURS)[0]
+        count = int(rng.integers(1, 3))
+        if concept == "hexagon":
+            group = ObjectGroup("hexagon", count=count, colour=colour)
+        else:
+            group = ObjectGroup(_pick(rng, _SHAPES)[0], count=count, colour=colour,
+                                texture=concept)
+        spec = SceneSpec((group,))
+        for lang in ("en", "zh"):
+            frames = captions.templates(lang, "eval")
+            frame = frames[int(rng.integers(len(frames)))]
+            prompts.append(EvalPrompt(f"{concept}-{k:03d}-{lang}", concept, lang,
+                                      captions.caption(spec, frame, rng), spec))
+    return prompts
+
+
 def shapes_eval_prompts(specs_per_task: int = 50, seed: int = 2025) -> list[EvalPrompt]:
     """``specs_per_task`` specs per task, each as an English and a Chinese prompt.
 

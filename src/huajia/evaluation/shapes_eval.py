@@ -44,7 +44,8 @@ class ShapesEvalResult:
 
     @property
     def tasks(self) -> dict[str, float]:
-        present = [t for t in TASKS if any(r.task == t for r in self.records)]
+        names = {r.task for r in self.records}
+        present = [t for t in TASKS if t in names] + sorted(names - set(TASKS))
         return {t: self._rate(lambda r, t=t: r.task == t) for t in present}
 
     @property

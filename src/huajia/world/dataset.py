@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from huajia.errors import HuajiaError
-from huajia.world import captions, sampler
+from huajia.world import captions, sampler, vocab
 from huajia.world.render import check_side, render
 from huajia.world.spec import Scene, SceneSpec
 
@@ -40,22 +40,35 @@ def described_spec(scene: Scene, rng: np.random.Generator) -> SceneSpec:
     return SceneSpec(tuple(groups), scene.spec.relations, background)
 
 
-def make_example(index: int, seed: int, split: str) -> tuple[Scene, SceneSpec, str, str]:
-    """The scene, described spec and en/zh captions of row ``index`` (pure function of inputs)."""
+def _has_concept(scene: Scene, concept: str) -> bool:
+    return any(concept in (g.shape, g.texture) for g in scene.spec.groups)
+
+
+def make_example(index: int, seed: int, split: str,
+                 concept: str | None = None) -> tuple[Scene, SceneSpec, str, str]:
+    """The scene, described spec and en/zh captions of row ``index`` (pure function of inputs).
+    With ``concept`` (a held-out shape or texture, e.g. 'hexagon'), every scene shows it and
+    its captions always name it; captions still use only training templates."""
     rng = np.random.default_rng([seed, index])
-    scene = sampler.sample_scene(rng, split, seed=index)
+    scene = sampler.sample_scene(rng, "eval" if concept else split, seed=index)
+    while concept and not _has_concept(scene, concept):
+        scene = sampler.sample_scene(rng, "eval", seed=index)
     spec = described_spec(scene, rng)
+    if concept in vocab.ids(vocab.TEXTURES):  # never drop the texture being taught
+        spec = SceneSpec(tuple(replace(d, texture=g.texture) for d, g in
+                               zip(spec.groups, scene.spec.groups, strict=True)),
+                         spec.relations, spec.background)
     en_templates, zh_templates = captions.templates("en", split), captions.templates("zh", split)
     text = captions.caption(spec, en_templates[int(rng.integers(len(en_templates)))], rng)
     text_zh = captions.caption(spec, zh_templates[int(rng.integers(len(zh_templates)))], rng)
     return scene, spec, text, text_zh
 
 
-def _write_chunk(args: tuple[str, int, int, int, str, int]) -> list[dict]:
-    out, start, stop, seed, split, side = args
+def _write_chunk(args: tuple) -> list[dict]:
+    out, start, stop, seed, split, side, concept = args
     rows = []
     for index in range(start, stop):
-        scene, spec, text, text_zh = make_example(index, seed, split)
+        scene, spec, text, text_zh = make_example(index, seed, split, concept)
         file_name = f"images/{index:07d}.png"
         render(scene, side).save(os.path.join(out, file_name), compress_level=1)
         rows.append({"file_name": file_name, "text": text, "text_zh": text_zh,
@@ -77,8 +90,13 @@ def prepare_out_dir(out: str | Path) -> Path:
     return path
 
 
-def check_dataset_args(out: str | Path, n: int, split: str, side: int) -> Path:
+def check_dataset_args(out: str | Path, n: int, split: str, side: int,
+                       concept: str | None = None) -> Path:
     """Validate a dataset request before any work starts; returns the ready output folder."""
+    held_out = [c.id for c in (*vocab.SHAPES, *vocab.TEXTURES) if c.held_out]
+    if concept is not None and concept not in held_out:
+        raise HuajiaError(f"--concept '{concept}' is not a held-out concept; use one of "
+                          f"{', '.join(held_out)}")
     if n < 1:
         raise HuajiaError(f"--n must be at least 1, got {n}")
     if split not in ("train", "eval"):
@@ -88,12 +106,13 @@ def check_dataset_args(out: str | Path, n: int, split: str, side: int) -> Path:
 
 
 def write_dataset(out: str | Path, n: int, seed: int = 0, split: str = "train", side: int = 128,
-                  workers: int | None = None,
-                  progress: Callable[[int], None] | None = None) -> Path:
-    """Render ``n`` examples into the imagefolder ``out``; ``progress(k)`` is told each k done."""
-    path = check_dataset_args(out, n, split, side)
+                  workers: int | None = None, progress: Callable[[int], None] | None = None,
+                  concept: str | None = None) -> Path:
+    """Render ``n`` examples into the imagefolder ``out``; ``progress(k)`` is told each k done.
+    ``concept`` makes a teaching set for a held-out shape or texture (see make_example)."""
+    path = check_dataset_args(out, n, split, side, concept)
     (path / "images").mkdir(exist_ok=True)
-    jobs = [(str(path), start, min(start + CHUNK, n), seed, split, side)
+    jobs = [(str(path), start, min(start + CHUNK, n), seed, split, side, concept)
             for start in range(0, n, CHUNK)]
     workers = workers or min(os.cpu_count() or 1, len(jobs))
     with open(path / "metadata.jsonl", "w", encoding="utf-8") as metadata:
