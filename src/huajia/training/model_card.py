@@ -22,8 +22,8 @@ from diffusers import StableDiffusionPipeline
 pipe = StableDiffusionPipeline.from_pretrained("{folder}")
 ```
 
-Reproduce it with `huajia train base --out DIR` (seeded, resumable).
-
+Reproduce it with `{command}` (seeded, resumable).
+{notes}
 ## Architecture
 {architecture}
 
@@ -76,8 +76,12 @@ def write_model_card(model_dir: str | Path, evaluations: list[dict]) -> Path:
                     f"- scheduler: DDIM, v-prediction, zero-terminal-SNR betas, trailing steps")
     timings = training["timings"]
     evaluation = "\n\n".join(_table(e) for e in evaluations) or "not measured"
+    recipe = training["recipe"]
+    command = (f"huajia train base --out DIR --seed {recipe['seed']} --scenes {recipe['n_scenes']}"
+               f" --vae-steps {recipe['vae_steps']} --unet-steps {recipe['unet_steps']}")
+    notes = "".join(f"\n> {note}\n" for note in training.get("notes", []))
     text = _TEMPLATE.format(
-        folder=model_dir, architecture=architecture,
+        command=command, notes=notes, folder=model_dir, architecture=architecture,
         recipe=json.dumps(training["recipe"], indent=1), hardware=training["hardware"],
         device=training["device"], total_min=timings["total_s"] / 60,
         vae_min=timings["vae_s"] / 60, latents_min=timings["latents_s"] / 60,
