@@ -173,7 +173,7 @@ def train_base_command(
     resume: bool = typer.Option(False, help="Continue from OUT/checkpoints."),
     seed: int = typer.Option(0),
     scenes: int = typer.Option(24_000, help="Distinct training scenes."),
-    vae_steps: int = typer.Option(1_500),
+    vae_steps: int = typer.Option(3_000),
     unet_steps: int = typer.Option(2_000),
     eval_specs: int = typer.Option(10, help="ShapesEval specs per task for the model card."),
 ) -> None:

@@ -36,7 +36,7 @@ class BaseRecipe:
     size: C.ModelSize = field(default_factory=C.ModelSize)
     seed: int = 0
     n_scenes: int = 24_000
-    vae_steps: int = 1_500
+    vae_steps: int = 3_000
     vae_batch: int = 16
     vae_crop: int = 64
     vae_lr: float = 6e-4
