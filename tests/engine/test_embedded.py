@@ -24,7 +24,8 @@ def test_tokenizer_covers_unseen_words():
     tokenizer = AutoTokenizer.from_pretrained(embedded_path() / "tokenizer")
     ids = tokenizer("a checkered hexagon 格子六边形 and a zebra 斑马").input_ids
     assert tokenizer.unk_token_id is None or tokenizer.unk_token_id not in ids
-    assert len(tokenizer.tokenize("边形")) == 2  # characters it saw: one token each
+    content = [t for t in tokenizer.tokenize("边形") if t != "Ġ"]  # (spacers: see notes)
+    assert len(content) == 2  # characters it saw: one token each
     assert len(tokenizer.tokenize("六")) >= 1  # never seen (hexagons are held out): byte pieces
 
 
