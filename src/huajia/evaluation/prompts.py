@@ -90,6 +90,18 @@ _MAKERS: dict[str, Callable[[np.random.Generator], SceneSpec]] = {
 }
 
 
+def _bilingual(task: str, k: int, spec: SceneSpec,
+               rng: np.random.Generator) -> list[EvalPrompt]:
+    """``spec`` as an English and a Chinese prompt, each in a random held-out template."""
+    out = []
+    for lang in ("en", "zh"):
+        frames = captions.templates(lang, "eval")
+        frame = frames[int(rng.integers(len(frames)))]
+        out.append(EvalPrompt(f"{task}-{k:03d}-{lang}", task, lang,
+                              captions.caption(spec, frame, rng), spec))
+    return out
+
+
 def concept_prompts(concept: str, n_specs: int = 40, seed: int = 7) -> list[EvalPrompt]:
     """Held-out prompts (eval templates, en + zh) that each ask for the held-out ``concept``:
     the hexagon shape (with a colour, sometimes a count) or the checkered texture."""
@@ -103,12 +115,7 @@ def concept_prompts(concept: str, n_specs: int = 40, seed: int = 7) -> list[Eval
         else:
             group = ObjectGroup(_pick(rng, _SHAPES)[0], count=count, colour=colour,
                                 texture=concept)
-        spec = SceneSpec((group,))
-        for lang in ("en", "zh"):
-            frames = captions.templates(lang, "eval")
-            frame = frames[int(rng.integers(len(frames)))]
-            prompts.append(EvalPrompt(f"{concept}-{k:03d}-{lang}", concept, lang,
-                                      captions.caption(spec, frame, rng), spec))
+        prompts += _bilingual(concept, k, SceneSpec((group,)), rng)
     return prompts
 
 
@@ -122,10 +129,5 @@ def shapes_eval_prompts(specs_per_task: int = 50, seed: int = 2025) -> list[Eval
     for task in TASKS:
         rng = np.random.default_rng([seed, TASKS.index(task)])
         for k in range(specs_per_task):
-            spec = _MAKERS[task](rng)
-            for lang in ("en", "zh"):
-                frames = captions.templates(lang, "eval")
-                frame = frames[int(rng.integers(len(frames)))]
-                prompts.append(EvalPrompt(f"{task}-{k:03d}-{lang}", task, lang,
-                                          captions.caption(spec, frame, rng), spec))
+            prompts += _bilingual(task, k, _MAKERS[task](rng), rng)
     return prompts
