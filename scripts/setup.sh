@@ -16,6 +16,18 @@ if ! fc-list :lang=zh 2>/dev/null | grep -q . ; then
   fi
 fi
 
+# Debian's Chromium: the web page's browser test drives it with Playwright (no browser download)
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Chromium (browser tests)"
+    (apt-get install -y -q chromium >/dev/null 2>&1 ||
+      (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) ||
+      echo "setup: could not install chromium; the browser test will be skipped" >&2
+  else
+    echo "setup: no chromium found; the browser test will be skipped" >&2
+  fi
+fi
+
 if ! "$PYTHON" -c "import torch" 2>/dev/null; then
   echo "setup: installing torch==2.13.0 (CPU build)"
   "$PYTHON" -m pip install -q "torch==2.13.0"

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from huajia.cli_serve import register as register_serving
 from huajia.errors import HuajiaError
 
 app = typer.Typer(help="huajia (画家): text-to-image that thinks while it paints.",
@@ -29,6 +30,7 @@ train_app = typer.Typer(help="Training: the embedded base model.", no_args_is_he
 app.add_typer(world_app, name="world")
 app.add_typer(eval_app, name="eval")
 app.add_typer(train_app, name="train")
+register_serving(app)
 console = Console()
 
 
@@ -386,7 +388,7 @@ def think(
 ) -> None:
     """Paint while thinking: writes final.png, thoughts.json and timeline.png."""
     from huajia.engine.engine import Engine
-    from huajia.engine.infotext import format_infotext, save_png
+    from huajia.engine.infotext import save_png
     from huajia.engine.request import GenerationRequest, parse_size
     from huajia.thinking.critics import make_critic
     from huajia.thinking.loop import Thinker, thought_lines
@@ -402,12 +404,7 @@ def think(
                                                                   repaints))
     result = thinker.think(request, on_thought=lambda t: console.print(
         f"[cyan]thought[/] {thought_lines(t)}", highlight=False))
-    engine = thinker.engine
-    side = engine.native_size
-    fields = engine.infotext_fields(request, width or side, height or side)
-    fields.update({"Seed": seed, "Thinking": f"{critic} critic, {pauses} pauses",
-                   "NFE": result.nfe})
-    save_png(result.image, out / "final.png", format_infotext(prompt, negative, fields))
+    save_png(result.image, out / "final.png", result.infotext)
     write_thoughts(result, out / "thoughts.json")
     timeline(result).save(out / "timeline.png")
     console.print(f"{out / 'final.png'}\n{out / 'thoughts.json'}\n{out / 'timeline.png'}")

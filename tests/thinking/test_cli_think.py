@@ -22,7 +22,7 @@ def test_think_writes_image_thoughts_and_timeline(sd_dir, tmp_path):
     assert data["lang"] == "zh" and data["thoughts"][0]["phase"] == "plan"
     assert Image.open(tmp_path / "timeline.png").size[0] > 400
     fields = parse_infotext(read_infotext(tmp_path / "final.png"))
-    assert fields["Thinking"].startswith("shapes critic") and int(fields["NFE"]) > 0
+    assert fields["Critic"] == "shapes" and int(fields["NFE"]) > 0
 
 
 def test_compare_and_critic_errors(sd_dir, tmp_path):

@@ -8,6 +8,7 @@ Format (what AUTOMATIC1111's "PNG Info" and other tools read):
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -51,12 +52,23 @@ def parse_infotext(text: str) -> dict[str, str]:
     return out
 
 
-def save_png(image: Image.Image, path: str | Path, infotext: str) -> Path:
+def _png_info(infotext: str) -> PngImagePlugin.PngInfo:
     info = PngImagePlugin.PngInfo()
     info.add_itxt("parameters", infotext)
+    return info
+
+
+def save_png(image: Image.Image, path: str | Path, infotext: str) -> Path:
     path = Path(path)
-    image.save(path, pnginfo=info)
+    image.save(path, pnginfo=_png_info(infotext))
     return path
+
+
+def png_bytes(image: Image.Image, infotext: str) -> bytes:
+    """The PNG file a server returns: same bytes as ``save_png`` would write."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=_png_info(infotext))
+    return buffer.getvalue()
 
 
 def read_infotext(path: str | Path) -> str:

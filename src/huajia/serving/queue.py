@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     state TEXT NOT NULL,
     claim TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
+    completions INTEGER NOT NULL DEFAULT 0,
     result TEXT,
     error TEXT,
     created REAL NOT NULL,
@@ -99,6 +100,19 @@ class JobQueue:
             raise
         return [self.get(i) for i in ids]
 
+    def waiting(self, batch_key: str) -> tuple[int, float | None]:
+        """How many jobs of ``batch_key`` are queued, and when the oldest of them arrived."""
+        row = self._connect().execute(
+            "SELECT COUNT(*) AS n, MIN(created) AS oldest FROM jobs "
+            "WHERE state = 'queued' AND batch_key = ?", (batch_key,)).fetchone()
+        return row["n"], row["oldest"]
+
+    def completions(self, job_id: str) -> int:
+        """How many times the job was finished (1 for a finished job; never 2)."""
+        row = self._connect().execute("SELECT completions FROM jobs WHERE id = ?",
+                                      (job_id,)).fetchone()
+        return row["completions"] if row else 0
+
     def oldest_batch_key(self) -> str | None:
         row = self._connect().execute("SELECT batch_key FROM jobs WHERE state = 'queued' "
                                       "ORDER BY created LIMIT 1").fetchone()
@@ -108,8 +122,8 @@ class JobQueue:
         """Record the outcome; False if the job was cancelled or re-claimed meanwhile."""
         state = "failed" if error else "done"
         cursor = self._connect().execute(
-            "UPDATE jobs SET state = ?, result = ?, error = ?, updated = ? "
-            "WHERE id = ? AND state = 'running' AND claim = ?",
+            "UPDATE jobs SET state = ?, result = ?, error = ?, updated = ?, "
+            "completions = completions + 1 WHERE id = ? AND state = 'running' AND claim = ?",
             (state, json.dumps(result) if result is not None else None, error, time.time(),
              job.id, job.claim))
         return cursor.rowcount == 1

@@ -20,6 +20,7 @@ from PIL import Image
 
 from huajia.engine.embeddings import encode_weighted
 from huajia.engine.engine import Engine
+from huajia.engine.infotext import format_infotext
 from huajia.engine.request import GenerationRequest
 from huajia.engine.styles import get_style
 from huajia.errors import HuajiaError
@@ -180,7 +181,11 @@ class Thinker:
             image = self._decode(latents)
             image, latents, satisfied = self._reflect_and_repaint(
                 request, kwargs, plan, state, latents, image, frames, say, seed)
-        result = ThinkResult(image, plan, thoughts, frames, state.calls, satisfied, seed)
+        fields = self.engine.infotext_fields(request, side_w, side_h)
+        fields.update({"Seed": seed, "Critic": getattr(self.critic, "name", "custom"),
+                       "Pauses": opts.pauses if opts.steer else 0, "NFE": state.calls})
+        result = ThinkResult(image, plan, thoughts, frames, state.calls, satisfied, seed,
+                             format_infotext(prompt, negative, fields))
         result.timings["total_s"] = time.perf_counter() - start
         return result
 

@@ -80,6 +80,17 @@ def random_caption(scene: Scene, rng: np.random.Generator, dropout: float) -> st
     return captions.caption(spec, frames[int(rng.integers(len(frames)))], rng)
 
 
+class _StageClock:
+    """A stage's wall time summed over every session that worked on it (runs get resumed)."""
+
+    def __init__(self, state: dict | None):
+        self.before = (state or {}).get("elapsed_s", 0.0)
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.start
+
+
 class _Checkpoints:
     def __init__(self, out: Path):
         self.folder = out / "checkpoints"
@@ -117,6 +128,7 @@ def train_vae(recipe: BaseRecipe, scenes: list[Scene], ckpt: _Checkpoints, devic
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
+    clock = _StageClock(state)
     rng = np.random.default_rng([recipe.seed, 3, step])
     side, crop = recipe.size.image_side, recipe.vae_crop
     while step < recipe.vae_steps:
@@ -139,7 +151,8 @@ def train_vae(recipe: BaseRecipe, scenes: list[Scene], ckpt: _Checkpoints, devic
         step += 1
         progress("vae", step, recipe.vae_steps)
         if step % recipe.checkpoint_every == 0 or step == recipe.vae_steps:
-            ckpt.save("vae", {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step})
+            ckpt.save("vae", {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step,
+                              "elapsed_s": clock.elapsed()})
     return vae.eval()
 
 
@@ -154,6 +167,21 @@ def encode_latents(vae, scenes: list[Scene], recipe: BaseRecipe, device: torch.d
         progress("latents", min(start + 64, len(scenes)), len(scenes))
     latents = torch.cat(chunks)
     return latents, float(1.0 / latents.std())
+
+
+def _cached_latents(vae, scenes: list[Scene], recipe: BaseRecipe, ckpt: _Checkpoints,
+                    device: torch.device, progress: Progress) -> tuple[torch.Tensor, float]:
+    """Encoding 24k scenes takes minutes on a CPU: keep them beside the checkpoints so that a
+    resumed (or extended) UNet stage starts at once. Keyed by the recipe's data and VAE."""
+    key = {"seed": recipe.seed, "n_scenes": recipe.n_scenes, "vae_steps": recipe.vae_steps}
+    cached = ckpt.load("latents")
+    if cached and cached["key"] == key:
+        return cached["latents"], cached["scaling"]
+    start = time.perf_counter()
+    latents, scaling = encode_latents(vae, scenes, recipe, device, progress)
+    ckpt.save("latents", {"key": key, "latents": latents, "scaling": scaling,
+                          "elapsed_s": time.perf_counter() - start})
+    return latents, scaling
 
 
 def _ema_update(ema: dict, model: torch.nn.Module, step: int) -> None:
@@ -181,6 +209,7 @@ def train_unet(recipe: BaseRecipe, scenes: list[Scene], latents: torch.Tensor, t
         text_encoder.load_state_dict(state["text"])
         opt.load_state_dict(state["opt"])
         ema, step = state["ema"], state["step"]
+    clock = _StageClock(state)
     alphas = scheduler.alphas_cumprod.to(device)
     snr = alphas / (1 - alphas).clamp(min=1e-8)
     weight_table = torch.minimum(snr, torch.full_like(snr, recipe.min_snr_gamma)) / (snr + 1)
@@ -211,7 +240,7 @@ def train_unet(recipe: BaseRecipe, scenes: list[Scene], latents: torch.Tensor, t
         if step % recipe.checkpoint_every == 0 or step == recipe.unet_steps:
             ckpt.save("unet", {"unet": unet.state_dict(), "text": text_encoder.state_dict(),
                                "opt": opt.state_dict(), "ema": ema, "step": step,
-                               "loss": loss.item()})
+                               "loss": loss.item(), "elapsed_s": clock.elapsed()})
     unet.load_state_dict(ema["unet"])
     text_encoder.load_state_dict(ema["text"])
     return unet.eval(), text_encoder.eval(), scheduler
@@ -287,32 +316,36 @@ def train_base(recipe: BaseRecipe, out: str | Path, resume: bool = False,
             stale.unlink()
     progress = progress or (lambda stage, done, total: None)
     device = pick_device()
-    timings: dict[str, float] = {}
     start = time.perf_counter()
     scenes = _scenes(recipe)
     tokenizer = _train_tokenizer(recipe, scenes)
-    timings["data_and_tokenizer_s"] = time.perf_counter() - start
-    mark = time.perf_counter()
     vae = train_vae(recipe, scenes, ckpt, device, progress)
-    timings["vae_s"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    latents, scaling = encode_latents(vae, scenes, recipe, device, progress)
-    timings["latents_s"] = time.perf_counter() - mark
-    mark = time.perf_counter()
+    latents, scaling = _cached_latents(vae, scenes, recipe, ckpt, device, progress)
     unet, text_encoder, scheduler = train_unet(
         recipe, scenes, latents * scaling, tokenizer, ckpt, device, progress)
-    timings["unet_s"] = time.perf_counter() - mark
     vae.register_to_config(scaling_factor=scaling)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                    unet=unet, scheduler=scheduler, safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
     model_dir = out / "model"
     pipe.to(torch.float16).save_pretrained(model_dir)  # fp16 keeps the shipped files small
-    timings["total_s"] = time.perf_counter() - start
+    unet_state = ckpt.load("unet") or {}
+    # stage times add up every session that worked on them, so resumed runs report the truth
+    timings = {"vae_s": (ckpt.load("vae") or {}).get("elapsed_s"),
+               "latents_s": (ckpt.load("latents") or {}).get("elapsed_s"),
+               "unet_s": unet_state.get("elapsed_s"),
+               "this_session_s": time.perf_counter() - start}
+    timings["total_s"] = sum(timings[k] or 0.0 for k in ("vae_s", "latents_s", "unet_s"))
     card = {"recipe": recipe.to_dict(), "timings": timings, "device": str(device),
-            "hardware": hardware(), "final_unet_loss": (ckpt.load("unet") or {}).get("loss")}
+            "hardware": hardware(), "final_unet_loss": unet_state.get("loss"),
+            "notes": _previous_notes(model_dir / "training.json")}
     (model_dir / "training.json").write_text(json.dumps(card, indent=1))
     return model_dir
+
+
+def _previous_notes(record: Path) -> list[str]:
+    """Hand-written notes about a run (e.g. a recipe change mid-way) survive a resumed run."""
+    return json.loads(record.read_text()).get("notes", []) if record.is_file() else []
 
 
 def hardware() -> str:

@@ -1,0 +1,66 @@
+"""``huajia serve`` and ``huajia detect``: the image service's commands (kept apart from cli.py
+so each file stays readable). ``register(app)`` adds them to the main typer app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from huajia.errors import HuajiaError
+
+console = Console()
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    model: str = typer.Option("embedded", help="embedded, a diffusers folder or a hub id."),
+    data_dir: Path = typer.Option(Path("huajia-data"), "--data-dir",
+                                  help="Queue, cache and result images live here."),
+    api_keys: Path = typer.Option(None, "--api-keys", help="File with one API key per line."),
+    rate: float = typer.Option(2.0, help="Requests per second per API key."),
+    burst: int = typer.Option(20, help="Requests a key may send at once."),
+    max_batch: int = typer.Option(8, "--max-batch", help="Micro-batch size."),
+    batch_wait_ms: float = typer.Option(50, "--batch-wait-ms",
+                                        help="How long a job may wait for batch company."),
+    cache_mb: int = typer.Option(1024, "--cache-mb", help="Result cache size cap."),
+    nsfw: str = typer.Option("blur", help="Image safety policy: blur, refuse or off."),
+    lora_dir: Path = typer.Option(None, "--lora-dir", help="Folder of LoRAs clients may name."),
+    serial: bool = typer.Option(False, "--serial",
+                                help="One request at a time, no batching or cache (comparison)."),
+) -> None:
+    """Serve the OpenAI-compatible image API, the job API and the web page."""
+    import uvicorn
+
+    from huajia.serving.app import create_app
+    from huajia.serving.config import ServeConfig, read_api_keys
+
+    if lora_dir is not None and not lora_dir.is_dir():
+        raise HuajiaError(f"--lora-dir '{lora_dir}' is not a folder")
+    config = ServeConfig(data_dir=data_dir, model=model,
+                         api_keys=read_api_keys(api_keys) if api_keys else (), rate=rate,
+                         burst=burst, max_batch=max_batch, batch_wait_s=batch_wait_ms / 1000,
+                         cache_max_bytes=cache_mb * 1024**2, nsfw=nsfw, lora_dir=lora_dir,
+                         serial=serial)
+    console.print(f"huajia serving {model} on http://{host}:{port} (data in {data_dir})")
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+
+
+def detect(image: Path = typer.Argument(..., help="A picture to check (PNG, JPEG, WebP).")) -> None:
+    """Was this picture made by huajia? Reads the invisible watermark (and the infotext)."""
+    from huajia.drawing import load_image
+    from huajia.serving.provenance import verify
+
+    result = verify(load_image(image))
+    verdict = "made by huajia" if result.made_here else "not made by huajia (no watermark found)"
+    console.print(f"{image}: {verdict} — watermark score {result.watermark_score:.3f} "
+                  f"(threshold {result.threshold}); infotext: "
+                  f"{'huajia' if result.infotext_says_huajia else 'none'}", highlight=False)
+    raise typer.Exit(0 if result.made_here else 1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("detect")(detect)

@@ -1,0 +1,308 @@
+"""The HTTP API (FastAPI): OpenAI-compatible image generation, async jobs with an SSE stream,
+provenance checks and the web page. ``create_app(config)`` builds it; ``huajia serve`` runs it.
+
+Nothing here touches the model: requests become durable jobs for the service's worker, cache hits
+are answered straight from disk, and every error a client can cause is a 4xx in OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import io
+import json
+import secrets
+import threading
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from PIL import Image, UnidentifiedImageError
+from starlette.concurrency import run_in_threadpool
+
+from huajia import __version__
+from huajia.engine.styles import load_styles
+from huajia.errors import HuajiaError
+from huajia.serving.config import ServeConfig
+from huajia.serving.provenance import verify
+from huajia.serving.queue import Job
+from huajia.serving.ratelimit import TokenBuckets
+from huajia.serving.schemas import (
+    ErrorBody,
+    ImageData,
+    ImageGenerationBody,
+    ImagesResponse,
+    JobInfo,
+    ModelInfo,
+    ModelList,
+    VerifyBody,
+    VerifyResult,
+)
+from huajia.serving.service import FINAL_STATES, ImageService, b64
+
+ERRORS: dict = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 429)}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.kind, self.param, self.code = status, kind, param, code
+        self.headers = headers or {}
+
+
+def _error(status: int, message: str, kind: str, param=None, code=None, headers=None):
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError):
+        return _error(error.status, str(error), error.kind, error.param, error.code, error.headers)
+
+    @app.exception_handler(HuajiaError)
+    async def huajia_error(request: Request, error: HuajiaError):
+        return _error(400, str(error), "invalid_request_error")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError):
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else \
+            str(first.get("msg", "invalid request body; send JSON"))
+        return _error(400, message, "invalid_request_error", where or None, "invalid_value")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException):
+        kind = "not_found_error" if error.status_code == 404 else "invalid_request_error"
+        return _error(error.status_code, str(error.detail), kind)
+
+
+def _signature(secret: bytes, name: str) -> str:
+    return hmac.new(secret, name.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _secret(service: ImageService) -> bytes:
+    path = service.config.data_dir / "url-secret"
+    if not path.exists():
+        path.write_bytes(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def create_app(config: ServeConfig, service: ImageService | None = None) -> FastAPI:
+    service = service or ImageService(config)
+    buckets = TokenBuckets(config.rate, config.burst)
+    serial_lock = threading.Lock()
+    keys = set(config.api_keys)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await run_in_threadpool(service.start)
+        yield
+        await run_in_threadpool(service.stop)
+
+    app = FastAPI(title="huajia", version=__version__, lifespan=lifespan,
+                  description="Text-to-image that thinks while it paints (OpenAI-compatible).")
+    app.state.service = service
+    _install_error_handlers(app)
+    url_secret = _secret(service)
+
+    def caller(request: Request) -> str:
+        """The API key (Bearer; GET routes also take ?key= for browsers' <img> and SSE)."""
+        if not keys:
+            return "anonymous"
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        if token is None and request.method == "GET":
+            token = request.query_params.get("key")
+        if token not in keys:
+            raise ApiError(401, "missing or unknown API key; send 'Authorization: Bearer KEY'",
+                           "authentication_error", code="invalid_api_key")
+        return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+    def limited(owner: str = Depends(caller)) -> str:
+        wait = buckets.take(owner)
+        if wait > 0:
+            raise ApiError(429, f"rate limit reached ({config.rate:g}/s, burst {config.burst}); "
+                           f"retry in {wait:.1f} s", "rate_limit_error", code="rate_limit_exceeded",
+                           headers={"Retry-After": str(TokenBuckets.retry_after(wait))})
+        return owner
+
+    def job_or_404(job_id: str, owner: str) -> Job:
+        job = service.queue.get(job_id)
+        if job is None or (keys and job.owner != owner):
+            raise ApiError(404, f"no job '{job_id}'", "not_found_error", "job_id")
+        return job
+
+    def images_response(request: Request, body: ImageGenerationBody,
+                        images: list[tuple[str, bytes, dict]]) -> ImagesResponse:
+        data = []
+        for name, png, item in images:
+            if body.response_format == "url":
+                url = (f"{str(request.base_url).rstrip('/')}/v1/images/files/{name}"
+                       f"?sig={_signature(url_secret, name)}")
+                data.append(ImageData(url=url, revised_prompt=item["revised_prompt"],
+                                      seed=item["seed"]))
+            else:
+                data.append(ImageData(b64_json=b64(png), revised_prompt=item["revised_prompt"],
+                                      seed=item["seed"]))
+        return ImagesResponse(created=int(time.time()), data=data)
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict:
+        return {"status": "ok", "model": service.model_id, "queue": service.queue.counts()}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page(owner: str = Depends(caller)) -> HTMLResponse:
+        html = resources.files("huajia.serving").joinpath("web/index.html").read_text("utf-8")
+        return HTMLResponse(html)
+
+    @app.get("/v1/models", response_model=ModelList, responses=ERRORS, tags=["images"])
+    def models(owner: str = Depends(caller)) -> ModelList:
+        return ModelList(data=[ModelInfo(id=service.model_id, created=0)])
+
+    @app.get("/v1/styles", tags=["images"], responses=ERRORS)
+    def styles(owner: str = Depends(caller)) -> dict:
+        return {"data": [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
+                         for s in load_styles().values()]}
+
+    @app.post("/v1/images/generations", response_model=ImagesResponse, responses=ERRORS,
+              tags=["images"])
+    async def generations(body: ImageGenerationBody, request: Request,
+                          owner: str = Depends(limited)) -> ImagesResponse:
+        payload = service.prepare(body)
+        if config.serial:  # the A1111 way, kept for comparison: one request at a time
+            return await run_in_threadpool(_serial, body, payload, request, owner)
+        hits = service.cached(payload)
+        if hits is not None:
+            return images_response(request, body, _cache_items(service, payload, hits))
+        job_id = service.submit(payload, owner)
+        job = await run_in_threadpool(service.wait, job_id)
+        return images_response(request, body, _finished(service, job))
+
+    def _serial(body, payload, request, owner):
+        with serial_lock:
+            job = service.wait(service.submit(payload, owner))
+            return images_response(request, body, _finished(service, job))
+
+    @app.post("/v1/jobs", response_model=JobInfo, status_code=202, responses=ERRORS,
+              tags=["jobs"])
+    def submit_job(body: ImageGenerationBody, owner: str = Depends(limited)) -> JobInfo:
+        return _job_info(service.queue.get(service.submit(service.prepare(body), owner)))
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobInfo, responses=ERRORS, tags=["jobs"])
+    def job_status(job_id: str, owner: str = Depends(caller)) -> JobInfo:
+        return _job_info(job_or_404(job_id, owner))
+
+    @app.get("/v1/jobs/{job_id}/result", response_model=ImagesResponse, responses=ERRORS,
+             tags=["jobs"])
+    def job_result(job_id: str, request: Request, owner: str = Depends(caller),
+                   response_format: str = "b64_json") -> ImagesResponse:
+        job = job_or_404(job_id, owner)
+        if job.state != "done":
+            raise ApiError(409, f"job '{job_id}' is {job.state}, not done"
+                           + (f": {job.error}" if job.error else ""), code="job_not_done")
+        body = ImageGenerationBody(**{**_fields(job.payload), "response_format":
+                                      "url" if response_format == "url" else "b64_json"})
+        return images_response(request, body, service.result_images(job))
+
+    @app.post("/v1/jobs/{job_id}/cancel", response_model=JobInfo, responses=ERRORS,
+              tags=["jobs"])
+    def cancel_job(job_id: str, owner: str = Depends(caller)) -> JobInfo:
+        job = job_or_404(job_id, owner)
+        if service.queue.cancel(job.id):
+            service.events.publish(job.id, {"type": "cancelled"})
+        return _job_info(service.queue.get(job.id))
+
+    @app.get("/v1/jobs/{job_id}/events", tags=["jobs"], responses=ERRORS,
+             response_class=StreamingResponse)
+    async def job_events(job_id: str, owner: str = Depends(caller)) -> StreamingResponse:
+        job_or_404(job_id, owner)
+        return StreamingResponse(_sse(service, job_id), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    @app.get("/v1/images/files/{name}", tags=["images"], responses=ERRORS,
+             response_class=Response)
+    def image_file(name: str, request: Request, sig: str = "") -> Response:
+        if not hmac.compare_digest(sig, _signature(url_secret, name)):
+            caller(request)  # no valid signature: an API key will do
+        data = service.image_bytes(name)
+        if data is None:
+            raise ApiError(404, f"no image '{name}'", "not_found_error", "name")
+        return Response(data, media_type="image/png")
+
+    @app.post("/v1/provenance/verify", response_model=VerifyResult, responses=ERRORS,
+              tags=["provenance"])
+    def provenance(body: VerifyBody, owner: str = Depends(caller)) -> VerifyResult:
+        return VerifyResult(**verify(_decode_image(body.image), config.watermark_key).to_dict())
+
+    return app
+
+
+def _fields(payload: dict) -> dict:
+    return {k: v for k, v in payload.items() if k in ImageGenerationBody.model_fields}
+
+
+def _finished(service: ImageService, job: Job) -> list[tuple[str, bytes, dict]]:
+    if job.state == "failed":
+        raise ApiError(400, f"generation failed: {job.error}", code="generation_failed")
+    if job.state == "cancelled":
+        raise ApiError(409, f"job '{job.id}' was cancelled", code="job_cancelled")
+    return service.result_images(job)
+
+
+def _cache_items(service: ImageService, payload: dict, hits: list[bytes]):
+    from huajia.serving.service import image_keys
+
+    items = []
+    for index, (key, data) in enumerate(zip(image_keys(service.model_identity, payload), hits,
+                                            strict=True)):
+        name = f"{key}.png"
+        if service.image_bytes(name) is None:  # the file may have been cleaned up
+            (service.images_dir / name).write_bytes(data)
+        items.append((name, data, {"seed": payload["seed"] + index,
+                                   "revised_prompt": payload["prompt"]}))
+    return items
+
+
+def _job_info(job: Job) -> JobInfo:
+    return JobInfo(id=job.id, status=job.state, created=int(job.created), kind=job.kind,
+                   error=job.error)
+
+
+def _decode_image(text: str) -> Image.Image:
+    if text.startswith("data:"):
+        text = text.split(",", 1)[-1]
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(text, validate=True)))
+        image.load()
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "image is not valid base64", param="image") from None
+    except (UnidentifiedImageError, OSError):
+        raise ApiError(400, "image is not a readable picture (PNG, JPEG or WebP)",
+                       param="image") from None
+    return image
+
+
+async def _sse(service: ImageService, job_id: str):
+    """Stream a job's events as they come, then its final state."""
+    index = 0
+    while True:
+        events = service.events.since(job_id, index)
+        index += len(events)
+        for event in events:
+            yield f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
+        job = service.queue.get(job_id)
+        if job is None or job.state in FINAL_STATES:
+            final = {"type": "end", "status": job.state if job else "unknown",
+                     "error": job.error if job else None}
+            yield f"event: end\ndata: {json.dumps(final)}\n\n"
+            return
+        await asyncio.sleep(0.1)

@@ -1,0 +1,193 @@
+import base64
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from tests.serving.conftest import KEY, make_config
+
+from huajia.serving.app import create_app
+
+BODY = {"prompt": "a red circle left of a blue square", "seed": 7, "steps": 3, "size": "64x64"}
+
+
+def _png(item: dict) -> bytes:
+    return base64.b64decode(item["b64_json"])
+
+
+def _error(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
+    return error
+
+
+def test_generation_returns_openai_shape_with_infotext_and_watermark(client):
+    response = client.post("/v1/images/generations", json={**BODY, "n": 2})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert isinstance(body["created"], int) and len(body["data"]) == 2
+    assert [d["seed"] for d in body["data"]] == [7, 8]
+    image = Image.open(io.BytesIO(_png(body["data"][0])))
+    assert image.size == (64, 64)
+    assert "Seed: 7" in image.info["parameters"] and "huajia" in image.info["parameters"]
+    verdict = client.post("/v1/provenance/verify",
+                          json={"image": body["data"][0]["b64_json"]}).json()
+    # the tiny random model paints pure noise, which drowns a 3-level watermark; the
+    # watermark itself is tested on world pictures in test_provenance.py
+    assert verdict["infotext_says_huajia"] and verdict["threshold"] > 0
+
+
+def test_cache_hit_is_bit_identical_and_skips_the_model(client):
+    service = client.app.state.service
+    first = client.post("/v1/images/generations", json={**BODY, "seed": 99}).json()
+    batches = len(service.batches)
+    second = client.post("/v1/images/generations", json={**BODY, "seed": 99}).json()
+    assert _png(first["data"][0]) == _png(second["data"][0])
+    assert len(service.batches) == batches  # answered from the cache
+    other = client.post("/v1/images/generations", json={**BODY, "seed": 99, "guidance": 2.0})
+    assert _png(other.json()["data"][0]) != _png(first["data"][0])
+
+
+def test_url_results_are_served_by_the_api(client):
+    body = client.post("/v1/images/generations", json={**BODY, "response_format": "url"}).json()
+    url = body["data"][0]["url"]
+    assert "/v1/images/files/" in url and "sig=" in url
+    fetched = client.get(url.split("testserver", 1)[1])
+    assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/png"
+    tampered = client.get(url.split("testserver", 1)[1].replace("sig=", "sig=0"))
+    assert tampered.status_code == 200  # no keys configured: signature not needed
+
+
+@pytest.mark.parametrize("patch, param", [
+    ({"prompt": ""}, "prompt"), ({"n": 0}, "n"), ({"size": "7x7"}, None),
+    ({"size": "big"}, None), ({"style": "nope"}, None), ({"steps": 0}, "steps"),
+    ({"unknown_field": 1}, "unknown_field"), ({"prompt": "(unclosed:1.2"}, None),
+    ({"model": "dall-e-3"}, None), ({"loras": ["x"]}, None), ({"seed": -1}, "seed"),
+])
+def test_bad_input_is_a_400_in_openai_shape(client, patch, param):
+    error = _error(client.post("/v1/images/generations", json={**BODY, **patch}), 400)
+    assert error["type"] == "invalid_request_error"
+    if param:
+        assert error["param"] == param
+
+
+def test_malformed_json_and_blocked_prompts_are_400(client):
+    _error(client.post("/v1/images/generations", content=b"{not json",
+                       headers={"content-type": "application/json"}), 400)
+    for prompt in ("a n.u.d.e woman", "ＮＵＤＥ", "裸 体 女人"):
+        error = _error(client.post("/v1/images/generations", json={**BODY, "prompt": prompt}),
+                       400)
+        assert "blocked" in error["message"]
+
+
+def test_async_job_events_and_result(client):
+    job = client.post("/v1/jobs", json={**BODY, "seed": 123}).json()
+    assert job["status"] in ("queued", "running", "done") and job["object"] == "image.job"
+    with client.stream("GET", f"/v1/jobs/{job['id']}/events") as stream:
+        text = "".join(stream.iter_text())
+    assert "event: progress" in text and "event: end" in text and '"status": "done"' in text
+    assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "done"
+    result = client.get(f"/v1/jobs/{job['id']}/result").json()
+    assert len(result["data"]) == 1 and result["data"][0]["seed"] == 123
+    _error(client.get("/v1/jobs/nope"), 404)
+
+
+def test_thinking_job_streams_thoughts(client):
+    job = client.post("/v1/jobs", json={**BODY, "seed": 5, "steps": 6, "think": True,
+                                        "pauses": 2}).json()
+    with client.stream("GET", f"/v1/jobs/{job['id']}/events") as stream:
+        events = [json.loads(line[6:]) for line in stream.iter_lines() if line.startswith("data: ")]
+    thoughts = [e for e in events if e["type"] == "thought"]
+    assert thoughts and thoughts[0]["phase"] == "plan" and events[-1]["status"] == "done"
+    image = Image.open(io.BytesIO(_png(client.get(f"/v1/jobs/{job['id']}/result").json()
+                                       ["data"][0])))
+    assert "Critic: shapes, Pauses: 2, NFE: " in image.info["parameters"]
+
+
+def test_compatible_jobs_share_one_batch(tmp_path, sd_dir):
+    app = create_app(make_config(tmp_path, sd_dir, batch_wait_s=1.0, max_batch=4))
+    with TestClient(app) as client:
+        ids = [client.post("/v1/jobs", json={**BODY, "prompt": f"{k} red circles", "seed": k})
+               .json()["id"] for k in range(2, 6)]
+        deadline = time.monotonic() + 60
+        while any(client.get(f"/v1/jobs/{i}").json()["status"] != "done" for i in ids):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert app.state.service.batches == [4]
+        # a job that cannot share the call (other size) waits for its own batch
+        assert client.post("/v1/images/generations", json={**BODY, "size": "128x128"}).status_code == 200
+        assert app.state.service.batches == [4, 1]
+
+
+def test_cancel_a_queued_job(tmp_path, sd_dir):
+    app = create_app(make_config(tmp_path, sd_dir, batch_wait_s=5.0, max_batch=8))
+    with TestClient(app) as client:
+        job = client.post("/v1/jobs", json=BODY).json()
+        cancelled = client.post(f"/v1/jobs/{job['id']}/cancel").json()
+        assert cancelled["status"] == "cancelled"
+        error = _error(client.get(f"/v1/jobs/{job['id']}/result"), 409)
+        assert "cancelled" in error["message"]
+
+
+def test_api_keys_and_rate_limit(tmp_path, sd_dir):
+    app = create_app(make_config(tmp_path, sd_dir, api_keys=(KEY,), rate=0.01, burst=2))
+    with TestClient(app) as client:
+        assert client.get("/health").status_code == 200
+        for path in ("/", "/v1/models", "/v1/styles", "/v1/jobs/x"):
+            assert _error(client.get(path), 401)["type"] == "authentication_error"
+        _error(client.get("/v1/models", headers={"Authorization": "Bearer wrong"}), 401)
+        auth = {"Authorization": f"Bearer {KEY}"}
+        models = client.get("/v1/models", headers=auth).json()
+        assert models["data"][0]["object"] == "model"
+        assert client.get(f"/v1/models?key={KEY}").status_code == 200
+        for _ in range(2):
+            assert client.post("/v1/jobs", json=BODY, headers=auth).status_code == 202
+        limited = client.post("/v1/jobs", json=BODY, headers=auth)
+        assert _error(limited, 429)["type"] == "rate_limit_error"
+        assert int(limited.headers["Retry-After"]) >= 1
+        # a signed URL works without the key; an unsigned one does not
+        job = client.post("/v1/jobs", json=BODY, headers={"Authorization": "Bearer x"})
+        assert job.status_code == 401
+
+
+def test_nsfw_policy_blurs_or_refuses(tmp_path, sd_dir, monkeypatch):
+    from huajia.curation import ops
+
+    def flag_everything(self, sample, image):
+        return ops.Verdict(False, "nsfw score 0.99 ≥ 0.5", 0.99)
+
+    monkeypatch.setattr(ops.ImageNsfwFilter, "__call__", flag_everything)
+    refuse = create_app(make_config(tmp_path / "refuse", sd_dir, nsfw="refuse"))
+    with TestClient(refuse) as client:
+        error = _error(client.post("/v1/images/generations", json=BODY), 400)
+        assert "safety" in error["message"]
+    blur = create_app(make_config(tmp_path / "blur", sd_dir, nsfw="blur"))
+    plain = create_app(make_config(tmp_path / "plain", sd_dir, nsfw="off"))
+    with TestClient(blur) as client:
+        blurred = Image.open(io.BytesIO(_png(client.post("/v1/images/generations",
+                                                         json=BODY).json()["data"][0])))
+    with TestClient(plain) as client:
+        sharp = Image.open(io.BytesIO(_png(client.post("/v1/images/generations",
+                                                       json=BODY).json()["data"][0])))
+    edges = [np.abs(np.diff(np.asarray(im.convert("L"), dtype=float), axis=1)).sum()
+             for im in (blurred, sharp)]
+    assert edges[0] < 0.5 * edges[1]
+
+
+def test_provenance_rejects_foreign_and_broken_images(client):
+    from huajia.world import sampler
+    from huajia.world.render import render
+
+    picture = render(sampler.sample_scene(np.random.default_rng(3), "train", seed=3), 128)
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    verdict = client.post("/v1/provenance/verify",
+                          json={"image": base64.b64encode(buffer.getvalue()).decode()}).json()
+    assert not verdict["made_here"] and verdict["infotext"] is None
+    _error(client.post("/v1/provenance/verify", json={"image": "!!!"}), 400)
+    _error(client.post("/v1/provenance/verify",
+                       json={"image": base64.b64encode(b"not a picture").decode()}), 400)
