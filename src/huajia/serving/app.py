@@ -231,7 +231,7 @@ def create_app(config: ServeConfig, service: ImageService | None = None) -> Fast
     @app.get("/v1/images/files/{name}", tags=["images"], responses=ERRORS,
              response_class=Response)
     def image_file(name: str, request: Request, sig: str = "") -> Response:
-        if not hmac.compare_digest(sig, _signature(url_secret, name)):
+        if not hmac.compare_digest(sig.encode(), _signature(url_secret, name).encode()):
             caller(request)  # no valid signature: an API key will do
         data = service.image_bytes(name)
         if data is None:

@@ -55,7 +55,8 @@ class BaseRecipe:
 def pick_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
-    torch.set_num_threads(os.cpu_count() or 1)
+    # OMP_NUM_THREADS wins: one thread leaves a core free for other work without stalls
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     return torch.device("cpu")
 
 

@@ -1,0 +1,45 @@
+"""The web page in a real browser: Playwright driving Debian's Chromium (scripts/setup.sh
+installs it; the test is skipped where no Chromium exists)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from tests.serving.conftest import KEY, LiveServer, make_config
+
+from huajia.serving.app import create_app
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium (scripts/setup.sh installs it)")
+def test_page_paints_while_thinking_and_shows_the_timeline(tmp_path, sd_dir):
+    app = create_app(make_config(tmp_path, sd_dir, api_keys=(KEY,)))
+    with LiveServer(app) as server, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        page.goto(f"{server.url}/?key={KEY}")
+        page.wait_for_selector("#style option[value='cartoon']", state="attached")
+        page.fill("#prompt", "一个红色圆形在一个蓝色正方形的左边")
+        page.fill("#seed", "4")
+        page.select_option("#size", "64x64")
+        page.check("#think")
+        page.click("#go")
+        page.wait_for_selector("#gallery img", timeout=120_000)
+        thoughts = page.locator("#thoughts li").all_inner_texts()
+        assert thoughts and thoughts[0].startswith("plan@")
+        assert "done" in page.inner_text("#status")
+        image = page.locator("#gallery img").first
+        assert page.evaluate("(img) => img.naturalWidth", image.element_handle()) == 64
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        # bad input shows the API's one-line message, not a broken page
+        page.fill("#prompt", "a n.u.d.e figure")
+        page.click("#go")
+        page.wait_for_function("document.getElementById('error').textContent.length > 0")
+        assert "blocked" in page.inner_text("#error")
+        browser.close()
+    shutil.copy(tmp_path / "page.png", "/tmp/huajia-page.png")
