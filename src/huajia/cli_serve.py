@@ -57,7 +57,8 @@ def detect(image: Path = typer.Argument(..., help="A picture to check (PNG, JPEG
     verdict = "made by huajia" if result.made_here else "not made by huajia (no watermark found)"
     console.print(f"{image}: {verdict} — watermark score {result.watermark_score:.3f} "
                   f"(threshold {result.threshold}); infotext: "
-                  f"{'huajia' if result.infotext_says_huajia else 'none'}", highlight=False)
+                  f"{'huajia' if result.infotext_says_huajia else 'none'}", highlight=False,
+                  soft_wrap=True)
     raise typer.Exit(0 if result.made_here else 1)
 
 

@@ -137,13 +137,16 @@ def test_api_keys_and_rate_limit(tmp_path, sd_dir):
     app = create_app(make_config(tmp_path, sd_dir, api_keys=(KEY,), rate=0.01, burst=2))
     with TestClient(app) as client:
         assert client.get("/health").status_code == 200
-        for path in ("/", "/v1/models", "/v1/styles", "/v1/jobs/x"):
+        for path in ("/", "/v1/models", "/v1/styles", "/v1/jobs/x", "/openapi.json", "/docs",
+                     "/v1/images/files/x.png"):
             assert _error(client.get(path), 401)["type"] == "authentication_error"
         _error(client.get("/v1/models", headers={"Authorization": "Bearer wrong"}), 401)
         auth = {"Authorization": f"Bearer {KEY}"}
         models = client.get("/v1/models", headers=auth).json()
         assert models["data"][0]["object"] == "model"
         assert client.get(f"/v1/models?key={KEY}").status_code == 200
+        assert "/v1/images/generations" in client.get("/openapi.json", headers=auth).json()["paths"]
+        assert client.get(f"/docs?key={KEY}").status_code == 200
         for _ in range(2):
             assert client.post("/v1/jobs", json=BODY, headers=auth).status_code == 202
         limited = client.post("/v1/jobs", json=BODY, headers=auth)

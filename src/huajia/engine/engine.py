@@ -37,7 +37,7 @@ def batch_key(request: GenerationRequest) -> tuple:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class PreparedPrompt:
     prompt: str
     negative: str
     seeds: list[int]
@@ -106,7 +106,7 @@ class Engine:
         width = first.width or self.native_size
         height = first.height or self.native_size
         encode_start = time.perf_counter()
-        prepared = [self._prepare(r) for r in requests]
+        prepared = [self.prepare(r) for r in requests]
         kwargs = _stack([p.kwargs for p in prepared], [r.n for r in requests])
         encode_s = time.perf_counter() - encode_start
         generators = [torch.Generator(device="cpu").manual_seed(s)
@@ -138,14 +138,16 @@ class Engine:
                 dict(timings), prep.warnings))
         return results
 
-    def _prepare(self, request: GenerationRequest) -> _Prepared:
+    def prepare(self, request: GenerationRequest) -> PreparedPrompt:
+        """Style applied, seeds drawn, prompts encoded (with weights), warnings written: what
+        every way of painting (plain, batched, thinking) starts from."""
         prompt, negative = get_style(request.style).apply(request.prompt, request.negative_prompt)
         warnings = []
         unknown = self.unknown_words(prompt)
         if unknown:
             warnings.append("the model never learned " + ", ".join(f"'{w}'" for w in unknown)
                             + "; those words will have little or no effect")
-        return _Prepared(prompt, negative, self._seeds(request),
+        return PreparedPrompt(prompt, negative, self._seeds(request),
                          self.prompt_kwargs(prompt, negative), tuple(warnings))
 
     def _seeds(self, request: GenerationRequest) -> list[int]:

@@ -22,6 +22,7 @@ from importlib import resources
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
@@ -108,7 +109,9 @@ def create_app(config: ServeConfig, service: ImageService | None = None) -> Fast
         yield
         await run_in_threadpool(service.stop)
 
-    app = FastAPI(title="huajia", version=__version__, lifespan=lifespan,
+    # with keys, the schema and docs move behind the key too (only /health stays open)
+    docs = {} if not keys else {"openapi_url": None, "docs_url": None, "redoc_url": None}
+    app = FastAPI(title="huajia", version=__version__, lifespan=lifespan, **docs,
                   description="Text-to-image that thinks while it paints (OpenAI-compatible).")
     app.state.service = service
     _install_error_handlers(app)
@@ -154,6 +157,16 @@ def create_app(config: ServeConfig, service: ImageService | None = None) -> Fast
                 data.append(ImageData(b64_json=b64(png), revised_prompt=item["revised_prompt"],
                                       seed=item["seed"]))
         return ImagesResponse(created=int(time.time()), data=data)
+
+    if keys:
+        @app.get("/openapi.json", include_in_schema=False)
+        def openapi_document(owner: str = Depends(caller)) -> JSONResponse:
+            return JSONResponse(app.openapi())
+
+        @app.get("/docs", include_in_schema=False)
+        def swagger(request: Request, owner: str = Depends(caller)) -> HTMLResponse:
+            key = request.query_params.get("key", "")
+            return get_swagger_ui_html(openapi_url=f"/openapi.json?key={key}", title="huajia")
 
     @app.get("/health", tags=["service"])
     def health() -> dict:

@@ -22,7 +22,6 @@ from huajia.engine.embeddings import encode_weighted
 from huajia.engine.engine import Engine
 from huajia.engine.infotext import format_infotext
 from huajia.engine.request import GenerationRequest
-from huajia.engine.styles import get_style
 from huajia.errors import HuajiaError
 from huajia.thinking.critics import Critic, Critique
 from huajia.thinking.plan import Plan, plan_prompt
@@ -168,8 +167,8 @@ class Thinker:
             frames.append(Frame(preview, f"pause at step {step + 1}/{request.steps}", tuple(said)))
             return kwargs
 
-        prompt, negative = get_style(request.style).apply(request.prompt, request.negative_prompt)
-        kwargs = self.engine.prompt_kwargs(prompt, negative)
+        prepared = self.engine.prepare(request)
+        prompt, negative, kwargs = prepared.prompt, prepared.negative, prepared.kwargs
         generator = torch.Generator(device="cpu").manual_seed(seed)
         self.engine.pipe.scheduler = type(pipe.scheduler).from_config(
             self.engine.base_scheduler_config)
