@@ -358,10 +358,11 @@ def _free_name(folder: Path, seed: int) -> Path:
     return folder / f"{index:05d}-{seed}.png"
 
 
-def _think_options(pauses: int, budget: int | None, threshold: float, repaints: int):
+def _think_options(pauses: int, budget: int | None, threshold: float, repaints: int,
+                   restarts: int = 3):
     from huajia.thinking.loop import ThinkOptions
 
-    return ThinkOptions(pauses=pauses, budget=budget, threshold=threshold,
+    return ThinkOptions(pauses=pauses, budget=budget, threshold=threshold, restarts=restarts,
                         max_repaints=repaints, steer=pauses > 0)
 
 
@@ -373,6 +374,7 @@ def think(
     budget: int = typer.Option(None, help="Max network evaluations per image."),
     threshold: float = typer.Option(90.0, help="Region score (0-100) below which it is fixed."),
     repaints: int = typer.Option(2, help="Max repaint rounds after the last step."),
+    restarts: int = typer.Option(3, help="Max fresh starts when the first pause looks wrong."),
     seed: int = typer.Option(0),
     steps: int = typer.Option(20),
     cfg: float = typer.Option(5.0, "--cfg"),
@@ -401,7 +403,7 @@ def think(
     critic_impl = make_critic(critic, clip_model, vlm_url, vlm_model, vlm_key)
     prepare_out_dir(out)
     thinker = Thinker(Engine(model), critic_impl, _think_options(pauses, budget, threshold,
-                                                                  repaints))
+                                                                  repaints, restarts))
     result = thinker.think(request, on_thought=lambda t: console.print(
         f"[cyan]thought[/] {thought_lines(t)}", highlight=False))
     save_png(result.image, out / "final.png", result.infotext)

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -20,7 +21,8 @@ def _request(prompt="two red circles left of a blue square"):
 
 def test_thinks_pauses_reflects_and_counts_nfe(engine, tmp_path):
     seen = []
-    result = Thinker(engine, ShapesCritic(), ThinkOptions(pauses=3, max_repaints=1)).think(
+    result = Thinker(engine, ShapesCritic(), ThinkOptions(pauses=3, max_repaints=1,
+                                                          restarts=0)).think(
         _request(), on_thought=seen.append)
     phases = [t.phase for t in result.thoughts]
     assert phases[0] == "plan" and phases.count("pause") == 3 * 2 and phases[-1] == "stop"
@@ -31,6 +33,22 @@ def test_thinks_pauses_reflects_and_counts_nfe(engine, tmp_path):
     data = json.loads(write_thoughts(result, tmp_path / "t.json").read_text(encoding="utf-8"))
     assert data["thoughts"][1]["phase"] == "pause" and data["nfe"] == result.nfe
     assert timeline(result).size[0] > 400
+
+
+def test_a_bad_first_look_restarts_from_fresh_noise(engine):
+    options = ThinkOptions(pauses=2, max_repaints=0, restarts=2)
+    result = Thinker(engine, ShapesCritic(), options).think(_request())
+    phases = [t.phase for t in result.thoughts]
+    # the tiny random model paints noise: every first look fails, so both restarts are used
+    assert phases.count("restart") == 2 and phases.index("restart") == 1
+    assert phases.count("pause") == 2 * 2  # the last attempt pauses as usual
+    assert "Restarts: 2" in result.infotext
+    plain = Thinker(engine, ShapesCritic(), replace(options, restarts=0)).think(_request())
+    assert result.nfe > plain.nfe
+    again = Thinker(engine, ShapesCritic(), options).think(_request())
+    assert list(again.image.getdata()) == list(result.image.getdata())  # reproducible
+    tight = Thinker(engine, ShapesCritic(), replace(options, budget=plain.nfe)).think(_request())
+    assert [t.phase for t in tight.thoughts].count("restart") == 0  # no room in the budget
 
 
 def test_budget_stops_repainting(engine):

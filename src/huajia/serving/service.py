@@ -240,7 +240,8 @@ class ImageService:
         request = request_from_body(ImageGenerationBody(**_body_fields(payload)), payload["seed"],
                                     self.config.lora_dir)
         options = ThinkOptions(pauses=payload["pauses"], budget=payload["budget"],
-                               threshold=payload["threshold"])
+                               threshold=payload["threshold"], restarts=payload["restarts"],
+                               steer=payload["pauses"] > 0)
         thinker = Thinker(self.engine, make_critic(payload["critic"]), options)
         images = []
         for i in range(request.n):

@@ -37,12 +37,17 @@ class ThinkOptions:
     region_strength: float = 0.7  # how much a region's sub-caption replaces the prompt there
     repaint_strength: float = 0.65  # how far a repaint goes back into the noise
     steer: bool = True  # False: reflect + repaint only (TwiG-like)
+    # at the first pause, a half-made picture this far off (mean region score below
+    # restart_below) is abandoned for fresh noise, at most ``restarts`` times: a quarter of
+    # the schedule is enough to see that the layout went wrong, and cheaper than finishing it
+    restarts: int = 3
+    restart_below: float = 50.0
 
 
 @dataclass(frozen=True)
 class Thought:
     step: int  # denoising step (-1: before generation; steps: after)
-    phase: str  # plan | pause | reflect | repaint | stop
+    phase: str  # plan | pause | restart | reflect | repaint | stop
     region: int | None
     observation: str
     decision: str
@@ -142,17 +147,29 @@ class Thinker:
             if opts.steer and opts.pauses else set()
         pause_steps = {int(round(s)) for s in pause_steps}
         seed = request.seed if request.seed is not None else 0
-        stop_looking = False
+        stop_looking, restart, attempt, attempt_start = False, False, 0, 0
+        first_pause = min(pause_steps, default=None)
+        fresh_embeds = state.embeds.clone()
 
         def over_budget() -> bool:
             return opts.budget is not None and state.calls >= opts.budget
 
         def on_step_end(pipeline, step, timestep, kwargs):
-            nonlocal stop_looking
+            nonlocal stop_looking, restart
             if step not in pause_steps or stop_looking or over_budget():
                 return kwargs
             preview = self._decode(_x0_from(state, pipeline.scheduler))
             critique = self.critic.inspect(preview, plan, opts.threshold)
+            fresh_cost = (state.calls - attempt_start) / (step + 1) * request.steps
+            if step == first_pause and self._should_restart(critique, attempt, state.calls,
+                                                            fresh_cost):
+                restart, pipeline._interrupt = True, True  # diffusers skips the other steps
+                thought = Thought(step + 1, "restart", None, critique.summary,
+                                  f"start again from fresh noise ({attempt + 1}/{opts.restarts})",
+                                  _mean_score(critique), state.calls)
+                say(thought)
+                frames.append(Frame(preview, f"abandoned at step {step + 1}", (thought,)))
+                return kwargs
             decisions = self._steer(critique, plan, state, kwargs, pipeline, step)
             said = [Thought(step + 1, "pause", report.region, report.observation,
                             decisions.get(report.region, "keep going"), report.score, state.calls)
@@ -169,24 +186,42 @@ class Thinker:
 
         prepared = self.engine.prepare(request)
         prompt, negative, kwargs = prepared.prompt, prepared.negative, prepared.kwargs
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        self.engine.pipe.scheduler = type(pipe.scheduler).from_config(
-            self.engine.base_scheduler_config)
         with RegionalHooks(pipe.unet, state):
-            latents = pipe(**kwargs, num_inference_steps=request.steps,
-                           guidance_scale=request.guidance, width=side_w, height=side_h,
-                           generator=generator, output_type="latent",
-                           callback_on_step_end=on_step_end).images
+            while True:
+                noise_seed = seed + attempt * _RESEED
+                state.embeds.copy_(fresh_embeds)
+                state.strength.fill_(opts.region_strength)
+                state.boost.zero_()
+                self.engine.pipe.scheduler = type(pipe.scheduler).from_config(
+                    self.engine.base_scheduler_config)
+                latents = pipe(**kwargs, num_inference_steps=request.steps,
+                               guidance_scale=request.guidance, width=side_w, height=side_h,
+                               generator=torch.Generator(device="cpu").manual_seed(noise_seed),
+                               output_type="latent", callback_on_step_end=on_step_end).images
+                if not restart:
+                    break
+                restart, stop_looking, attempt = False, False, attempt + 1
+                attempt_start = state.calls
             image = self._decode(latents)
             image, latents, satisfied = self._reflect_and_repaint(
-                request, kwargs, plan, state, latents, image, frames, say, seed)
+                request, kwargs, plan, state, latents, image, frames, say, noise_seed)
         fields = self.engine.infotext_fields(request, side_w, side_h)
         fields.update({"Seed": seed, "Critic": getattr(self.critic, "name", "custom"),
-                       "Pauses": opts.pauses if opts.steer else 0, "NFE": state.calls})
+                       "Pauses": opts.pauses if opts.steer else 0, "Restarts": attempt,
+                       "NFE": state.calls})
         result = ThinkResult(image, plan, thoughts, frames, state.calls, satisfied, seed,
                              format_infotext(prompt, negative, fields))
         result.timings["total_s"] = time.perf_counter() - start
         return result
+
+    def _should_restart(self, critique: Critique, attempt: int, spent: int,
+                        fresh_cost: float) -> bool:
+        opts = self.options
+        if critique.satisfied or attempt >= opts.restarts:
+            return False
+        if opts.budget is not None and spent + fresh_cost > opts.budget:
+            return False  # no room left to paint a fresh start to the end
+        return _mean_score(critique) < opts.restart_below
 
     def _steer(self, critique: Critique, plan: Plan, state: RegionState, kwargs: dict,
                pipeline, step: int) -> dict[int, str]:
@@ -283,6 +318,14 @@ class Thinker:
                    generator=torch.Generator().manual_seed(seed), output_type="latent",
                    callback_on_step_end=keep_known)
         return out.images
+
+
+_RESEED = 7919  # fresh starts use seed + k·7919: reproducible, far from neighbouring seeds
+
+
+def _mean_score(critique: Critique) -> float:
+    scores = [r.score for r in critique.reports if r.score is not None]
+    return float(np.mean(scores)) if scores else 100.0
 
 
 def thought_lines(thought: Thought) -> str:
