@@ -45,7 +45,7 @@ from huajia.serving.schemas import (
     VerifyBody,
     VerifyResult,
 )
-from huajia.serving.service import FINAL_STATES, ImageService, b64
+from huajia.serving.service import FINAL_STATES, ImageService, b64, body_fields
 
 ERRORS: dict = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 429)}
 
@@ -222,7 +222,7 @@ def create_app(config: ServeConfig, service: ImageService | None = None) -> Fast
         if job.state != "done":
             raise ApiError(409, f"job '{job_id}' is {job.state}, not done"
                            + (f": {job.error}" if job.error else ""), code="job_not_done")
-        body = ImageGenerationBody(**{**_fields(job.payload), "response_format":
+        body = ImageGenerationBody(**{**body_fields(job.payload), "response_format":
                                       "url" if response_format == "url" else "b64_json"})
         return images_response(request, body, service.result_images(job))
 
@@ -257,10 +257,6 @@ def create_app(config: ServeConfig, service: ImageService | None = None) -> Fast
         return VerifyResult(**verify(_decode_image(body.image), config.watermark_key).to_dict())
 
     return app
-
-
-def _fields(payload: dict) -> dict:
-    return {k: v for k, v in payload.items() if k in ImageGenerationBody.model_fields}
 
 
 def _finished(service: ImageService, job: Job) -> list[tuple[str, bytes, dict]]:

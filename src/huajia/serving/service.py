@@ -134,6 +134,11 @@ class ImageService:
         payload.update(seed=seed, steps=request.steps)
         return payload
 
+    def request_of(self, payload: dict) -> GenerationRequest:
+        """A stored job payload → the engine's request (the seed was fixed at submit time)."""
+        return request_from_body(ImageGenerationBody(**body_fields(payload)), payload["seed"],
+                                 self.config.lora_dir)
+
     def cached(self, payload: dict) -> list[bytes] | None:
         if self.config.serial:
             return None
@@ -144,8 +149,7 @@ class ImageService:
         if payload["think"]:
             key = f"think:{time.time_ns()}"  # thinking jobs run alone
         else:
-            key = repr(batch_key(request_from_body(ImageGenerationBody(**_body_fields(payload)),
-                                                   payload["seed"], self.config.lora_dir)))
+            key = repr(batch_key(self.request_of(payload)))
         job_id = self.queue.submit("think" if payload["think"] else "generate", payload, key, owner)
         self._wake.set()
         return job_id
@@ -220,8 +224,7 @@ class ImageService:
                 self.events.publish(job.id, {"type": "done", "images": len(items)})
 
     def _generate(self, jobs: list[Job]) -> list[list[tuple[Image.Image, str]]]:
-        requests = [request_from_body(ImageGenerationBody(**_body_fields(j.payload)),
-                                      j.payload["seed"], self.config.lora_dir) for j in jobs]
+        requests = [self.request_of(j.payload) for j in jobs]
 
         def on_step(done: int, total: int) -> None:
             if all(self.queue.get(j.id).state == "cancelled" for j in jobs):
@@ -237,8 +240,7 @@ class ImageService:
         from huajia.thinking.loop import Thinker, ThinkOptions
 
         payload = job.payload
-        request = request_from_body(ImageGenerationBody(**_body_fields(payload)), payload["seed"],
-                                    self.config.lora_dir)
+        request = self.request_of(payload)
         options = ThinkOptions(pauses=payload["pauses"], budget=payload["budget"],
                                threshold=payload["threshold"], restarts=payload["restarts"],
                                steer=payload["pauses"] > 0)
@@ -279,7 +281,7 @@ class ImageService:
         return image.filter(ImageFilter.GaussianBlur(radius=max(image.size) / 16))
 
 
-def _body_fields(payload: dict) -> dict:
+def body_fields(payload: dict) -> dict:
     return {k: v for k, v in payload.items() if k in ImageGenerationBody.model_fields}
 
 
