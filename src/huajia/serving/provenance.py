@@ -2,10 +2,11 @@
 
 The infotext is lost as soon as someone re-encodes the picture; the watermark is meant to survive
 JPEG and mild resizing (``benchmarks/serving.py`` measures how far). Why not the
-invisible-watermark package: measured on our 128-px pictures with flat backgrounds, its DWT-DCT
-methods recovered only ~21-26 of 32 bits from *untouched* images at settings that keep them
-invisible, and at settings that read back they shifted a flat gray background towards beige and
-dotted object edges (which would also fool the shapes verifier).
+invisible-watermark package: its ``WatermarkEncoder``/``Decoder`` refuse pictures under 256x256
+('image too small'), and the embedded model paints 128x128. Calling its DWT-DCT classes directly
+on our flat-background pictures recovered only ~21-26 of 32 bits from *untouched* images at
+settings that keep them invisible; at settings that read back, they shifted a flat gray
+background towards beige and dotted object edges (which would also fool the shapes verifier).
 
 The mark: a keyed ±1 pattern on a 64×64 grid, smoothly stretched over the whole picture (so it
 lives at mid frequencies that JPEG keeps, and in picture-relative coordinates that resizing keeps)
