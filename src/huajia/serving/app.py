@@ -45,7 +45,7 @@ from huajia.serving.schemas import (
     VerifyBody,
     VerifyResult,
 )
-from huajia.serving.service import FINAL_STATES, ImageService, b64, body_fields
+from huajia.serving.service import FINAL_STATES, ImageService, b64, body_fields, image_keys
 
 ERRORS: dict = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 429)}
 
@@ -268,8 +268,6 @@ def _finished(service: ImageService, job: Job) -> list[tuple[str, bytes, dict]]:
 
 
 def _cache_items(service: ImageService, payload: dict, hits: list[bytes]):
-    from huajia.serving.service import image_keys
-
     items = []
     for index, (key, data) in enumerate(zip(image_keys(service.model_identity, payload), hits,
                                             strict=True)):

@@ -91,11 +91,9 @@ class ImageService:
         self.model_identity = ""
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._ready = threading.Event()
         self._worker: threading.Thread | None = None
         self._nsfw = None
         self.batches: list[int] = []  # sizes of the batches run (for tests and benchmarks)
-        self.served_lock = threading.Lock()  # serial mode: one request at a time
 
     # -- life cycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -107,7 +105,6 @@ class ImageService:
             print(f"huajia serve: {recovered} job(s) interrupted by a crash are queued again")
         self._worker = threading.Thread(target=self._run, name="huajia-worker", daemon=True)
         self._worker.start()
-        self._ready.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -218,8 +215,10 @@ class ImageService:
         else:
             outputs = self._generate(jobs)
         for job, images in zip(jobs, outputs, strict=True):
-            items = [self._store(job, index, image, infotext)
-                     for index, (image, infotext) in enumerate(images)]
+            keys = image_keys(self.model_identity, job.payload)
+            items = [self._store(job, index, key, image, infotext)
+                     for index, (key, (image, infotext)) in enumerate(zip(keys, images,
+                                                                          strict=True))]
             if self.queue.finish(job, result={"images": items, "created": int(time.time())}):
                 self.events.publish(job.id, {"type": "done", "images": len(items)})
 
@@ -253,11 +252,10 @@ class ImageService:
             images.append((result.image, result.infotext))
         return images
 
-    def _store(self, job: Job, index: int, image: Image.Image, infotext: str) -> dict:
+    def _store(self, job: Job, index: int, key: str, image: Image.Image, infotext: str) -> dict:
         image = self._screen(image)
         image = embed_watermark(image, self.config.watermark_key)
         data = png_bytes(image, infotext)
-        key = image_keys(self.model_identity, job.payload)[index]
         name = f"{key}.png"
         (self.images_dir / name).write_bytes(data)
         if not self.config.serial:
