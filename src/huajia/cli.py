@@ -216,17 +216,23 @@ def train_lora_command(
     seed: int = typer.Option(0),
     sample_every: int = typer.Option(100, help="Sample pictures every K steps (0: never)."),
     sample_prompt: list[str] = typer.Option([], "--sample-prompt", help="Repeatable."),
+    reg_data: Path = typer.Option(None, "--reg-data",
+                                  help="Imagefolder of what the model already knows (half of "
+                                       "each batch) so it does not forget."),
+    prior_loss_weight: float = typer.Option(1.0, help="Weight of the --reg-data loss."),
 ) -> None:
     """Train a LoRA (peft) on the UNet attention; writes pytorch_lora_weights.safetensors."""
     from huajia.training.lora import LoraRecipe, train_lora
     from huajia.world.dataset import prepare_out_dir
 
-    if not data.is_dir():
-        raise HuajiaError(f"--data '{data}' is not a folder; pass an imagefolder")
+    for option, folder in (("--data", data), ("--reg-data", reg_data)):
+        if folder is not None and not folder.is_dir():
+            raise HuajiaError(f"{option} '{folder}' is not a folder; pass an imagefolder")
     prepare_out_dir(out)
     recipe = LoraRecipe(str(data), str(out), model, rank, alpha, steps, lr, batch, precision,
                         gradient_checkpointing, train_text_encoder, seed, sample_every,
-                        tuple(sample_prompt))
+                        tuple(sample_prompt), reg_data=str(reg_data) if reg_data else None,
+                        prior_loss_weight=prior_loss_weight)
     with progress_bar("LoRA", steps) as advance:
         path = train_lora(recipe, resume=resume, progress=lambda s, t, loss: advance(1))
     console.print(f"{path}\n{out / 'loss.png'}")

@@ -69,3 +69,32 @@ def test_guidance_must_be_above_one(engine):
 
     with pytest.raises(HuajiaError, match="guidance above 1"):
         Thinker(engine, ShapesCritic()).think(GenerationRequest("a red circle", guidance=1.0))
+
+
+class _ScriptedCritic:
+    """Scores whole pictures from a script, one score per look, then 100."""
+
+    name = "scripted"
+
+    def __init__(self, scores):
+        self.scores = list(scores)
+
+    def inspect(self, image, plan, threshold):
+        from huajia.thinking.critics import Critique, RegionReport
+
+        score = self.scores.pop(0) if self.scores else 100.0
+        reports = tuple(RegionReport(r.index, score, f"scripted {score}") for r in plan.regions)
+        return Critique(reports, score >= threshold, f"scripted {score}")
+
+
+def test_when_every_start_looks_bad_the_best_first_look_is_painted_again(engine):
+    options = ThinkOptions(pauses=2, max_repaints=0, restarts=2)
+    result = Thinker(engine, _ScriptedCritic([30, 45, 10]), options).think(_request())
+    restarts = [t for t in result.thoughts if t.phase == "restart"]
+    assert len(restarts) == 3 and "start 2" in restarts[-1].decision
+    # going back to start 2 repaints exactly that start: same picture as a run that kept it
+    kept = Thinker(engine, _ScriptedCritic([30, 100]), replace(options, restarts=1)).think(
+        _request())
+    assert list(kept.image.getdata()) == list(result.image.getdata())
+    zh = Thinker(engine, _ScriptedCritic([30, 45, 10]), options).think(_request("两个红色圆形"))
+    assert "回到第 2 次起稿" in [t for t in zh.thoughts if t.phase == "restart"][-1].decision

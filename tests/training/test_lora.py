@@ -15,9 +15,11 @@ from huajia.world.dataset import write_dataset
 def trained(sd_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("lora")
     write_dataset(root / "data", 6, seed=1, workers=1, side=64)
+    write_dataset(root / "reg", 4, seed=2, workers=1, side=64)
     recipe = LoraRecipe(data=str(root / "data"), out=str(root / "out"), model=str(sd_dir),
                         rank=4, alpha=4, steps=4, batch=2, sample_every=2,
-                        sample_prompts=("a red circle",), train_text_encoder=True)
+                        sample_prompts=("a red circle",), train_text_encoder=True,
+                        reg_data=str(root / "reg"), prior_loss_weight=0.5)
     return train_lora(recipe), recipe
 
 
@@ -28,6 +30,7 @@ def test_file_metadata_samples_and_loss_curve(trained):
         keys = list(handle.keys())
     assert meta["ss_network_dim"] == "4" and meta["ss_steps"] == "4"
     assert meta["ss_num_train_images"] == "6" and meta["ss_train_text_encoder"] == "True"
+    assert meta["ss_num_reg_images"] == "4" and meta["ss_prior_loss_weight"] == "0.5"
     assert any(k.startswith("unet.") and "to_q" in k for k in keys)
     assert any(k.startswith("text_encoder.") for k in keys)
     out = path.parent

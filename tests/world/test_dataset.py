@@ -62,5 +62,8 @@ def test_concept_datasets_teach_a_held_out_concept(tmp_path):
     for row in read_metadata(tmp_path):
         assert "hexagon" in row["text"] or "hexagons" in row["text"]
         assert "六边形" in row["text_zh"]
+        groups = row["scene"]["spec"]["groups"]  # the concept is the only new thing
+        assert [g["shape"] for g in groups].count("hexagon") == 1
+        assert all(g["texture"] != "checkered" for g in groups)
     with pytest.raises(HuajiaError, match="not a held-out concept"):
         write_dataset(tmp_path / "x", 2, concept="circle")

@@ -148,6 +148,8 @@ class Thinker:
         pause_steps = {int(round(s)) for s in pause_steps}
         seed = request.seed if request.seed is not None else 0
         stop_looking, restart, attempt, attempt_start = False, False, 0, 0
+        looks: dict[int, float] = {}  # start → mean score of its first look
+        replay: int | None = None  # the start being painted again because it looked best
         first_pause = min(pause_steps, default=None)
         fresh_embeds = state.embeds.clone()
 
@@ -155,21 +157,23 @@ class Thinker:
             return opts.budget is not None and state.calls >= opts.budget
 
         def on_step_end(pipeline, step, timestep, kwargs):
-            nonlocal stop_looking, restart
+            nonlocal stop_looking, restart, replay
             if step not in pause_steps or stop_looking or over_budget():
                 return kwargs
             preview = self._decode(_x0_from(state, pipeline.scheduler))
             critique = self.critic.inspect(preview, plan, opts.threshold)
             fresh_cost = (state.calls - attempt_start) / (step + 1) * request.steps
-            if step == first_pause and self._should_restart(critique, attempt, state.calls,
-                                                            fresh_cost):
-                restart, pipeline._interrupt = True, True  # diffusers skips the other steps
-                thought = Thought(step + 1, "restart", None, critique.summary,
-                                  f"start again from fresh noise ({attempt + 1}/{opts.restarts})",
-                                  _mean_score(critique), state.calls)
-                say(thought)
-                frames.append(Frame(preview, f"abandoned at step {step + 1}", (thought,)))
-                return kwargs
+            if step == first_pause and replay is None:
+                decision = self._first_look(critique, attempt, looks, state.calls, fresh_cost,
+                                            plan.lang == "zh")
+                if decision is not None:
+                    replay = decision[0]
+                    restart, pipeline._interrupt = True, True  # diffusers skips the rest
+                    thought = Thought(step + 1, "restart", None, critique.summary, decision[1],
+                                      _mean_score(critique), state.calls)
+                    say(thought)
+                    frames.append(Frame(preview, f"abandoned at step {step + 1}", (thought,)))
+                    return kwargs
             decisions = self._steer(critique, plan, state, kwargs, pipeline, step)
             said = [Thought(step + 1, "pause", report.region, report.observation,
                             decisions.get(report.region, "keep going"), report.score, state.calls)
@@ -188,7 +192,7 @@ class Thinker:
         prompt, negative, kwargs = prepared.prompt, prepared.negative, prepared.kwargs
         with RegionalHooks(pipe.unet, state):
             while True:
-                noise_seed = seed + attempt * _RESEED
+                noise_seed = seed + (attempt if replay is None or replay < 0 else replay) * _RESEED
                 state.embeds.copy_(fresh_embeds)
                 state.strength.fill_(opts.region_strength)
                 state.boost.zero_()
@@ -202,6 +206,8 @@ class Thinker:
                     break
                 restart, stop_looking, attempt = False, False, attempt + 1
                 attempt_start = state.calls
+                if replay is not None and replay < 0:
+                    replay = None  # a fresh start, still free to be judged
             image = self._decode(latents)
             image, latents, satisfied = self._reflect_and_repaint(
                 request, kwargs, plan, state, latents, image, frames, say, noise_seed)
@@ -214,14 +220,25 @@ class Thinker:
         result.timings["total_s"] = time.perf_counter() - start
         return result
 
-    def _should_restart(self, critique: Critique, attempt: int, spent: int,
-                        fresh_cost: float) -> bool:
-        opts = self.options
-        if critique.satisfied or attempt >= opts.restarts:
-            return False
+    def _first_look(self, critique: Critique, attempt: int, looks: dict[int, float],
+                    spent: int, fresh_cost: float, zh: bool) -> tuple[int, str] | None:
+        """At the first pause: keep painting (None), start again from fresh noise (-1, why),
+        or go back to an earlier start whose first look was better (its index, why)."""
+        opts, score = self.options, _mean_score(critique)
+        looks[attempt] = score
+        if critique.satisfied or score >= opts.restart_below:
+            return None
         if opts.budget is not None and spent + fresh_cost > opts.budget:
-            return False  # no room left to paint a fresh start to the end
-        return _mean_score(critique) < opts.restart_below
+            return None  # no room left to paint another start to the end
+        if attempt < opts.restarts:
+            return -1, (f"从新的噪声重新开始（{attempt + 1}/{opts.restarts}）" if zh else
+                        f"start again from fresh noise ({attempt + 1}/{opts.restarts})")
+        best = max(looks, key=looks.get)
+        if looks[best] <= score:
+            return None
+        return best, (f"回到第 {best + 1} 次起稿（初看得分 {looks[best]:.0f}，最好）" if zh else
+                      f"go back to start {best + 1}, whose first look was best "
+                      f"({looks[best]:.0f})")
 
     def _steer(self, critique: Critique, plan: Plan, state: RegionState, kwargs: dict,
                pipeline, step: int) -> dict[int, str]:

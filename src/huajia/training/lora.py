@@ -45,6 +45,15 @@ class LoraRecipe:
     sample_every: int = 100
     sample_prompts: tuple[str, ...] = ()
     caption_dropout: float = 0.05
+    # kohya's reg images / DreamBooth prior preservation: pictures of what the model already
+    # knows, half of every batch, so the LoRA teaches the new concept without forgetting
+    reg_data: str | None = None
+    prior_loss_weight: float = 1.0
+    # Min-SNR-γ loss weights (as kohya's --min_snr_gamma; 0: plain MSE). The very noisy and
+    # the nearly clean timesteps carry little signal and much variance, which otherwise
+    # drowns a small dataset's gradient.
+    min_snr_gamma: float = 5.0
+    text_encoder_lr: float | None = None  # as kohya's --text_encoder_lr (None: lr)
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16", "fp16"):
@@ -83,7 +92,8 @@ def _lora_state(pipe, train_text: bool) -> dict:
     return state
 
 
-def save_lora(pipe, out: Path, recipe: LoraRecipe, step: int, dataset_size: int) -> Path:
+def save_lora(pipe, out: Path, recipe: LoraRecipe, step: int, dataset_size: int,
+              reg_size: int = 0) -> Path:
     """diffusers-format LoRA file, re-written with ss_* metadata in its header."""
     from safetensors.torch import load_file, save_file
 
@@ -94,6 +104,10 @@ def save_lora(pipe, out: Path, recipe: LoraRecipe, step: int, dataset_size: int)
     metadata = {"format": "pt", "ss_base_model": recipe.model, "ss_network_dim": str(recipe.rank),
                 "ss_network_alpha": str(recipe.alpha), "ss_steps": str(step),
                 "ss_learning_rate": str(recipe.lr), "ss_num_train_images": str(dataset_size),
+                "ss_num_reg_images": str(reg_size),
+                "ss_prior_loss_weight": str(recipe.prior_loss_weight),
+                "ss_min_snr_gamma": str(recipe.min_snr_gamma),
+                "ss_text_encoder_lr": str(recipe.text_encoder_lr or recipe.lr),
                 "ss_seed": str(recipe.seed), "ss_mixed_precision": recipe.precision,
                 "ss_train_text_encoder": str(recipe.train_text_encoder),
                 "ss_batch_size": str(recipe.batch), "huajia_recipe": json.dumps(asdict(recipe))}
@@ -115,11 +129,9 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
     engine = Engine(recipe.model, device=str(accelerator.device))
     pipe = engine.pipe
     side = engine.native_size
-    images, captions = _load_examples(recipe.data, side)
-    with torch.no_grad():  # cache latents: the VAE is frozen
-        batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(accelerator.device)
-        latents = torch.cat([pipe.vae.encode(batch[i:i + 16]).latent_dist.mode()
-                             for i in range(0, len(batch), 16)]) * pipe.vae.config.scaling_factor
+    sets = [_encoded_set(pipe, recipe.data, side, accelerator.device)]
+    if recipe.reg_data:
+        sets.append(_encoded_set(pipe, recipe.reg_data, side, accelerator.device))
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False)
     pipe.unet.add_adapter(LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha,
@@ -130,29 +142,19 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
                                                  target_modules=TEXT_TARGETS))
     if recipe.gradient_checkpointing:
         pipe.unet.enable_gradient_checkpointing()
-    params = [p for m in (pipe.unet, pipe.text_encoder) for p in m.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=1e-4)
+    groups = [{"params": [p for p in pipe.unet.parameters() if p.requires_grad]},
+              {"params": [p for p in pipe.text_encoder.parameters() if p.requires_grad],
+               "lr": recipe.text_encoder_lr or recipe.lr}]
+    params = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=recipe.lr,
+                                  weight_decay=1e-4)
     unet, text_encoder, optimizer = accelerator.prepare(pipe.unet, pipe.text_encoder, optimizer)
     step, losses = _resume(out, resume, pipe, optimizer)
     rng = np.random.default_rng([recipe.seed, step])
-    scheduler = pipe.scheduler
     start = time.perf_counter()
     while step < recipe.steps:
-        picks = rng.integers(len(images), size=recipe.batch)
-        texts = ["" if rng.random() < recipe.caption_dropout else
-                 captions[i][int(rng.integers(len(captions[i])))] for i in picks]
-        ids = pipe.tokenizer(texts, padding="max_length", truncation=True,
-                             max_length=pipe.tokenizer.model_max_length,
-                             return_tensors="pt").input_ids.to(accelerator.device)
-        z = latents[torch.from_numpy(picks)]
-        noise = torch.randn_like(z)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(picks),),
-                          device=z.device)
-        target = (scheduler.get_velocity(z, noise, t)
-                  if scheduler.config.prediction_type == "v_prediction" else noise)
         with accelerator.autocast():
-            pred = unet(scheduler.add_noise(z, noise, t), t, text_encoder(ids)[0]).sample
-            loss = F.mse_loss(pred.float(), target.float())
+            loss = _batch_loss(pipe, unet, text_encoder, sets, recipe, rng)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -165,12 +167,64 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
             _checkpoint(out, pipe, optimizer, step, losses)
             if recipe.sample_prompts:
                 _samples(engine, recipe, step, out)
-    path = save_lora(pipe, out, recipe, step, len(images))
+    path = save_lora(pipe, out, recipe, step, len(sets[0][0]),
+                     len(sets[1][0]) if len(sets) > 1 else 0)
     loss_curve(losses).save(out / "loss.png")
     (out / "training.json").write_text(json.dumps(
         {"recipe": asdict(recipe), "steps": step, "seconds_this_run": time.perf_counter() - start,
          "final_loss": float(np.mean(losses[-20:])), "device": str(accelerator.device)}, indent=1))
     return path
+
+
+def _encoded_set(pipe, folder: str, side: int, device) -> tuple[torch.Tensor, list[list[str]]]:
+    """A folder's latents (the VAE is frozen, so encode once) and captions."""
+    images, captions = _load_examples(folder, side)
+    with torch.no_grad():
+        batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device)
+        latents = torch.cat([pipe.vae.encode(batch[i:i + 16]).latent_dist.mode()
+                             for i in range(0, len(batch), 16)]) * pipe.vae.config.scaling_factor
+    return latents, captions
+
+
+def _batch_loss(pipe, unet, text_encoder, sets: list, recipe: LoraRecipe,
+                rng: np.random.Generator) -> torch.Tensor:
+    """The denoising loss on one batch: the concept's pictures, plus reg pictures (weighted by
+    ``prior_loss_weight``) filling half the batch when there are any."""
+    sizes = [recipe.batch] if len(sets) == 1 else [recipe.batch - recipe.batch // 2,
+                                                   recipe.batch // 2]
+    latents, texts = [], []
+    for (z, captions), size in zip(sets, sizes, strict=True):
+        picks = rng.integers(len(z), size=size)
+        latents.append(z[torch.from_numpy(picks)])
+        texts += ["" if rng.random() < recipe.caption_dropout else
+                  captions[i][int(rng.integers(len(captions[i])))] for i in picks]
+    z = torch.cat(latents)
+    ids = pipe.tokenizer(texts, padding="max_length", truncation=True,
+                         max_length=pipe.tokenizer.model_max_length,
+                         return_tensors="pt").input_ids.to(z.device)
+    scheduler = pipe.scheduler
+    noise = torch.randn_like(z)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(z),), device=z.device)
+    target = (scheduler.get_velocity(z, noise, t)
+              if scheduler.config.prediction_type == "v_prediction" else noise)
+    pred = unet(scheduler.add_noise(z, noise, t), t, text_encoder(ids)[0]).sample
+    errors = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    if recipe.min_snr_gamma > 0:
+        errors = errors * _min_snr_weights(scheduler, t, recipe.min_snr_gamma)
+    loss = errors[:sizes[0]].mean()
+    if len(sizes) == 2:
+        loss = loss + recipe.prior_loss_weight * errors[sizes[0]:].mean()
+    return loss
+
+
+def _min_snr_weights(scheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-γ weights (Hang et al. 2023), in the form for the scheduler's prediction type."""
+    alphas = scheduler.alphas_cumprod.to(t.device)[t]
+    snr = alphas / (1 - alphas).clamp(min=1e-8)
+    clipped = torch.minimum(snr, torch.full_like(snr, gamma))
+    if scheduler.config.prediction_type == "v_prediction":
+        return clipped / (snr + 1)
+    return clipped / snr.clamp(min=1e-8)
 
 
 def _checkpoint(out: Path, pipe, optimizer, step: int, losses: list[float]) -> None:

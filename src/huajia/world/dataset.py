@@ -40,19 +40,27 @@ def described_spec(scene: Scene, rng: np.random.Generator) -> SceneSpec:
     return SceneSpec(tuple(groups), scene.spec.relations, background)
 
 
-def _has_concept(scene: Scene, concept: str) -> bool:
-    return any(concept in (g.shape, g.texture) for g in scene.spec.groups)
+def _with_concept(scene: Scene, concept: str, rng: np.random.Generator, index: int) -> Scene:
+    """``scene`` (a training scene) with one group turned into the held-out ``concept``, so the
+    concept is the only new thing in the picture (DreamBooth-style: new subject, familiar
+    context)."""
+    groups = list(scene.spec.groups)
+    k = int(rng.integers(len(groups)))
+    field_name = "texture" if concept in vocab.ids(vocab.TEXTURES) else "shape"
+    groups[k] = replace(groups[k], **{field_name: concept})
+    spec = replace(scene.spec, groups=tuple(groups))
+    return sampler.layout(spec, rng, index)
 
 
 def make_example(index: int, seed: int, split: str,
                  concept: str | None = None) -> tuple[Scene, SceneSpec, str, str]:
     """The scene, described spec and en/zh captions of row ``index`` (pure function of inputs).
-    With ``concept`` (a held-out shape or texture, e.g. 'hexagon'), every scene shows it and
-    its captions always name it; captions still use only training templates."""
+    With ``concept`` (a held-out shape or texture, e.g. 'hexagon'), one group of a training
+    scene becomes it and the captions always name it; captions still use training templates."""
     rng = np.random.default_rng([seed, index])
-    scene = sampler.sample_scene(rng, "eval" if concept else split, seed=index)
-    while concept and not _has_concept(scene, concept):
-        scene = sampler.sample_scene(rng, "eval", seed=index)
+    scene = sampler.sample_scene(rng, split, seed=index)
+    if concept:
+        scene = _with_concept(scene, concept, rng, index)
     spec = described_spec(scene, rng)
     if concept in vocab.ids(vocab.TEXTURES):  # never drop the texture being taught
         spec = SceneSpec(tuple(replace(d, texture=g.texture) for d, g in
