@@ -46,6 +46,7 @@ class BaseRecipe:
     warmup: int = 100
     caption_dropout: float = 0.1
     min_snr_gamma: float = 5.0
+    min_snr_floor: float = 1.0  # see components.snr_loss_weights
     checkpoint_every: int = 200
 
     def to_dict(self) -> dict:
@@ -212,8 +213,7 @@ def train_unet(recipe: BaseRecipe, scenes: list[Scene], latents: torch.Tensor, t
         ema, step = state["ema"], state["step"]
     clock = _StageClock(state)
     alphas = scheduler.alphas_cumprod.to(device)
-    snr = alphas / (1 - alphas).clamp(min=1e-8)
-    weight_table = torch.minimum(snr, torch.full_like(snr, recipe.min_snr_gamma)) / (snr + 1)
+    weight_table = C.snr_loss_weights(alphas, True, recipe.min_snr_gamma, recipe.min_snr_floor)
     rng = np.random.default_rng([recipe.seed, 4, step])
     while step < recipe.unet_steps:
         picks = rng.integers(len(scenes), size=recipe.unet_batch)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
@@ -101,3 +102,15 @@ def build_scheduler() -> DDIMScheduler:
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, folder: Path) -> None:
     tokenizer.save_pretrained(str(folder))
+
+
+def snr_loss_weights(alphas_cumprod: torch.Tensor, v_prediction: bool, gamma: float,
+                     floor: float = 0.0) -> torch.Tensor:
+    """Per-timestep loss weights: Min-SNR-γ (Hang et al. 2023) with an optional floor.
+
+    In x0 terms the weight is clamp(SNR, floor, γ): γ caps the nearly clean steps; a floor of 1
+    keeps the noisiest steps (where the layout is decided) at full weight instead of ~SNR ≈ 0.
+    Returned in the form for the model's prediction type (v or ε)."""
+    snr = alphas_cumprod / (1 - alphas_cumprod).clamp(min=1e-8)
+    x0_weight = snr.clamp(min=floor, max=max(gamma, floor))
+    return x0_weight / (snr + 1) if v_prediction else x0_weight / snr.clamp(min=1e-8)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from huajia.errors import HuajiaError
+from huajia.training.components import snr_loss_weights
 from huajia.world.dataset import read_metadata
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -210,21 +211,13 @@ def _batch_loss(pipe, unet, text_encoder, sets: list, recipe: LoraRecipe,
     pred = unet(scheduler.add_noise(z, noise, t), t, text_encoder(ids)[0]).sample
     errors = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
     if recipe.min_snr_gamma > 0:
-        errors = errors * _min_snr_weights(scheduler, t, recipe.min_snr_gamma)
+        errors = errors * snr_loss_weights(
+            scheduler.alphas_cumprod.to(t.device), scheduler.config.prediction_type ==
+            "v_prediction", recipe.min_snr_gamma)[t]
     loss = errors[:sizes[0]].mean()
     if len(sizes) == 2:
         loss = loss + recipe.prior_loss_weight * errors[sizes[0]:].mean()
     return loss
-
-
-def _min_snr_weights(scheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Min-SNR-γ weights (Hang et al. 2023), in the form for the scheduler's prediction type."""
-    alphas = scheduler.alphas_cumprod.to(t.device)[t]
-    snr = alphas / (1 - alphas).clamp(min=1e-8)
-    clipped = torch.minimum(snr, torch.full_like(snr, gamma))
-    if scheduler.config.prediction_type == "v_prediction":
-        return clipped / (snr + 1)
-    return clipped / snr.clamp(min=1e-8)
 
 
 def _checkpoint(out: Path, pipe, optimizer, step: int, losses: list[float]) -> None:
