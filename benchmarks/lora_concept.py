@@ -2,7 +2,9 @@
 this CPU, and measure: concept accuracy (verifier, held-out prompts) before and after, and
 ShapesEval on the old concepts before and after. Goal: accuracy ≈ 0 → ≥ 0.7 with a ≤ 0.05 drop.
 
-Run: python benchmarks/lora_concept.py [--concept hexagon] [--steps 400] [--images 600]
+The LoRA sees the concept's pictures (one group of a familiar training scene turned into the
+concept) and, as reg images (prior preservation), as many pictures of old concepts.
+Run: python benchmarks/lora_concept.py [--concept hexagon] [--steps 800] [--images 600]
 """
 
 from __future__ import annotations
@@ -35,26 +37,32 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concept", default="hexagon")
     parser.add_argument("--images", type=int, default=600)
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--text-encoder-lr", type=float, default=1e-4)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--specs-per-task", type=int, default=6)
     parser.add_argument("--work", default=None, help="Keep data and LoRA here.")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="huajia-lora-"))
     write_dataset(work / "raw", args.images, seed=11, concept=args.concept)
-    curated = curate(Recipe(str(work / "raw"), str(work / "clean"), (
-        ("image_text_similarity_filter", {"hf_clip": "shapes-verifier", "min_score": 0.99}),
-        ("image_deduplicator", {"method": "phash"}))))
+    write_dataset(work / "reg_raw", args.images, seed=12, split="train")
+    ops = (("image_text_similarity_filter", {"hf_clip": "shapes-verifier", "min_score": 0.99}),
+           ("image_deduplicator", {"method": "phash"}))
+    curated = curate(Recipe(str(work / "raw"), str(work / "clean"), ops))
+    curate(Recipe(str(work / "reg_raw"), str(work / "reg"), ops))
     engine = Engine("embedded")
     before = measure(engine, args.concept, (), args.specs_per_task)
     start = time.perf_counter()
     path = train_lora(LoraRecipe(data=str(work / "clean"), out=str(work / "lora"),
                                  rank=args.rank, alpha=args.rank / 4, steps=args.steps,
+                                 lr=args.lr, text_encoder_lr=args.text_encoder_lr,
+                                 train_text_encoder=True, reg_data=str(work / "reg"),
                                  sample_every=0))
     minutes = (time.perf_counter() - start) / 60
     after = measure(engine, args.concept, (LoraSpec(str(path)),), args.specs_per_task)
     rows = [["base model", round(before[0], 3), round(before[1], 3), "-"],
-            [f"+ LoRA (rank {args.rank}, {args.steps} steps)", round(after[0], 3),
+            [f"+ LoRA (rank {args.rank}, {args.steps} steps, reg images)", round(after[0], 3),
              round(after[1], 3), round(minutes, 1)]]
     report("lora_concept", f"Teaching '{args.concept}' with a LoRA "
            f"({curated.kept}/{curated.total} curated images)",

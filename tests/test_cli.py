@@ -19,6 +19,10 @@ def huajia(*args: str) -> subprocess.CompletedProcess:
     (("world", "render", "a red circle", "--out", "/proc/none/x.png"), "cannot write"),
     (("world", "dataset", "--n", "3", "--out", "/proc/none"), "cannot write"),
     (("eval", "shapes", "--model", "nope"), "no model at 'nope'"),
+    (("train", "lora", "--data", "/nope", "--out", "/tmp/x"), "--data '/nope' is not a folder"),
+    (("train", "lora", "--data", ".", "--reg-data", "/nope", "--out", "/tmp/x"),
+     "--reg-data '/nope' is not a folder"),
+    (("train", "card", "/tmp"), "has no training.json"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle):
     done = huajia(*args)

@@ -9,16 +9,15 @@ import json
 import os
 import sys
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from huajia.cli_common import console, print_shapes_result, progress_bar
 from huajia.cli_serve import register as register_serving
+from huajia.cli_train import app as train_app
 from huajia.errors import HuajiaError
 
 app = typer.Typer(help="huajia (画家): text-to-image that thinks while it paints.",
@@ -26,22 +25,10 @@ app = typer.Typer(help="huajia (画家): text-to-image that thinks while it pain
 world_app = typer.Typer(help="The shapes world: render, parse, verify, make datasets.",
                         no_args_is_help=True)
 eval_app = typer.Typer(help="Benchmarks: ShapesEval.", no_args_is_help=True)
-train_app = typer.Typer(help="Training: the embedded base model.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
 app.add_typer(eval_app, name="eval")
 app.add_typer(train_app, name="train")
 register_serving(app)
-console = Console()
-
-
-@contextmanager
-def progress_bar(description: str, total: int):
-    """A rich progress bar; yields ``advance(k)``."""
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda k=1: progress.advance(task, k)
 
 
 def _out_file(path: Path) -> Path:
@@ -147,7 +134,7 @@ def eval_shapes(
     prompts = shapes_eval_prompts(specs_per_task)
     with progress_bar(f"ShapesEval {model}", len(prompts) * images_per_prompt) as advance:
         result = run_shapes_eval(generator, prompts, images_per_prompt, size, progress=advance)
-    _print_result(result)
+    print_shapes_result(result)
     if json_path is not None:
         write_json(result, json_path)
         console.print(f"report: {json_path}")
@@ -155,137 +142,6 @@ def eval_shapes(
         write_json(result, out / "report.json")
         sheet = failure_sheet(result, out / "failures.png")
         console.print(f"failures: {sheet}" if sheet else "no failures")
-
-
-def _print_result(result) -> None:
-    table = Table(title=f"ShapesEval — {result.model}")
-    table.add_column("task")
-    table.add_column("score", justify="right")
-    for task, score in result.tasks.items():
-        table.add_row(task, f"{score:.3f}")
-    table.add_row("[bold]overall[/]", f"[bold]{result.overall:.3f}[/]")
-    for lang, score in result.by_lang.items():
-        table.add_row(f"overall ({lang})", f"{score:.3f}")
-    console.print(table)
-
-
-@train_app.command("base")
-def train_base_command(
-    out: Path = typer.Option(..., "--out", help="Run folder; the model lands in OUT/model."),
-    resume: bool = typer.Option(False, help="Continue from OUT/checkpoints."),
-    seed: int = typer.Option(0),
-    scenes: int = typer.Option(24_000, help="Distinct training scenes."),
-    vae_steps: int = typer.Option(3_000),
-    unet_steps: int = typer.Option(2_000),
-    eval_specs: int = typer.Option(10, help="ShapesEval specs per task for the model card."),
-) -> None:
-    """Train the embedded model from scratch on the shapes world (CUDA if present, else CPU),
-    then measure it with ShapesEval and write its model card."""
-    from huajia.training.base import BaseRecipe, train_base
-    from huajia.world.dataset import prepare_out_dir
-
-    prepare_out_dir(out)
-    recipe = BaseRecipe(seed=seed, n_scenes=scenes, vae_steps=vae_steps, unet_steps=unet_steps)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
-
-        model_dir = train_base(recipe, out, resume=resume, progress=progress)
-    console.print(f"model: {model_dir}")
-    model_card(model_dir, eval_specs)
-
-
-@train_app.command("lora")
-def train_lora_command(
-    data: Path = typer.Option(..., "--data", help="Imagefolder (file_name + text[, text_zh])."),
-    out: Path = typer.Option(..., "--out", help="Where the LoRA, samples and loss curve go."),
-    model: str = typer.Option("embedded", help="Base model."),
-    rank: int = typer.Option(16), alpha: float = typer.Option(4.0),
-    steps: int = typer.Option(500), lr: float = typer.Option(1e-3),
-    batch: int = typer.Option(8),
-    precision: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
-    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing"),
-    train_text_encoder: bool = typer.Option(False, "--train-text-encoder"),
-    resume: bool = typer.Option(False, "--resume"),
-    seed: int = typer.Option(0),
-    sample_every: int = typer.Option(100, help="Sample pictures every K steps (0: never)."),
-    sample_prompt: list[str] = typer.Option([], "--sample-prompt", help="Repeatable."),
-    reg_data: Path = typer.Option(None, "--reg-data",
-                                  help="Imagefolder of what the model already knows (half of "
-                                       "each batch) so it does not forget."),
-    prior_loss_weight: float = typer.Option(1.0, help="Weight of the --reg-data loss."),
-) -> None:
-    """Train a LoRA (peft) on the UNet attention; writes pytorch_lora_weights.safetensors."""
-    from huajia.training.lora import LoraRecipe, train_lora
-    from huajia.world.dataset import prepare_out_dir
-
-    for option, folder in (("--data", data), ("--reg-data", reg_data)):
-        if folder is not None and not folder.is_dir():
-            raise HuajiaError(f"{option} '{folder}' is not a folder; pass an imagefolder")
-    prepare_out_dir(out)
-    recipe = LoraRecipe(str(data), str(out), model, rank, alpha, steps, lr, batch, precision,
-                        gradient_checkpointing, train_text_encoder, seed, sample_every,
-                        tuple(sample_prompt), reg_data=str(reg_data) if reg_data else None,
-                        prior_loss_weight=prior_loss_weight)
-    with progress_bar("LoRA", steps) as advance:
-        path = train_lora(recipe, resume=resume, progress=lambda s, t, loss: advance(1))
-    console.print(f"{path}\n{out / 'loss.png'}")
-
-
-@train_app.command("decoder")
-def train_decoder(
-    model_dir: Path = typer.Argument(..., help="A model folder written by 'train base'."),
-    steps: int = typer.Option(800, help="Decoder fine-tuning steps."),
-    seed: int = typer.Option(0),
-) -> None:
-    """Refine the VAE decoder (encoder frozen: latents and UNet stay valid)."""
-    from huajia.training.base import refine_decoder
-
-    if not (model_dir / "vae").is_dir():
-        raise HuajiaError(f"'{model_dir}' has no vae folder; pass OUT/model from 'train base'")
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task("decoder", total=steps)
-        refine_decoder(model_dir, steps, seed,
-                       progress=lambda stage, done, total: bar.update(task, completed=done))
-    console.print(f"refined: {model_dir / 'vae'}")
-
-
-@train_app.command("card")
-def model_card(
-    model_dir: Path = typer.Argument(..., help="A model folder written by 'train base'."),
-    eval_specs: int = typer.Option(10, help="ShapesEval specs per task."),
-) -> None:
-    """Measure a trained model (VAE fidelity, generation) and (re)write its model card."""
-    from huajia.training.model_card import write_model_card
-
-    if not (model_dir / "training.json").is_file():
-        raise HuajiaError(f"'{model_dir}' has no training.json; pass OUT/model from 'train base'")
-    evaluations = []
-    for setting, name in (("VAE round trip of oracle pictures", f"oracle-vae:{model_dir}"),
-                          ("generation, 20 DDIM steps, CFG 5", str(model_dir))):
-        scores = _quick_eval(name, eval_specs)
-        evaluations.append({"setting": setting, **scores})
-    console.print(f"model card: {write_model_card(model_dir, evaluations)}")
-
-
-def _quick_eval(model: str, specs_per_task: int) -> dict:
-    from huajia.evaluation.generators import make_generator
-    from huajia.evaluation.prompts import shapes_eval_prompts
-    from huajia.evaluation.shapes_eval import run_shapes_eval
-
-    prompts = shapes_eval_prompts(specs_per_task)
-    with progress_bar(f"ShapesEval {model}", len(prompts) * 2) as advance:
-        result = run_shapes_eval(make_generator(model), prompts, 2, progress=advance)
-    _print_result(result)
-    return {"overall": result.overall, "tasks": result.tasks}
 
 
 @app.command("demo")

@@ -36,8 +36,8 @@ class LoraRecipe:
     model: str = "embedded"
     rank: int = 16
     alpha: float = 4.0
-    steps: int = 500
-    lr: float = 1e-3
+    steps: int = 800
+    lr: float = 3e-4
     batch: int = 8
     precision: str = "fp32"  # fp32 | bf16 | fp16
     gradient_checkpointing: bool = False
