@@ -325,10 +325,11 @@ def train_base(recipe: BaseRecipe, out: str | Path, resume: bool = False,
     unet, text_encoder, scheduler = train_unet(
         recipe, scenes, latents * scaling, tokenizer, ckpt, device, progress)
     vae.register_to_config(scaling_factor=scaling)
+    model_dir = out / "model"
+    refinement = _keep_refined_decoder(vae, model_dir)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                    unet=unet, scheduler=scheduler, safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
-    model_dir = out / "model"
     pipe.to(torch.float16).save_pretrained(model_dir)  # fp16 keeps the shipped files small
     unet_state = ckpt.load("unet") or {}
     # stage times add up every session that worked on them, so resumed runs report the truth
@@ -340,8 +341,24 @@ def train_base(recipe: BaseRecipe, out: str | Path, resume: bool = False,
     card = {"recipe": recipe.to_dict(), "timings": timings, "device": str(device),
             "hardware": hardware(), "final_unet_loss": unet_state.get("loss"),
             "notes": _previous_notes(model_dir / "training.json")}
+    if refinement:
+        card["decoder_refinement"] = refinement
     (model_dir / "training.json").write_text(json.dumps(card, indent=1))
     return model_dir
+
+
+def _keep_refined_decoder(vae, model_dir: Path) -> dict | None:
+    """A decoder refined by ``refine_decoder`` (its record says so) survives a re-export after
+    more UNet training: the encoder, and so the latents, are the checkpoint's either way."""
+    record = model_dir / "training.json"
+    refinement = json.loads(record.read_text()).get("decoder_refinement") \
+        if record.is_file() else None
+    if not refinement or not (model_dir / "vae").is_dir():
+        return None
+    refined = type(vae).from_pretrained(model_dir / "vae").state_dict()
+    vae.load_state_dict({k: v.to(vae.dtype) for k, v in refined.items()
+                         if k.startswith(("decoder.", "post_quant_conv."))}, strict=False)
+    return refinement
 
 
 def _previous_notes(record: Path) -> list[str]:

@@ -1,0 +1,57 @@
+"""The base recipe at toy size: it exports a diffusers folder, resumes, and keeps its notes and a
+refined decoder across a resumed export."""
+
+import json
+
+import pytest
+import torch
+
+from huajia.training.base import BaseRecipe, refine_decoder, train_base
+from huajia.training.components import ModelSize
+
+TINY = ModelSize(image_side=64, vocab_size=400, text_width=32, text_layers=1,
+                 vae_channels=(8, 8, 16, 16), latent_channels=4, unet_channels=(32, 32, 64),
+                 unet_heads=2)
+
+
+def _recipe(unet_steps: int) -> BaseRecipe:
+    return BaseRecipe(size=TINY, n_scenes=12, vae_steps=2, vae_batch=2, vae_crop=32,
+                      unet_steps=unet_steps, unet_batch=2, warmup=1, checkpoint_every=1)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("base")
+    return out, train_base(_recipe(2), out)
+
+
+def test_exports_a_pipeline_plain_diffusers_loads(run):
+    from diffusers import StableDiffusionPipeline
+
+    out, model_dir = run
+    pipe = StableDiffusionPipeline.from_pretrained(model_dir, torch_dtype=torch.float32)
+    image = pipe("a red circle", num_inference_steps=2, height=64, width=64,
+                 generator=torch.Generator().manual_seed(0)).images[0]
+    assert image.size == (64, 64)
+    record = json.loads((model_dir / "training.json").read_text())
+    assert record["recipe"]["unet_steps"] == 2 and record["timings"]["unet_s"] > 0
+
+
+def test_resume_continues_and_keeps_notes_and_the_refined_decoder(run):
+    from diffusers import AutoencoderKL
+
+    out, model_dir = run
+    record = json.loads((model_dir / "training.json").read_text())
+    record["notes"] = ["a hand-written note"]
+    (model_dir / "training.json").write_text(json.dumps(record))
+    refine_decoder(model_dir, steps=1, batch=2)
+    refined = AutoencoderKL.from_pretrained(model_dir / "vae").state_dict()
+    first_unet_s = record["timings"]["unet_s"]
+    train_base(_recipe(3), out, resume=True)
+    state = torch.load(out / "checkpoints" / "unet.pt", weights_only=False)
+    assert state["step"] == 3
+    again = json.loads((model_dir / "training.json").read_text())
+    assert again["notes"] == ["a hand-written note"] and "decoder_refinement" in again
+    assert again["timings"]["unet_s"] > first_unet_s  # summed across sessions
+    kept = AutoencoderKL.from_pretrained(model_dir / "vae").state_dict()
+    assert all(torch.equal(kept[k], refined[k]) for k in kept if k.startswith("decoder."))
