@@ -25,6 +25,11 @@ def test_shapes_critic_scores_regions_and_explains():
     assert "expected 1 blue square, found 0" in square.observation
     with pytest.raises(HuajiaError, match="shapes critic"):
         ShapesCritic().inspect(wrong, plan_prompt("a castle"), 90)
+    # a look that came close scores above one with nothing there: looks can be compared
+    pair = plan_prompt("two red circles")
+    half = ShapesCritic().inspect(render(scene_for(plan_prompt("a red circle").spec, 1)), pair, 90)
+    none = ShapesCritic().inspect(render(scene_for(plan_prompt("a blue star").spec, 1)), pair, 90)
+    assert half.reports[0].score == 50 and none.reports[0].score == 0
 
 
 class _FakeVLM(BaseHTTPRequestHandler):

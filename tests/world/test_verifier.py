@@ -50,3 +50,17 @@ def test_background_constraint():
     assert verify(_draw(drawn), parse("a red square on a beige background").spec).passed
     failed = verify(_draw(drawn), parse("a red square on a white background").spec)
     assert failed.explain() == "expected a white background, found beige"
+
+
+def test_failed_counts_get_partial_credit_for_coming_close():
+    image = _draw(SceneSpec((ObjectGroup("circle", 2, "red"),)))
+
+    def credit(prompt: str) -> float:
+        return verify(image, parse(prompt).spec).constraints[0].credit
+
+    assert credit("two red circles") == 1.0
+    assert abs(credit("three red circles") - 2 / 3) < 1e-9  # two of the three are there
+    assert credit("one red circle") == 0.5  # the right one, and one too many
+    assert credit("two blue circles") == 0.5  # near misses: the colour is wrong
+    assert credit("two red squares") == 0.5  # near misses: the shape is wrong
+    assert credit("two green stars") == 0.0

@@ -49,7 +49,8 @@ class Critic(Protocol):
 
 
 class ShapesCritic:
-    """Exact: runs the verifier and gives each region the share of its constraints that hold."""
+    """Exact: runs the verifier and gives each region the mean credit of its constraints (1 for
+    one that holds, partial credit for a count that came close), so looks can be compared."""
 
     name = "shapes"
 
@@ -61,7 +62,7 @@ class ShapesCritic:
         reports = []
         for region in plan.regions:
             mine = [c for c in verdict.constraints if set(c.groups) & set(region.groups)]
-            score = 100.0 * sum(c.passed for c in mine) / len(mine) if mine else 100.0
+            score = 100.0 * sum(c.credit for c in mine) / len(mine) if mine else 100.0
             failing = [c.explanation for c in mine if not c.passed]
             joiner = "；" if plan.lang == "zh" else "; "
             observation = joiner.join(failing or [c.explanation for c in mine])

@@ -27,6 +27,13 @@ class ConstraintResult:
     passed: bool
     explanation: str
     groups: tuple[int, ...]  # the spec groups this constraint is about
+    # how close it came, 0–1 (1 iff passed): a critic comparing half-made pictures needs to
+    # tell "one of two red circles" from "nothing there"
+    credit: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.credit is None:
+            object.__setattr__(self, "credit", 1.0 if self.passed else 0.0)
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,17 @@ def _count_result(index: int, group: ObjectGroup, detections: tuple[Detection, .
                 kinds[m] = kinds.get(m, 0) + 1
             seen = [_describe(g, lang, n) for g, n in list(kinds.items())[:2]]
             text += ("；另有" + "、".join(seen)) if lang == "zh" else "; also saw " + ", ".join(seen)
-    return ConstraintResult("count", passed, text, (index,))
+    return ConstraintResult("count", passed, text, (index,),
+                            1.0 if passed else _count_credit(group, found, detections))
+
+
+def _count_credit(group: ObjectGroup, found: int, detections: tuple[Detection, ...]) -> float:
+    """Partial credit for a count that failed: right objects found (too few or too many), and
+    half for each near miss (one attribute or the shape wrong) filling a missing place."""
+    want = 2 if group.count is None else group.count
+    right = min(found, want)
+    near = min(len(_near_misses(group, detections)), want - right)
+    return min(0.99, (right + 0.5 * near) / max(want, found))
 
 
 _REL_AXIS = {"left_of": (0, -1), "right_of": (0, 1), "above": (1, -1), "below": (1, 1)}
