@@ -98,3 +98,11 @@ def test_when_every_start_looks_bad_the_best_first_look_is_painted_again(engine)
     assert list(kept.image.getdata()) == list(result.image.getdata())
     zh = Thinker(engine, _ScriptedCritic([30, 45, 10]), options).think(_request("两个红色圆形"))
     assert "回到第 2 次起稿" in [t for t in zh.thoughts if t.phase == "restart"][-1].decision
+
+
+def test_a_region_that_repeats_the_prompt_costs_no_extra_evaluations(engine):
+    options = ThinkOptions(pauses=1, max_repaints=0, restarts=0)
+    simple = Thinker(engine, ShapesCritic(), options).think(_request("a red circle"))
+    assert len(simple.plan.regions) == 1 and simple.nfe == 6 * 2  # as plain CFG
+    two = Thinker(engine, ShapesCritic(), options).think(_request())
+    assert two.nfe == 6 * (2 + 2)  # each of the two regions has its own sub-caption

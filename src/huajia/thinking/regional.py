@@ -48,6 +48,7 @@ class RegionState:
     last_timestep: torch.Tensor | None = None
     last_guided: torch.Tensor | None = None  # (B, C, h, w) guided prediction
     _batch: int = field(default=0, repr=False)
+    _own: list[int] = field(default_factory=list, repr=False)  # regions needing their own call
 
 
 class RegionalHooks:
@@ -81,17 +82,19 @@ class RegionalHooks:
         if not state.enabled or batch == 0:
             state.calls += 2
             return None
-        regions = state.embeds.shape[0]
         cond = sample[batch:]
+        state._own = _own_regions(state.embeds, hidden[batch:batch + 1])
+        regions = len(state._own)
         extra = cond.repeat(regions, 1, 1, 1)  # (R*B, C, h, w), region-major
-        embeds = state.embeds.to(hidden.dtype).repeat_interleave(batch, dim=0)
+        embeds = state.embeds[state._own].to(hidden.dtype).repeat_interleave(batch, dim=0)
         kwargs = dict(kwargs)
         kwargs["encoder_hidden_states"] = torch.cat([hidden, _pad_tokens(embeds, hidden)], 0)
         added = kwargs.get("added_cond_kwargs")
         if added and state.pooled is not None:
+            pooled = state.pooled[state._own].to(hidden.dtype)
             kwargs["added_cond_kwargs"] = {
                 "text_embeds": torch.cat([added["text_embeds"],
-                                          state.pooled.to(hidden.dtype).repeat_interleave(batch, 0)]),
+                                          pooled.repeat_interleave(batch, 0)]),
                 "time_ids": torch.cat([added["time_ids"], added["time_ids"][batch:].repeat(regions, 1)]),
             }
         new_sample = torch.cat([sample, extra], 0)
@@ -111,7 +114,9 @@ class RegionalHooks:
         tensor = output[0] if isinstance(output, tuple) else output.sample
         batch = state._batch
         uncond, cond = tensor[:batch], tensor[batch:2 * batch]
-        regions = tensor[2 * batch:].view(-1, *cond.shape)  # (R, B, C, h, w)
+        # (R, B, C, h, w): a region whose sub-caption is the prompt itself reuses cond
+        regions = cond[None].repeat(state.embeds.shape[0], 1, 1, 1, 1)
+        regions[state._own] = tensor[2 * batch:].view(-1, *cond.shape)
         masks = state.masks.to(cond.dtype)[:, None]  # (R, 1, 1, h, w)
         weights = masks * state.strength.to(cond.dtype).view(-1, 1, 1, 1, 1)
         total = weights.sum(0).clamp(min=1.0)  # overlapping regions share, never exceed 1
@@ -124,6 +129,14 @@ class RegionalHooks:
             return (folded, *output[1:])
         output.sample = folded
         return output
+
+
+def _own_regions(embeds: torch.Tensor, cond_hidden: torch.Tensor) -> list[int]:
+    """Regions whose sub-caption differs from the prompt (a one-region plan of a simple
+    prompt repeats it): only these need a network evaluation of their own."""
+    padded = _pad_tokens(embeds.to(cond_hidden.dtype), cond_hidden)
+    return [r for r in range(len(embeds))
+            if not torch.allclose(padded[r], cond_hidden[0], atol=1e-4)]
 
 
 def _pad_tokens(embeds: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
