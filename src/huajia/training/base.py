@@ -326,7 +326,8 @@ def train_base(recipe: BaseRecipe, out: str | Path, resume: bool = False,
         recipe, scenes, latents * scaling, tokenizer, ckpt, device, progress)
     vae.register_to_config(scaling_factor=scaling)
     model_dir = out / "model"
-    refinement = _keep_refined_decoder(vae, model_dir)
+    previous = _previous_record(model_dir)
+    refinement = _keep_refined_decoder(vae, model_dir, previous)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                    unet=unet, scheduler=scheduler, safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
@@ -340,19 +341,17 @@ def train_base(recipe: BaseRecipe, out: str | Path, resume: bool = False,
     timings["total_s"] = sum(timings[k] or 0.0 for k in ("vae_s", "latents_s", "unet_s"))
     card = {"recipe": recipe.to_dict(), "timings": timings, "device": str(device),
             "hardware": hardware(), "final_unet_loss": unet_state.get("loss"),
-            "notes": _previous_notes(model_dir / "training.json")}
+            "notes": previous.get("notes", [])}
     if refinement:
         card["decoder_refinement"] = refinement
     (model_dir / "training.json").write_text(json.dumps(card, indent=1))
     return model_dir
 
 
-def _keep_refined_decoder(vae, model_dir: Path) -> dict | None:
+def _keep_refined_decoder(vae, model_dir: Path, previous: dict) -> dict | None:
     """A decoder refined by ``refine_decoder`` (its record says so) survives a re-export after
     more UNet training: the encoder, and so the latents, are the checkpoint's either way."""
-    record = model_dir / "training.json"
-    refinement = json.loads(record.read_text()).get("decoder_refinement") \
-        if record.is_file() else None
+    refinement = previous.get("decoder_refinement")
     if not refinement or not (model_dir / "vae").is_dir():
         return None
     refined = type(vae).from_pretrained(model_dir / "vae").state_dict()
@@ -361,9 +360,11 @@ def _keep_refined_decoder(vae, model_dir: Path) -> dict | None:
     return refinement
 
 
-def _previous_notes(record: Path) -> list[str]:
-    """Hand-written notes about a run (e.g. a recipe change mid-way) survive a resumed run."""
-    return json.loads(record.read_text()).get("notes", []) if record.is_file() else []
+def _previous_record(model_dir: Path) -> dict:
+    """The last export's training.json: its hand-written notes (e.g. a recipe change mid-way)
+    and decoder refinement survive a resumed run."""
+    record = model_dir / "training.json"
+    return json.loads(record.read_text()) if record.is_file() else {}
 
 
 def hardware() -> str:

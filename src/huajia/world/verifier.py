@@ -113,24 +113,23 @@ def _count_result(index: int, group: ObjectGroup, detections: tuple[Detection, .
         text = f"有{want}" if passed else f"应有{want}，{'只' if found else ''}找到{found}个"
     else:
         text = f"found {want}" if passed else f"expected {want}, found {found}"
-    if not passed:
-        misses = _near_misses(group, detections)
-        if misses:
-            kinds: dict[ObjectGroup, int] = {}
-            for m in misses:
-                kinds[m] = kinds.get(m, 0) + 1
-            seen = [_describe(g, lang, n) for g, n in list(kinds.items())[:2]]
-            text += ("；另有" + "、".join(seen)) if lang == "zh" else "; also saw " + ", ".join(seen)
+    misses = [] if passed else _near_misses(group, detections)
+    if misses:
+        kinds: dict[ObjectGroup, int] = {}
+        for m in misses:
+            kinds[m] = kinds.get(m, 0) + 1
+        seen = [_describe(g, lang, n) for g, n in list(kinds.items())[:2]]
+        text += ("；另有" + "、".join(seen)) if lang == "zh" else "; also saw " + ", ".join(seen)
     return ConstraintResult("count", passed, text, (index,),
-                            1.0 if passed else _count_credit(group, found, detections))
+                            1.0 if passed else _count_credit(group, found, len(misses)))
 
 
-def _count_credit(group: ObjectGroup, found: int, detections: tuple[Detection, ...]) -> float:
+def _count_credit(group: ObjectGroup, found: int, near_misses: int) -> float:
     """Partial credit for a count that failed: right objects found (too few or too many), and
     half for each near miss (one attribute or the shape wrong) filling a missing place."""
     want = 2 if group.count is None else group.count
     right = min(found, want)
-    near = min(len(_near_misses(group, detections)), want - right)
+    near = min(near_misses, want - right)
     return min(0.99, (right + 0.5 * near) / max(want, found))
 
 
