@@ -21,6 +21,20 @@ def progress_bar(description: str, total: int):
         yield lambda k=1: progress.advance(task, k)
 
 
+@contextmanager
+def stage_progress():
+    """One rich bar per training stage; yields ``progress(stage, done, total)``."""
+    with Progress(*PROGRESS_COLUMNS, console=Console(stderr=True)) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        yield progress
+
+
 def print_shapes_result(result) -> None:
     table = Table(title=f"ShapesEval — {result.model}")
     table.add_column("task")

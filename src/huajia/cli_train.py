@@ -6,10 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import Progress
 
-from huajia.cli_common import PROGRESS_COLUMNS, console, print_shapes_result, progress_bar
+from huajia.cli_common import console, print_shapes_result, progress_bar, stage_progress
 from huajia.errors import HuajiaError
 
 app = typer.Typer(help="Training: the embedded base model, LoRAs.", no_args_is_help=True)
@@ -32,14 +30,7 @@ def train_base_command(
 
     prepare_out_dir(out)
     recipe = BaseRecipe(seed=seed, n_scenes=scenes, vae_steps=vae_steps, unet_steps=unet_steps)
-    with Progress(*PROGRESS_COLUMNS, console=Console(stderr=True)) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done)
-
+    with stage_progress() as progress:
         model_dir = train_base(recipe, out, resume=resume, progress=progress)
     console.print(f"model: {model_dir}")
     model_card(model_dir, eval_specs)
@@ -96,10 +87,8 @@ def train_decoder(
 
     if not (model_dir / "vae").is_dir():
         raise HuajiaError(f"'{model_dir}' has no vae folder; pass OUT/model from 'train base'")
-    with Progress(*PROGRESS_COLUMNS, console=Console(stderr=True)) as bar:
-        task = bar.add_task("decoder", total=steps)
-        refine_decoder(model_dir, steps, seed,
-                       progress=lambda stage, done, total: bar.update(task, completed=done))
+    with stage_progress() as progress:
+        refine_decoder(model_dir, steps, seed, progress=progress)
     console.print(f"refined: {model_dir / 'vae'}")
 
 

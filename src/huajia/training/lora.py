@@ -152,10 +152,11 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
     unet, text_encoder, optimizer = accelerator.prepare(pipe.unet, pipe.text_encoder, optimizer)
     step, losses = _resume(out, resume, pipe, optimizer)
     rng = np.random.default_rng([recipe.seed, step])
+    weights = _loss_weights(pipe.scheduler, recipe.min_snr_gamma).to(accelerator.device)
     start = time.perf_counter()
     while step < recipe.steps:
         with accelerator.autocast():
-            loss = _batch_loss(pipe, unet, text_encoder, sets, recipe, rng)
+            loss = _batch_loss(pipe, unet, text_encoder, sets, recipe, rng, weights)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -187,10 +188,18 @@ def _encoded_set(pipe, folder: str, side: int, device) -> tuple[torch.Tensor, li
     return latents, captions
 
 
+def _loss_weights(scheduler, min_snr_gamma: float) -> torch.Tensor:
+    """Per-timestep loss weights: Min-SNR-γ, or all ones when ``min_snr_gamma`` is 0."""
+    if min_snr_gamma <= 0:
+        return torch.ones(scheduler.config.num_train_timesteps)
+    return snr_loss_weights(scheduler.alphas_cumprod,
+                            scheduler.config.prediction_type == "v_prediction", min_snr_gamma)
+
+
 def _batch_loss(pipe, unet, text_encoder, sets: list, recipe: LoraRecipe,
-                rng: np.random.Generator) -> torch.Tensor:
+                rng: np.random.Generator, weights: torch.Tensor) -> torch.Tensor:
     """The denoising loss on one batch: the concept's pictures, plus reg pictures (weighted by
-    ``prior_loss_weight``) filling half the batch when there are any."""
+    ``prior_loss_weight``) filling half the batch when there are any; ``weights`` per timestep."""
     sizes = [recipe.batch] if len(sets) == 1 else [recipe.batch - recipe.batch // 2,
                                                    recipe.batch // 2]
     latents, texts = [], []
@@ -210,10 +219,7 @@ def _batch_loss(pipe, unet, text_encoder, sets: list, recipe: LoraRecipe,
               if scheduler.config.prediction_type == "v_prediction" else noise)
     pred = unet(scheduler.add_noise(z, noise, t), t, text_encoder(ids)[0]).sample
     errors = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-    if recipe.min_snr_gamma > 0:
-        errors = errors * snr_loss_weights(
-            scheduler.alphas_cumprod.to(t.device), scheduler.config.prediction_type ==
-            "v_prediction", recipe.min_snr_gamma)[t]
+    errors = errors * weights[t]
     loss = errors[:sizes[0]].mean()
     if len(sizes) == 2:
         loss = loss + recipe.prior_loss_weight * errors[sizes[0]:].mean()
