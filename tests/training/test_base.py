@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from huajia.engine.loading import dtype_kwargs
 from huajia.training.base import BaseRecipe, refine_decoder, train_base
 from huajia.training.components import ModelSize
 
@@ -29,7 +30,7 @@ def test_exports_a_pipeline_plain_diffusers_loads(run):
     from diffusers import StableDiffusionPipeline
 
     out, model_dir = run
-    pipe = StableDiffusionPipeline.from_pretrained(model_dir, torch_dtype=torch.float32)
+    pipe = StableDiffusionPipeline.from_pretrained(model_dir, **dtype_kwargs(torch.float32))
     image = pipe("a red circle", num_inference_steps=2, height=64, width=64,
                  generator=torch.Generator().manual_seed(0)).images[0]
     assert image.size == (64, 64)

@@ -59,6 +59,16 @@ def pick_device(device: str | None = None) -> tuple[torch.device, torch.dtype]:
     return chosen, torch.float16 if chosen.type == "cuda" else torch.float32
 
 
+def dtype_kwargs(dtype: torch.dtype) -> dict:
+    """``from_pretrained``'s dtype argument: recent diffusers renamed ``torch_dtype`` to ``dtype``
+    (the old name warns); older releases only know ``torch_dtype``."""
+    try:
+        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401 - the rename
+    except ImportError:
+        return {"torch_dtype": dtype}
+    return {"dtype": dtype}
+
+
 def load_pipeline(source: ModelSource, device: torch.device, dtype: torch.dtype):
     from diffusers import DiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
@@ -68,7 +78,7 @@ def load_pipeline(source: ModelSource, device: torch.device, dtype: torch.dtype)
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     try:
-        pipe = DiffusionPipeline.from_pretrained(source.location, torch_dtype=dtype)
+        pipe = DiffusionPipeline.from_pretrained(source.location, **dtype_kwargs(dtype))
     except (OSError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if source.is_local:

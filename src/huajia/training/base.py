@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
 
+from huajia.engine.loading import dtype_kwargs
 from huajia.training import components as C
 from huajia.world import captions, sampler
 from huajia.world.dataset import described_spec
@@ -262,7 +263,7 @@ def refine_decoder(model_dir: str | Path, steps: int, seed: int = 0, batch: int 
     model_dir = Path(model_dir)
     progress = progress or (lambda stage, done, total: None)
     device = pick_device()
-    vae = AutoencoderKL.from_pretrained(model_dir / "vae", torch_dtype=torch.float32).to(device)
+    vae = AutoencoderKL.from_pretrained(model_dir / "vae", **dtype_kwargs(torch.float32)).to(device)
     trainable = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     for param in vae.parameters():
         param.requires_grad_(False)
