@@ -221,7 +221,7 @@ def _free_name(folder: Path, seed: int) -> Path:
 
 
 def _think_options(pauses: int, budget: int | None, threshold: float, repaints: int,
-                   restarts: int = 3):
+                   restarts: int = 8):
     from huajia.thinking.loop import ThinkOptions
 
     return ThinkOptions(pauses=pauses, budget=budget, threshold=threshold, restarts=restarts,
@@ -236,7 +236,8 @@ def think(
     budget: int = typer.Option(None, help="Max network evaluations per image."),
     threshold: float = typer.Option(90.0, help="Region score (0-100) below which it is fixed."),
     repaints: int = typer.Option(2, help="Max repaint rounds after the last step."),
-    restarts: int = typer.Option(3, help="Max fresh starts when the first pause looks wrong."),
+    restarts: int = typer.Option(8, help="Max fresh starts while the first look is not yet "
+                                 "satisfied."),
     seed: int = typer.Option(0),
     steps: int = typer.Option(20),
     cfg: float = typer.Option(5.0, "--cfg"),

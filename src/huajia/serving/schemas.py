@@ -47,7 +47,7 @@ class ImageGenerationBody(BaseModel):
     pauses: int = Field(3, ge=0, le=10)
     budget: int | None = Field(None, ge=1, le=10_000, description="Max network evaluations.")
     threshold: float = Field(90.0, ge=0.0, le=100.0)
-    restarts: int = Field(3, ge=0, le=10, description="Fresh starts allowed at the first pause.")
+    restarts: int = Field(8, ge=0, le=10, description="Fresh starts allowed at the first pause.")
 
 
 class ImageData(BaseModel):

@@ -34,14 +34,21 @@ class ThinkOptions:
     budget: int | None = None  # max network evaluations per image (None: no limit)
     threshold: float = 90.0  # a region scoring below this is acted on
     max_repaints: int = 2
-    region_strength: float = 0.7  # how much a region's sub-caption replaces the prompt there
+    # how much a region's sub-caption replaces the prompt there from the first step. 0: regions
+    # stay dormant (and cost nothing) until a look finds them wrong, then steer at
+    # ``woken_strength``. Measured on the embedded model (54 held-out prompts x 6 seeds, 20
+    # steps): sub-captions from step 0 at 0.7 passed 0.127 of samples at 70 NFE, plain 0.167 at 40
+    region_strength: float = 0.0
+    woken_strength: float = 0.7
     repaint_strength: float = 0.65  # how far a repaint goes back into the noise
     steer: bool = True  # False: reflect + repaint only (TwiG-like)
-    # at the first pause, a half-made picture this far off (mean region score below
-    # restart_below) is abandoned for fresh noise, at most ``restarts`` times: a quarter of
-    # the schedule is enough to see that the layout went wrong, and cheaper than finishing it
-    restarts: int = 3
-    restart_below: float = 50.0
+    # at the first pause a half-made picture that does not yet satisfy the critic (mean region
+    # score below restart_below) is abandoned for fresh noise, at most ``restarts`` times; then
+    # the start whose first look scored best is painted to the end. The first look comes after
+    # ~35% of the schedule, where it already predicts the finished picture well (AUC 0.88 after
+    # 8 of 20 steps, 0.59 after 4), so a start is judged for 40% of the cost of finishing it
+    restarts: int = 8
+    restart_below: float = 100.0
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ class Thinker:
                 on_thought(thought)
 
         plan = plan_prompt(request.prompt)
-        say(Thought(-1, "plan", None, plan.describe(), "paint each region with its sub-caption",
+        say(Thought(-1, "plan", None, plan.describe(), _plan_decision(opts, plan.lang == "zh"),
                     None, 0))
         side_w = request.width or self.engine.native_size
         side_h = request.height or self.engine.native_size
@@ -143,11 +150,11 @@ class Thinker:
                             strength=torch.full((regions,), opts.region_strength),
                             boost=torch.zeros(regions), pooled=pooled,
                             guidance_scale=request.guidance, enabled=opts.steer)
-        pause_steps = set(np.linspace(0.25, 0.65, opts.pauses).round(2) * request.steps) \
+        pause_steps = set(np.linspace(0.35, 0.65, opts.pauses).round(2) * request.steps) \
             if opts.steer and opts.pauses else set()
         pause_steps = {int(round(s)) for s in pause_steps}
         seed = request.seed if request.seed is not None else 0
-        stop_looking, restart, attempt, attempt_start = False, False, 0, 0
+        stop_looking, restart, attempt = False, False, 0
         looks: dict[int, float] = {}  # start → mean score of its first look
         replay: int | None = None  # the start being painted again because it looked best
         first_pause = min(pause_steps, default=None)
@@ -162,7 +169,8 @@ class Thinker:
                 return kwargs
             preview = self._decode(_x0_from(state, pipeline.scheduler))
             critique = self.critic.inspect(preview, plan, opts.threshold)
-            fresh_cost = (state.calls - attempt_start) / (step + 1) * request.steps
+            # what a fresh start costs at worst: every region woken from its first step
+            fresh_cost = request.steps * (2 + state.distinct_regions)
             if step == first_pause and replay is None:
                 decision = self._first_look(critique, attempt, looks, state.calls, fresh_cost,
                                             plan.lang == "zh")
@@ -205,7 +213,6 @@ class Thinker:
                 if not restart:
                     break
                 restart, stop_looking, attempt = False, False, attempt + 1
-                attempt_start = state.calls
                 if replay is not None and replay < 0:
                     replay = None  # a fresh start, still free to be judged
             image = self._decode(latents)
@@ -250,7 +257,8 @@ class Thinker:
                 continue
             r = report.region
             state.boost[r] = min(2.0, float(state.boost[r]) + 0.75)
-            state.strength[r] = min(1.0, float(state.strength[r]) + 0.15)
+            strength = max(self.options.woken_strength, float(state.strength[r]) + 0.15)
+            state.strength[r] = min(1.0, strength)
             words = ["加强该区域的引导" if zh else "stronger guidance here"]
             if report.score == 0 and step + 1 < len(pipeline.scheduler.timesteps):
                 self._reinject(state, kwargs, pipeline, step, r)
@@ -335,6 +343,14 @@ class Thinker:
                    generator=torch.Generator().manual_seed(seed), output_type="latent",
                    callback_on_step_end=keep_known)
         return out.images
+
+
+def _plan_decision(opts: ThinkOptions, zh: bool) -> str:
+    if opts.region_strength > 0:
+        return "按各区域的子描述作画" if zh else "paint each region with its sub-caption"
+    return ("先按整句作画，哪个区域画错了再用它的子描述引导" if zh else
+            "paint from the whole prompt; steer a region by its sub-caption once a look finds "
+            "it wrong")
 
 
 _RESEED = 7919  # fresh starts use seed + k·7919: reproducible, far from neighbouring seeds

@@ -44,6 +44,7 @@ class RegionState:
     guidance_scale: float = 5.0
     enabled: bool = True
     calls: int = 0  # network evaluations per image so far
+    distinct_regions: int = 0  # regions with a sub-caption of their own (each costs a call)
     last_input: torch.Tensor | None = None  # (B, C, h, w) latents the UNet last saw
     last_timestep: torch.Tensor | None = None
     last_guided: torch.Tensor | None = None  # (B, C, h, w) guided prediction
@@ -83,8 +84,15 @@ class RegionalHooks:
             state.calls += 2
             return None
         cond = sample[batch:]
-        state._own = _own_regions(state.embeds, hidden[batch:batch + 1])
+        state.last_input, state.last_timestep = cond.detach(), timestep
+        # dormant regions (strength 0) and those repeating the prompt need no call of their own
+        distinct = _own_regions(state.embeds, hidden[batch:batch + 1])
+        state.distinct_regions = len(distinct)
+        state._own = [r for r in distinct if float(state.strength[r]) > 0]
         regions = len(state._own)
+        if regions == 0:
+            state.calls += 2
+            return None
         extra = cond.repeat(regions, 1, 1, 1)  # (R*B, C, h, w), region-major
         embeds = state.embeds[state._own].to(hidden.dtype).repeat_interleave(batch, dim=0)
         kwargs = dict(kwargs)
@@ -101,7 +109,6 @@ class RegionalHooks:
         if torch.is_tensor(timestep) and timestep.ndim > 0:
             timestep = torch.cat([timestep, timestep[batch:].repeat(regions)])
         state.calls += 2 + regions
-        state.last_input, state.last_timestep = cond.detach(), timestep
         args = (new_sample, timestep, *args[2:]) if args else ()
         if not args:
             kwargs["sample"], kwargs["timestep"] = new_sample, timestep
@@ -116,7 +123,8 @@ class RegionalHooks:
         uncond, cond = tensor[:batch], tensor[batch:2 * batch]
         # (R, B, C, h, w): a region whose sub-caption is the prompt itself reuses cond
         regions = cond[None].repeat(state.embeds.shape[0], 1, 1, 1, 1)
-        regions[state._own] = tensor[2 * batch:].view(-1, *cond.shape)
+        if state._own:
+            regions[state._own] = tensor[2 * batch:].view(-1, *cond.shape)
         masks = state.masks.to(cond.dtype)[:, None]  # (R, 1, 1, h, w)
         weights = masks * state.strength.to(cond.dtype).view(-1, 1, 1, 1, 1)
         total = weights.sum(0).clamp(min=1.0)  # overlapping regions share, never exceed 1
