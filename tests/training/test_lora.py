@@ -46,6 +46,37 @@ def test_plain_diffusers_loads_it(trained, sd_dir):
     assert pipe.get_active_adapters()
 
 
+def _loud_copy(path, out):
+    """The tiny 4-step LoRA barely moves a picture: the same file with strong up-weights."""
+    import torch
+    from safetensors.torch import save_file
+
+    with safe_open(path, "pt") as handle:
+        meta = handle.metadata()
+        generator = torch.Generator().manual_seed(0)
+        tensors = {k: (torch.randn(handle.get_tensor(k).shape, generator=generator)
+                       if ".up." in k or "lora_B" in k else handle.get_tensor(k))
+                   for k in handle.keys()}
+    save_file(tensors, out, metadata=meta)
+    return out
+
+
+def test_lora_is_on_exactly_when_a_request_asks_for_it(trained, sd_dir, tmp_path):
+    loud = str(_loud_copy(trained[0], tmp_path / "loud.safetensors"))
+    engine = Engine(str(sd_dir))
+
+    def paint(*loras):
+        request = GenerationRequest("a red circle", seed=2, steps=2, width=64, height=64,
+                                    loras=loras)
+        return np.asarray(engine.generate(request).images[0], dtype=int)
+
+    base, with_lora = paint(), paint(LoraSpec(loud, 1.0))
+    assert np.abs(base - with_lora).mean() > 1
+    assert np.array_equal(paint(), base)  # switched off for a request without it
+    assert np.array_equal(paint(LoraSpec(loud, 1.0)), with_lora)  # and on again
+    assert not np.array_equal(paint(LoraSpec(loud, 0.3)), with_lora)  # the scale counts
+
+
 def test_engine_applies_lora_with_scale_and_resume(trained, sd_dir):
     path, recipe = trained
     engine = Engine(str(sd_dir))

@@ -44,6 +44,8 @@ def apply_loras(pipe, wanted: tuple, loaded: tuple) -> tuple:
             raise HuajiaError(f"cannot load LoRA '{spec.path}': {error}") from error
         loaded_names.add(name)
     if wanted:
+        # set_adapters does not undo an earlier disable_lora (a request without LoRAs)
+        pipe.enable_lora()
         pipe.set_adapters([_adapter_name(s.path) for s in wanted], [s.scale for s in wanted])
     else:
         pipe.disable_lora()
