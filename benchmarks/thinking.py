@@ -1,7 +1,8 @@
 """Thinking vs plain vs best-of-N at matched compute, on held-out ShapesEval prompts.
 
 Methods: plain (1 sample), best-of-N by the same critic (N matched to thinking's mean NFE),
-thinking (default options), thinking without pauses (reflect + repaint only, TwiG-like).
+thinking (default options), thinking without pauses (reflect + repaint only, TwiG-like), and
+thinking with steering at the pauses switched on (the ablation behind the default).
 NFE = network evaluations per image (a CFG step costs 2; a regional step 2 + regions).
 Run: python benchmarks/thinking.py [--model embedded] [--specs-per-task 6]
 """
@@ -52,6 +53,9 @@ def main() -> None:
     reflect_only = ThinkingGenerator(engine, critic, ThinkOptions(pauses=0, steer=False),
                                      args.steps, name="reflect-only")
     run("thinking, no pauses (reflect+repaint)", reflect_only, mean_nfe)
+    steering = ThinkingGenerator(engine, critic, ThinkOptions(steer=True), args.steps,
+                                 name="steer")
+    run("thinking, steering at pauses (--steer)", steering, mean_nfe)
     n = max(1, round(results["thinking (default)"]["nfe"] / (2 * args.steps)))
     run(f"best-of-{n} by the same critic", BestOfNGenerator(engine, critic, n, args.steps),
         mean_nfe)

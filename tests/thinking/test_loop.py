@@ -113,7 +113,35 @@ def test_dormant_regions_cost_nothing_until_a_look_wakes_them(engine):
     options = ThinkOptions(pauses=1, max_repaints=0, restarts=0)  # one look, after step 3 of 6
     content = Thinker(engine, _ScriptedCritic([100]), options).think(_request())
     assert len(content.plan.regions) == 2 and content.nfe == 6 * 2  # never woken: plain CFG
-    woken = Thinker(engine, ShapesCritic(), options).think(_request())
+    woken = Thinker(engine, ShapesCritic(), replace(options, steer=True)).think(_request())
     # the random model paints noise: the look finds both regions wrong and wakes them
     assert woken.nfe == 3 * 2 + 3 * (2 + 2)
     assert "sub-caption once a look" in woken.thoughts[0].decision
+    assert any("stronger guidance" in t.decision for t in woken.thoughts if t.phase == "pause")
+
+
+def test_without_steering_a_look_only_notes_what_to_repaint(engine):
+    options = ThinkOptions(pauses=1, max_repaints=1, restarts=0)  # steer is off by default
+    result = Thinker(engine, ShapesCritic(), options).think(_request())
+    pauses = [t for t in result.thoughts if t.phase == "pause"]
+    assert pauses and all(t.decision == "keep going; repaint it after the end" for t in pauses)
+    assert "repaint a wrong region" in result.thoughts[0].decision
+    assert "Steer: False" in result.infotext
+    repaint_cost = result.nfe - 6 * 2  # the painting itself ran as plain CFG
+    assert repaint_cost > 0 and "repaint" in [t.phase for t in result.thoughts]
+
+
+def test_cli_and_http_defaults_are_the_loops_defaults():
+    import inspect
+
+    from huajia import cli
+    from huajia.serving.schemas import ImageGenerationBody
+
+    loop_defaults = ThinkOptions()
+    params = inspect.signature(cli.think).parameters
+    fields = ImageGenerationBody.model_fields
+    for name, option in (("pauses", "pauses"), ("repaints", "max_repaints"),
+                         ("restarts", "restarts"), ("steer", "steer"),
+                         ("threshold", "threshold")):
+        assert params[name].default.default == getattr(loop_defaults, option), name
+        assert fields[name].default == getattr(loop_defaults, option), name

@@ -3,7 +3,8 @@
 OpenAI's fields (model, prompt, n, size, quality, style, response_format, user) keep their
 meaning, so the official SDK works unchanged; huajia's own fields use the engine's names
 (negative_prompt, seed, steps, guidance, scheduler, loras) and add the thinking loop (think,
-critic, pauses, budget, threshold). Unknown fields are refused with a message naming them.
+critic, pauses, budget, threshold, restarts, repaints, steer). Unknown fields are refused with
+a message naming them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class ImageGenerationBody(BaseModel):
     budget: int | None = Field(None, ge=1, le=10_000, description="Max network evaluations.")
     threshold: float = Field(90.0, ge=0.0, le=100.0)
     restarts: int = Field(8, ge=0, le=10, description="Fresh starts allowed at the first pause.")
+    repaints: int = Field(5, ge=0, le=10, description="Max repaint rounds after the last step.")
+    steer: bool = Field(False, description="Also steer failing regions at the pauses.")
 
 
 class ImageData(BaseModel):

@@ -242,7 +242,8 @@ class ImageService:
         request = self.request_of(payload)
         options = ThinkOptions(pauses=payload["pauses"], budget=payload["budget"],
                                threshold=payload["threshold"], restarts=payload["restarts"],
-                               steer=payload["pauses"] > 0)
+                               max_repaints=payload.get("repaints", 5),
+                               steer=payload.get("steer", False))
         thinker = Thinker(self.engine, make_critic(payload["critic"]), options)
         images = []
         for i in range(request.n):
