@@ -105,7 +105,7 @@ def test_thinking_job_streams_thoughts(client):
     assert thoughts and thoughts[0]["phase"] == "plan" and events[-1]["status"] == "done"
     image = Image.open(io.BytesIO(_png(client.get(f"/v1/jobs/{job['id']}/result").json()
                                        ["data"][0])))
-    assert "Critic: shapes, Pauses: 2, Restarts: " in image.info["parameters"]
+    assert "Critic: shapes, Pauses: 2, Steer: False, Restarts: " in image.info["parameters"]
 
 
 def test_compatible_jobs_share_one_batch(tmp_path, sd_dir):
