@@ -99,6 +99,8 @@ def test_when_every_start_looks_bad_the_best_first_look_is_painted_again(engine)
     assert list(kept.image.getdata()) == list(result.image.getdata())
     zh = Thinker(engine, _ScriptedCritic([30, 45, 10]), options).think(_request("两个红色圆形"))
     assert "回到第 2 次起稿" in [t for t in zh.thoughts if t.phase == "restart"][-1].decision
+    assert {t.decision for t in zh.thoughts if t.phase == "reflect"} == {"保留"}
+    assert zh.thoughts[-1].observation == "完成"
 
 
 def test_a_region_that_repeats_the_prompt_costs_no_extra_evaluations(engine):

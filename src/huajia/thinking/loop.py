@@ -299,7 +299,8 @@ class Thinker:
             mean = float(np.mean([r.score or 0.0 for r in critique.reports]))
             label = "reflect" if attempt == 0 else "repaint"
             said = [Thought(request.steps, label, report.region, report.observation,
-                            "keep" if (report.score or 0) >= opts.threshold else "repaint",
+                            _reflect_decision((report.score or 0) >= opts.threshold,
+                                              plan.lang == "zh"),
                             report.score, state.calls) for report in critique.reports]
             for thought in said:
                 say(thought)
@@ -321,8 +322,10 @@ class Thinker:
             latents = self._repaint(request, kwargs, latents, mask, state, seed + 1 + attempt)
             image = self._decode(latents)
         _, image, latents, satisfied = best
-        say(Thought(request.steps, "stop", None, "done", "satisfied" if satisfied
-                    else "best picture kept", best[0], state.calls))
+        zh = plan.lang == "zh"
+        say(Thought(request.steps, "stop", None, "完成" if zh else "done",
+                    ("满意" if zh else "satisfied") if satisfied
+                    else ("保留最好的一张" if zh else "best picture kept"), best[0], state.calls))
         return image, latents, satisfied
 
     def _repaint(self, request, kwargs, latents, mask, state, seed):
@@ -359,6 +362,12 @@ def _later_decision(opts: ThinkOptions, zh: bool) -> Callable[[float | None], st
             return "继续" if zh else "keep going"
         return "继续画完，画完后重画这个区域" if zh else "keep going; repaint it after the end"
     return decide
+
+
+def _reflect_decision(good: bool, zh: bool) -> str:
+    if zh:
+        return "保留" if good else "重画"
+    return "keep" if good else "repaint"
 
 
 def _plan_decision(opts: ThinkOptions, zh: bool) -> str:
