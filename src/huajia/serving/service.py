@@ -242,8 +242,9 @@ class ImageService:
         request = self.request_of(payload)
         options = ThinkOptions(pauses=payload["pauses"], budget=payload["budget"],
                                threshold=payload["threshold"], restarts=payload["restarts"],
-                               max_repaints=payload.get("repaints", 5),
-                               steer=payload.get("steer", False))
+                               # jobs queued before these fields existed keep the defaults
+                               max_repaints=payload.get("repaints", ThinkOptions.max_repaints),
+                               steer=payload.get("steer", ThinkOptions.steer))
         thinker = Thinker(self.engine, make_critic(payload["critic"]), options)
         images = []
         for i in range(request.n):

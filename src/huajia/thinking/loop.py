@@ -188,10 +188,10 @@ class Thinker:
                     return kwargs
             decisions = self._steer(critique, plan, state, kwargs, pipeline, step) \
                 if opts.steer else {}
-            fallback = _later_decision(opts, plan.lang == "zh")
             said = [Thought(step + 1, "pause", report.region, report.observation,
-                            decisions.get(report.region, fallback(report.score)), report.score,
-                            state.calls)
+                            decisions.get(report.region, _pause_decision(
+                                report.score, opts, plan.lang == "zh")),
+                            report.score, state.calls)
                     for report in critique.reports]
             if critique.satisfied:
                 stop_looking = True
@@ -336,7 +336,6 @@ class Thinker:
         known = latents.detach().clone()
         noise = torch.randn(known.shape, generator=torch.Generator().manual_seed(seed),
                             dtype=known.dtype)
-        state.enabled = True
 
         def keep_known(pipeline, step, timestep, step_kwargs):
             steps = pipeline.scheduler.timesteps
@@ -355,13 +354,11 @@ class Thinker:
         return out.images
 
 
-def _later_decision(opts: ThinkOptions, zh: bool) -> Callable[[float | None], str]:
-    """What a pause decides for a region when it does not steer."""
-    def decide(score: float | None) -> str:
-        if score is None or score >= opts.threshold or opts.max_repaints == 0:
-            return "继续" if zh else "keep going"
-        return "继续画完，画完后重画这个区域" if zh else "keep going; repaint it after the end"
-    return decide
+def _pause_decision(score: float | None, opts: ThinkOptions, zh: bool) -> str:
+    """What a pause decides for a region it does not steer."""
+    if score is None or score >= opts.threshold or opts.max_repaints == 0:
+        return "继续" if zh else "keep going"
+    return "继续画完，画完后重画这个区域" if zh else "keep going; repaint it after the end"
 
 
 def _reflect_decision(good: bool, zh: bool) -> str:

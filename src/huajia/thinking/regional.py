@@ -42,7 +42,6 @@ class RegionState:
     boost: torch.Tensor  # (R,) extra guidance inside a region (0: none)
     pooled: torch.Tensor | None = None  # (R, D2) for SDXL-style added conditions
     guidance_scale: float = 5.0
-    enabled: bool = True
     calls: int = 0  # network evaluations per image so far
     distinct_regions: int = 0  # regions with a sub-caption of their own (each costs a call)
     last_input: torch.Tensor | None = None  # (B, C, h, w) latents the UNet last saw
@@ -80,7 +79,7 @@ class RegionalHooks:
         hidden = kwargs["encoder_hidden_states"]
         batch = sample.shape[0] // 2
         state._batch = batch
-        if not state.enabled or batch == 0:
+        if batch == 0:
             state.calls += 2
             return None
         cond = sample[batch:]
@@ -116,8 +115,6 @@ class RegionalHooks:
 
     def _fold(self, module, args, kwargs, output):
         state = self.state
-        if not state.enabled:
-            return None
         tensor = output[0] if isinstance(output, tuple) else output.sample
         batch = state._batch
         uncond, cond = tensor[:batch], tensor[batch:2 * batch]
