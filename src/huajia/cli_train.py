@@ -57,6 +57,9 @@ def train_lora_command(
     prior_loss_weight: float = typer.Option(1.0, help="Weight of the --reg-data loss."),
     min_snr_gamma: float = typer.Option(5.0, help="Min-SNR-γ loss weights (0: plain MSE)."),
     text_encoder_lr: float = typer.Option(None, help="Text-encoder LoRA lr (default: --lr)."),
+    conv_rank: int = typer.Option(0, help="LoCon: also LoRA the UNet ResNet convs at this "
+                                          "rank (kohya's conv_dim; 0: attention only)."),
+    conv_alpha: float = typer.Option(1.0, help="LoCon alpha (kohya's conv_alpha)."),
 ) -> None:
     """Train a LoRA (peft) on the UNet attention; writes pytorch_lora_weights.safetensors."""
     from huajia.training.lora import LoraRecipe, train_lora
@@ -70,7 +73,8 @@ def train_lora_command(
                         gradient_checkpointing, train_text_encoder, seed, sample_every,
                         tuple(sample_prompt), reg_data=str(reg_data) if reg_data else None,
                         prior_loss_weight=prior_loss_weight, min_snr_gamma=min_snr_gamma,
-                        text_encoder_lr=text_encoder_lr)
+                        text_encoder_lr=text_encoder_lr, conv_rank=conv_rank,
+                        conv_alpha=conv_alpha)
     with progress_bar("LoRA", steps) as advance:
         path = train_lora(recipe, resume=resume, progress=lambda s, t, loss: advance(1))
     console.print(f"{path}\n{out / 'loss.png'}")

@@ -19,7 +19,8 @@ def trained(sd_dir, tmp_path_factory):
     recipe = LoraRecipe(data=str(root / "data"), out=str(root / "out"), model=str(sd_dir),
                         rank=4, alpha=4, steps=4, batch=2, sample_every=2,
                         sample_prompts=("a red circle",), train_text_encoder=True,
-                        reg_data=str(root / "reg"), prior_loss_weight=0.5)
+                        reg_data=str(root / "reg"), prior_loss_weight=0.5, conv_rank=2,
+                        conv_alpha=2)
     return train_lora(recipe), recipe
 
 
@@ -32,6 +33,8 @@ def test_file_metadata_samples_and_loss_curve(trained):
     assert meta["ss_num_train_images"] == "6" and meta["ss_train_text_encoder"] == "True"
     assert meta["ss_num_reg_images"] == "4" and meta["ss_prior_loss_weight"] == "0.5"
     assert any(k.startswith("unet.") and "to_q" in k for k in keys)
+    assert any(k.startswith("unet.") and "conv1" in k for k in keys)
+    assert meta["ss_conv_dim"] == "2"
     assert any(k.startswith("text_encoder.") for k in keys)
     out = path.parent
     assert (out / "loss.png").exists() and (out / "samples" / "step_00004.png").exists()
@@ -44,6 +47,16 @@ def test_plain_diffusers_loads_it(trained, sd_dir):
     pipe = StableDiffusionPipeline.from_pretrained(sd_dir)
     pipe.load_lora_weights(trained[0].parent)
     assert pipe.get_active_adapters()
+    with safe_open(trained[0], "pt") as handle:
+        in_file = {k.split(".", 1)[1].removesuffix(".lora_A.weight")
+                   for k in handle.keys() if k.endswith("lora_A.weight")}
+    loaded = {f"{prefix}.{name}" for prefix in ("unet", "text_encoder")
+              for name, module in getattr(pipe, prefix).named_modules()
+              if hasattr(module, "lora_A") and module.lora_A}
+    loaded = {name.removeprefix("unet.").removeprefix("text_encoder.") for name in loaded}
+    assert in_file == loaded  # every layer, attention and conv, none dropped
+    conv = pipe.unet.down_blocks[0].resnets[0].conv1
+    assert conv.lora_A[pipe.get_active_adapters()[0]].weight.shape[0] == 2  # LoCon rank
 
 
 def _loud_copy(path, out):

@@ -25,6 +25,9 @@ from huajia.training.components import snr_loss_weights
 from huajia.world.dataset import read_metadata
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+# kohya's LoCon: also the ResNet 3x3 convolutions, where a new shape's outline lives at
+# the small latent sizes (attention only sees where things go, not their corners)
+UNET_CONV_TARGETS = ["conv1", "conv2"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 
@@ -55,12 +58,14 @@ class LoraRecipe:
     # drowns a small dataset's gradient.
     min_snr_gamma: float = 5.0
     text_encoder_lr: float | None = None  # as kohya's --text_encoder_lr (None: lr)
+    conv_rank: int = 0  # as kohya's LoCon conv_dim (0: attention only)
+    conv_alpha: float = 1.0
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise HuajiaError(f"precision '{self.precision}' is unknown; use fp32, bf16 or fp16")
-        if self.rank < 1 or self.steps < 1:
-            raise HuajiaError("rank and steps must be at least 1")
+        if self.rank < 1 or self.steps < 1 or self.conv_rank < 0:
+            raise HuajiaError("rank and steps must be at least 1 (conv_rank at least 0)")
 
 
 def _load_examples(folder: str, side: int) -> tuple[list[np.ndarray], list[list[str]]]:
@@ -82,14 +87,14 @@ def _load_examples(folder: str, side: int) -> tuple[list[np.ndarray], list[list[
 
 
 def _lora_state(pipe, train_text: bool) -> dict:
-    from diffusers.utils import convert_state_dict_to_diffusers
+    """peft-format keys (lora_A/lora_B), as diffusers loads them without conversion. The old
+    diffusers format (lora.down/up) has no names for conv layers: a file mixing both formats
+    loads with the attention layers silently dropped."""
     from peft.utils import get_peft_model_state_dict
 
-    state = {"unet_lora_layers": convert_state_dict_to_diffusers(
-        get_peft_model_state_dict(pipe.unet))}
+    state = {"unet_lora_layers": get_peft_model_state_dict(pipe.unet)}
     if train_text:
-        state["text_encoder_lora_layers"] = convert_state_dict_to_diffusers(
-            get_peft_model_state_dict(pipe.text_encoder))
+        state["text_encoder_lora_layers"] = get_peft_model_state_dict(pipe.text_encoder)
     return state
 
 
@@ -109,6 +114,7 @@ def save_lora(pipe, out: Path, recipe: LoraRecipe, step: int, dataset_size: int,
                 "ss_prior_loss_weight": str(recipe.prior_loss_weight),
                 "ss_min_snr_gamma": str(recipe.min_snr_gamma),
                 "ss_text_encoder_lr": str(recipe.text_encoder_lr or recipe.lr),
+                "ss_conv_dim": str(recipe.conv_rank), "ss_conv_alpha": str(recipe.conv_alpha),
                 "ss_seed": str(recipe.seed), "ss_mixed_precision": recipe.precision,
                 "ss_train_text_encoder": str(recipe.train_text_encoder),
                 "ss_batch_size": str(recipe.batch), "huajia_recipe": json.dumps(asdict(recipe))}
@@ -135,8 +141,7 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
         sets.append(_encoded_set(pipe, recipe.reg_data, side, accelerator.device))
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False)
-    pipe.unet.add_adapter(LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha,
-                                     init_lora_weights="gaussian", target_modules=UNET_TARGETS))
+    pipe.unet.add_adapter(_unet_config(recipe))
     if recipe.train_text_encoder:
         pipe.text_encoder.add_adapter(LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha,
                                                  init_lora_weights="gaussian",
@@ -176,6 +181,18 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
         {"recipe": asdict(recipe), "steps": step, "seconds_this_run": time.perf_counter() - start,
          "final_loss": float(np.mean(losses[-20:])), "device": str(accelerator.device)}, indent=1))
     return path
+
+
+def _unet_config(recipe: LoraRecipe):
+    from peft import LoraConfig
+
+    targets, ranks, alphas = list(UNET_TARGETS), {}, {}
+    if recipe.conv_rank:
+        targets += UNET_CONV_TARGETS
+        ranks = {name: recipe.conv_rank for name in UNET_CONV_TARGETS}
+        alphas = {name: recipe.conv_alpha for name in UNET_CONV_TARGETS}
+    return LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha, init_lora_weights="gaussian",
+                      target_modules=targets, rank_pattern=ranks, alpha_pattern=alphas)
 
 
 def _encoded_set(pipe, folder: str, side: int, device) -> tuple[torch.Tensor, list[list[str]]]:
