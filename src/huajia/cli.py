@@ -221,11 +221,11 @@ def _free_name(folder: Path, seed: int) -> Path:
 
 
 def _think_options(pauses: int, budget: int | None, threshold: float, repaints: int,
-                   restarts: int, steer: bool):
+                   restarts: int, steer: bool, compose_tries: int):
     from huajia.thinking.loop import ThinkOptions
 
     return ThinkOptions(pauses=pauses, budget=budget, threshold=threshold, restarts=restarts,
-                        max_repaints=repaints, steer=steer)
+                        max_repaints=repaints, steer=steer, compose_tries=compose_tries)
 
 
 @app.command("think")
@@ -241,6 +241,9 @@ def think(
     steer: bool = typer.Option(False, help="Also steer failing regions at the pauses "
                                "(stronger guidance, fresh noise); off: measured worse on the "
                                "embedded model."),
+    compose_tries: int = typer.Option(3, help="A region wrong after the end is first painted "
+                                      "alone (this many checked seeds) and pasted into its "
+                                      "box; 0: repaint in place only."),
     seed: int = typer.Option(0),
     steps: int = typer.Option(20),
     cfg: float = typer.Option(5.0, "--cfg"),
@@ -269,7 +272,8 @@ def think(
     critic_impl = make_critic(critic, clip_model, vlm_url, vlm_model, vlm_key)
     prepare_out_dir(out)
     thinker = Thinker(Engine(model), critic_impl, _think_options(pauses, budget, threshold,
-                                                                  repaints, restarts, steer))
+                                                                  repaints, restarts, steer,
+                                                                  compose_tries))
     result = thinker.think(request, on_thought=lambda t: console.print(
         f"[cyan]thought[/] {thought_lines(t)}", highlight=False))
     save_png(result.image, out / "final.png", result.infotext)

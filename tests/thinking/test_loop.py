@@ -123,11 +123,14 @@ def test_dormant_regions_cost_nothing_until_a_look_wakes_them(engine):
 
 
 def test_without_steering_a_look_only_notes_what_to_repaint(engine):
-    options = ThinkOptions(pauses=1, max_repaints=1, restarts=0)  # steer is off by default
+    # steer is off by default
+    options = ThinkOptions(pauses=1, max_repaints=1, restarts=0, compose_tries=0)
     result = Thinker(engine, ShapesCritic(), options).think(_request())
     pauses = [t for t in result.thoughts if t.phase == "pause"]
-    assert pauses and all(t.decision == "keep going; repaint it after the end" for t in pauses)
+    assert pauses and all(t.decision == "keep going; fix it after the end" for t in pauses)
     assert "repaint a wrong region" in result.thoughts[0].decision
+    composing = Thinker(engine, ShapesCritic(), replace(options, compose_tries=1))
+    assert "sub-caption alone" in composing.think(_request()).thoughts[0].decision
     assert "Steer: False" in result.infotext
     repaint_cost = result.nfe - 6 * 2  # the painting itself ran as plain CFG
     assert repaint_cost > 0 and "repaint" in [t.phase for t in result.thoughts]
@@ -144,6 +147,22 @@ def test_cli_and_http_defaults_are_the_loops_defaults():
     fields = ImageGenerationBody.model_fields
     for name, option in (("pauses", "pauses"), ("repaints", "max_repaints"),
                          ("restarts", "restarts"), ("steer", "steer"),
-                         ("threshold", "threshold")):
+                         ("threshold", "threshold"), ("compose_tries", "compose_tries")):
         assert params[name].default.default == getattr(loop_defaults, option), name
         assert fields[name].default == getattr(loop_defaults, option), name
+
+
+def test_a_wrong_region_is_painted_alone_and_pasted_in(engine):
+    options = ThinkOptions(pauses=0, max_repaints=2, restarts=0, compose_tries=2)
+    result = Thinker(engine, ShapesCritic(), options).think(_request())
+    composed = [t for t in result.thoughts if t.phase == "compose"]
+    regions = len(result.plan.regions)
+    # the tiny random model paints noise: every region fails, each part takes both tries, and
+    # as no part comes out right, the second round paints the regions alone again
+    assert sorted(t.region for t in composed) == sorted(list(range(regions)) * 2)
+    assert all("alone" in t.observation and t.score is not None for t in composed)
+    assert result.nfe == 2 * 6 + 2 * regions * 2 * (2 * 6)  # first pass + 2 rounds of parts
+    after = [f for f in result.frames if f.title.startswith("after composing")]
+    assert len(after) == 2 and {t.phase for t in after[0].thoughts} == {"compose", "repaint"}
+    repaint_only = Thinker(engine, ShapesCritic(), replace(options, compose_tries=0))
+    assert "compose" not in [t.phase for t in repaint_only.think(_request()).thoughts]

@@ -3,8 +3,8 @@
 OpenAI's fields (model, prompt, n, size, quality, style, response_format, user) keep their
 meaning, so the official SDK works unchanged; huajia's own fields use the engine's names
 (negative_prompt, seed, steps, guidance, scheduler, loras) and add the thinking loop (think,
-critic, pauses, budget, threshold, restarts, repaints, steer). Unknown fields are refused with
-a message naming them.
+critic, pauses, budget, threshold, restarts, repaints, steer, compose_tries). Unknown fields are
+refused with a message naming them.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ class ImageGenerationBody(BaseModel):
     restarts: int = Field(8, ge=0, le=10, description="Fresh starts allowed at the first pause.")
     repaints: int = Field(5, ge=0, le=10, description="Max repaint rounds after the last step.")
     steer: bool = Field(False, description="Also steer failing regions at the pauses.")
+    compose_tries: int = Field(3, ge=0, le=6, description="Paint a wrong region alone (this "
+                               "many checked seeds) and paste it into its box; 0: repaint only.")
 
 
 class ImageData(BaseModel):

@@ -244,7 +244,9 @@ class ImageService:
                                threshold=payload["threshold"], restarts=payload["restarts"],
                                # jobs queued before these fields existed keep the defaults
                                max_repaints=payload.get("repaints", ThinkOptions.max_repaints),
-                               steer=payload.get("steer", ThinkOptions.steer))
+                               steer=payload.get("steer", ThinkOptions.steer),
+                               compose_tries=payload.get("compose_tries",
+                                                         ThinkOptions.compose_tries))
         thinker = Thinker(self.engine, make_critic(payload["critic"]), options)
         images = []
         for i in range(request.n):

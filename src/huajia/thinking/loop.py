@@ -1,9 +1,11 @@
-"""Think while painting: plan → regional denoising → pause and look → steer → reflect → repaint.
+"""Think while painting: plan → regional denoising → pause and look → (steer) → reflect →
+compose or repaint what is wrong.
 
 Everything runs through the pipeline's own ``__call__``: regional prompts are two forward hooks
-on its UNet (see ``regional``), pauses and steering live in ``callback_on_step_end``, repainting
-uses the image-to-image pipeline built from the same components (``from_pipe``) with known
-content blended back at every step. Thoughts are reported as they happen.
+on its UNet (see ``regional``), pauses and steering live in ``callback_on_step_end``, composing
+paints a region's sub-caption alone with the same engine (see ``compose``), repainting uses the
+image-to-image pipeline built from the same components (``from_pipe``) with known content
+blended back at every step. Thoughts are reported as they happen.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from huajia.engine.engine import Engine
 from huajia.engine.infotext import format_infotext
 from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
+from huajia.thinking.compose import Part, paste, sub_plan
 from huajia.thinking.critics import Critic, Critique
 from huajia.thinking.plan import Plan, plan_prompt
 from huajia.thinking.regional import RegionalHooks, RegionState, soft_mask
@@ -53,12 +56,17 @@ class ThinkOptions:
     # 8 of 20 steps, 0.59 after 4), so a start is judged for 40% of the cost of finishing it
     restarts: int = 8
     restart_below: float = 100.0
+    # a region wrong after the end has its sub-caption painted alone (this many seeds per
+    # round, each checked by the critic) and the best part so far pasted into its box
+    # (``compose``), round after round until its part is right; then it is repainted in
+    # place. Regions are searched one by one, not whole pictures. 0: repaint only
+    compose_tries: int = 3
 
 
 @dataclass(frozen=True)
 class Thought:
     step: int  # denoising step (-1: before generation; steps: after)
-    phase: str  # plan | pause | restart | reflect | repaint | stop
+    phase: str  # plan | pause | restart | reflect | compose | repaint | stop
     region: int | None
     observation: str
     decision: str
@@ -294,6 +302,8 @@ class Thinker:
                              seed):
         opts = self.options
         best = (-1.0, image, latents, False)
+        parts: dict[int, Part] = {}  # the best part painted alone so far, per region
+        title, carried = "finished", []  # carried: the compose thoughts behind this picture
         for attempt in range(opts.max_repaints + 1):
             critique = self.critic.inspect(image, plan, opts.threshold)
             mean = float(np.mean([r.score or 0.0 for r in critique.reports]))
@@ -304,8 +314,8 @@ class Thinker:
                             report.score, state.calls) for report in critique.reports]
             for thought in said:
                 say(thought)
-            title = "finished" if attempt == 0 else f"after repaint {attempt}"
-            frames.append(Frame(image, title, tuple(said)))
+            frames.append(Frame(image, title, tuple(carried + said)))
+            carried = []
             if mean > best[0]:
                 best = (mean, image, latents, critique.satisfied)
             if critique.satisfied or attempt == opts.max_repaints:
@@ -316,17 +326,87 @@ class Thinker:
                 break
             failing = [r.region for r in critique.reports
                        if r.score is not None and r.score < opts.threshold]
+            fresh = [r for r in failing if opts.compose_tries and not (r in parts and
+                     parts[r].satisfied) and sub_plan(plan, plan.regions[r]) is not None]
+            if fresh:
+                image, carried = self._compose(request, plan, state, image, fresh, parts,
+                                               seed + 1 + attempt)
+                for thought in carried:
+                    say(thought)
+                latents = self._encode(image)
+                title = "after composing " + ", ".join(f"#{r}" for r in fresh)
+                continue
             mask = state.masks[failing].amax(0, keepdim=True).to(latents.dtype)
             for r in failing:
                 state.boost[r] = min(2.0, float(state.boost[r]) + 0.75)
             latents = self._repaint(request, kwargs, latents, mask, state, seed + 1 + attempt)
-            image = self._decode(latents)
+            image, title = self._decode(latents), f"after repaint {attempt}"
         _, image, latents, satisfied = best
         zh = plan.lang == "zh"
         say(Thought(request.steps, "stop", None, "完成" if zh else "done",
                     ("满意" if zh else "satisfied") if satisfied
                     else ("保留最好的一张" if zh else "best picture kept"), best[0], state.calls))
         return image, latents, satisfied
+
+    def _compose(self, request: GenerationRequest, plan: Plan, state: RegionState,
+                 image: Image.Image, regions: list[int], parts: dict[int, Part],
+                 seed: int) -> tuple[Image.Image, list[Thought]]:
+        """Paint each region's sub-caption alone a few more times, keep its best checked part
+        in ``parts``, and paste that into the region's box (see ``compose``)."""
+        zh, said = plan.lang == "zh", []
+        for r in regions:
+            region = plan.regions[r]
+            part = self._best_part(request, region, sub_plan(plan, region), state,
+                                   (seed + (r + 1) * _RESEED) % 2**62, parts.get(r))
+            pasted = paste(image, part.image, region.box) if part else None
+            if part is None:
+                observation = "计算预算已用完" if zh else "compute budget spent"
+            else:
+                parts[r] = part
+                observation = (f"单独画「{region.caption}」：目前最好的一张 {part.score:.0f} 分"
+                               f"（种子 {part.seed}）" if zh else f"painted '{region.caption}' "
+                               f"alone: best so far scored {part.score:.0f} (seed {part.seed})")
+            decision = (("放进这个区域" if zh else "paste it into the region") if pasted
+                        else ("没有可用的画，之后原地重画" if zh else
+                              "nothing to paste; repaint in place later"))
+            said.append(Thought(request.steps, "compose", r, observation, decision,
+                                part.score if part else None, state.calls))
+            image = pasted or image
+        return image, said
+
+    def _best_part(self, request: GenerationRequest, region, sub: Plan, state: RegionState,
+                   seed: int, best: Part | None) -> Part | None:
+        """The best of ``best`` and up to ``compose_tries`` new pictures of the region's
+        sub-caption alone."""
+        opts = self.options
+        strength, boost = state.strength.clone(), state.boost.clone()
+        state.strength.zero_()  # the regional hooks only count calls while painting a part
+        state.boost.zero_()
+        try:
+            for k in range(opts.compose_tries):
+                if opts.budget is not None and state.calls + 2 * request.steps > opts.budget:
+                    break
+                part_request = GenerationRequest(
+                    region.caption, request.negative_prompt, seed + k, request.steps,
+                    request.guidance, request.width, request.height, 1, request.style,
+                    request.scheduler, request.loras, request.guidance_rescale)
+                picture = self.engine.generate(part_request).images[0]
+                critique = self.critic.inspect(picture, sub, opts.threshold)
+                if best is None or _mean_score(critique) > best.score:
+                    best = Part(picture, _mean_score(critique), seed + k, critique.satisfied)
+                if critique.satisfied:
+                    break
+        finally:
+            state.strength.copy_(strength)
+            state.boost.copy_(boost)
+        return best
+
+    def _encode(self, image: Image.Image) -> torch.Tensor:
+        vae = self.engine.pipe.vae
+        pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1)
+        with torch.no_grad():
+            latents = vae.encode(pixels.permute(2, 0, 1)[None].to(vae.device, vae.dtype))
+        return latents.latent_dist.mode() * vae.config.scaling_factor
 
     def _repaint(self, request, kwargs, latents, mask, state, seed):
         from diffusers import AutoPipelineForImage2Image
@@ -358,7 +438,7 @@ def _pause_decision(score: float | None, opts: ThinkOptions, zh: bool) -> str:
     """What a pause decides for a region it does not steer."""
     if score is None or score >= opts.threshold or opts.max_repaints == 0:
         return "继续" if zh else "keep going"
-    return "继续画完，画完后重画这个区域" if zh else "keep going; repaint it after the end"
+    return "继续画完，画完后再修这个区域" if zh else "keep going; fix it after the end"
 
 
 def _reflect_decision(good: bool, zh: bool) -> str:
@@ -374,6 +454,10 @@ def _plan_decision(opts: ThinkOptions, zh: bool) -> str:
         return ("先按整句作画，哪个区域画错了再用它的子描述引导" if zh else
                 "paint from the whole prompt; steer a region by its sub-caption once a look "
                 "finds it wrong")
+    if opts.compose_tries:
+        return ("先按整句作画；画完后，画错的区域按子描述单独画、检查后放回它的位置" if zh else
+                "paint from the whole prompt; after the end, paint a wrong region's "
+                "sub-caption alone, check it and paste it into its place")
     return ("先按整句作画，画完后用子描述重画画错的区域" if zh else
             "paint from the whole prompt; after the end, repaint a wrong region with its "
             "sub-caption")

@@ -1,0 +1,89 @@
+"""Compose: paint a wrong region's sub-caption on a canvas of its own, check it, paste it in.
+
+Repainting inside a region's mask rarely moves an object: the model puts things where it
+likes, not where the plan says, so a missing or misplaced object stays missing. A region's
+sub-caption alone ("two red squares") is a much easier picture than the whole scene. So it is
+painted alone (a few seeds, each checked by the same critic against that region's part of the
+plan), its objects are cut from their plain background and placed in the region's box, and
+the painting goes on from the composite. This is a layout-to-collage step (as in
+LayoutGPT/collage diffusion pipelines); it assumes the sub-picture shows its objects on a
+background of one colour, which is what a sub-caption without a background asks for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from huajia.thinking.plan import Box, Plan, Region
+from huajia.world.spec import Relation, SceneSpec
+
+OBJECT_TOLERANCE = 48  # RGB distance from the background above which a pixel is an object
+MARGIN = 0.04  # of the canvas, kept free inside a region's box
+
+
+@dataclass(frozen=True)
+class Part:
+    """A checked sub-picture: the image, its score, the seed it was painted with, and whether
+    the critic found it right."""
+
+    image: Image.Image
+    score: float
+    seed: int
+    satisfied: bool
+
+
+def sub_plan(plan: Plan, region: Region) -> Plan | None:
+    """The part of ``plan`` one region must show, as a one-region plan (None: the plan has no
+    scene spec, e.g. bands that all carry the whole prompt, so there is nothing to cut out)."""
+    if plan.spec is None or not region.groups:
+        return None
+    index = {g: k for k, g in enumerate(region.groups)}
+    groups = tuple(plan.spec.groups[g] for g in region.groups)
+    relations = tuple(Relation(index[r.subject], r.relation, index[r.object])
+                      for r in plan.spec.relations if r.subject in index and r.object in index)
+    whole = (0.0, 0.0, 1.0, 1.0)
+    return Plan(region.caption, plan.lang,
+                (Region(0, whole, region.caption, tuple(range(len(groups)))),),
+                SceneSpec(groups, relations))
+
+
+def border_colour(pixels: np.ndarray) -> np.ndarray:
+    """Median colour of the outermost pixels: the background of a plain-background picture."""
+    edge = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return np.median(edge, axis=0)
+
+
+def object_mask(pixels: np.ndarray, tolerance: float = OBJECT_TOLERANCE) -> np.ndarray:
+    """(H, W) bool: pixels that differ from the picture's background colour."""
+    distance = np.abs(pixels.astype(np.float32) - border_colour(pixels)).max(axis=2)
+    return distance > tolerance
+
+
+def paste(canvas: Image.Image, part: Image.Image, box: Box) -> Image.Image | None:
+    """``canvas`` with ``box`` cleared to the canvas background and the objects of ``part``
+    placed in its middle (shrunk to fit, never enlarged). None: ``part`` shows no object."""
+    source = np.asarray(part.convert("RGB").resize(canvas.size, Image.Resampling.BICUBIC))
+    mask = object_mask(source)
+    if not mask.any():
+        return None
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    cut, cut_mask = source[top:bottom, left:right], mask[top:bottom, left:right]
+    width, height = canvas.size
+    x0, y0 = int((box[0] + MARGIN) * width), int((box[1] + MARGIN) * height)
+    x1, y1 = int((box[2] - MARGIN) * width), int((box[3] - MARGIN) * height)
+    scale = min(1.0, (x1 - x0) / cut.shape[1], (y1 - y0) / cut.shape[0])
+    size = (max(1, round(cut.shape[1] * scale)), max(1, round(cut.shape[0] * scale)))
+    cut = np.asarray(Image.fromarray(cut).resize(size, Image.Resampling.BICUBIC))
+    cut_mask = np.asarray(Image.fromarray(cut_mask).resize(size, Image.Resampling.NEAREST))
+    out = np.asarray(canvas.convert("RGB")).copy()
+    out[int(box[1] * height):int(box[3] * height), int(box[0] * width):int(box[2] * width)] = \
+        border_colour(out).astype(np.uint8)
+    left = (x0 + x1 - size[0]) // 2
+    top = (y0 + y1 - size[1]) // 2
+    window = out[top:top + size[1], left:left + size[0]]
+    window[cut_mask] = cut[cut_mask]
+    return Image.fromarray(out)

@@ -1,0 +1,49 @@
+import numpy as np
+from PIL import Image
+
+from huajia.thinking.compose import object_mask, paste, sub_plan
+from huajia.thinking.plan import plan_prompt
+from huajia.world.render import render
+from huajia.world.sampler import scene_for
+from huajia.world.verifier import verify
+
+PROMPT = "a red circle to the left of a blue square"
+
+
+def test_sub_plan_keeps_only_the_regions_groups():
+    plan = plan_prompt(PROMPT)
+    sub = sub_plan(plan, plan.regions[1])
+    assert len(sub.spec.groups) == 1 and sub.spec.groups[0] == plan.spec.groups[1]
+    assert sub.spec.relations == () and sub.regions[0].box == (0.0, 0.0, 1.0, 1.0)
+    assert sub.regions[0].caption == plan.regions[1].caption
+    bands = plan_prompt("a teapot on a windowsill at dawn")
+    assert bands.spec is None and sub_plan(bands, bands.regions[0]) is None
+
+
+def test_pasting_each_part_in_its_box_makes_the_relation_true():
+    plan = plan_prompt(PROMPT)
+    blank = Image.new("RGB", (128, 128), "white")
+    # a wrong picture: the square on the left, the circle on the right
+    wrong = render(scene_for(plan_prompt("a blue square to the left of a red circle").spec, 4))
+    assert not verify(wrong, plan.spec).passed
+    image = wrong
+    for region in plan.regions:
+        part = render(scene_for(sub_plan(plan, region).spec, seed=region.index))
+        image = paste(image, part, region.box)
+    assert verify(image, plan.spec).passed
+    assert paste(blank, blank, plan.regions[0].box) is None  # nothing to cut out
+
+
+def test_paste_clears_the_box_and_shrinks_big_parts_to_fit():
+    canvas = np.full((128, 128, 3), 255, np.uint8)
+    canvas[10:30, 10:30] = (200, 0, 0)  # a stray object inside the left half
+    canvas[10:30, 100:120] = (0, 150, 0)  # one outside it stays
+    part = np.full((128, 128, 3), 255, np.uint8)
+    part[0:100, 0:100] = (0, 0, 220)  # too big for a half-width box
+    out = np.asarray(paste(Image.fromarray(canvas), Image.fromarray(part), (0, 0, 0.5, 1)))
+    blue = object_mask(out) & (out[..., 2] > 150)
+    cols = np.flatnonzero(blue.any(0))
+    assert not (out[..., 0] > 150)[:, :64][object_mask(out)[:, :64]].any()  # red gone
+    assert (out[10:30, 100:120] == (0, 150, 0)).all()
+    assert cols.min() >= 0.04 * 128 - 1 and cols.max() < 64 - 0.04 * 128 + 1
+    assert 45 <= len(cols) <= 56  # shrunk to the box, aspect kept
