@@ -98,14 +98,15 @@ def test_async_job_events_and_result(client):
 
 def test_thinking_job_streams_thoughts(client):
     job = client.post("/v1/jobs", json={**BODY, "seed": 5, "steps": 6, "think": True,
-                                        "pauses": 2}).json()
+                                        "pauses": 2, "repaints": 1, "compose_tries": 1}).json()
     with client.stream("GET", f"/v1/jobs/{job['id']}/events") as stream:
         events = [json.loads(line[6:]) for line in stream.iter_lines() if line.startswith("data: ")]
     thoughts = [e for e in events if e["type"] == "thought"]
     assert thoughts and thoughts[0]["phase"] == "plan" and events[-1]["status"] == "done"
+    assert "compose" in [t["phase"] for t in thoughts]  # the tiny model's regions all fail
     image = Image.open(io.BytesIO(_png(client.get(f"/v1/jobs/{job['id']}/result").json()
                                        ["data"][0])))
-    assert "Critic: shapes, Pauses: 2, Steer: False, Restarts: " in image.info["parameters"]
+    assert "Critic: shapes, Pauses: 2, Steer: False, Compose: 1, Restarts: " in image.info["parameters"]
 
 
 def test_compatible_jobs_share_one_batch(tmp_path, sd_dir):

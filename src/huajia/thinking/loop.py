@@ -235,7 +235,8 @@ class Thinker:
                 request, kwargs, plan, state, latents, image, frames, say, noise_seed)
         fields = self.engine.infotext_fields(request, side_w, side_h)
         fields.update({"Seed": seed, "Critic": getattr(self.critic, "name", "custom"),
-                       "Pauses": opts.pauses, "Steer": opts.steer, "Restarts": attempt,
+                       "Pauses": opts.pauses, "Steer": opts.steer,
+                       "Compose": opts.compose_tries, "Restarts": attempt,
                        "NFE": state.calls})
         result = ThinkResult(image, plan, thoughts, frames, state.calls, satisfied, seed,
                              format_infotext(prompt, negative, fields))
