@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -387,10 +387,7 @@ class Thinker:
             for k in range(opts.compose_tries):
                 if opts.budget is not None and state.calls + 2 * request.steps > opts.budget:
                     break
-                part_request = GenerationRequest(
-                    region.caption, request.negative_prompt, seed + k, request.steps,
-                    request.guidance, request.width, request.height, 1, request.style,
-                    request.scheduler, request.loras, request.guidance_rescale)
+                part_request = replace(request, prompt=region.caption, seed=seed + k, n=1)
                 picture = self.engine.generate(part_request).images[0]
                 critique = self.critic.inspect(picture, sub, opts.threshold)
                 if best is None or _mean_score(critique) > best.score:
