@@ -29,10 +29,11 @@ class Part:
     """A checked sub-picture: the image, its score, the seed it was painted with, and whether
     the critic found it right."""
 
-    image: Image.Image
+    image: Image.Image | None  # None: the region as painted was already right
     score: float
     seed: int
     satisfied: bool
+    tries: int = 0  # pictures of this region painted alone so far (the next seed follows)
 
 
 def sub_plan(plan: Plan, region: Region) -> Plan | None:
@@ -60,6 +61,19 @@ def object_mask(pixels: np.ndarray, tolerance: float = OBJECT_TOLERANCE) -> np.n
     """(H, W) bool: pixels that differ from the picture's background colour."""
     distance = np.abs(pixels.astype(np.float32) - border_colour(pixels)).max(axis=2)
     return distance > tolerance
+
+
+def isolate(image: Image.Image, box: Box) -> Image.Image:
+    """``image`` with everything outside ``box`` painted over in its background colour: the
+    region as a picture of its own, to judge against its part of the plan."""
+    pixels = np.asarray(image.convert("RGB"))
+    out = np.empty_like(pixels)
+    out[:] = border_colour(pixels).astype(np.uint8)
+    width, height = image.size
+    rows = slice(int(box[1] * height), int(box[3] * height))
+    cols = slice(int(box[0] * width), int(box[2] * width))
+    out[rows, cols] = pixels[rows, cols]
+    return Image.fromarray(out)
 
 
 def paste(canvas: Image.Image, part: Image.Image, box: Box) -> Image.Image | None:

@@ -25,7 +25,7 @@ from huajia.engine.engine import Engine
 from huajia.engine.infotext import format_infotext
 from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
-from huajia.thinking.compose import Part, paste, sub_plan
+from huajia.thinking.compose import Part, isolate, paste, sub_plan
 from huajia.thinking.critics import Critic, Critique
 from huajia.thinking.plan import Plan, plan_prompt
 from huajia.thinking.regional import RegionalHooks, RegionState, soft_mask
@@ -330,8 +330,7 @@ class Thinker:
             fresh = [r for r in failing if opts.compose_tries and not (r in parts and
                      parts[r].satisfied) and sub_plan(plan, plan.regions[r]) is not None]
             if fresh:
-                image, carried = self._compose(request, plan, state, image, fresh, parts,
-                                               seed + 1 + attempt)
+                image, carried = self._compose(request, plan, state, image, fresh, parts, seed)
                 for thought in carried:
                     say(thought)
                 latents = self._encode(image)
@@ -352,24 +351,37 @@ class Thinker:
     def _compose(self, request: GenerationRequest, plan: Plan, state: RegionState,
                  image: Image.Image, regions: list[int], parts: dict[int, Part],
                  seed: int) -> tuple[Image.Image, list[Thought]]:
-        """Paint each region's sub-caption alone a few more times, keep its best checked part
-        in ``parts``, and paste that into the region's box (see ``compose``)."""
+        """Per failing region: if what is painted there is right on its own (the fault lies
+        between regions), keep it; else paint its sub-caption alone a few more times, keep the
+        best checked part in ``parts``, and paste it into the box if it beats what is there."""
         zh, said = plan.lang == "zh", []
         for r in regions:
             region = plan.regions[r]
-            part = self._best_part(request, region, sub_plan(plan, region), state,
-                                   (seed + (r + 1) * _RESEED) % 2**62, parts.get(r))
-            pasted = paste(image, part.image, region.box) if part else None
-            if part is None:
+            sub = sub_plan(plan, region)
+            here = self.critic.inspect(isolate(image, region.box), sub, self.options.threshold)
+            if here.satisfied:
+                parts[r] = Part(None, _mean_score(here), -1, True, parts.get(r, _NO_PART).tries)
+                said.append(Thought(request.steps, "compose", r, here.summary,
+                                    "这个区域本身画对了，保留" if zh else
+                                    "the region itself is right: keep it", 100.0, state.calls))
+                continue
+            before = parts.get(r, _NO_PART)
+            first_seed = (seed + (r + 1) * _RESEED + before.tries) % 2**62
+            part = self._best_part(request, region, sub, state, first_seed, parts.get(r))
+            better = part is not None and part.image is not None and \
+                part.score > _mean_score(here)
+            pasted = paste(image, part.image, region.box) if better else None
+            if part is None or part.tries == before.tries:
                 observation = "计算预算已用完" if zh else "compute budget spent"
             else:
                 parts[r] = part
                 observation = (f"单独画「{region.caption}」：目前最好的一张 {part.score:.0f} 分"
-                               f"（种子 {part.seed}）" if zh else f"painted '{region.caption}' "
-                               f"alone: best so far scored {part.score:.0f} (seed {part.seed})")
+                               f"（种子 {part.seed}）；原处 {_mean_score(here):.0f} 分" if zh else
+                               f"painted '{region.caption}' alone: best so far scored "
+                               f"{part.score:.0f} (seed {part.seed}); the region now "
+                               f"{_mean_score(here):.0f}")
             decision = (("放进这个区域" if zh else "paste it into the region") if pasted
-                        else ("没有可用的画，之后原地重画" if zh else
-                              "nothing to paste; repaint in place later"))
+                        else ("不比原处好，不换" if zh else "no better than what is there: keep"))
             said.append(Thought(request.steps, "compose", r, observation, decision,
                                 part.score if part else None, state.calls))
             image = pasted or image
@@ -379,7 +391,7 @@ class Thinker:
                    seed: int, best: Part | None) -> Part | None:
         """The best of ``best`` and up to ``compose_tries`` new pictures of the region's
         sub-caption alone."""
-        opts = self.options
+        opts, tries = self.options, best.tries if best else 0
         strength, boost = state.strength.clone(), state.boost.clone()
         state.strength.zero_()  # the regional hooks only count calls while painting a part
         state.boost.zero_()
@@ -389,7 +401,7 @@ class Thinker:
                     break
                 part_request = replace(request, prompt=region.caption, seed=seed + k, n=1)
                 picture = self.engine.generate(part_request).images[0]
-                critique = self.critic.inspect(picture, sub, opts.threshold)
+                critique, tries = self.critic.inspect(picture, sub, opts.threshold), tries + 1
                 if best is None or _mean_score(critique) > best.score:
                     best = Part(picture, _mean_score(critique), seed + k, critique.satisfied)
                 if critique.satisfied:
@@ -397,7 +409,7 @@ class Thinker:
         finally:
             state.strength.copy_(strength)
             state.boost.copy_(boost)
-        return best
+        return replace(best, tries=tries) if best else None
 
     def _encode(self, image: Image.Image) -> torch.Tensor:
         vae = self.engine.pipe.vae
@@ -461,6 +473,7 @@ def _plan_decision(opts: ThinkOptions, zh: bool) -> str:
             "sub-caption")
 
 
+_NO_PART = Part(None, 0.0, -1, False)
 _RESEED = 7919  # fresh starts use seed + k·7919: reproducible, far from neighbouring seeds
 
 
