@@ -1,7 +1,7 @@
 import numpy as np
 from PIL import Image
 
-from huajia.thinking.compose import object_mask, paste, sub_plan
+from huajia.thinking.compose import isolate, object_mask, paste, sub_plan
 from huajia.thinking.plan import plan_prompt
 from huajia.world.render import render
 from huajia.world.sampler import scene_for
@@ -47,3 +47,14 @@ def test_paste_clears_the_box_and_shrinks_big_parts_to_fit():
     assert (out[10:30, 100:120] == (0, 150, 0)).all()
     assert cols.min() >= 0.04 * 128 - 1 and cols.max() < 64 - 0.04 * 128 + 1
     assert 45 <= len(cols) <= 56  # shrunk to the box, aspect kept
+
+
+def test_isolate_shows_only_the_region():
+    plan = plan_prompt(PROMPT)
+    both = Image.new("RGB", (128, 128), "white")
+    for region in plan.regions:  # each object inside its own box
+        both = paste(both, render(scene_for(sub_plan(plan, region).spec, 1)), region.box)
+    for region in plan.regions:
+        alone = isolate(both, region.box)
+        assert verify(alone, sub_plan(plan, region).spec).passed  # its own object, nothing else
+        assert len(verify(alone, plan.spec).detections) == 1
