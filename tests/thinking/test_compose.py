@@ -1,7 +1,7 @@
 import numpy as np
 from PIL import Image
 
-from huajia.thinking.compose import isolate, object_mask, paste, sub_plan
+from huajia.thinking.compose import isolate, object_mask, part_caption, paste, sub_plan
 from huajia.thinking.plan import plan_prompt
 from huajia.world.render import render
 from huajia.world.sampler import scene_for
@@ -58,3 +58,12 @@ def test_isolate_shows_only_the_region():
         alone = isolate(both, region.box)
         assert verify(alone, sub_plan(plan, region).spec).passed  # its own object, nothing else
         assert len(verify(alone, plan.spec).detections) == 1
+
+
+def test_a_part_gets_a_colour_where_the_prompt_leaves_it_open():
+    plan = plan_prompt("一个五角星在一个圆的上方")
+    sub = sub_plan(plan, plan.regions[1])
+    captions = [part_caption(sub, k) for k in range(3)]
+    assert captions == ["一个红色圆形", "一个蓝色圆形", "一个绿色圆形"]  # each try another colour
+    coloured = plan_prompt(PROMPT)
+    assert part_caption(sub_plan(coloured, coloured.regions[0]), 2) == "a red circle"

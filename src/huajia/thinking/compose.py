@@ -12,16 +12,21 @@ background of one colour, which is what a sub-caption without a background asks 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
 
 from huajia.thinking.plan import Box, Plan, Region
+from huajia.world import captions
 from huajia.world.spec import Relation, SceneSpec
 
 OBJECT_TOLERANCE = 48  # RGB distance from the background above which a pixel is an object
 MARGIN = 0.04  # of the canvas, kept free inside a region's box
+# colours a part is painted in when the prompt leaves its colour open: any colour satisfies
+# such a prompt, and a concrete one is an easier picture (the embedded model leaves the canvas
+# empty for a colourless Chinese caption such as 一个圆形)
+OPEN_COLOURS = ("red", "blue", "green", "yellow", "purple", "orange")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class Part:
     seed: int
     satisfied: bool
     tries: int = 0  # pictures of this region painted alone so far (the next seed follows)
+    caption: str = ""  # what was painted (the sub-caption, open colours filled in)
 
 
 def sub_plan(plan: Plan, region: Region) -> Plan | None:
@@ -49,6 +55,18 @@ def sub_plan(plan: Plan, region: Region) -> Plan | None:
     return Plan(region.caption, plan.lang,
                 (Region(0, whole, region.caption, tuple(range(len(groups)))),),
                 SceneSpec(groups, relations))
+
+
+def part_caption(sub: Plan, attempt: int) -> str:
+    """What to paint for a part: the sub-plan's caption with open colours filled in, a
+    different colour on each attempt (the sub-plan's own caption when its colours are set)."""
+    if sub.spec is None or all(g.colour for g in sub.spec.groups):
+        return sub.regions[0].caption
+    groups = tuple(g if g.colour else
+                   replace(g, colour=OPEN_COLOURS[(attempt + i) % len(OPEN_COLOURS)])
+                   for i, g in enumerate(sub.spec.groups))
+    return captions.caption(replace(sub.spec, groups=groups),
+                            "en_plain" if sub.lang == "en" else "zh_plain")
 
 
 def border_colour(pixels: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from huajia.engine.engine import Engine
 from huajia.engine.infotext import format_infotext
 from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
-from huajia.thinking.compose import Part, isolate, paste, sub_plan
+from huajia.thinking.compose import Part, isolate, part_caption, paste, sub_plan
 from huajia.thinking.critics import Critic, Critique
 from huajia.thinking.plan import Plan, plan_prompt
 from huajia.thinking.regional import RegionalHooks, RegionState, soft_mask
@@ -375,9 +375,9 @@ class Thinker:
                 observation = "计算预算已用完" if zh else "compute budget spent"
             else:
                 parts[r] = part
-                observation = (f"单独画「{region.caption}」：目前最好的一张 {part.score:.0f} 分"
+                observation = (f"单独画「{part.caption}」：目前最好的一张 {part.score:.0f} 分"
                                f"（种子 {part.seed}）；原处 {_mean_score(here):.0f} 分" if zh else
-                               f"painted '{region.caption}' alone: best so far scored "
+                               f"painted '{part.caption}' alone: best so far scored "
                                f"{part.score:.0f} (seed {part.seed}); the region now "
                                f"{_mean_score(here):.0f}")
             decision = (("放进这个区域" if zh else "paste it into the region") if pasted
@@ -399,11 +399,13 @@ class Thinker:
             for k in range(opts.compose_tries):
                 if opts.budget is not None and state.calls + 2 * request.steps > opts.budget:
                     break
-                part_request = replace(request, prompt=region.caption, seed=seed + k, n=1)
+                caption = part_caption(sub, tries)
+                part_request = replace(request, prompt=caption, seed=seed + k, n=1)
                 picture = self.engine.generate(part_request).images[0]
                 critique, tries = self.critic.inspect(picture, sub, opts.threshold), tries + 1
                 if best is None or _mean_score(critique) > best.score:
-                    best = Part(picture, _mean_score(critique), seed + k, critique.satisfied)
+                    best = Part(picture, _mean_score(critique), seed + k, critique.satisfied,
+                                caption=caption)
                 if critique.satisfied:
                     break
         finally:
