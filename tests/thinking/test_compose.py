@@ -45,6 +45,10 @@ def test_paste_clears_the_box_and_shrinks_big_parts_to_fit():
     cols = np.flatnonzero(blue.any(0))
     assert not (out[..., 0] > 150)[:, :64][object_mask(out)[:, :64]].any()  # red gone
     assert (out[10:30, 100:120] == (0, 150, 0)).all()
+    across = canvas.copy()
+    across[60:70, 40:90] = (0, 150, 0)  # centred in the right half, reaching into the left
+    out = np.asarray(paste(Image.fromarray(across), Image.fromarray(part), (0, 0, 0.5, 1)))
+    assert (out[62:68, 60:90] == (0, 150, 0)).all()  # a neighbour's object stays whole
     assert cols.min() >= 0.04 * 128 - 1 and cols.max() < 64 - 0.04 * 128 + 1
     assert 45 <= len(cols) <= 56  # shrunk to the box, aspect kept
 
