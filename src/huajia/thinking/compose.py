@@ -81,35 +81,38 @@ def object_mask(pixels: np.ndarray, tolerance: float = OBJECT_TOLERANCE) -> np.n
     return distance > tolerance
 
 
-def isolate(image: Image.Image, box: Box) -> Image.Image:
-    """``image`` with everything outside ``box`` painted over in its background colour: the
-    region as a picture of its own, to judge against its part of the plan."""
-    pixels = np.asarray(image.convert("RGB"))
-    out = np.empty_like(pixels)
-    out[:] = border_colour(pixels).astype(np.uint8)
-    width, height = image.size
-    rows = slice(int(box[1] * height), int(box[3] * height))
-    cols = slice(int(box[0] * width), int(box[2] * width))
-    out[rows, cols] = pixels[rows, cols]
-    return Image.fromarray(out)
-
-
-def clear(pixels: np.ndarray, box: Box) -> np.ndarray:
-    """``pixels`` without the objects whose centre lies in ``box`` (each erased whole, with
-    its soft edge, to the background colour). An object of a neighbouring region that
-    reaches into the box stays whole: regions own objects by their centres, as the verifier
-    places them."""
+def objects_in(pixels: np.ndarray, box: Box) -> np.ndarray:
+    """(H, W) bool: the objects whose centre lies in ``box``, whole (with a soft edge), even
+    where they reach out of it. Regions own objects by their centres, as the verifier places
+    them."""
     import cv2
 
-    out, mask = pixels.copy(), object_mask(pixels)
+    mask = object_mask(pixels)
     count, labels, _, centres = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
     height, width = mask.shape
     inside = [k for k in range(1, count)
               if box[0] <= centres[k][0] / width < box[2]
               and box[1] <= centres[k][1] / height < box[3]]
-    if inside:
-        erase = cv2.dilate(np.isin(labels, inside).astype(np.uint8), np.ones((5, 5), np.uint8))
-        out[erase.astype(bool)] = border_colour(pixels).astype(np.uint8)
+    grown = cv2.dilate(np.isin(labels, inside).astype(np.uint8), np.ones((5, 5), np.uint8))
+    return grown.astype(bool)
+
+
+def isolate(image: Image.Image, box: Box) -> Image.Image:
+    """Only the objects that ``box`` owns, on the background colour: the region as a picture
+    of its own, to judge against its part of the plan."""
+    pixels = np.asarray(image.convert("RGB"))
+    out = np.empty_like(pixels)
+    out[:] = border_colour(pixels).astype(np.uint8)
+    keep = objects_in(pixels, box)
+    out[keep] = pixels[keep]
+    return Image.fromarray(out)
+
+
+def clear(pixels: np.ndarray, box: Box) -> np.ndarray:
+    """``pixels`` without the objects that ``box`` owns (erased to the background colour); an
+    object of a neighbouring region that reaches into the box stays whole."""
+    out = pixels.copy()
+    out[objects_in(pixels, box)] = border_colour(pixels).astype(np.uint8)
     return out
 
 
