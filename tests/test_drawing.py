@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from huajia.drawing import Tile, captioned_grid, font, load_image, wrap
+from huajia.drawing import Tile, _fit, captioned_grid, font, load_image, wrap
 from huajia.errors import HuajiaError
 
 
@@ -35,3 +35,13 @@ def test_grid_and_bad_images(tmp_path):
         load_image(broken)
     with pytest.raises(HuajiaError, match="does not exist"):
         load_image(tmp_path / "nope.png")
+
+
+def test_grid_text_fits_or_is_marked_cut():
+    long = "expected 2 red squares, found 1; also saw 1 orange square " * 6
+    tiles = [Tile(Image.new("RGB", (64, 64)), ("short",)), Tile(Image.new("RGB", (64, 64)), (long,))]
+    lines = len(wrap(long, 96, font(13)))
+    fitted = captioned_grid(tiles, columns=2, tile_px=96, text_lines=None)
+    capped = captioned_grid(tiles, columns=2, tile_px=96, text_lines=3)
+    assert fitted.size[1] == 96 + 16 + lines * 17 and capped.size[1] == 96 + 16 + 3 * 17
+    assert _fit(["a", "b", "c"], 2) == ["a", "b …"] and _fit(["a"], 2) == ["a"]

@@ -101,11 +101,16 @@ class Tile:
 
 
 def captioned_grid(tiles: Sequence[Tile], columns: int = 4, tile_px: int = 192,
-                   text_lines: int = 5, font_px: int = 13, title: str = "") -> Image.Image:
-    """A contact sheet: pictures scaled to ``tile_px`` with wrapped text under each."""
+                   text_lines: int | None = 5, font_px: int = 13,
+                   title: str = "") -> Image.Image:
+    """A contact sheet: pictures scaled to ``tile_px`` with wrapped text under each, at most
+    ``text_lines`` lines (cut text ends in '…'; None: as many lines as the longest text)."""
     if not tiles:
         raise HuajiaError("nothing to draw: the grid has no pictures")
     face = font(font_px)
+    texts = [_fit([w for line in tile.lines for w in wrap(line, tile_px, face)], text_lines)
+             for tile in tiles]
+    text_lines = max(map(len, texts)) if text_lines is None else text_lines
     line_h = font_px + 4
     pad = 8
     cell_w, cell_h = tile_px + 2 * pad, tile_px + 2 * pad + text_lines * line_h
@@ -119,10 +124,16 @@ def captioned_grid(tiles: Sequence[Tile], columns: int = 4, tile_px: int = 192,
         x, y = (i % columns) * cell_w + pad, (i // columns) * cell_h + pad + title_h
         picture = tile.image.convert("RGB").resize((tile_px, tile_px), Image.Resampling.LANCZOS)
         sheet.paste(picture, (x, y))
-        wrapped = [w for line in tile.lines for w in wrap(line, tile_px, face)][:text_lines]
-        for k, line in enumerate(wrapped):
+        for k, line in enumerate(texts[i]):
             draw.text((x, y + tile_px + 4 + k * line_h), line, fill=tile.colour, font=face)
     return sheet
+
+
+def _fit(lines: list[str], limit: int | None) -> list[str]:
+    """``lines`` cut to ``limit``, the last kept line marked '…' when some are left out."""
+    if limit is None or len(lines) <= limit:
+        return lines
+    return lines[:limit - 1] + [lines[limit - 1] + " …"] if limit else []
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:

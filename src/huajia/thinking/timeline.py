@@ -31,7 +31,7 @@ def timeline(result: ThinkResult) -> Image.Image:
     verdict = "satisfied" if result.satisfied else "best picture kept"
     tiles.append(Tile(result.image, (f"final: {verdict}", f"{result.nfe} network evaluations")))
     title = f"{result.plan.prompt}   |   {result.plan.describe()}"
-    return captioned_grid(tiles, columns=min(len(tiles), 5), tile_px=200, text_lines=10,
+    return captioned_grid(tiles, columns=min(len(tiles), 5), tile_px=200, text_lines=None,
                           font_px=12, title=title[:170])
 
 
