@@ -1,7 +1,7 @@
 import numpy as np
 from PIL import Image
 
-from huajia.thinking.compose import isolate, object_mask, part_caption, paste, sub_plan
+from huajia.thinking.compose import isolate, object_mask, part_caption, paste, plain_background, sub_plan
 from huajia.thinking.plan import plan_prompt
 from huajia.world.render import render
 from huajia.world.sampler import scene_for
@@ -39,7 +39,7 @@ def test_paste_clears_the_box_and_shrinks_big_parts_to_fit():
     canvas[10:30, 10:30] = (200, 0, 0)  # a stray object inside the left half
     canvas[10:30, 100:120] = (0, 150, 0)  # one outside it stays
     part = np.full((128, 128, 3), 255, np.uint8)
-    part[0:100, 0:100] = (0, 0, 220)  # too big for a half-width box
+    part[10:110, 10:110] = (0, 0, 220)  # too big for a half-width box
     out = np.asarray(paste(Image.fromarray(canvas), Image.fromarray(part), (0, 0, 0.5, 1)))
     blue = object_mask(out) & (out[..., 2] > 150)
     cols = np.flatnonzero(blue.any(0))
@@ -71,3 +71,13 @@ def test_a_part_gets_a_colour_where_the_prompt_leaves_it_open():
     assert captions == ["一个红色圆形", "一个蓝色圆形", "一个绿色圆形"]  # each try another colour
     coloured = plan_prompt(PROMPT)
     assert part_caption(sub_plan(coloured, coloured.regions[0]), 2) == "a red circle"
+
+
+def test_nothing_is_cut_out_of_a_busy_background():
+    plan = plan_prompt(PROMPT)
+    busy = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    shapes = render(scene_for(sub_plan(plan, plan.regions[0]).spec, 1))
+    assert plain_background(np.asarray(shapes)) and not plain_background(busy)
+    box = plan.regions[0].box
+    assert paste(Image.fromarray(busy), shapes, box) is None  # the canvas cannot be cleared
+    assert paste(shapes, Image.fromarray(busy), box) is None  # the part cannot be cut out

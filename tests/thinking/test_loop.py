@@ -5,6 +5,7 @@ import pytest
 
 from huajia.engine.engine import Engine
 from huajia.engine.request import GenerationRequest
+from huajia.thinking import loop
 from huajia.thinking.critics import ShapesCritic
 from huajia.thinking.loop import Thinker, ThinkOptions, ThinkResult, Thought, stream
 from huajia.thinking.timeline import timeline, write_thoughts
@@ -152,7 +153,7 @@ def test_cli_and_http_defaults_are_the_loops_defaults():
         assert fields[name].default == getattr(loop_defaults, option), name
 
 
-def test_a_wrong_region_is_painted_alone_and_pasted_in(engine):
+def test_a_wrong_region_is_painted_alone_and_pasted_in(engine, monkeypatch):
     options = ThinkOptions(pauses=0, max_repaints=2, restarts=0, compose_tries=2)
     result = Thinker(engine, ShapesCritic(), options).think(_request())
     composed = [t for t in result.thoughts if t.phase == "compose"]
@@ -166,3 +167,8 @@ def test_a_wrong_region_is_painted_alone_and_pasted_in(engine):
     assert len(after) == 2 and {t.phase for t in after[0].thoughts} == {"compose", "repaint"}
     repaint_only = Thinker(engine, ShapesCritic(), replace(options, compose_tries=0))
     assert "compose" not in [t.phase for t in repaint_only.think(_request()).thoughts]
+    # on a canvas whose background is not plain nothing can be cut out: repaint instead
+    monkeypatch.setattr(loop, "plain_background", lambda pixels: False)
+    noisy = Thinker(engine, ShapesCritic(), options).think(_request())
+    assert "compose" not in [t.phase for t in noisy.thoughts]
+    assert "repaint" in [t.phase for t in noisy.thoughts]

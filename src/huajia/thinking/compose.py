@@ -23,6 +23,10 @@ from huajia.world.spec import Relation, SceneSpec
 
 OBJECT_TOLERANCE = 48  # RGB distance from the background above which a pixel is an object
 MARGIN = 0.04  # of the canvas, kept free inside a region's box
+# share of a picture's outermost pixels that must match its background colour for objects to
+# be cut out of it (a photo-like background from a real checkpoint fails, and composing is
+# then skipped for repainting in place)
+PLAIN_BORDER = 0.8
 # colours a part is painted in when the prompt leaves its colour open: any colour satisfies
 # such a prompt, and a concrete one is an easier picture (the embedded model leaves the canvas
 # empty for a colourless Chinese caption such as 一个圆形)
@@ -75,6 +79,13 @@ def border_colour(pixels: np.ndarray) -> np.ndarray:
     return np.median(edge, axis=0)
 
 
+def plain_background(pixels: np.ndarray) -> bool:
+    """Whether the picture's border is (mostly) one colour, so objects can be cut out of it."""
+    edge = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]).astype(np.float32)
+    close = np.abs(edge - np.median(edge, axis=0)).max(axis=1) <= OBJECT_TOLERANCE
+    return float(close.mean()) >= PLAIN_BORDER
+
+
 def object_mask(pixels: np.ndarray, tolerance: float = OBJECT_TOLERANCE) -> np.ndarray:
     """(H, W) bool: pixels that differ from the picture's background colour."""
     distance = np.abs(pixels.astype(np.float32) - border_colour(pixels)).max(axis=2)
@@ -119,10 +130,11 @@ def clear(pixels: np.ndarray, box: Box) -> np.ndarray:
 def paste(canvas: Image.Image, part: Image.Image, box: Box) -> Image.Image | None:
     """``canvas`` without the objects of ``box`` (see ``clear``) and with the objects of
     ``part`` placed in the box's middle (shrunk to fit, never enlarged). None: ``part`` shows
-    no object."""
+    no object, or either picture lacks a plain background to cut objects from."""
     source = np.asarray(part.convert("RGB").resize(canvas.size, Image.Resampling.BICUBIC))
     mask = object_mask(source)
-    if not mask.any():
+    if not mask.any() or not plain_background(source) or \
+            not plain_background(np.asarray(canvas.convert("RGB"))):
         return None
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1

@@ -25,7 +25,7 @@ from huajia.engine.engine import Engine
 from huajia.engine.infotext import format_infotext
 from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
-from huajia.thinking.compose import Part, isolate, part_caption, paste, sub_plan
+from huajia.thinking.compose import Part, isolate, part_caption, paste, plain_background, sub_plan
 from huajia.thinking.critics import Critic, Critique
 from huajia.thinking.plan import Plan, plan_prompt
 from huajia.thinking.regional import RegionalHooks, RegionState, soft_mask
@@ -327,8 +327,11 @@ class Thinker:
                 break
             failing = [r.region for r in critique.reports
                        if r.score is not None and r.score < opts.threshold]
-            fresh = [r for r in failing if opts.compose_tries and not (r in parts and
-                     parts[r].satisfied) and sub_plan(plan, plan.regions[r]) is not None]
+            # composing cuts objects out of a plain background; on any other canvas it is
+            # skipped and the region repainted in place
+            plain = opts.compose_tries > 0 and plain_background(np.asarray(image.convert("RGB")))
+            fresh = [r for r in failing if plain and not (r in parts and parts[r].satisfied)
+                     and sub_plan(plan, plan.regions[r]) is not None]
             if fresh:
                 image, carried = self._compose(request, plan, state, image, fresh, parts, seed)
                 for thought in carried:
