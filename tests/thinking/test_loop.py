@@ -102,6 +102,9 @@ def test_when_every_start_looks_bad_the_best_first_look_is_painted_again(engine)
     assert "回到第 2 次起稿" in [t for t in zh.thoughts if t.phase == "restart"][-1].decision
     assert {t.decision for t in zh.thoughts if t.phase == "reflect"} == {"保留"}
     assert zh.thoughts[-1].observation == "完成"
+    titles = [frame.title for frame in zh.frames]  # the timeline speaks the prompt's language
+    assert titles[:3] == ["第 3 步放弃"] * 3 and titles[-1] == "画完"
+    assert [frame.title for frame in result.frames][-1] == "finished"
 
 
 def test_a_region_that_repeats_the_prompt_costs_no_extra_evaluations(engine):

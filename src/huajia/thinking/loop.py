@@ -192,7 +192,8 @@ class Thinker:
                     thought = Thought(step + 1, "restart", None, critique.summary, decision[1],
                                       _mean_score(critique), state.calls)
                     say(thought)
-                    frames.append(Frame(preview, f"abandoned at step {step + 1}", (thought,)))
+                    frames.append(Frame(preview, _title("abandoned", plan.lang, step=step + 1),
+                                        (thought,)))
                     return kwargs
             decisions = self._steer(critique, plan, state, kwargs, pipeline, step) \
                 if opts.steer else {}
@@ -204,11 +205,13 @@ class Thinker:
             if critique.satisfied:
                 stop_looking = True
                 said.append(Thought(step + 1, "stop", None, critique.summary,
+                                    "画面已经对了，不再暂停" if plan.lang == "zh" else
                                     "the picture already matches: no more pauses", None,
                                     state.calls))
             for thought in said:
                 say(thought)
-            frames.append(Frame(preview, f"pause at step {step + 1}/{request.steps}", tuple(said)))
+            frames.append(Frame(preview, _title("pause", plan.lang, step=step + 1,
+                                                steps=request.steps), tuple(said)))
             return kwargs
 
         prepared = self.engine.prepare(request)
@@ -304,14 +307,14 @@ class Thinker:
         opts = self.options
         best = (-1.0, image, latents, False)
         parts: dict[int, Part] = {}  # the best part painted alone so far, per region
-        title, carried = "finished", []  # carried: the compose thoughts behind this picture
+        carried: list[Thought] = []  # the compose thoughts behind the next picture
+        title, repaints, zh = _title("finished", plan.lang), 0, plan.lang == "zh"
         for attempt in range(opts.max_repaints + 1):
             critique = self.critic.inspect(image, plan, opts.threshold)
             mean = float(np.mean([r.score or 0.0 for r in critique.reports]))
             label = "reflect" if attempt == 0 else "repaint"
             said = [Thought(request.steps, label, report.region, report.observation,
-                            _reflect_decision((report.score or 0) >= opts.threshold,
-                                              plan.lang == "zh"),
+                            _reflect_decision((report.score or 0) >= opts.threshold, zh),
                             report.score, state.calls) for report in critique.reports]
             for thought in said:
                 say(thought)
@@ -322,8 +325,10 @@ class Thinker:
             if critique.satisfied or attempt == opts.max_repaints:
                 break
             if opts.budget is not None and state.calls >= opts.budget:
-                say(Thought(request.steps, "stop", None, "compute budget spent",
-                            "keep the best picture so far", None, state.calls))
+                say(Thought(request.steps, "stop", None,
+                            "计算预算已用完" if zh else "compute budget spent",
+                            "保留目前最好的一张" if zh else "keep the best picture so far",
+                            None, state.calls))
                 break
             failing = [r.region for r in critique.reports
                        if r.score is not None and r.score < opts.threshold]
@@ -337,15 +342,15 @@ class Thinker:
                 for thought in carried:
                     say(thought)
                 latents = self._encode(image)
-                title = "after composing " + ", ".join(f"#{r}" for r in fresh)
+                title = _title("composed", plan.lang, regions=", ".join(f"#{r}" for r in fresh))
                 continue
             mask = state.masks[failing].amax(0, keepdim=True).to(latents.dtype)
             for r in failing:
                 state.boost[r] = min(2.0, float(state.boost[r]) + 0.75)
             latents = self._repaint(request, kwargs, latents, mask, state, seed + 1 + attempt)
-            image, title = self._decode(latents), f"after repaint {attempt}"
+            image, repaints = self._decode(latents), repaints + 1
+            title = _title("repainted", plan.lang, n=repaints)
         _, image, latents, satisfied = best
-        zh = plan.lang == "zh"
         say(Thought(request.steps, "stop", None, "完成" if zh else "done",
                     ("满意" if zh else "satisfied") if satisfied
                     else ("保留最好的一张" if zh else "best picture kept"), best[0], state.calls))
@@ -479,6 +484,18 @@ def _plan_decision(opts: ThinkOptions, zh: bool) -> str:
 
 
 _NO_PART = Part(None, 0.0, -1, False)
+_TITLES = {  # a frame's title in the timeline, in the prompt's language
+    "abandoned": ("abandoned at step {step}", "第 {step} 步放弃"),
+    "pause": ("pause at step {step}/{steps}", "第 {step}/{steps} 步暂停"),
+    "finished": ("finished", "画完"),
+    "composed": ("after composing {regions}", "单独画并放入 {regions} 之后"),
+    "repainted": ("after repaint {n}", "第 {n} 次重画之后"),
+}
+
+
+def _title(key: str, lang: str, **values) -> str:
+    english, chinese = _TITLES[key]
+    return (chinese if lang == "zh" else english).format(**values)
 _RESEED = 7919  # fresh starts use seed + k·7919: reproducible, far from neighbouring seeds
 
 

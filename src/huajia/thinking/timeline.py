@@ -28,8 +28,13 @@ def timeline(result: ThinkResult) -> Image.Image:
     """Each pause's picture with the thoughts it prompted, then the final picture."""
     tiles = [Tile(frame.image, (frame.title, *[_short(t) for t in frame.thoughts]))
              for frame in result.frames]
-    verdict = "satisfied" if result.satisfied else "best picture kept"
-    tiles.append(Tile(result.image, (f"final: {verdict}", f"{result.nfe} network evaluations")))
+    if result.plan.lang == "zh":
+        verdict = "最终：满意" if result.satisfied else "最终：保留最好的一张"
+        cost = f"共 {result.nfe} 次网络计算"
+    else:
+        verdict = "final: satisfied" if result.satisfied else "final: best picture kept"
+        cost = f"{result.nfe} network evaluations"
+    tiles.append(Tile(result.image, (verdict, cost)))
     title = f"{result.plan.prompt}   |   {result.plan.describe()}"
     return captioned_grid(tiles, columns=min(len(tiles), 5), tile_px=200, text_lines=None,
                           font_px=12, title=title[:170])
