@@ -61,7 +61,8 @@ def train_lora_command(
                                           "rank (kohya's conv_dim; 0: attention only)."),
     conv_alpha: float = typer.Option(1.0, help="LoCon alpha (kohya's conv_alpha)."),
 ) -> None:
-    """Train a LoRA (peft) on the UNet attention; writes pytorch_lora_weights.safetensors."""
+    """Train a LoRA (peft) on the UNet attention (and convs with --conv-rank); writes
+    pytorch_lora_weights.safetensors."""
     from huajia.training.lora import LoraRecipe, train_lora
     from huajia.world.dataset import prepare_out_dir
 
