@@ -48,6 +48,8 @@ def main() -> None:
                         help="LoCon: also the UNet's convolutions (0: attention only).")
     parser.add_argument("--specs-per-task", type=int, default=6)
     parser.add_argument("--work", default=None, help="Keep data and LoRA here.")
+    parser.add_argument("--name", default="lora_concept",
+                        help="Results file name (benchmarks/results/NAME.json).")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="huajia-lora-"))
     write_dataset(work / "raw", args.images, seed=11, concept=args.concept)
@@ -72,7 +74,7 @@ def main() -> None:
             [f"+ LoRA (rank {args.rank}{conv}, alpha {args.alpha:g}, {args.steps} steps, "
              f"lr {args.lr:g}, reg images)", round(after[0], 3),
              round(after[1], 3), round(minutes, 1)]]
-    report("lora_concept", f"Teaching '{args.concept}' with a LoRA "
+    report(args.name, f"Teaching '{args.concept}' with a LoRA "
            f"({curated.kept}/{curated.total} curated images)",
            ["model", f"{args.concept} accuracy", "ShapesEval (old concepts)", "train minutes"],
            rows, {"concept": args.concept, "work": str(work), "curated": curated.to_dict()})
