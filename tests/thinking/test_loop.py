@@ -1,6 +1,7 @@
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from huajia.engine.engine import Engine
@@ -48,7 +49,7 @@ def test_a_bad_first_look_restarts_from_fresh_noise(engine):
     plain = Thinker(engine, ShapesCritic(), replace(options, restarts=0)).think(_request())
     assert result.nfe > plain.nfe
     again = Thinker(engine, ShapesCritic(), options).think(_request())
-    assert list(again.image.getdata()) == list(result.image.getdata())  # reproducible
+    assert np.array_equal(np.asarray(again.image), np.asarray(result.image))  # reproducible
     tight = Thinker(engine, ShapesCritic(), replace(options, budget=plain.nfe)).think(_request())
     assert [t.phase for t in tight.thoughts].count("restart") == 0  # no room in the budget
 
@@ -97,7 +98,7 @@ def test_when_every_start_looks_bad_the_best_first_look_is_painted_again(engine)
     # going back to start 2 repaints exactly that start: same picture as a run that kept it
     kept = Thinker(engine, _ScriptedCritic([30, 100]), replace(options, restarts=1)).think(
         _request())
-    assert list(kept.image.getdata()) == list(result.image.getdata())
+    assert np.array_equal(np.asarray(kept.image), np.asarray(result.image))
     zh = Thinker(engine, _ScriptedCritic([30, 45, 10]), options).think(_request("两个红色圆形"))
     assert "回到第 2 次起稿" in [t for t in zh.thoughts if t.phase == "restart"][-1].decision
     assert {t.decision for t in zh.thoughts if t.phase == "reflect"} == {"保留"}
