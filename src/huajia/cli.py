@@ -310,7 +310,7 @@ def compare(
     result = Thinker(engine, critic_impl).think(request)
     final = critic_impl.inspect(result.image, plan, 90.0).summary
     note = f"{final} ({result.nfe} NFE; plain: {2 * steps})"
-    comparison(prompt, plain, result.image, plain_note, note).save(out)
+    comparison(prompt, plain, result.image, plain_note, note, plan.lang).save(out)
     console.print(str(out))
 
 

@@ -47,7 +47,9 @@ def _short(thought) -> str:
 
 
 def comparison(prompt: str, plain: Image.Image, thought: Image.Image, plain_note: str,
-               thought_note: str) -> Image.Image:
-    tiles = [Tile(plain, ("plain (one pass)", plain_note)),
-             Tile(thought, ("thinking while painting", thought_note))]
-    return captioned_grid(tiles, columns=2, tile_px=256, text_lines=6, title=prompt)
+               thought_note: str, lang: str = "en") -> Image.Image:
+    """Plain vs thinking side by side, labelled in the prompt's language."""
+    labels = ("一次画成", "边想边画") if lang == "zh" else ("plain (one pass)",
+                                                       "thinking while painting")
+    tiles = [Tile(plain, (labels[0], plain_note)), Tile(thought, (labels[1], thought_note))]
+    return captioned_grid(tiles, columns=2, tile_px=256, text_lines=None, title=prompt)
