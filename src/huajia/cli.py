@@ -309,7 +309,8 @@ def compare(
     plain_note = critic_impl.inspect(plain, plan, 90.0).summary
     result = Thinker(engine, critic_impl).think(request)
     final = critic_impl.inspect(result.image, plan, 90.0).summary
-    note = f"{final} ({result.nfe} NFE; plain: {2 * steps})"
+    note = (f"{final}（{result.nfe} 次网络计算；一次画成 {2 * steps} 次）" if plan.lang == "zh"
+            else f"{final} ({result.nfe} NFE; plain: {2 * steps})")
     comparison(prompt, plain, result.image, plain_note, note, plan.lang).save(out)
     console.print(str(out))
 
