@@ -21,6 +21,10 @@ def train_base_command(
     scenes: int = typer.Option(24_000, help="Distinct training scenes."),
     vae_steps: int = typer.Option(3_000),
     unet_steps: int = typer.Option(2_000),
+    unet_lr: float = typer.Option(4e-4, help="Peak learning rate of the UNet + text encoder."),
+    colour_drop: float = typer.Option(0.3, help="Chance a caption names no colour."),
+    init_from: str = typer.Option(None, help="Fine-tune: start from this pipeline folder (or "
+                                  "'embedded') and keep its tokenizer and VAE."),
     eval_specs: int = typer.Option(10, help="ShapesEval specs per task for the model card."),
 ) -> None:
     """Train the embedded model from scratch on the shapes world (CUDA if present, else CPU),
@@ -29,7 +33,10 @@ def train_base_command(
     from huajia.world.dataset import prepare_out_dir
 
     prepare_out_dir(out)
-    recipe = BaseRecipe(seed=seed, n_scenes=scenes, vae_steps=vae_steps, unet_steps=unet_steps)
+    if not 0.0 <= colour_drop <= 1.0:
+        raise HuajiaError(f"--colour-drop {colour_drop} is not a chance; pass a number in [0, 1]")
+    recipe = BaseRecipe(seed=seed, n_scenes=scenes, vae_steps=vae_steps, unet_steps=unet_steps,
+                        unet_lr=unet_lr, colour_drop=colour_drop, init_from=init_from)
     with stage_progress() as progress:
         model_dir = train_base(recipe, out, resume=resume, progress=progress)
     console.print(f"model: {model_dir}")

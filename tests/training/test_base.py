@@ -56,3 +56,37 @@ def test_resume_continues_and_keeps_notes_and_the_refined_decoder(run):
     assert again["timings"]["unet_s"] > first_unet_s  # summed across sessions
     kept = AutoencoderKL.from_pretrained(model_dir / "vae").state_dict()
     assert all(torch.equal(kept[k], refined[k]) for k in kept if k.startswith("decoder."))
+
+
+def test_fine_tune_starts_from_a_model_and_keeps_its_tokenizer_vae_and_record(run, tmp_path):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from huajia.training.model_card import write_model_card
+
+    _, base_dir = run
+    recipe = BaseRecipe(size=TINY, n_scenes=12, unet_steps=1, unet_batch=2, warmup=1,
+                        init_from=str(base_dir))
+    model_dir = train_base(recipe, tmp_path)
+    assert not (tmp_path / "checkpoints" / "vae.pt").exists()  # no VAE stage
+    assert (model_dir / "tokenizer" / "tokenizer.json").read_text() == \
+        (base_dir / "tokenizer" / "tokenizer.json").read_text()
+    base_vae = AutoencoderKL.from_pretrained(base_dir / "vae").state_dict()
+    vae = AutoencoderKL.from_pretrained(model_dir / "vae")
+    assert all(torch.equal(base_vae[k], v) for k, v in vae.state_dict().items())
+    assert vae.config.scaling_factor == AutoencoderKL.from_pretrained(
+        base_dir / "vae").config.scaling_factor  # the UNet's latents keep their scale
+    base_unet = UNet2DConditionModel.from_pretrained(base_dir / "unet").state_dict()
+    tuned = UNet2DConditionModel.from_pretrained(model_dir / "unet").state_dict()
+    assert any(not torch.equal(base_unet[k], v) for k, v in tuned.items())
+    record = json.loads((model_dir / "training.json").read_text())
+    base_record = json.loads((base_dir / "training.json").read_text())
+    assert record["fine_tuned_from"]["recipe"] == base_record["recipe"]
+    card = write_model_card(model_dir, []).read_text()
+    assert "--init-from DIR/model" in card and "starting model:" in card
+
+
+def test_fine_tune_from_a_missing_folder_names_it(tmp_path):
+    from huajia.errors import HuajiaError
+
+    with pytest.raises(HuajiaError, match="no model at 'nowhere'"):
+        train_base(BaseRecipe(size=TINY, n_scenes=2, init_from="nowhere"), tmp_path)

@@ -67,3 +67,23 @@ def test_concept_datasets_teach_a_held_out_concept(tmp_path):
         assert all(g["texture"] != "checkered" for g in groups)
     with pytest.raises(HuajiaError, match="not a held-out concept"):
         write_dataset(tmp_path / "x", 2, concept="circle")
+
+
+def test_captions_leave_colours_out_at_the_asked_rate():
+    import numpy as np
+
+    from huajia.world import sampler
+    from huajia.world.dataset import described_spec
+
+    rng = np.random.default_rng(0)
+    scenes = [sampler.sample_scene(rng, "train", seed=i) for i in range(600)]
+    kept = [described_spec(s, np.random.default_rng(i)) for i, s in enumerate(scenes)]
+    assert all(g.colour for spec in kept for g in spec.groups)  # the default drops nothing
+    specs = [described_spec(s, np.random.default_rng(i), 0.3) for i, s in enumerate(scenes)]
+    none = sum(all(g.colour is None for g in spec.groups) for spec in specs) / len(specs)
+    some = sum(len({g.colour is None for g in spec.groups}) == 2 for spec in specs)
+    assert 0.24 < none < 0.38 and some > 10  # 'a star', and 'a red circle and a square'
+    colourless = next(spec for spec in specs if all(g.colour is None for g in spec.groups))
+    for lang in ("en", "zh"):
+        text = captions.caption(colourless, captions.templates(lang, "train")[0])
+        assert parse(text).spec == colourless, text

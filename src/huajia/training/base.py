@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
 
 from huajia.engine.loading import dtype_kwargs
+from huajia.errors import HuajiaError
 from huajia.training import components as C
 from huajia.world import captions, sampler
 from huajia.world.dataset import described_spec
@@ -46,9 +47,13 @@ class BaseRecipe:
     unet_lr: float = 4e-4
     warmup: int = 100
     caption_dropout: float = 0.1
+    colour_drop: float = 0.3  # captions that name no colour (see world.dataset.described_spec)
     min_snr_gamma: float = 5.0
     min_snr_floor: float = 1.0  # see components.snr_loss_weights
     checkpoint_every: int = 200
+    # Fine-tune: start the UNet + text encoder from this pipeline folder and keep its tokenizer
+    # and VAE (no tokenizer or VAE stage); None trains everything from scratch.
+    init_from: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,11 +79,12 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def random_caption(scene: Scene, rng: np.random.Generator, dropout: float) -> str:
+def random_caption(scene: Scene, rng: np.random.Generator, dropout: float,
+                   colour_drop: float = 0.0) -> str:
     """A fresh training caption for ``scene``: any train template, en or zh, or '' (for CFG)."""
     if rng.random() < dropout:
         return ""
-    spec = described_spec(scene, rng)
+    spec = described_spec(scene, rng, colour_drop)
     frames = captions.templates("en" if rng.random() < 0.5 else "zh", "train")
     return captions.caption(spec, frames[int(rng.integers(len(frames)))], rng)
 
@@ -176,7 +182,8 @@ def _cached_latents(vae, scenes: list[Scene], recipe: BaseRecipe, ckpt: _Checkpo
                     device: torch.device, progress: Progress) -> tuple[torch.Tensor, float]:
     """Encoding 24k scenes takes minutes on a CPU: keep them beside the checkpoints so that a
     resumed (or extended) UNet stage starts at once. Keyed by the recipe's data and VAE."""
-    key = {"seed": recipe.seed, "n_scenes": recipe.n_scenes, "vae_steps": recipe.vae_steps}
+    key = {"seed": recipe.seed, "n_scenes": recipe.n_scenes, "vae_steps": recipe.vae_steps,
+           "init_from": recipe.init_from}
     cached = ckpt.load("latents")
     if cached and cached["key"] == key:
         return cached["latents"], cached["scaling"]
@@ -196,11 +203,15 @@ def _ema_update(ema: dict, model: torch.nn.Module, step: int) -> None:
 
 
 def train_unet(recipe: BaseRecipe, scenes: list[Scene], latents: torch.Tensor, tokenizer,
-               ckpt: _Checkpoints, device: torch.device, progress: Progress):
-    """Text encoder + UNet, v-prediction with min-SNR weighting; EMA weights are returned."""
+               ckpt: _Checkpoints, device: torch.device, progress: Progress, init=None):
+    """Text encoder + UNet, v-prediction with min-SNR weighting; EMA weights are returned.
+    ``init`` (a pipeline) gives the starting weights of a fine-tune."""
     torch.manual_seed(recipe.seed + 1)
-    text_encoder = C.build_text_encoder(tokenizer, recipe.size).to(device)
-    unet = C.build_unet(recipe.size).to(device)
+    if init is None:
+        text_encoder = C.build_text_encoder(tokenizer, recipe.size).to(device)
+        unet = C.build_unet(recipe.size).to(device)
+    else:
+        text_encoder, unet = init.text_encoder.to(device).train(), init.unet.to(device).train()
     scheduler = C.build_scheduler()
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=recipe.unet_lr, weight_decay=0.01)
@@ -218,7 +229,8 @@ def train_unet(recipe: BaseRecipe, scenes: list[Scene], latents: torch.Tensor, t
     rng = np.random.default_rng([recipe.seed, 4, step])
     while step < recipe.unet_steps:
         picks = rng.integers(len(scenes), size=recipe.unet_batch)
-        texts = [random_caption(scenes[i], rng, recipe.caption_dropout) for i in picks]
+        texts = [random_caption(scenes[i], rng, recipe.caption_dropout, recipe.colour_drop)
+                 for i in picks]
         ids = tokenizer(texts, padding="max_length", max_length=C.MAX_TOKENS, truncation=True,
                         return_tensors="pt").input_ids.to(device)
         z = latents[torch.from_numpy(picks)].to(device)
@@ -320,15 +332,22 @@ def train_base(recipe: BaseRecipe, out: str | Path, resume: bool = False,
     device = pick_device()
     start = time.perf_counter()
     scenes = _scenes(recipe)
-    tokenizer = _train_tokenizer(recipe, scenes)
-    vae = train_vae(recipe, scenes, ckpt, device, progress)
+    init, init_dir = _load_init(recipe.init_from) if recipe.init_from else (None, None)
+    if init is None:
+        tokenizer = _train_tokenizer(recipe, scenes)
+        vae = train_vae(recipe, scenes, ckpt, device, progress)
+    else:
+        tokenizer, vae = init.tokenizer, init.vae.to(device).eval()
     latents, scaling = _cached_latents(vae, scenes, recipe, ckpt, device, progress)
+    if init is not None:  # the UNet learned latents at the old scale: keep it
+        scaling = float(init.vae.config.scaling_factor)
     unet, text_encoder, scheduler = train_unet(
-        recipe, scenes, latents * scaling, tokenizer, ckpt, device, progress)
+        recipe, scenes, latents * scaling, tokenizer, ckpt, device, progress, init)
     vae.register_to_config(scaling_factor=scaling)
     model_dir = out / "model"
-    previous = _previous_record(model_dir)
-    refinement = _keep_refined_decoder(vae, model_dir, previous)
+    previous = _previous_record(init_dir or model_dir)
+    refinement = (previous.get("decoder_refinement") if init
+                  else _keep_refined_decoder(vae, model_dir, previous))
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                    unet=unet, scheduler=scheduler, safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
@@ -345,8 +364,23 @@ def train_base(recipe: BaseRecipe, out: str | Path, resume: bool = False,
             "notes": previous.get("notes", [])}
     if refinement:
         card["decoder_refinement"] = refinement
+    if init is not None:  # what the starting weights cost stays on record
+        card["fine_tuned_from"] = {k: previous.get(k) for k in ("recipe", "timings", "hardware")}
     (model_dir / "training.json").write_text(json.dumps(card, indent=1))
     return model_dir
+
+
+def _load_init(model_dir: str) -> tuple[StableDiffusionPipeline, Path]:
+    """The pipeline a fine-tune starts from, in fp32 (shipped weights are fp16), and its folder."""
+    from huajia.engine.loading import resolve_model
+
+    source = resolve_model(model_dir)
+    if not source.is_local:
+        raise HuajiaError(f"--init-from '{model_dir}' must be a local pipeline folder or 'embedded'")
+    pipe = StableDiffusionPipeline.from_pretrained(
+        source.location, safety_checker=None, requires_safety_checker=False,
+        **dtype_kwargs(torch.float32))
+    return pipe, Path(source.location)
 
 
 def _keep_refined_decoder(vae, model_dir: Path, previous: dict) -> dict | None:

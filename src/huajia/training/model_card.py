@@ -34,8 +34,7 @@ Reproduce it with `{command}` (seeded, resumable).
 
 ## Training
 - hardware: {hardware} ({device})
-- wall time: {total_min:.1f} min (VAE {vae_min:.1f}, latents {latents_min:.1f}, UNet + text
-  encoder {unet_min:.1f})
+{wall_time}
 - final UNet loss (min-SNR weighted v-prediction): {loss}
 {decoder}
 
@@ -60,6 +59,42 @@ def _decoder_line(training: dict) -> str:
             f"{refined['steps']} steps of batch {refined['batch']}, lr {refined['lr']}")
 
 
+def _minutes(timings: dict, key: str) -> float:
+    return (timings.get(key) or 0.0) / 60
+
+
+def _wall_time_lines(training: dict) -> str:
+    """Stage times; a fine-tune also states what its starting model cost, so the total is true."""
+    t = training["timings"]
+    line = (f"- wall time: {_minutes(t, 'total_s'):.1f} min (VAE {_minutes(t, 'vae_s'):.1f}, "
+            f"latents {_minutes(t, 'latents_s'):.1f}, UNet + text encoder "
+            f"{_minutes(t, 'unet_s'):.1f})")
+    base = training.get("fine_tuned_from")
+    if not base or not base.get("timings"):
+        return line
+    b = base["timings"]
+    return (f"- fine-tune wall time: {_minutes(t, 'total_s'):.1f} min (latents "
+            f"{_minutes(t, 'latents_s'):.1f}, UNet + text encoder {_minutes(t, 'unet_s'):.1f})\n"
+            f"- starting model: {_minutes(b, 'total_s'):.1f} min on {base.get('hardware')} (VAE "
+            f"{_minutes(b, 'vae_s'):.1f}, latents {_minutes(b, 'latents_s'):.1f}, UNet + text "
+            f"encoder {_minutes(b, 'unet_s'):.1f}; recipe under `fine_tuned_from` in "
+            f"training.json)")
+
+
+def _command(recipe: dict, base: dict | None = None) -> str:
+    """The command(s) that rebuild the model; a fine-tune first rebuilds its starting model."""
+    if recipe.get("init_from") and base:
+        then = _command({**recipe, "init_from": "DIR/model"}).replace("--out DIR ", "--out DIR2 ")
+        return f"{_command(base)}`, then `{then}"
+    command = f"huajia train base --out DIR --seed {recipe['seed']} --scenes {recipe['n_scenes']}"
+    if recipe.get("init_from"):
+        return (f"{command} --init-from {recipe['init_from']} --unet-steps "
+                f"{recipe['unet_steps']} --unet-lr {recipe['unet_lr']} --colour-drop "
+                f"{recipe.get('colour_drop', 0.0)}")
+    return (f"{command} --vae-steps {recipe['vae_steps']} --unet-steps {recipe['unet_steps']}"
+            f" --colour-drop {recipe.get('colour_drop', 0.0)}")
+
+
 def write_model_card(model_dir: str | Path, evaluations: list[dict]) -> Path:
     """Write README.md from ``training.json`` plus ShapesEval summaries
     (each ``{"setting", "overall", "tasks"}``)."""
@@ -74,18 +109,13 @@ def write_model_card(model_dir: str | Path, evaluations: list[dict]) -> Path:
                     f"{size['latent_channels']} latent channels (8x downsampling)\n"
                     f"- UNet: UNet2DConditionModel, channels {size['unet_channels']}\n"
                     f"- scheduler: DDIM, v-prediction, zero-terminal-SNR betas, trailing steps")
-    timings = training["timings"]
     evaluation = "\n\n".join(_table(e) for e in evaluations) or "not measured"
-    recipe = training["recipe"]
-    command = (f"huajia train base --out DIR --seed {recipe['seed']} --scenes {recipe['n_scenes']}"
-               f" --vae-steps {recipe['vae_steps']} --unet-steps {recipe['unet_steps']}")
+    command = _command(training["recipe"], (training.get("fine_tuned_from") or {}).get("recipe"))
     notes = "".join(f"\n> {note}\n" for note in training.get("notes", []))
     text = _TEMPLATE.format(
         command=command, notes=notes, folder=model_dir, architecture=architecture,
         recipe=json.dumps(training["recipe"], indent=1), hardware=training["hardware"],
-        device=training["device"], total_min=timings["total_s"] / 60,
-        vae_min=timings["vae_s"] / 60, latents_min=timings["latents_s"] / 60,
-        unet_min=timings["unet_s"] / 60, loss=training.get("final_unet_loss"),
+        device=training["device"], wall_time=_wall_time_lines(training), loss=training.get("final_unet_loss"),
         decoder=_decoder_line(training), evaluation=evaluation)
     path = model_dir / "README.md"
     path.write_text(text, encoding="utf-8")

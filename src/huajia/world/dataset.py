@@ -27,15 +27,23 @@ CHUNK = 256
 _DROP = {"size": 0.3, "texture_solid": 0.5, "texture": 0.1, "background": 0.5}
 
 
-def described_spec(scene: Scene, rng: np.random.Generator) -> SceneSpec:
-    """The part of the scene a caption states: sometimes size, texture or background is left out."""
+def described_spec(scene: Scene, rng: np.random.Generator, colour_drop: float = 0.0) -> SceneSpec:
+    """The part of the scene a caption states: sometimes size, texture or background is left out.
+
+    With ``colour_drop`` > 0 the caption names no colour at all with that chance, and otherwise
+    leaves out each object's colour with a third of it, so prompts such as 'a star' or
+    'a red circle and a square' are in the training distribution (0 draws nothing, so older
+    captions stay exactly as they were)."""
+    drop_all = colour_drop > 0 and rng.random() < colour_drop
     groups = []
     for group in scene.spec.groups:
         drop_texture = _DROP["texture_solid"] if group.texture == "solid" else _DROP["texture"]
+        drop_colour = drop_all or (colour_drop > 0 and rng.random() < colour_drop / 3)
         groups.append(replace(
             group,
             size=None if rng.random() < _DROP["size"] else group.size,
-            texture=None if rng.random() < drop_texture else group.texture))
+            texture=None if rng.random() < drop_texture else group.texture,
+            colour=None if drop_colour else group.colour))
     background = None if rng.random() < _DROP["background"] else scene.background
     return SceneSpec(tuple(groups), scene.spec.relations, background)
 
