@@ -28,8 +28,8 @@ MARGIN = 0.04  # of the canvas, kept free inside a region's box
 # then skipped for repainting in place)
 PLAIN_BORDER = 0.8
 # colours a part is painted in when the prompt leaves its colour open: any colour satisfies
-# such a prompt, and a concrete one is an easier picture (the embedded model leaves the canvas
-# empty for a colourless Chinese caption such as 一个圆形)
+# such a prompt, a concrete one is an easier picture, and a new one on each try spreads the tries
+# (the embedded model before its colour fine-tune even left the canvas empty for 一个圆形)
 OPEN_COLOURS = ("red", "blue", "green", "yellow", "purple", "orange")
 
 
