@@ -63,36 +63,43 @@ def _minutes(timings: dict, key: str) -> float:
     return (timings.get(key) or 0.0) / 60
 
 
+def _stages(timings: dict, vae: bool = True) -> str:
+    """'VAE a, latents b, UNet + text encoder c' in minutes (a fine-tune has no VAE stage)."""
+    parts = [("VAE", "vae_s")] if vae else []
+    parts += [("latents", "latents_s"), ("UNet + text encoder", "unet_s")]
+    return ", ".join(f"{name} {_minutes(timings, key):.1f}" for name, key in parts)
+
+
 def _wall_time_lines(training: dict) -> str:
     """Stage times; a fine-tune also states what its starting model cost, so the total is true."""
     t = training["timings"]
-    line = (f"- wall time: {_minutes(t, 'total_s'):.1f} min (VAE {_minutes(t, 'vae_s'):.1f}, "
-            f"latents {_minutes(t, 'latents_s'):.1f}, UNet + text encoder "
-            f"{_minutes(t, 'unet_s'):.1f})")
     base = training.get("fine_tuned_from")
     if not base or not base.get("timings"):
-        return line
+        return f"- wall time: {_minutes(t, 'total_s'):.1f} min ({_stages(t)})"
     b = base["timings"]
-    return (f"- fine-tune wall time: {_minutes(t, 'total_s'):.1f} min (latents "
-            f"{_minutes(t, 'latents_s'):.1f}, UNet + text encoder {_minutes(t, 'unet_s'):.1f})\n"
-            f"- starting model: {_minutes(b, 'total_s'):.1f} min on {base.get('hardware')} (VAE "
-            f"{_minutes(b, 'vae_s'):.1f}, latents {_minutes(b, 'latents_s'):.1f}, UNet + text "
-            f"encoder {_minutes(b, 'unet_s'):.1f}; recipe under `fine_tuned_from` in "
-            f"training.json)")
+    return (f"- fine-tune wall time: {_minutes(t, 'total_s'):.1f} min ({_stages(t, vae=False)})\n"
+            f"- starting model: {_minutes(b, 'total_s'):.1f} min on {base.get('hardware')} "
+            f"({_stages(b)}; recipe under `fine_tuned_from` in training.json)")
 
 
-def _command(recipe: dict, base: dict | None = None) -> str:
-    """The command(s) that rebuild the model; a fine-tune first rebuilds its starting model."""
-    if recipe.get("init_from") and base:
-        then = _command({**recipe, "init_from": "DIR/model"}).replace("--out DIR ", "--out DIR2 ")
-        return f"{_command(base)}`, then `{then}"
-    command = f"huajia train base --out DIR --seed {recipe['seed']} --scenes {recipe['n_scenes']}"
+def _command(recipe: dict, out: str = "DIR") -> str:
+    """The ``huajia train base`` command of one recipe."""
+    command = f"huajia train base --out {out} --seed {recipe['seed']} --scenes {recipe['n_scenes']}"
     if recipe.get("init_from"):
         return (f"{command} --init-from {recipe['init_from']} --unet-steps "
                 f"{recipe['unet_steps']} --unet-lr {recipe['unet_lr']} --colour-drop "
                 f"{recipe.get('colour_drop', 0.0)}")
     return (f"{command} --vae-steps {recipe['vae_steps']} --unet-steps {recipe['unet_steps']}"
             f" --colour-drop {recipe.get('colour_drop', 0.0)}")
+
+
+def _rebuild_commands(training: dict) -> str:
+    """The command(s) that rebuild the model; a fine-tune first rebuilds its starting model."""
+    recipe, base = training["recipe"], (training.get("fine_tuned_from") or {}).get("recipe")
+    if recipe.get("init_from") and base:
+        tuned = _command({**recipe, "init_from": "DIR/model"}, out="DIR2")
+        return f"{_command(base)}`, then `{tuned}"
+    return _command(recipe)
 
 
 def write_model_card(model_dir: str | Path, evaluations: list[dict]) -> Path:
@@ -110,12 +117,12 @@ def write_model_card(model_dir: str | Path, evaluations: list[dict]) -> Path:
                     f"- UNet: UNet2DConditionModel, channels {size['unet_channels']}\n"
                     f"- scheduler: DDIM, v-prediction, zero-terminal-SNR betas, trailing steps")
     evaluation = "\n\n".join(_table(e) for e in evaluations) or "not measured"
-    command = _command(training["recipe"], (training.get("fine_tuned_from") or {}).get("recipe"))
     notes = "".join(f"\n> {note}\n" for note in training.get("notes", []))
     text = _TEMPLATE.format(
-        command=command, notes=notes, folder=model_dir, architecture=architecture,
+        command=_rebuild_commands(training), notes=notes, folder=model_dir, architecture=architecture,
         recipe=json.dumps(training["recipe"], indent=1), hardware=training["hardware"],
-        device=training["device"], wall_time=_wall_time_lines(training), loss=training.get("final_unet_loss"),
+        device=training["device"], wall_time=_wall_time_lines(training),
+        loss=training.get("final_unet_loss"),
         decoder=_decoder_line(training), evaluation=evaluation)
     path = model_dir / "README.md"
     path.write_text(text, encoding="utf-8")
