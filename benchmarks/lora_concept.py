@@ -5,7 +5,8 @@ ShapesEval on the old concepts before and after. Goal: accuracy ≈ 0 → ≥ 0.
 The LoRA sees the concept's pictures (one group of a familiar training scene turned into the
 concept) and, as reg images (prior preservation), as many pictures of old concepts.
 Defaults: the LoCon recipe that did best here (attention and convolutions, rank 16, alpha 16,
-lr 1e-3, text encoder 3e-4). Run: python benchmarks/lora_concept.py [--concept hexagon]
+lr 1e-3, text encoder 3e-4), captions that leave colours out as often as the base model's
+did (--colour-drop 0.3). Run: python benchmarks/lora_concept.py [--concept hexagon]
 [--steps 800] [--images 600] [--conv-rank 0]
 """
 
@@ -46,14 +47,19 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=16.0)
     parser.add_argument("--conv-rank", type=int, default=16,
                         help="LoCon: also the UNet's convolutions (0: attention only).")
+    parser.add_argument("--colour-drop", type=float, default=0.3,
+                        help="Captions without colours, as in the base model's recipe (0: "
+                             "every caption names its colours).")
     parser.add_argument("--specs-per-task", type=int, default=6)
     parser.add_argument("--work", default=None, help="Keep data and LoRA here.")
     parser.add_argument("--name", default="lora_concept",
                         help="Results file name (benchmarks/results/NAME.json).")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="huajia-lora-"))
-    write_dataset(work / "raw", args.images, seed=11, concept=args.concept)
-    write_dataset(work / "reg_raw", args.images, seed=12, split="train")
+    write_dataset(work / "raw", args.images, seed=11, concept=args.concept,
+                  colour_drop=args.colour_drop)
+    write_dataset(work / "reg_raw", args.images, seed=12, split="train",
+                  colour_drop=args.colour_drop)
     ops = (("image_text_similarity_filter", {"hf_clip": "shapes-verifier", "min_score": 0.99}),
            ("image_deduplicator", {"method": "phash"}))
     curated = curate(Recipe(str(work / "raw"), str(work / "clean"), ops))
@@ -72,7 +78,7 @@ def main() -> None:
     conv = f", conv rank {args.conv_rank}" if args.conv_rank else ""
     rows = [["base model", round(before[0], 3), round(before[1], 3), "-"],
             [f"+ LoRA (rank {args.rank}{conv}, alpha {args.alpha:g}, {args.steps} steps, "
-             f"lr {args.lr:g}, reg images)", round(after[0], 3),
+             f"lr {args.lr:g}, reg images, colour drop {args.colour_drop:g})", round(after[0], 3),
              round(after[1], 3), round(minutes, 1)]]
     report(args.name, f"Teaching '{args.concept}' with a LoRA "
            f"({curated.kept}/{curated.total} curated images)",

@@ -18,6 +18,7 @@ def huajia(*args: str) -> subprocess.CompletedProcess:
     (("world", "render", "a red circle", "--size", "7"), "size 7"),
     (("world", "render", "a red circle", "--out", "/proc/none/x.png"), "cannot write"),
     (("world", "dataset", "--n", "3", "--out", "/proc/none"), "cannot write"),
+    (("world", "dataset", "--n", "3", "--out", "/tmp/x", "--colour-drop", "2"), "not a chance"),
     (("eval", "shapes", "--model", "nope"), "no model at 'nope'"),
     (("train", "lora", "--data", "/nope", "--out", "/tmp/x"), "--data '/nope' is not a folder"),
     (("train", "lora", "--data", ".", "--reg-data", "/nope", "--out", "/tmp/x"),

@@ -47,14 +47,16 @@ def world_dataset(
     size: int = typer.Option(128, help="Image side in pixels (64-512)."),
     workers: int = typer.Option(0, help="Processes (0: one per core)."),
     concept: str = typer.Option(None, help="Teach a held-out concept: hexagon or checkered."),
+    colour_drop: float = typer.Option(
+        0.0, help="Chance a caption names no colour (the embedded model trained with 0.3)."),
 ) -> None:
     """Render N captioned images (en + zh) into an HF imagefolder with metadata.jsonl."""
     from huajia.world.dataset import check_dataset_args, write_dataset
 
-    check_dataset_args(out, n, split, size, concept)
+    check_dataset_args(out, n, split, size, concept, colour_drop)
     with progress_bar("rendering", n) as advance:
         path = write_dataset(out, n, seed=seed, split=split, side=size, workers=workers or None,
-                             progress=advance, concept=concept)
+                             progress=advance, concept=concept, colour_drop=colour_drop)
     console.print(f"wrote {n} images and {path / 'metadata.jsonl'}")
 
 

@@ -87,3 +87,19 @@ def test_captions_leave_colours_out_at_the_asked_rate():
     for lang in ("en", "zh"):
         text = captions.caption(colourless, captions.templates(lang, "train")[0])
         assert parse(text).spec == colourless, text
+
+
+def test_datasets_can_leave_colours_out_like_the_base_recipe(tmp_path):
+    write_dataset(tmp_path / "plain", 60, seed=4, workers=1, concept="hexagon")
+    write_dataset(tmp_path / "drop", 60, seed=4, workers=1, concept="hexagon", colour_drop=0.5)
+    plain, drop = list(read_metadata(tmp_path / "plain")), list(read_metadata(tmp_path / "drop"))
+    assert all(g["colour"] for row in plain for g in row["spec"]["groups"])
+    colourless = [row for row in drop if all(g["colour"] is None for g in row["spec"]["groups"])]
+    assert 10 < len(colourless) < 50
+    for row in colourless:  # the concept is still named, in both languages
+        assert "hexagon" in row["text"] and "六边形" in row["text_zh"]
+        groups = parse(row["text"]).spec.to_dict()["groups"]  # caption order may differ
+        assert sorted(map(str, groups)) == sorted(map(str, row["spec"]["groups"]))
+    assert [r["scene"] for r in plain] == [r["scene"] for r in drop]  # same pictures
+    with pytest.raises(HuajiaError, match="not a chance"):
+        write_dataset(tmp_path / "x", 2, colour_drop=1.5)

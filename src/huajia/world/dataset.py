@@ -60,16 +60,17 @@ def _with_concept(scene: Scene, concept: str, rng: np.random.Generator, index: i
     return sampler.layout(spec, rng, index)
 
 
-def make_example(index: int, seed: int, split: str,
-                 concept: str | None = None) -> tuple[Scene, SceneSpec, str, str]:
+def make_example(index: int, seed: int, split: str, concept: str | None = None,
+                 colour_drop: float = 0.0) -> tuple[Scene, SceneSpec, str, str]:
     """The scene, described spec and en/zh captions of row ``index`` (pure function of inputs).
     With ``concept`` (a held-out shape or texture, e.g. 'hexagon'), one group of a training
-    scene becomes it and the captions always name it; captions still use training templates."""
+    scene becomes it and the captions always name it; captions still use training templates.
+    ``colour_drop`` leaves colours out of captions as the base model's recipe does."""
     rng = np.random.default_rng([seed, index])
     scene = sampler.sample_scene(rng, split, seed=index)
     if concept:
         scene = _with_concept(scene, concept, rng, index)
-    spec = described_spec(scene, rng)
+    spec = described_spec(scene, rng, colour_drop)
     if concept in vocab.ids(vocab.TEXTURES):  # never drop the texture being taught
         spec = SceneSpec(tuple(replace(d, texture=g.texture) for d, g in
                                zip(spec.groups, scene.spec.groups, strict=True)),
@@ -81,10 +82,10 @@ def make_example(index: int, seed: int, split: str,
 
 
 def _write_chunk(args: tuple) -> list[dict]:
-    out, start, stop, seed, split, side, concept = args
+    out, start, stop, seed, split, side, concept, colour_drop = args
     rows = []
     for index in range(start, stop):
-        scene, spec, text, text_zh = make_example(index, seed, split, concept)
+        scene, spec, text, text_zh = make_example(index, seed, split, concept, colour_drop)
         file_name = f"images/{index:07d}.png"
         render(scene, side).save(os.path.join(out, file_name), compress_level=1)
         rows.append({"file_name": file_name, "text": text, "text_zh": text_zh,
@@ -107,7 +108,7 @@ def prepare_out_dir(out: str | Path) -> Path:
 
 
 def check_dataset_args(out: str | Path, n: int, split: str, side: int,
-                       concept: str | None = None) -> Path:
+                       concept: str | None = None, colour_drop: float = 0.0) -> Path:
     """Validate a dataset request before any work starts; returns the ready output folder."""
     held_out = [c.id for c in (*vocab.SHAPES, *vocab.TEXTURES) if c.held_out]
     if concept is not None and concept not in held_out:
@@ -115,6 +116,8 @@ def check_dataset_args(out: str | Path, n: int, split: str, side: int,
                           f"{', '.join(held_out)}")
     if n < 1:
         raise HuajiaError(f"--n must be at least 1, got {n}")
+    if not 0.0 <= colour_drop <= 1.0:
+        raise HuajiaError(f"--colour-drop {colour_drop} is not a chance; pass a number in [0, 1]")
     if split not in ("train", "eval"):
         raise HuajiaError(f"unknown split '{split}'; use 'train' or 'eval'")
     check_side(side)
@@ -123,12 +126,13 @@ def check_dataset_args(out: str | Path, n: int, split: str, side: int,
 
 def write_dataset(out: str | Path, n: int, seed: int = 0, split: str = "train", side: int = 128,
                   workers: int | None = None, progress: Callable[[int], None] | None = None,
-                  concept: str | None = None) -> Path:
+                  concept: str | None = None, colour_drop: float = 0.0) -> Path:
     """Render ``n`` examples into the imagefolder ``out``; ``progress(k)`` is told each k done.
-    ``concept`` makes a teaching set for a held-out shape or texture (see make_example)."""
-    path = check_dataset_args(out, n, split, side, concept)
+    ``concept`` makes a teaching set for a held-out shape or texture, ``colour_drop`` leaves
+    colours out of captions (see make_example)."""
+    path = check_dataset_args(out, n, split, side, concept, colour_drop)
     (path / "images").mkdir(exist_ok=True)
-    jobs = [(str(path), start, min(start + CHUNK, n), seed, split, side, concept)
+    jobs = [(str(path), start, min(start + CHUNK, n), seed, split, side, concept, colour_drop)
             for start in range(0, n, CHUNK)]
     workers = workers or min(os.cpu_count() or 1, len(jobs))
     with open(path / "metadata.jsonl", "w", encoding="utf-8") as metadata:
