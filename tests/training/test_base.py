@@ -83,6 +83,12 @@ def test_fine_tune_starts_from_a_model_and_keeps_its_tokenizer_vae_and_record(ru
     assert record["fine_tuned_from"]["recipe"] == base_record["recipe"]
     card = write_model_card(model_dir, []).read_text()
     assert "--init-from DIR/model" in card and "starting model:" in card
+    # resumed from its own export (as after installing it): the starting model stays the base
+    resumed = BaseRecipe(size=TINY, n_scenes=12, unet_steps=2, unet_batch=2, warmup=1,
+                         init_from=str(model_dir))
+    train_base(resumed, tmp_path, resume=True)
+    again = json.loads((model_dir / "training.json").read_text())
+    assert again["fine_tuned_from"]["recipe"] == base_record["recipe"]
 
 
 def test_fine_tune_from_a_missing_folder_names_it(tmp_path):

@@ -365,7 +365,7 @@ def train_base(recipe: BaseRecipe, out: str | Path, resume: bool = False,
     if refinement:
         card["decoder_refinement"] = refinement
     if init is not None:  # what the starting weights cost stays on record
-        card["fine_tuned_from"] = {k: previous.get(k) for k in ("recipe", "timings", "hardware")}
+        card["fine_tuned_from"] = _starting_model(previous, model_dir, resume)
     (model_dir / "training.json").write_text(json.dumps(card, indent=1))
     return model_dir
 
@@ -393,6 +393,14 @@ def _keep_refined_decoder(vae, model_dir: Path, previous: dict) -> dict | None:
     vae.load_state_dict({k: v.to(vae.dtype) for k, v in refined.items()
                          if k.startswith(("decoder.", "post_quant_conv."))}, strict=False)
     return refinement
+
+
+def _starting_model(init_record: dict, model_dir: Path, resume: bool) -> dict:
+    """The record of the weights a fine-tune started from. A resumed run keeps the one its first
+    export wrote: its UNet comes from the checkpoint, and ``--init-from`` may by now name a later
+    export of this very run (e.g. 'embedded' after installing it)."""
+    started = _previous_record(model_dir).get("fine_tuned_from") if resume else None
+    return started or {k: init_record.get(k) for k in ("recipe", "timings", "hardware")}
 
 
 def _previous_record(model_dir: Path) -> dict:
