@@ -26,7 +26,7 @@ from huajia.engine.engine import Engine
 from huajia.engine.request import LoraSpec
 from huajia.evaluation.generators import EngineGenerator
 from huajia.evaluation.prompts import concept_prompts, shapes_eval_prompts
-from huajia.evaluation.shapes_eval import image_seed, run_shapes_eval
+from huajia.evaluation.shapes_eval import run_shapes_eval
 from huajia.training.lora import LoraRecipe, train_lora
 from huajia.world import vocab
 from huajia.world.dataset import write_dataset
@@ -45,30 +45,29 @@ class Remembering:
         return images
 
 
-def concept_breakdown(remembered: Remembering, prompts, concept: str) -> dict[str, float]:
+def concept_breakdown(remembered: Remembering, taught, prompts, concept: str) -> dict[str, float]:
     """Why concept prompts fail: is the concept drawn at all (any colour, any count), in the
-    asked count, in the asked colour? Diagnostics beside the strict accuracy, not instead."""
+    asked count, in the asked colour? Judged on the pictures behind ``taught``'s records;
+    diagnostics beside the strict accuracy, not instead."""
     attr = "shape" if concept in vocab.ids(vocab.SHAPES) else "texture"
+    groups = {p.id: p.spec.groups[0] for p in prompts}
     tallies = {"drawn": 0, "count right": 0, "colour right": 0}
-    n = 0
-    for i, prompt in enumerate(prompts):
-        group = prompt.spec.groups[0]
-        for k in range(2):
-            _, found = detect(remembered.images[(prompt.text, image_seed(i, k))])
-            hits = [d for d in found if getattr(d, attr) == concept]
-            tallies["drawn"] += bool(hits)
-            tallies["count right"] += len(hits) == group.count
-            tallies["colour right"] += any(d.colour == group.colour for d in hits)
-            n += 1
-    return {name: round(v / n, 3) for name, v in tallies.items()}
+    for record in taught.records:
+        group = groups[record.prompt_id]
+        _, found = detect(remembered.images[(record.prompt, record.seed)])
+        hits = [d for d in found if getattr(d, attr) == concept]
+        tallies["drawn"] += bool(hits)
+        tallies["count right"] += len(hits) == group.count
+        tallies["colour right"] += any(d.colour == group.colour for d in hits)
+    return {name: round(v / len(taught.records), 3) for name, v in tallies.items()}
 
 
 def measure(engine: Engine, concept: str, loras: tuple, specs: int) -> tuple:
-    generator = Remembering(EngineGenerator(engine, loras=loras))
+    generator = EngineGenerator(engine, loras=loras)
+    remembered = Remembering(generator)
     prompts = concept_prompts(concept, 20)
-    taught = run_shapes_eval(generator, prompts, images_per_prompt=2)
-    breakdown = concept_breakdown(generator, prompts, concept)
-    generator.images.clear()
+    taught = run_shapes_eval(remembered, prompts, images_per_prompt=2)
+    breakdown = concept_breakdown(remembered, taught, prompts, concept)
     old = run_shapes_eval(generator, shapes_eval_prompts(specs), images_per_prompt=2)
     return taught.overall, old.overall, breakdown
 
