@@ -86,6 +86,10 @@ def main() -> None:
     parser.add_argument("--colour-drop", type=float, default=0.3,
                         help="Captions without colours, as in the base model's recipe (0: "
                              "every caption names its colours).")
+    parser.add_argument("--prior-target", default="images", choices=("images", "base"),
+                        help="What the reg half learns: its own noise, or the base model's "
+                             "prediction (output preservation).")
+    parser.add_argument("--prior-loss-weight", type=float, default=1.0)
     parser.add_argument("--specs-per-task", type=int, default=6)
     parser.add_argument("--work", default=None, help="Keep data and LoRA here.")
     parser.add_argument("--name", default="lora_concept",
@@ -108,6 +112,8 @@ def main() -> None:
                                  conv_rank=args.conv_rank, conv_alpha=args.alpha,
                                  lr=args.lr, text_encoder_lr=args.text_encoder_lr,
                                  train_text_encoder=True, reg_data=str(work / "reg"),
+                                 prior_target=args.prior_target,
+                                 prior_loss_weight=args.prior_loss_weight,
                                  sample_every=0))
     minutes = (time.perf_counter() - start) / 60
     after = measure(engine, args.concept, (LoraSpec(str(path)),), args.specs_per_task)
@@ -115,7 +121,8 @@ def main() -> None:
     rows = [["base model", round(before[0], 3), round(before[1], 3), "-",
              *before[2].values()],
             [f"+ LoRA (rank {args.rank}{conv}, alpha {args.alpha:g}, {args.steps} steps, "
-             f"lr {args.lr:g}, reg images, colour drop {args.colour_drop:g})", round(after[0], 3),
+             f"lr {args.lr:g}, reg images → {args.prior_target} x{args.prior_loss_weight:g}, "
+             f"colour drop {args.colour_drop:g})", round(after[0], 3),
              round(after[1], 3), round(minutes, 1), *after[2].values()]]
     report(args.name, f"Teaching '{args.concept}' with a LoRA "
            f"({curated.kept}/{curated.total} curated images)",

@@ -62,6 +62,9 @@ def train_lora_command(
                                   help="Imagefolder of what the model already knows (half of "
                                        "each batch) so it does not forget."),
     prior_loss_weight: float = typer.Option(1.0, help="Weight of the --reg-data loss."),
+    prior_target: str = typer.Option("images", help="What the reg half learns: 'images' "
+                                                    "(their noise, DreamBooth) or 'base' (the "
+                                                    "base model's own prediction)."),
     min_snr_gamma: float = typer.Option(5.0, help="Min-SNR-γ loss weights (0: plain MSE)."),
     text_encoder_lr: float = typer.Option(None, help="Text-encoder LoRA lr (default: --lr)."),
     conv_rank: int = typer.Option(0, help="LoCon: also LoRA the UNet ResNet convs at this "
@@ -80,7 +83,8 @@ def train_lora_command(
     recipe = LoraRecipe(str(data), str(out), model, rank, alpha, steps, lr, batch, precision,
                         gradient_checkpointing, train_text_encoder, seed, sample_every,
                         tuple(sample_prompt), reg_data=str(reg_data) if reg_data else None,
-                        prior_loss_weight=prior_loss_weight, min_snr_gamma=min_snr_gamma,
+                        prior_loss_weight=prior_loss_weight, prior_target=prior_target,
+                        min_snr_gamma=min_snr_gamma,
                         text_encoder_lr=text_encoder_lr, conv_rank=conv_rank,
                         conv_alpha=conv_alpha)
     with progress_bar("LoRA", steps) as advance:
@@ -92,15 +96,20 @@ def train_lora_command(
 def train_decoder(
     model_dir: Path = typer.Argument(..., help="A model folder written by 'train base'."),
     steps: int = typer.Option(800, help="Decoder fine-tuning steps."),
+    lr: float = typer.Option(2e-4, help="Peak learning rate."),
+    texture_focus: float = typer.Option(0.0, help="Chance each training object is redrawn "
+                                                  "dotted or striped (textures the small "
+                                                  "latent tends to blur away)."),
     seed: int = typer.Option(0),
 ) -> None:
     """Refine the VAE decoder (encoder frozen: latents and UNet stay valid)."""
-    from huajia.training.base import refine_decoder
+    from huajia.training.decoder import refine_decoder
 
     if not (model_dir / "vae").is_dir():
         raise HuajiaError(f"'{model_dir}' has no vae folder; pass OUT/model from 'train base'")
     with stage_progress() as progress:
-        refine_decoder(model_dir, steps, seed, progress=progress)
+        refine_decoder(model_dir, steps, seed, lr=lr, texture_focus=texture_focus,
+                       progress=progress)
     console.print(f"refined: {model_dir / 'vae'}")
 
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from huajia.engine.loading import dtype_kwargs
-from huajia.training.base import BaseRecipe, refine_decoder, train_base
+from huajia.training.base import BaseRecipe, train_base
 from huajia.training.components import ModelSize
+from huajia.training.decoder import refine_decoder
 
 TINY = ModelSize(image_side=64, vocab_size=400, text_width=32, text_layers=1,
                  vae_channels=(8, 8, 16, 16), latent_channels=4, unet_channels=(32, 32, 64),

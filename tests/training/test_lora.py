@@ -20,8 +20,16 @@ def trained(sd_dir, tmp_path_factory):
                         rank=4, alpha=4, steps=4, batch=2, sample_every=2,
                         sample_prompts=("a red circle",), train_text_encoder=True,
                         reg_data=str(root / "reg"), prior_loss_weight=0.5, conv_rank=2,
-                        conv_alpha=2)
+                        conv_alpha=2, prior_target="base")
     return train_lora(recipe), recipe
+
+
+def test_reg_images_as_their_own_target(sd_dir, tmp_path):
+    write_dataset(tmp_path / "data", 2, seed=1, workers=1, side=64)
+    recipe = LoraRecipe(data=str(tmp_path / "data"), out=str(tmp_path / "out"), model=str(sd_dir),
+                        rank=2, steps=2, batch=2, sample_every=0, reg_data=str(tmp_path / "data"))
+    with safe_open(train_lora(recipe), "pt") as handle:
+        assert handle.metadata()["huajia_prior_target"] == "images"
 
 
 def test_file_metadata_samples_and_loss_curve(trained):
@@ -32,6 +40,7 @@ def test_file_metadata_samples_and_loss_curve(trained):
     assert meta["ss_network_dim"] == "4" and meta["ss_steps"] == "4"
     assert meta["ss_num_train_images"] == "6" and meta["ss_train_text_encoder"] == "True"
     assert meta["ss_num_reg_images"] == "4" and meta["ss_prior_loss_weight"] == "0.5"
+    assert meta["huajia_prior_target"] == "base"
     assert any(k.startswith("unet.") and "to_q" in k for k in keys)
     assert any(k.startswith("unet.") and "conv1" in k for k in keys)
     assert meta["ss_conv_dim"] == "2"
@@ -106,3 +115,32 @@ def test_engine_applies_lora_with_scale_and_resume(trained, sd_dir):
     assert LoraSpec.parse("C:/x/y.safetensors") == LoraSpec("C:/x/y.safetensors")
     with pytest.raises(HuajiaError, match="precision"):
         LoraRecipe(data="x", out="y", precision="fp8")
+
+
+def test_base_prior_target_is_the_model_with_adapters_off(sd_dir):
+    import torch
+    from peft import LoraConfig
+
+    from huajia.training.lora import _base_prediction
+
+    pipe = Engine(str(sd_dir)).pipe
+    ids = pipe.tokenizer(["a red circle"], padding="max_length", return_tensors="pt").input_ids
+    noisy, t = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([500])
+    with torch.no_grad():
+        plain = pipe.unet(noisy, t, pipe.text_encoder(ids)[0]).sample
+    pipe.unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v"]))
+    pipe.text_encoder.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj"]))
+    with torch.no_grad():
+        for name, param in [*pipe.unet.named_parameters(), *pipe.text_encoder.named_parameters()]:
+            if "lora_B" in name:
+                param.normal_()
+        adapted = pipe.unet(noisy, t, pipe.text_encoder(ids)[0]).sample
+    assert not torch.allclose(adapted, plain)
+    assert torch.allclose(_base_prediction(pipe, noisy, t, ids), plain, atol=1e-6)
+    with torch.no_grad():  # switched back on afterwards
+        assert torch.allclose(pipe.unet(noisy, t, pipe.text_encoder(ids)[0]).sample, adapted)
+
+
+def test_unknown_prior_target_is_refused():
+    with pytest.raises(HuajiaError, match="prior target"):
+        LoraRecipe(data="d", out="o", prior_target="teacher")

@@ -114,6 +114,9 @@ class _Checkpoints:
         torch.save(state, tmp)
         tmp.replace(self.folder / f"{stage}.pt")  # atomic: a crash never leaves half a file
 
+    def remove(self, stage: str) -> None:
+        (self.folder / f"{stage}.pt").unlink(missing_ok=True)
+
 
 def _scenes(recipe: BaseRecipe) -> list[Scene]:
     return [sampler.sample_scene(np.random.default_rng([recipe.seed, 1, i]), "train", seed=i)
@@ -258,66 +261,6 @@ def train_unet(recipe: BaseRecipe, scenes: list[Scene], latents: torch.Tensor, t
     unet.load_state_dict(ema["unet"])
     text_encoder.load_state_dict(ema["text"])
     return unet.eval(), text_encoder.eval(), scheduler
-
-
-def _high_pass(x: torch.Tensor) -> torch.Tensor:
-    """Image minus its 3x3 blur: the edges and texture that plain L1 under-weights."""
-    return x - F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
-
-
-def refine_decoder(model_dir: str | Path, steps: int, seed: int = 0, batch: int = 8,
-                   lr: float = 2e-4, progress: Progress | None = None) -> Path:
-    """Fine-tune the VAE decoder with the encoder frozen (as Stable Diffusion's ft-MSE VAE):
-    sharper textures and truer colours, while the latents — and so the UNet — stay valid.
-    Resumable: checkpoints in MODEL_DIR/../checkpoints/decoder.pt."""
-    from diffusers import AutoencoderKL
-
-    model_dir = Path(model_dir)
-    progress = progress or (lambda stage, done, total: None)
-    device = pick_device()
-    vae = AutoencoderKL.from_pretrained(model_dir / "vae", **dtype_kwargs(torch.float32)).to(device)
-    trainable = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
-    for param in vae.parameters():
-        param.requires_grad_(False)
-    for param in trainable:
-        param.requires_grad_(True)
-    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
-    ckpt = _Checkpoints(model_dir.parent)
-    state, step = ckpt.load("decoder"), 0
-    if state:
-        vae.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step = state["step"]
-    rng = np.random.default_rng([seed, 5, step])
-    start = time.perf_counter()
-    while step < steps:
-        scenes = [sampler.sample_scene(rng, "train", seed=int(rng.integers(1 << 30)))
-                  for _ in range(batch)]
-        x = _to_tensor([render(s) for s in scenes]).to(device)
-        with torch.no_grad():
-            latents = vae.encode(x).latent_dist.mode()
-        recon = vae.decode(latents).sample
-        loss = (F.l1_loss(recon, x) + F.mse_loss(recon, x)
-                + F.l1_loss(F.avg_pool2d(recon, 4), F.avg_pool2d(x, 4))
-                + 2.0 * F.l1_loss(_high_pass(recon), _high_pass(x)))
-        for group in opt.param_groups:
-            group["lr"] = lr * _lr_factor(step, steps, 50)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        opt.step()
-        step += 1
-        progress("decoder", step, steps)
-        if step % 100 == 0 or step == steps:
-            ckpt.save("decoder", {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step})
-    vae.to(torch.float16).save_pretrained(model_dir / "vae")
-    record = model_dir / "training.json"
-    if record.is_file():  # the model card reports every stage
-        card = json.loads(record.read_text())
-        card["decoder_refinement"] = {"steps": steps, "batch": batch, "lr": lr,
-                                      "last_session_s": time.perf_counter() - start}
-        record.write_text(json.dumps(card, indent=1))
-    return model_dir / "vae"
 
 
 def train_base(recipe: BaseRecipe, out: str | Path, resume: bool = False,

@@ -53,6 +53,10 @@ class LoraRecipe:
     # knows, half of every batch, so the LoRA teaches the new concept without forgetting
     reg_data: str | None = None
     prior_loss_weight: float = 1.0
+    # What the reg half is pulled towards: "images" (DreamBooth: the reg pictures' own noise)
+    # or "base" (the frozen base model's prediction on them, adapters off): it penalises any
+    # change of the base model's behaviour on old prompts, with far less variance.
+    prior_target: str = "images"
     # Min-SNR-γ loss weights (as kohya's --min_snr_gamma; 0: plain MSE). The very noisy and
     # the nearly clean timesteps carry little signal and much variance, which otherwise
     # drowns a small dataset's gradient.
@@ -64,6 +68,8 @@ class LoraRecipe:
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise HuajiaError(f"precision '{self.precision}' is unknown; use fp32, bf16 or fp16")
+        if self.prior_target not in ("images", "base"):
+            raise HuajiaError(f"prior target '{self.prior_target}' is unknown; use images or base")
         if self.rank < 1 or self.steps < 1 or self.conv_rank < 0:
             raise HuajiaError("rank and steps must be at least 1 (conv_rank at least 0)")
 
@@ -112,6 +118,7 @@ def save_lora(pipe, out: Path, recipe: LoraRecipe, step: int, dataset_size: int,
                 "ss_learning_rate": str(recipe.lr), "ss_num_train_images": str(dataset_size),
                 "ss_num_reg_images": str(reg_size),
                 "ss_prior_loss_weight": str(recipe.prior_loss_weight),
+                "huajia_prior_target": recipe.prior_target,
                 "ss_min_snr_gamma": str(recipe.min_snr_gamma),
                 "ss_text_encoder_lr": str(recipe.text_encoder_lr or recipe.lr),
                 "ss_conv_dim": str(recipe.conv_rank), "ss_conv_alpha": str(recipe.conv_alpha),
@@ -234,13 +241,31 @@ def _batch_loss(pipe, unet, text_encoder, sets: list, recipe: LoraRecipe,
     t = torch.randint(0, scheduler.config.num_train_timesteps, (len(z),), device=z.device)
     target = (scheduler.get_velocity(z, noise, t)
               if scheduler.config.prediction_type == "v_prediction" else noise)
-    pred = unet(scheduler.add_noise(z, noise, t), t, text_encoder(ids)[0]).sample
+    noisy = scheduler.add_noise(z, noise, t)
+    if len(sizes) == 2 and recipe.prior_target == "base":
+        reg = slice(sizes[0], None)
+        target = torch.cat([target[:sizes[0]],
+                            _base_prediction(pipe, noisy[reg], t[reg], ids[reg])])
+    pred = unet(noisy, t, text_encoder(ids)[0]).sample
     errors = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
     errors = errors * weights[t]
     loss = errors[:sizes[0]].mean()
     if len(sizes) == 2:
         loss = loss + recipe.prior_loss_weight * errors[sizes[0]:].mean()
     return loss
+
+
+@torch.no_grad()
+def _base_prediction(pipe, noisy: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """What the model predicts with every adapter switched off (the prior to preserve)."""
+    adapted = [m for m in (pipe.unet, pipe.text_encoder) if getattr(m, "peft_config", None)]
+    for module in adapted:
+        module.disable_adapters()
+    try:
+        return pipe.unet(noisy, t, pipe.text_encoder(ids)[0]).sample
+    finally:
+        for module in adapted:
+            module.enable_adapters()
 
 
 def _checkpoint(out: Path, pipe, optimizer, step: int, losses: list[float]) -> None:

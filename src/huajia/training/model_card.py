@@ -52,11 +52,15 @@ def _table(scores: dict) -> str:
 
 
 def _decoder_line(training: dict) -> str:
-    refined = training.get("decoder_refinement")
-    if not refined:
+    passes = training.get("decoder_refinement")
+    if not passes:
         return "- VAE decoder: not refined"
-    return (f"- VAE decoder refined with the encoder frozen (`huajia train decoder`): "
-            f"{refined['steps']} steps of batch {refined['batch']}, lr {refined['lr']}")
+    passes = [passes] if isinstance(passes, dict) else passes
+    described = "; then ".join(
+        f"{p['steps']} steps of batch {p['batch']}, lr {p['lr']}"
+        + (f", texture focus {p['texture_focus']}" if p.get("texture_focus") else "")
+        for p in passes)
+    return f"- VAE decoder refined with the encoder frozen (`huajia train decoder`): {described}"
 
 
 def _minutes(timings: dict, key: str) -> float:
