@@ -47,3 +47,18 @@ def test_passes_are_recorded_and_the_encoder_is_untouched(tmp_path):
                for k in before if k.startswith(("encoder.", "quant_conv.")))
     assert any(not torch.equal(tuned[k].float(), before[k].half().float())
                for k in before if k.startswith("decoder."))
+
+
+def test_the_card_rebuilds_decoder_passes_between_base_and_fine_tune():
+    from huajia.training.model_card import _rebuild_commands
+
+    base = {"seed": 0, "n_scenes": 10, "vae_steps": 3, "unet_steps": 7}
+    training = {"recipe": {**base, "init_from": "embedded", "unet_steps": 12, "unet_lr": 2e-4},
+                "fine_tuned_from": {"recipe": base},
+                "decoder_refinement": [{"steps": 6, "batch": 8, "lr": 2e-4},
+                                       {"steps": 12, "batch": 8, "lr": 4e-4, "texture_focus": 0.75}]}
+    steps = _rebuild_commands(training).split("`, then `")
+    assert steps[0].startswith("huajia train base --out DIR ") and "--init-from" not in steps[0]
+    assert steps[1:3] == ["huajia train decoder DIR/model --steps 6 --lr 0.0002",
+                          "huajia train decoder DIR/model --steps 12 --lr 0.0004 --texture-focus 0.75"]
+    assert steps[3].startswith("huajia train base --out DIR2 ") and "--init-from DIR/model" in steps[3]

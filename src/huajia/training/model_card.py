@@ -52,10 +52,9 @@ def _table(scores: dict) -> str:
 
 
 def _decoder_line(training: dict) -> str:
-    passes = training.get("decoder_refinement")
+    passes = _decoder_passes(training)
     if not passes:
         return "- VAE decoder: not refined"
-    passes = [passes] if isinstance(passes, dict) else passes
     described = "; then ".join(
         f"{p['steps']} steps of batch {p['batch']}, lr {p['lr']}"
         + (f", texture focus {p['texture_focus']}" if p.get("texture_focus") else "")
@@ -97,13 +96,22 @@ def _command(recipe: dict, out: str = "DIR") -> str:
             f" --colour-drop {recipe.get('colour_drop', 0.0)}")
 
 
+def _decoder_passes(training: dict) -> list[dict]:
+    passes = training.get("decoder_refinement") or []
+    return [passes] if isinstance(passes, dict) else passes
+
+
 def _rebuild_commands(training: dict) -> str:
-    """The command(s) that rebuild the model; a fine-tune first rebuilds its starting model."""
+    """The command(s) that rebuild the model: a fine-tune first rebuilds its starting model;
+    decoder passes follow the run that trained the VAE (they never change the latents)."""
     recipe, base = training["recipe"], (training.get("fine_tuned_from") or {}).get("recipe")
+    commands = [_command(base)] if recipe.get("init_from") and base else [_command(recipe)]
+    commands += [f"huajia train decoder DIR/model --steps {p['steps']} --lr {p['lr']}"
+                 + (f" --texture-focus {p['texture_focus']}" if p.get("texture_focus") else "")
+                 for p in _decoder_passes(training)]
     if recipe.get("init_from") and base:
-        tuned = _command({**recipe, "init_from": "DIR/model"}, out="DIR2")
-        return f"{_command(base)}`, then `{tuned}"
-    return _command(recipe)
+        commands.append(_command({**recipe, "init_from": "DIR/model"}, out="DIR2"))
+    return "`, then `".join(commands)
 
 
 def write_model_card(model_dir: str | Path, evaluations: list[dict]) -> Path:
