@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from huajia.engine.loading import dtype_kwargs
 from huajia.training.base import Progress, _Checkpoints, _lr_factor, _to_tensor, pick_device
+from huajia.training.model_card import decoder_passes
 from huajia.world import sampler
 from huajia.world.render import render
 from huajia.world.spec import Scene
@@ -116,7 +117,5 @@ def _record_pass(model_dir: Path, refinement: dict) -> None:
     if not record.is_file():
         return
     card = json.loads(record.read_text())
-    passes = card.get("decoder_refinement") or []
-    passes = [passes] if isinstance(passes, dict) else passes
-    card["decoder_refinement"] = [*passes, refinement]
+    card["decoder_refinement"] = [*decoder_passes(card), refinement]
     record.write_text(json.dumps(card, indent=1))

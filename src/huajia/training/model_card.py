@@ -52,7 +52,7 @@ def _table(scores: dict) -> str:
 
 
 def _decoder_line(training: dict) -> str:
-    passes = _decoder_passes(training)
+    passes = decoder_passes(training)
     if not passes:
         return "- VAE decoder: not refined"
     described = "; then ".join(
@@ -96,7 +96,8 @@ def _command(recipe: dict, out: str = "DIR") -> str:
             f" --colour-drop {recipe.get('colour_drop', 0.0)}")
 
 
-def _decoder_passes(training: dict) -> list[dict]:
+def decoder_passes(training: dict) -> list[dict]:
+    """The decoder refinement passes on record (older records hold a single pass)."""
     passes = training.get("decoder_refinement") or []
     return [passes] if isinstance(passes, dict) else passes
 
@@ -108,7 +109,7 @@ def _rebuild_commands(training: dict) -> str:
     commands = [_command(base)] if recipe.get("init_from") and base else [_command(recipe)]
     commands += [f"huajia train decoder DIR/model --steps {p['steps']} --lr {p['lr']}"
                  + (f" --texture-focus {p['texture_focus']}" if p.get("texture_focus") else "")
-                 for p in _decoder_passes(training)]
+                 for p in decoder_passes(training)]
     if recipe.get("init_from") and base:
         commands.append(_command({**recipe, "init_from": "DIR/model"}, out="DIR2"))
     return "`, then `".join(commands)
