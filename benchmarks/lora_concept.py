@@ -62,10 +62,10 @@ def concept_breakdown(remembered: Remembering, taught, prompts, concept: str) ->
     return {name: round(v / len(taught.records), 3) for name, v in tallies.items()}
 
 
-def measure(engine: Engine, concept: str, loras: tuple, specs: int) -> tuple:
+def measure(engine: Engine, concept: str, loras: tuple, specs: int, concept_specs: int) -> tuple:
     generator = EngineGenerator(engine, loras=loras)
     remembered = Remembering(generator)
-    prompts = concept_prompts(concept, 20)
+    prompts = concept_prompts(concept, concept_specs)
     taught = run_shapes_eval(remembered, prompts, images_per_prompt=2)
     breakdown = concept_breakdown(remembered, taught, prompts, concept)
     old = run_shapes_eval(generator, shapes_eval_prompts(specs), images_per_prompt=2)
@@ -90,7 +90,13 @@ def main() -> None:
                         help="What the reg half learns: its own noise, or the base model's "
                              "prediction (output preservation).")
     parser.add_argument("--prior-loss-weight", type=float, default=1.0)
-    parser.add_argument("--specs-per-task", type=int, default=6)
+    parser.add_argument("--lr-scheduler", default="constant",
+                        help="constant, constant_with_warmup, cosine or linear.")
+    parser.add_argument("--lr-warmup-steps", type=int, default=0)
+    parser.add_argument("--specs-per-task", type=int, default=6,
+                        help="Old-concept ShapesEval specs per task (x2 languages x2 images).")
+    parser.add_argument("--concept-specs", type=int, default=20,
+                        help="Held-out concept specs (x2 languages x2 images).")
     parser.add_argument("--work", default=None, help="Keep data and LoRA here.")
     parser.add_argument("--name", default="lora_concept",
                         help="Results file name (benchmarks/results/NAME.json).")
@@ -105,7 +111,7 @@ def main() -> None:
     curated = curate(Recipe(str(work / "raw"), str(work / "clean"), ops))
     curate(Recipe(str(work / "reg_raw"), str(work / "reg"), ops))
     engine = Engine("embedded")
-    before = measure(engine, args.concept, (), args.specs_per_task)
+    before = measure(engine, args.concept, (), args.specs_per_task, args.concept_specs)
     start = time.perf_counter()
     path = train_lora(LoraRecipe(data=str(work / "clean"), out=str(work / "lora"),
                                  rank=args.rank, alpha=args.alpha, steps=args.steps,
@@ -114,21 +120,26 @@ def main() -> None:
                                  train_text_encoder=True, reg_data=str(work / "reg"),
                                  prior_target=args.prior_target,
                                  prior_loss_weight=args.prior_loss_weight,
-                                 sample_every=0))
+                                 lr_scheduler=args.lr_scheduler,
+                                 lr_warmup_steps=args.lr_warmup_steps, sample_every=0))
     minutes = (time.perf_counter() - start) / 60
-    after = measure(engine, args.concept, (LoraSpec(str(path)),), args.specs_per_task)
+    after = measure(engine, args.concept, (LoraSpec(str(path)),), args.specs_per_task,
+                    args.concept_specs)
     conv = f", conv rank {args.conv_rank}" if args.conv_rank else ""
     rows = [["base model", round(before[0], 3), round(before[1], 3), "-",
              *before[2].values()],
             [f"+ LoRA (rank {args.rank}{conv}, alpha {args.alpha:g}, {args.steps} steps, "
-             f"lr {args.lr:g}, reg images → {args.prior_target} x{args.prior_loss_weight:g}, "
+             f"lr {args.lr:g} {args.lr_scheduler}, "
+             f"reg images → {args.prior_target} x{args.prior_loss_weight:g}, "
              f"colour drop {args.colour_drop:g})", round(after[0], 3),
              round(after[1], 3), round(minutes, 1), *after[2].values()]]
     report(args.name, f"Teaching '{args.concept}' with a LoRA "
            f"({curated.kept}/{curated.total} curated images)",
            ["model", f"{args.concept} accuracy", "ShapesEval (old concepts)", "train minutes",
             *(f"{args.concept} {name}" for name in before[2])],
-           rows, {"concept": args.concept, "work": str(work), "curated": curated.to_dict()})
+           rows, {"concept": args.concept, "work": str(work), "curated": curated.to_dict(),
+                  "concept_images": 4 * args.concept_specs,
+                  "old_concept_images": 4 * args.specs_per_task * 7})
 
 
 if __name__ == "__main__":

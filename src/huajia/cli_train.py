@@ -70,6 +70,9 @@ def train_lora_command(
     conv_rank: int = typer.Option(0, help="LoCon: also LoRA the UNet ResNet convs at this "
                                           "rank (kohya's conv_dim; 0: attention only)."),
     conv_alpha: float = typer.Option(1.0, help="LoCon alpha (kohya's conv_alpha)."),
+    lr_scheduler: str = typer.Option("constant", help="constant, constant_with_warmup, cosine "
+                                                      "or linear (kohya's --lr_scheduler)."),
+    lr_warmup_steps: int = typer.Option(0, help="Steps of lr warm-up."),
 ) -> None:
     """Train a LoRA (peft) on the UNet attention (and convs with --conv-rank); writes
     pytorch_lora_weights.safetensors."""
@@ -86,7 +89,8 @@ def train_lora_command(
                         prior_loss_weight=prior_loss_weight, prior_target=prior_target,
                         min_snr_gamma=min_snr_gamma,
                         text_encoder_lr=text_encoder_lr, conv_rank=conv_rank,
-                        conv_alpha=conv_alpha)
+                        conv_alpha=conv_alpha, lr_scheduler=lr_scheduler,
+                        lr_warmup_steps=lr_warmup_steps)
     with progress_bar("LoRA", steps) as advance:
         path = train_lora(recipe, resume=resume, progress=lambda s, t, loss: advance(1))
     console.print(f"{path}\n{out / 'loss.png'}")
@@ -100,6 +104,9 @@ def train_decoder(
     texture_focus: float = typer.Option(0.0, help="Chance each training object is redrawn "
                                                   "dotted or striped (textures the small "
                                                   "latent tends to blur away)."),
+    unet_view_share: float = typer.Option(0.0, help="Share of each batch decoded from the "
+                                                    "UNet's view of its latents, so generated "
+                                                    "plain objects do not come out dotted."),
     seed: int = typer.Option(0),
 ) -> None:
     """Refine the VAE decoder (encoder frozen: latents and UNet stay valid)."""
@@ -109,7 +116,7 @@ def train_decoder(
         raise HuajiaError(f"'{model_dir}' has no vae folder; pass OUT/model from 'train base'")
     with stage_progress() as progress:
         refine_decoder(model_dir, steps, seed, lr=lr, texture_focus=texture_focus,
-                       progress=progress)
+                       unet_view_share=unet_view_share, progress=progress)
     console.print(f"refined: {model_dir / 'vae'}")
 
 

@@ -62,3 +62,69 @@ def test_the_card_rebuilds_decoder_passes_between_base_and_fine_tune():
     assert steps[1:3] == ["huajia train decoder DIR/model --steps 6 --lr 0.0002",
                           "huajia train decoder DIR/model --steps 12 --lr 0.0004 --texture-focus 0.75"]
     assert steps[3].startswith("huajia train base --out DIR2 ") and "--init-from DIR/model" in steps[3]
+
+
+def test_unet_view_passes_follow_the_fine_tune():
+    from huajia.training.model_card import _rebuild_commands
+
+    base = {"seed": 0, "n_scenes": 10, "vae_steps": 3, "unet_steps": 7}
+    training = {"recipe": {**base, "init_from": "embedded", "unet_steps": 12, "unet_lr": 2e-4},
+                "fine_tuned_from": {"recipe": base},
+                "decoder_refinement": [{"steps": 6, "batch": 8, "lr": 2e-4},
+                                       {"steps": 5, "batch": 8, "lr": 1e-4,
+                                        "texture_focus": 0.5, "unet_view_share": 0.5}]}
+    steps = _rebuild_commands(training).split("`, then `")
+    assert steps[1] == "huajia train decoder DIR/model --steps 6 --lr 0.0002"
+    assert "--out DIR2 " in steps[2]
+    assert steps[3] == ("huajia train decoder DIR2/model --steps 5 --lr 0.0001 "
+                        "--texture-focus 0.5 --unet-view-share 0.5")
+    assert "UNet view share 0.5" in _decoder_line(training)
+
+
+def test_batch_captions_leave_textures_out():
+    prompts: list[str] = []
+    decoder_batch(np.random.default_rng(1), 4, texture_focus=1.0, prompts=prompts)
+    assert len(prompts) == 4 and all(prompts)
+    assert not any(word in p for p in prompts for word in ("dotted", "striped", "polka"))
+
+
+def test_unet_view_is_the_guided_clean_estimate(sd_dir):
+    from huajia.engine.engine import Engine
+    from huajia.training.decoder import unet_view
+
+    pipe = Engine(str(sd_dir)).pipe
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    first = unet_view(pipe, latents, ["a red circle", "two squares"], np.random.default_rng(4))
+    again = unet_view(pipe, latents, ["a red circle", "two squares"], np.random.default_rng(4))
+    assert first.shape == latents.shape and torch.equal(first, again)
+    assert not torch.allclose(first, latents)
+    # an exact denoiser (eps = the added noise) would give the latents back: check the algebra
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(4)
+    rng.integers(50, 400, size=2)  # the noise levels, drawn first
+    noise = torch.from_numpy(rng.standard_normal(latents.shape).astype(np.float32))
+
+    clean = torch.cat([latents, latents]) * pipe.vae.config.scaling_factor
+
+    def exact(sample, step, text):  # the true noise (or velocity) of what was added
+        both = torch.cat([noise, noise])
+        if pipe.scheduler.config.prediction_type == "v_prediction":
+            both = pipe.scheduler.get_velocity(clean, both, step)
+        return SimpleNamespace(sample=both)
+
+    oracle = SimpleNamespace(vae=pipe.vae, scheduler=pipe.scheduler, tokenizer=pipe.tokenizer,
+                             text_encoder=pipe.text_encoder, unet=exact)
+    back = unet_view(oracle, latents, ["a", "b"], np.random.default_rng(4))
+    assert torch.allclose(back, latents, atol=1e-4)
+
+
+def test_a_unet_view_pass_runs_on_a_full_model(sd_dir, tmp_path):
+    import shutil
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(sd_dir, model_dir)
+    (model_dir / "training.json").write_text(json.dumps({"decoder_refinement": []}))
+    refine_decoder(model_dir, steps=1, batch=2, unet_view_share=0.5)
+    record = json.loads((model_dir / "training.json").read_text())
+    assert record["decoder_refinement"][0]["unet_view_share"] == 0.5

@@ -20,7 +20,8 @@ def trained(sd_dir, tmp_path_factory):
                         rank=4, alpha=4, steps=4, batch=2, sample_every=2,
                         sample_prompts=("a red circle",), train_text_encoder=True,
                         reg_data=str(root / "reg"), prior_loss_weight=0.5, conv_rank=2,
-                        conv_alpha=2, prior_target="base")
+                        conv_alpha=2, prior_target="base", lr_scheduler="cosine",
+                        lr_warmup_steps=1)
     return train_lora(recipe), recipe
 
 
@@ -48,6 +49,20 @@ def test_file_metadata_samples_and_loss_curve(trained):
     out = path.parent
     assert (out / "loss.png").exists() and (out / "samples" / "step_00004.png").exists()
     assert json.loads((out / "training.json").read_text())["steps"] == 4
+
+
+def test_cosine_schedule_decays_to_zero_and_is_checkpointed(trained):
+    import torch
+
+    path, recipe = trained
+    with safe_open(path, "pt") as handle:
+        assert handle.metadata()["ss_lr_scheduler"] == "cosine"
+    state = torch.load(path.parent / "checkpoints" / "lora.pt", weights_only=False)
+    assert state["schedule"]["last_epoch"] == recipe.steps
+    assert all(group["lr"] == pytest.approx(0.0, abs=1e-12)
+               for group in state["optimizer"]["param_groups"])
+    with pytest.raises(HuajiaError, match="lr scheduler 'polynomial-ish'"):
+        LoraRecipe(data="d", out="o", lr_scheduler="polynomial-ish")
 
 
 def test_plain_diffusers_loads_it(trained, sd_dir):

@@ -30,6 +30,7 @@ UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 UNET_CONV_TARGETS = ["conv1", "conv2"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear")
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,15 @@ class LoraRecipe:
     text_encoder_lr: float | None = None  # as kohya's --text_encoder_lr (None: lr)
     conv_rank: int = 0  # as kohya's LoCon conv_dim (0: attention only)
     conv_alpha: float = 1.0
+    # as kohya's --lr_scheduler / --lr_warmup_steps (diffusers' get_scheduler); a decaying lr
+    # lets the adapter settle instead of stopping at a random point of a noisy walk
+    lr_scheduler: str = "constant"
+    lr_warmup_steps: int = 0
 
     def __post_init__(self) -> None:
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise HuajiaError(f"lr scheduler '{self.lr_scheduler}' is unknown; use one of "
+                              f"{', '.join(LR_SCHEDULERS)}")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise HuajiaError(f"precision '{self.precision}' is unknown; use fp32, bf16 or fp16")
         if self.prior_target not in ("images", "base"):
@@ -124,7 +132,9 @@ def save_lora(pipe, out: Path, recipe: LoraRecipe, step: int, dataset_size: int,
                 "ss_conv_dim": str(recipe.conv_rank), "ss_conv_alpha": str(recipe.conv_alpha),
                 "ss_seed": str(recipe.seed), "ss_mixed_precision": recipe.precision,
                 "ss_train_text_encoder": str(recipe.train_text_encoder),
-                "ss_batch_size": str(recipe.batch), "huajia_recipe": json.dumps(asdict(recipe))}
+                "ss_batch_size": str(recipe.batch), "ss_lr_scheduler": recipe.lr_scheduler,
+                "ss_lr_warmup_steps": str(recipe.lr_warmup_steps),
+                "huajia_recipe": json.dumps(asdict(recipe))}
     save_file(tensors, path, metadata=metadata)
     return path
 
@@ -132,6 +142,7 @@ def save_lora(pipe, out: Path, recipe: LoraRecipe, step: int, dataset_size: int,
 def train_lora(recipe: LoraRecipe, resume: bool = False,
                progress: Callable[[int, int, float], None] | None = None) -> Path:
     from accelerate import Accelerator
+    from diffusers.optimization import get_scheduler
     from peft import LoraConfig
 
     from huajia.engine.engine import Engine
@@ -162,7 +173,10 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=recipe.lr,
                                   weight_decay=1e-4)
     unet, text_encoder, optimizer = accelerator.prepare(pipe.unet, pipe.text_encoder, optimizer)
-    step, losses = _resume(out, resume, pipe, optimizer)
+    schedule = get_scheduler(recipe.lr_scheduler, optimizer,
+                             num_warmup_steps=recipe.lr_warmup_steps,
+                             num_training_steps=recipe.steps)
+    step, losses = _resume(out, resume, pipe, optimizer, schedule)
     rng = np.random.default_rng([recipe.seed, step])
     weights = _loss_weights(pipe.scheduler, recipe.min_snr_gamma).to(accelerator.device)
     start = time.perf_counter()
@@ -172,13 +186,14 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        schedule.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         losses.append(loss.item())
         if progress:
             progress(step, recipe.steps, losses[-1])
         if recipe.sample_every and (step % recipe.sample_every == 0 or step == recipe.steps):
-            _checkpoint(out, pipe, optimizer, step, losses)
+            _checkpoint(out, pipe, optimizer, schedule, step, losses)
             if recipe.sample_prompts:
                 _samples(engine, recipe, step, out)
     path = save_lora(pipe, out, recipe, step, len(sets[0][0]),
@@ -268,11 +283,11 @@ def _base_prediction(pipe, noisy: torch.Tensor, t: torch.Tensor, ids: torch.Tens
             module.enable_adapters()
 
 
-def _checkpoint(out: Path, pipe, optimizer, step: int, losses: list[float]) -> None:
+def _checkpoint(out: Path, pipe, optimizer, schedule, step: int, losses: list[float]) -> None:
     from peft.utils import get_peft_model_state_dict
 
     state = {"unet": get_peft_model_state_dict(pipe.unet), "optimizer": optimizer.state_dict(),
-             "step": step, "losses": losses}
+             "schedule": schedule.state_dict(), "step": step, "losses": losses}
     if getattr(pipe.text_encoder, "peft_config", None):
         state["text"] = get_peft_model_state_dict(pipe.text_encoder)
     (out / "checkpoints").mkdir(exist_ok=True)
@@ -281,7 +296,7 @@ def _checkpoint(out: Path, pipe, optimizer, step: int, losses: list[float]) -> N
     tmp.replace(out / "checkpoints" / "lora.pt")
 
 
-def _resume(out: Path, resume: bool, pipe, optimizer) -> tuple[int, list[float]]:
+def _resume(out: Path, resume: bool, pipe, optimizer, schedule) -> tuple[int, list[float]]:
     from peft.utils import set_peft_model_state_dict
 
     path = out / "checkpoints" / "lora.pt"
@@ -292,6 +307,8 @@ def _resume(out: Path, resume: bool, pipe, optimizer) -> tuple[int, list[float]]
     if "text" in state:
         set_peft_model_state_dict(pipe.text_encoder, state["text"])
     optimizer.load_state_dict(state["optimizer"])
+    if "schedule" in state:
+        schedule.load_state_dict(state["schedule"])
     return state["step"], state["losses"]
 
 
