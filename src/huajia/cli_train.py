@@ -104,9 +104,6 @@ def train_decoder(
     texture_focus: float = typer.Option(0.0, help="Chance each training object is redrawn "
                                                   "dotted or striped (textures the small "
                                                   "latent tends to blur away)."),
-    unet_view_share: float = typer.Option(0.0, help="Share of each batch decoded from the "
-                                                    "UNet's view of its latents, so generated "
-                                                    "plain objects do not come out dotted."),
     seed: int = typer.Option(0),
 ) -> None:
     """Refine the VAE decoder (encoder frozen: latents and UNet stay valid)."""
@@ -116,7 +113,7 @@ def train_decoder(
         raise HuajiaError(f"'{model_dir}' has no vae folder; pass OUT/model from 'train base'")
     with stage_progress() as progress:
         refine_decoder(model_dir, steps, seed, lr=lr, texture_focus=texture_focus,
-                       unet_view_share=unet_view_share, progress=progress)
+                       progress=progress)
     console.print(f"refined: {model_dir / 'vae'}")
 
 

@@ -1,10 +1,7 @@
 """Refine the embedded model's VAE decoder with the encoder frozen (as Stable Diffusion's
 ft-MSE VAE): sharper textures and truer colours, while the latents — and so the UNet — stay
 valid. A texture focus draws more textured objects and weighs their pattern pixels higher,
-because a plain pixel loss lets the small 8x latent blur dots away. A UNet view decodes, for
-part of each batch, what the UNet makes of the latents (its clean estimate from a noised copy,
-with guidance as in generation) into the clean picture: a decoder tuned only on the encoder's
-latents draws the UNet's small latent errors as dots on plain objects."""
+because a plain pixel loss lets the small 8x latent blur dots away."""
 
 from __future__ import annotations
 
@@ -20,9 +17,9 @@ import torch.nn.functional as F
 from huajia.engine.loading import dtype_kwargs
 from huajia.training.base import Progress, _Checkpoints, _lr_factor, _to_tensor, pick_device
 from huajia.training.model_card import decoder_passes
-from huajia.world import captions, sampler
+from huajia.world import sampler
 from huajia.world.render import render
-from huajia.world.spec import Scene, SceneSpec
+from huajia.world.spec import Scene
 
 TEXTURE_WEIGHT = 6.0  # extra loss weight on pixels that differ from the solid drawing
 
@@ -40,52 +37,14 @@ def _retextured(scene: Scene, rng: np.random.Generator, focus: float) -> Scene:
     return dataclasses.replace(scene, objects=objects)
 
 
-UNET_VIEW_T = (50, 400)  # noise levels whose clean estimate keeps the layout, not the detail
-UNET_VIEW_GUIDANCE = 5.0  # as generation's default CFG, which scales the UNet's errors
-
-
-def _untextured_caption(scene: Scene, rng: np.random.Generator) -> str:
-    """An English caption of the scene without textures (objects may have been redrawn)."""
-    groups = tuple(dataclasses.replace(g, texture=None) for g in scene.spec.groups)
-    spec = SceneSpec(groups, scene.spec.relations, scene.spec.background)
-    options = captions.templates("en", "train")
-    return captions.caption(spec, options[int(rng.integers(len(options)))], rng)
-
-
-@torch.no_grad()
-def unet_view(pipe, latents: torch.Tensor, prompts: list[str],
-              rng: np.random.Generator) -> torch.Tensor:
-    """The UNet's clean estimate of ``latents`` (unscaled, as the VAE gives them) from a copy
-    noised to a random level in UNET_VIEW_T, guided by ``prompts`` as in generation."""
-    scale = pipe.vae.config.scaling_factor
-    z = latents * scale
-    t = torch.from_numpy(rng.integers(*UNET_VIEW_T, size=len(z))).to(z.device)
-    noise = torch.from_numpy(rng.standard_normal(z.shape).astype(np.float32)).to(z.device)
-    noisy = pipe.scheduler.add_noise(z, noise, t)
-    ids = pipe.tokenizer([*prompts, *[""] * len(prompts)], padding="max_length", truncation=True,
-                         max_length=pipe.tokenizer.model_max_length,
-                         return_tensors="pt").input_ids.to(z.device)
-    text = pipe.text_encoder(ids)[0]
-    cond, uncond = pipe.unet(torch.cat([noisy, noisy]), torch.cat([t, t]), text).sample.chunk(2)
-    eps = uncond + UNET_VIEW_GUIDANCE * (cond - uncond)
-    alpha = pipe.scheduler.alphas_cumprod.to(z.device)[t].view(-1, 1, 1, 1)
-    if pipe.scheduler.config.prediction_type == "v_prediction":
-        clean = alpha.sqrt() * noisy - (1 - alpha).sqrt() * eps
-    else:
-        clean = (noisy - (1 - alpha).sqrt() * eps) / alpha.sqrt()
-    return clean / scale
-
-
-def decoder_batch(rng: np.random.Generator, batch: int, texture_focus: float,
-                  prompts: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def decoder_batch(rng: np.random.Generator, batch: int,
+                  texture_focus: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Training pictures and per-pixel loss weights (higher on texture patterns, a few pixels
-    around them included); with ``prompts``, each picture's caption is appended to it."""
+    around them included)."""
     pictures, solids = [], []
     for _ in range(batch):
         scene = sampler.sample_scene(rng, "train", seed=int(rng.integers(1 << 30)))
         scene = _retextured(scene, rng, texture_focus)
-        if prompts is not None:
-            prompts.append(_untextured_caption(scene, rng))
         pictures.append(render(scene))
         solid = tuple(dataclasses.replace(o, texture="solid") for o in scene.objects)
         solids.append(render(dataclasses.replace(scene, objects=solid)))
@@ -104,31 +63,17 @@ def decoder_loss(recon: torch.Tensor, x: torch.Tensor, weights: torch.Tensor) ->
             + 2.0 * (detail * weights).mean() / norm)
 
 
-def _denoiser(model_dir: Path, vae, device):
-    """MODEL_DIR's pipeline around ``vae``, in fp32 and frozen: the UNet whose view is taught."""
-    from diffusers import StableDiffusionPipeline
-
-    pipe = StableDiffusionPipeline.from_pretrained(model_dir, vae=vae, safety_checker=None,
-                                                   **dtype_kwargs(torch.float32)).to(device)
-    pipe.unet.requires_grad_(False)
-    pipe.text_encoder.requires_grad_(False)
-    return pipe
-
-
 def refine_decoder(model_dir: str | Path, steps: int, seed: int = 0, batch: int = 8,
-                   lr: float = 2e-4, texture_focus: float = 0.0, unet_view_share: float = 0.0,
+                   lr: float = 2e-4, texture_focus: float = 0.0,
                    progress: Progress | None = None) -> Path:
     """Fine-tune MODEL_DIR's VAE decoder, encoder frozen, and save it in place; the pass is
-    added to MODEL_DIR/training.json. Resumable: checkpoints in MODEL_DIR/../checkpoints.
-    ``unet_view_share`` of each batch decodes the UNet's view of its latents instead."""
+    added to MODEL_DIR/training.json. Resumable: checkpoints in MODEL_DIR/../checkpoints."""
     from diffusers import AutoencoderKL
 
     model_dir = Path(model_dir)
     progress = progress or (lambda stage, done, total: None)
     device = pick_device()
     vae = AutoencoderKL.from_pretrained(model_dir / "vae", **dtype_kwargs(torch.float32)).to(device)
-    viewed = round(unet_view_share * batch)
-    pipe = _denoiser(model_dir, vae, device) if viewed else None
     trainable = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     vae.requires_grad_(False)
     for param in trainable:
@@ -143,13 +88,10 @@ def refine_decoder(model_dir: str | Path, steps: int, seed: int = 0, batch: int 
     rng = np.random.default_rng([seed, 5, step])
     start = time.perf_counter()
     while step < steps:
-        prompts: list[str] = []
-        x, weights = decoder_batch(rng, batch, texture_focus, prompts)
+        x, weights = decoder_batch(rng, batch, texture_focus)
         x, weights = x.to(device), weights.to(device)
         with torch.no_grad():
             latents = vae.encode(x).latent_dist.mode()
-        if viewed:
-            latents[:viewed] = unet_view(pipe, latents[:viewed], prompts[:viewed], rng)
         loss = decoder_loss(vae.decode(latents).sample, x, weights)
         for group in opt.param_groups:
             group["lr"] = lr * _lr_factor(step, steps, 50)
@@ -164,7 +106,7 @@ def refine_decoder(model_dir: str | Path, steps: int, seed: int = 0, batch: int 
     vae.to(torch.float16).save_pretrained(model_dir / "vae")
     ckpt.remove("decoder")  # finished: a later pass starts afresh from these weights
     _record_pass(model_dir, {"steps": steps, "batch": batch, "lr": lr,
-                             "texture_focus": texture_focus, "unet_view_share": unet_view_share,
+                             "texture_focus": texture_focus,
                              "last_session_s": time.perf_counter() - start})
     return model_dir / "vae"
 

@@ -58,7 +58,6 @@ def _decoder_line(training: dict) -> str:
     described = "; then ".join(
         f"{p['steps']} steps of batch {p['batch']}, lr {p['lr']}"
         + (f", texture focus {p['texture_focus']}" if p.get("texture_focus") else "")
-        + (f", UNet view share {p['unet_view_share']}" if p.get("unet_view_share") else "")
         for p in passes)
     return f"- VAE decoder refined with the encoder frozen (`huajia train decoder`): {described}"
 
@@ -103,26 +102,16 @@ def decoder_passes(training: dict) -> list[dict]:
     return [passes] if isinstance(passes, dict) else passes
 
 
-def _decoder_command(refinement: dict, model_dir: str) -> str:
-    options = (("texture_focus", "--texture-focus"), ("unet_view_share", "--unet-view-share"))
-    return (f"huajia train decoder {model_dir} --steps {refinement['steps']} "
-            f"--lr {refinement['lr']}"
-            + "".join(f" {flag} {refinement[key]}" for key, flag in options if refinement.get(key)))
-
-
 def _rebuild_commands(training: dict) -> str:
     """The command(s) that rebuild the model: a fine-tune first rebuilds its starting model;
-    decoder passes follow the run that trained the VAE (they never change the latents), except
-    those that learn the UNet's view, which follow the final UNet."""
+    decoder passes follow the run that trained the VAE (they never change the latents)."""
     recipe, base = training["recipe"], (training.get("fine_tuned_from") or {}).get("recipe")
-    fine_tune = bool(recipe.get("init_from") and base)
-    commands = [_command(base)] if fine_tune else [_command(recipe)]
-    passes = decoder_passes(training)
-    commands += [_decoder_command(p, "DIR/model") for p in passes if not p.get("unet_view_share")]
-    if fine_tune:
+    commands = [_command(base)] if recipe.get("init_from") and base else [_command(recipe)]
+    commands += [f"huajia train decoder DIR/model --steps {p['steps']} --lr {p['lr']}"
+                 + (f" --texture-focus {p['texture_focus']}" if p.get("texture_focus") else "")
+                 for p in decoder_passes(training)]
+    if recipe.get("init_from") and base:
         commands.append(_command({**recipe, "init_from": "DIR/model"}, out="DIR2"))
-    final = "DIR2/model" if fine_tune else "DIR/model"
-    commands += [_decoder_command(p, final) for p in passes if p.get("unet_view_share")]
     return "`, then `".join(commands)
 
 
