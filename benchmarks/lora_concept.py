@@ -25,7 +25,7 @@ from huajia.curation.runner import Recipe, curate
 from huajia.engine.engine import Engine
 from huajia.engine.request import LoraSpec
 from huajia.evaluation.generators import EngineGenerator
-from huajia.evaluation.prompts import concept_prompts, shapes_eval_prompts
+from huajia.evaluation.prompts import TASKS, concept_prompts, shapes_eval_prompts
 from huajia.evaluation.shapes_eval import run_shapes_eval
 from huajia.training.lora import LoraRecipe, train_lora
 from huajia.world import vocab
@@ -139,7 +139,7 @@ def main() -> None:
             *(f"{args.concept} {name}" for name in before[2])],
            rows, {"concept": args.concept, "work": str(work), "curated": curated.to_dict(),
                   "concept_images": 4 * args.concept_specs,
-                  "old_concept_images": 4 * args.specs_per_task * 7})
+                  "old_concept_images": 4 * args.specs_per_task * len(TASKS)})
 
 
 if __name__ == "__main__":

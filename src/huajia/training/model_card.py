@@ -106,11 +106,12 @@ def _rebuild_commands(training: dict) -> str:
     """The command(s) that rebuild the model: a fine-tune first rebuilds its starting model;
     decoder passes follow the run that trained the VAE (they never change the latents)."""
     recipe, base = training["recipe"], (training.get("fine_tuned_from") or {}).get("recipe")
-    commands = [_command(base)] if recipe.get("init_from") and base else [_command(recipe)]
+    fine_tune = bool(recipe.get("init_from") and base)
+    commands = [_command(base)] if fine_tune else [_command(recipe)]
     commands += [f"huajia train decoder DIR/model --steps {p['steps']} --lr {p['lr']}"
                  + (f" --texture-focus {p['texture_focus']}" if p.get("texture_focus") else "")
                  for p in decoder_passes(training)]
-    if recipe.get("init_from") and base:
+    if fine_tune:
         commands.append(_command({**recipe, "init_from": "DIR/model"}, out="DIR2"))
     return "`, then `".join(commands)
 
