@@ -72,13 +72,27 @@ def measure(engine: Engine, concept: str, loras: tuple, specs: int, concept_spec
     return taught.overall, old.overall, breakdown
 
 
+def _new_words(text: str, concept: str) -> tuple[str, ...]:
+    if text != "concept":
+        return tuple(w.strip() for w in text.split(",") if w.strip())
+    found = next(c for c in (*vocab.SHAPES, *vocab.TEXTURES) if c.id == concept)
+    return (*found.en, *found.zh)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concept", default="hexagon")
     parser.add_argument("--images", type=int, default=600)
     parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0, help="The LoRA's training seed.")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--text-encoder-lr", type=float, default=3e-4)
+    parser.add_argument("--text-encoder-lr", type=float, default=3e-4,
+                        help="0: no LoRA on the text encoder.")
+    parser.add_argument("--new-words", default="",
+                        help="Pivotal tuning: comma-separated words taught as new tokens "
+                             "('concept': the concept's English and Chinese words).")
+    parser.add_argument("--new-word-lr", type=float, default=None)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--alpha", type=float, default=16.0)
     parser.add_argument("--conv-rank", type=int, default=16,
@@ -110,14 +124,18 @@ def main() -> None:
            ("image_deduplicator", {"method": "phash"}))
     curated = curate(Recipe(str(work / "raw"), str(work / "clean"), ops))
     curate(Recipe(str(work / "reg_raw"), str(work / "reg"), ops))
+    new_words = _new_words(args.new_words, args.concept)
     engine = Engine("embedded")
     before = measure(engine, args.concept, (), args.specs_per_task, args.concept_specs)
     start = time.perf_counter()
     path = train_lora(LoraRecipe(data=str(work / "clean"), out=str(work / "lora"),
                                  rank=args.rank, alpha=args.alpha, steps=args.steps,
+                                 batch=args.batch, seed=args.seed,
                                  conv_rank=args.conv_rank, conv_alpha=args.alpha,
-                                 lr=args.lr, text_encoder_lr=args.text_encoder_lr,
-                                 train_text_encoder=True, reg_data=str(work / "reg"),
+                                 lr=args.lr, text_encoder_lr=args.text_encoder_lr or None,
+                                 train_text_encoder=args.text_encoder_lr > 0,
+                                 new_words=new_words, new_word_lr=args.new_word_lr,
+                                 reg_data=str(work / "reg"),
                                  prior_target=args.prior_target,
                                  prior_loss_weight=args.prior_loss_weight,
                                  lr_scheduler=args.lr_scheduler,
@@ -126,9 +144,12 @@ def main() -> None:
     after = measure(engine, args.concept, (LoraSpec(str(path)),), args.specs_per_task,
                     args.concept_specs)
     conv = f", conv rank {args.conv_rank}" if args.conv_rank else ""
+    conv += f", new words {'/'.join(new_words)}" if new_words else ""
+    conv += "" if args.text_encoder_lr > 0 else ", no text-encoder LoRA"
     rows = [["base model", round(before[0], 3), round(before[1], 3), "-",
              *before[2].values()],
             [f"+ LoRA (rank {args.rank}{conv}, alpha {args.alpha:g}, {args.steps} steps, "
+             f"batch {args.batch}, seed {args.seed}, "
              f"lr {args.lr:g} {args.lr_scheduler}, "
              f"reg images → {args.prior_target} x{args.prior_loss_weight:g}, "
              f"colour drop {args.colour_drop:g})", round(after[0], 3),

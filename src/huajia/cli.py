@@ -257,12 +257,14 @@ def think(
     vlm_url: str = typer.Option(None, help="OpenAI-compatible base URL (critic vlm)."),
     vlm_model: str = typer.Option(None, help="Model name at that endpoint (critic vlm)."),
     vlm_key: str = typer.Option(None, envvar="HUAJIA_VLM_KEY", help="API key (critic vlm)."),
+    lora: list[str] = typer.Option([], "--lora", help="PATH[:SCALE], repeatable."),
     out: Path = typer.Option(Path("think-out"), "--out"),
 ) -> None:
     """Paint while thinking: writes final.png, thoughts.json and timeline.png."""
     from huajia.engine.engine import Engine
     from huajia.engine.infotext import save_png
-    from huajia.engine.request import GenerationRequest, parse_size
+    from huajia.engine.lora import check_lora_paths
+    from huajia.engine.request import GenerationRequest, LoraSpec, parse_size
     from huajia.thinking.critics import make_critic
     from huajia.thinking.loop import Thinker, thought_lines
     from huajia.thinking.timeline import timeline, write_thoughts
@@ -270,7 +272,9 @@ def think(
 
     width, height = parse_size(size) if size else (None, None)
     request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=seed, steps=steps,
-                                guidance=cfg, width=width, height=height, style=style)
+                                guidance=cfg, width=width, height=height, style=style,
+                                loras=tuple(LoraSpec.parse(x) for x in lora))
+    check_lora_paths(request.loras)
     critic_impl = make_critic(critic, clip_model, vlm_url, vlm_model, vlm_key)
     prepare_out_dir(out)
     thinker = Thinker(Engine(model), critic_impl, _think_options(pauses, budget, threshold,

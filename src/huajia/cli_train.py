@@ -73,6 +73,10 @@ def train_lora_command(
     lr_scheduler: str = typer.Option("constant", help="constant, constant_with_warmup, cosine "
                                                       "or linear (kohya's --lr_scheduler)."),
     lr_warmup_steps: int = typer.Option(0, help="Steps of lr warm-up."),
+    new_word: list[str] = typer.Option([], "--new-word", help="Pivotal tuning: teach this "
+                                       "word (e.g. hexagon, 六边形) as a new token with its "
+                                       "own embedding, saved beside the LoRA. Repeatable."),
+    new_word_lr: float = typer.Option(None, help="lr of the new words (default: --lr)."),
 ) -> None:
     """Train a LoRA (peft) on the UNet attention (and convs with --conv-rank); writes
     pytorch_lora_weights.safetensors."""
@@ -90,7 +94,8 @@ def train_lora_command(
                         min_snr_gamma=min_snr_gamma,
                         text_encoder_lr=text_encoder_lr, conv_rank=conv_rank,
                         conv_alpha=conv_alpha, lr_scheduler=lr_scheduler,
-                        lr_warmup_steps=lr_warmup_steps)
+                        lr_warmup_steps=lr_warmup_steps, new_words=tuple(new_word),
+                        new_word_lr=new_word_lr)
     with progress_bar("LoRA", steps) as advance:
         path = train_lora(recipe, resume=resume, progress=lambda s, t, loss: advance(1))
     console.print(f"{path}\n{out / 'loss.png'}")

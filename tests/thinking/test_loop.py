@@ -176,3 +176,32 @@ def test_a_wrong_region_is_painted_alone_and_pasted_in(engine, monkeypatch):
     noisy = Thinker(engine, ShapesCritic(), options).think(_request())
     assert "compose" not in [t.phase for t in noisy.thoughts]
     assert "repaint" in [t.phase for t in noisy.thoughts]
+
+
+def _loud_lora(engine, out):
+    """A LoRA file for the tiny model whose up-weights are large enough to change a picture."""
+    import torch
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = Engine(engine.source.location).pipe
+    pipe.unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_v"]))
+    with torch.no_grad():
+        for name, param in pipe.unet.named_parameters():
+            if "lora_B" in name:
+                param.normal_(generator=torch.Generator().manual_seed(0))
+    type(pipe).save_lora_weights(out, unet_lora_layers=get_peft_model_state_dict(pipe.unet))
+    return out / "pytorch_lora_weights.safetensors"
+
+
+def test_thinking_paints_with_the_requested_lora(engine, tmp_path):
+    from huajia.engine.request import LoraSpec
+
+    lora = _loud_lora(engine, tmp_path)
+    thinker = Thinker(engine, ShapesCritic(), ThinkOptions(pauses=1, max_repaints=0,
+                                                           restarts=0, compose_tries=0))
+    plain = thinker.think(_request())
+    taught = thinker.think(replace(_request(), loras=(LoraSpec(str(lora)),)))
+    assert "Lora" in taught.infotext and "Lora" not in plain.infotext
+    assert not np.array_equal(np.asarray(plain.image), np.asarray(taught.image))
+    assert np.array_equal(np.asarray(thinker.think(_request()).image), np.asarray(plain.image))

@@ -21,7 +21,7 @@ def trained(sd_dir, tmp_path_factory):
                         sample_prompts=("a red circle",), train_text_encoder=True,
                         reg_data=str(root / "reg"), prior_loss_weight=0.5, conv_rank=2,
                         conv_alpha=2, prior_target="base", lr_scheduler="cosine",
-                        lr_warmup_steps=1)
+                        lr_warmup_steps=1, new_words=("hexagon", "六边形"), new_word_lr=1e-2)
     return train_lora(recipe), recipe
 
 
@@ -81,6 +81,69 @@ def test_plain_diffusers_loads_it(trained, sd_dir):
     assert in_file == loaded  # every layer, attention and conv, none dropped
     conv = pipe.unet.down_blocks[0].resnets[0].conv1
     assert conv.lora_A[pipe.get_active_adapters()[0]].weight.shape[0] == 2  # LoCon rank
+
+
+def test_new_words_load_in_plain_diffusers(trained, sd_dir):
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
+
+    from huajia.engine.lora import embeddings_path, read_new_words
+
+    emb = embeddings_path(trained[0].parent)
+    assert emb == trained[0].with_name("pytorch_lora_weights_emb.safetensors")
+    words, vectors = read_new_words(trained[0])
+    assert words == ("hexagon", "六边形")
+    pipe = StableDiffusionPipeline.from_pretrained(sd_dir)
+    before = len(pipe.tokenizer)
+    pipe.load_textual_inversion(load_file(emb)["clip_l"], token=list(words))
+    assert len(pipe.tokenizer) == before + 2
+    hexagon = pipe.tokenizer("hexagon", add_special_tokens=False).input_ids
+    assert hexagon == [before]
+    table = pipe.text_encoder.get_input_embeddings().weight
+    assert torch_equal(table[before:], vectors)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a.detach().float(), b.float()))
+
+
+def test_new_words_train_only_their_own_rows(sd_dir):
+    import torch
+
+    from huajia.training.new_words import NewWords
+
+    pipe = Engine(str(sd_dir)).pipe
+    old = pipe.text_encoder.get_input_embeddings().weight.detach().clone()
+    words = NewWords(pipe, ("hexagon",))
+    optimizer = torch.optim.AdamW(words.parameters(), lr=0.1, weight_decay=0.5)
+    ids = pipe.tokenizer(["a red hexagon"], padding="max_length", return_tensors="pt").input_ids
+    pipe.text_encoder(ids)[0].square().mean().backward()
+    optimizer.step()
+    words.restore_old_rows()
+    table = pipe.text_encoder.get_input_embeddings().weight
+    assert torch.equal(table[:len(old)], old)
+    assert not torch.equal(table[len(old)], words.frozen[len(old)])
+    with pytest.raises(HuajiaError, match="new words must be new"):
+        NewWords(pipe, ("hexagon",))
+
+
+def test_engine_loads_new_words_only_with_their_lora(trained, sd_dir):
+    engine = Engine(str(sd_dir))
+    size = len(engine.pipe.tokenizer)
+
+    def encoded(*loras):
+        engine.use_loras(loras)
+        return engine.prompt_kwargs("a red hexagon", "")["prompt_embeds"]
+
+    plain = encoded()
+    taught = encoded(LoraSpec(str(trained[0])))
+    assert engine.new_words == ("hexagon", "六边形")
+    assert len(engine.pipe.tokenizer) == size + 2
+    assert not torch_equal(plain, taught)
+    assert torch_equal(encoded(), plain) and len(engine.pipe.tokenizer) == size
+    assert engine.new_words == ()
 
 
 def _loud_copy(path, out):

@@ -19,7 +19,7 @@ from huajia import __version__
 from huajia.engine import loading
 from huajia.engine.embeddings import encode_weighted
 from huajia.engine.infotext import format_infotext
-from huajia.engine.lora import apply_loras
+from huajia.engine.lora import apply_loras, apply_new_words
 from huajia.engine.prompt_weights import plain_text
 from huajia.engine.request import GenerationRequest, GenerationResult
 from huajia.engine.schedulers import make_scheduler, sampler_label
@@ -76,6 +76,7 @@ class Engine:
         self.model_hash = loading.model_hash(self.source, self.pipe)
         self.weighted = hasattr(self.pipe, "tokenizer") and hasattr(self.pipe, "text_encoder")
         self.loras: tuple = ()
+        self.new_words: tuple[str, ...] = ()
 
     @property
     def native_size(self) -> int:
@@ -101,7 +102,7 @@ class Engine:
         if any(batch_key(r) != batch_key(first) for r in requests):
             raise HuajiaError("requests in one batch must share steps, guidance, size, "
                               "scheduler and LoRAs")
-        self.loras = apply_loras(self.pipe, first.loras, self.loras)
+        self.use_loras(first.loras)
         self.pipe.scheduler = make_scheduler(first.scheduler, self.base_scheduler_config)
         width = first.width or self.native_size
         height = first.height or self.native_size
@@ -137,6 +138,11 @@ class Engine:
                        "Negative prompt": prep.negative} for s in prep.seeds),
                 dict(timings), prep.warnings))
         return results
+
+    def use_loras(self, loras: tuple) -> None:
+        """Make ``loras`` (LoraSpecs) the active LoRAs, with any new words they bring."""
+        self.loras = apply_loras(self.pipe, loras, self.loras)
+        self.new_words = apply_new_words(self.pipe, loras, self.new_words)
 
     def prepare(self, request: GenerationRequest) -> PreparedPrompt:
         """Style applied, seeds drawn, prompts encoded (with weights), warnings written: what

@@ -1,12 +1,16 @@
 """Loading LoRAs onto a pipeline by path and scale (diffusers/peft format, e.g. the
-``pytorch_lora_weights.safetensors`` that huajia and kohya-style trainers write)."""
+``pytorch_lora_weights.safetensors`` that huajia and kohya-style trainers write), with the new
+words a pivotally tuned LoRA brings (its ``*_emb.safetensors`` textual-inversion embeddings)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from huajia.errors import HuajiaError
+
+WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 
 
 def _adapter_name(path: str) -> str:
@@ -52,3 +56,57 @@ def apply_loras(pipe, wanted: tuple, loaded: tuple) -> tuple:
     keep = {s.path: s for s in loaded}
     keep.update({s.path: s for s in wanted})
     return tuple(keep.values())
+
+
+def embeddings_path(path: str | Path) -> Path:
+    """Where a LoRA's new-word embeddings lie: beside its weights file, named as diffusers'
+    advanced DreamBooth LoRA script names them (``<weights>_emb.safetensors``)."""
+    path = Path(path)
+    weights = path / WEIGHT_NAME if path.is_dir() else path
+    return weights.with_name(weights.stem + "_emb.safetensors")
+
+
+def read_new_words(path: str | Path):
+    """(words, embeddings [n, dim]) saved with the LoRA at ``path``, or None when it has none."""
+    from safetensors import safe_open
+
+    emb = embeddings_path(path)
+    if not emb.exists():
+        return None
+    try:
+        with safe_open(str(emb), "pt") as handle:
+            words = json.loads((handle.metadata() or {}).get("huajia_words", "[]"))
+            vectors = handle.get_tensor("clip_l")
+    except Exception as error:  # noqa: BLE001 - safetensors' own error is not an OSError
+        raise HuajiaError(f"cannot read the LoRA's new words '{emb}': {error}") from error
+    if len(words) != len(vectors):
+        raise HuajiaError(f"'{emb}' names {len(words)} words for {len(vectors)} embeddings; "
+                          "train the LoRA again")
+    return tuple(words), vectors
+
+
+def apply_new_words(pipe, wanted: tuple, active: tuple[str, ...]) -> tuple[str, ...]:
+    """Give the tokenizer exactly the new words of the ``wanted`` LoRAs (loaded with diffusers'
+    ``load_textual_inversion``; words of LoRAs no longer wanted are unloaded, so a prompt
+    without the LoRA reads as it did before it). Returns the words now active."""
+    found = [w for w in (read_new_words(spec.path) for spec in wanted) if w]
+    words = tuple(word for ws, _ in found for word in ws)
+    if words == active:
+        return active
+    if active:
+        pipe.unload_textual_inversion(list(active))
+    if not found:
+        return ()
+    if len(set(words)) != len(words):
+        raise HuajiaError(f"two LoRAs bring the same new word ({', '.join(words)}); "
+                          "use one of them at a time")
+    if not hasattr(pipe, "load_textual_inversion"):
+        raise HuajiaError(f"this LoRA brings new words ({', '.join(words)}), which this "
+                          "pipeline cannot load; use it with an SD 1.x/2.x style pipeline")
+    import torch
+
+    try:
+        pipe.load_textual_inversion(torch.cat([v for _, v in found]), token=list(words))
+    except (ValueError, RuntimeError) as error:
+        raise HuajiaError(f"cannot load the LoRA's new words {', '.join(words)}: {error}") from error
+    return words

@@ -64,7 +64,8 @@ def _lora(text: str, lora_dir: Path | None) -> LoraSpec:
     if not path.exists() and path.with_suffix(".safetensors").exists():
         path = path.with_suffix(".safetensors")
     if not path.exists():
-        known = sorted(p.stem for p in lora_dir.glob("*.safetensors"))
+        known = sorted(p.stem for p in lora_dir.glob("*.safetensors")
+                       if not p.stem.endswith("_emb"))  # a LoRA's new words, not a LoRA
         raise HuajiaError(f"unknown LoRA '{spec.path}'; this server has: {', '.join(known) or 'none'}")
     return LoraSpec(str(path), spec.scale)
 

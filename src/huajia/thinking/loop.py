@@ -141,6 +141,7 @@ class Thinker:
             raise HuajiaError(f"thinking needs guidance above 1 (got {request.guidance}); "
                               "use e.g. --cfg 5")
         opts, pipe = self.options, self.engine.pipe
+        self.engine.use_loras(request.loras)  # before the plan's regions are encoded
         thoughts: list[Thought] = []
         frames: list[Frame] = []
 

@@ -20,8 +20,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from huajia.engine.lora import WEIGHT_NAME, embeddings_path
 from huajia.errors import HuajiaError
 from huajia.training.components import snr_loss_weights
+from huajia.training.new_words import NewWords
 from huajia.world.dataset import read_metadata
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -29,7 +31,6 @@ UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 # the small latent sizes (attention only sees where things go, not their corners)
 UNET_CONV_TARGETS = ["conv1", "conv2"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
-WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear")
 
 
@@ -69,6 +70,10 @@ class LoraRecipe:
     # default: cosine did no better on the hexagon benchmark (README)
     lr_scheduler: str = "constant"
     lr_warmup_steps: int = 0
+    # pivotal tuning: these words (e.g. "hexagon", "六边形") become new tokens with learned
+    # embeddings beside the LoRA (training/new_words.py), at new_word_lr (None: lr)
+    new_words: tuple[str, ...] = ()
+    new_word_lr: float | None = None
 
     def __post_init__(self) -> None:
         if self.lr_scheduler not in LR_SCHEDULERS:
@@ -108,7 +113,9 @@ def _lora_state(pipe, train_text: bool) -> dict:
 
     state = {"unet_lora_layers": get_peft_model_state_dict(pipe.unet)}
     if train_text:
-        state["text_encoder_lora_layers"] = get_peft_model_state_dict(pipe.text_encoder)
+        # not the embedding table that new words resized: those rows go to their own file
+        state["text_encoder_lora_layers"] = get_peft_model_state_dict(
+            pipe.text_encoder, save_embedding_layers=False)
     return state
 
 
@@ -134,6 +141,7 @@ def save_lora(pipe, out: Path, recipe: LoraRecipe, step: int, dataset_size: int,
                 "ss_train_text_encoder": str(recipe.train_text_encoder),
                 "ss_batch_size": str(recipe.batch), "ss_lr_scheduler": recipe.lr_scheduler,
                 "ss_lr_warmup_steps": str(recipe.lr_warmup_steps),
+                "huajia_new_words": json.dumps(recipe.new_words, ensure_ascii=False),
                 "huajia_recipe": json.dumps(asdict(recipe))}
     save_file(tensors, path, metadata=metadata)
     return path
@@ -159,6 +167,7 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
         sets.append(_encoded_set(pipe, recipe.reg_data, side, accelerator.device))
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False)
+    words = NewWords(pipe, recipe.new_words) if recipe.new_words else None
     pipe.unet.add_adapter(_unet_config(recipe))
     if recipe.train_text_encoder:
         pipe.text_encoder.add_adapter(LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha,
@@ -169,6 +178,10 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
     groups = [{"params": [p for p in pipe.unet.parameters() if p.requires_grad]},
               {"params": [p for p in pipe.text_encoder.parameters() if p.requires_grad],
                "lr": recipe.text_encoder_lr or recipe.lr}]
+    if words:  # the embedding table is trainable, but no row may decay
+        groups[1]["params"] = [p for p in groups[1]["params"] if p is not words.table()]
+        groups.append({"params": words.parameters(), "weight_decay": 0.0,
+                       "lr": recipe.new_word_lr or recipe.lr})
     params = [p for group in groups for p in group["params"]]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=recipe.lr,
                                   weight_decay=1e-4)
@@ -176,7 +189,7 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
     schedule = get_scheduler(recipe.lr_scheduler, optimizer,
                              num_warmup_steps=recipe.lr_warmup_steps,
                              num_training_steps=recipe.steps)
-    step, losses = _resume(out, resume, pipe, optimizer, schedule)
+    step, losses = _resume(out, resume, pipe, optimizer, schedule, words)
     rng = np.random.default_rng([recipe.seed, step])
     weights = _loss_weights(pipe.scheduler, recipe.min_snr_gamma).to(accelerator.device)
     start = time.perf_counter()
@@ -186,6 +199,8 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        if words:
+            words.restore_old_rows()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -193,11 +208,13 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
         if progress:
             progress(step, recipe.steps, losses[-1])
         if recipe.sample_every and (step % recipe.sample_every == 0 or step == recipe.steps):
-            _checkpoint(out, pipe, optimizer, schedule, step, losses)
+            _checkpoint(out, pipe, optimizer, schedule, step, losses, words)
             if recipe.sample_prompts:
                 _samples(engine, recipe, step, out)
     path = save_lora(pipe, out, recipe, step, len(sets[0][0]),
                      len(sets[1][0]) if len(sets) > 1 else 0)
+    if words:
+        words.save(embeddings_path(path))
     loss_curve(losses).save(out / "loss.png")
     (out / "training.json").write_text(json.dumps(
         {"recipe": asdict(recipe), "steps": step, "seconds_this_run": time.perf_counter() - start,
@@ -283,20 +300,24 @@ def _base_prediction(pipe, noisy: torch.Tensor, t: torch.Tensor, ids: torch.Tens
             module.enable_adapters()
 
 
-def _checkpoint(out: Path, pipe, optimizer, schedule, step: int, losses: list[float]) -> None:
+def _checkpoint(out: Path, pipe, optimizer, schedule, step: int, losses: list[float],
+                words: NewWords | None) -> None:
     from peft.utils import get_peft_model_state_dict
 
     state = {"unet": get_peft_model_state_dict(pipe.unet), "optimizer": optimizer.state_dict(),
              "schedule": schedule.state_dict(), "step": step, "losses": losses}
     if getattr(pipe.text_encoder, "peft_config", None):
-        state["text"] = get_peft_model_state_dict(pipe.text_encoder)
+        state["text"] = get_peft_model_state_dict(pipe.text_encoder, save_embedding_layers=False)
+    if words:
+        state["new_words"] = words.vectors()
     (out / "checkpoints").mkdir(exist_ok=True)
     tmp = out / "checkpoints" / "lora.pt.tmp"
     torch.save(state, tmp)
     tmp.replace(out / "checkpoints" / "lora.pt")
 
 
-def _resume(out: Path, resume: bool, pipe, optimizer, schedule) -> tuple[int, list[float]]:
+def _resume(out: Path, resume: bool, pipe, optimizer, schedule,
+            words: NewWords | None) -> tuple[int, list[float]]:
     from peft.utils import set_peft_model_state_dict
 
     path = out / "checkpoints" / "lora.pt"
@@ -306,6 +327,8 @@ def _resume(out: Path, resume: bool, pipe, optimizer, schedule) -> tuple[int, li
     set_peft_model_state_dict(pipe.unet, state["unet"])
     if "text" in state:
         set_peft_model_state_dict(pipe.text_encoder, state["text"])
+    if words and "new_words" in state:
+        words.load_vectors(state["new_words"])
     optimizer.load_state_dict(state["optimizer"])
     if "schedule" in state:
         schedule.load_state_dict(state["schedule"])
