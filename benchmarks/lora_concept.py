@@ -15,6 +15,7 @@ did (--colour-drop 0.3). Run: python benchmarks/lora_concept.py [--concept hexag
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -79,6 +80,18 @@ def _new_words(text: str, concept: str) -> tuple[str, ...]:
     return (*found.en, *found.zh)
 
 
+def _earlier_base(args) -> tuple:
+    """The base row of an earlier run: the base model's pictures do not depend on the LoRA."""
+    earlier = json.loads(Path(args.base_from).read_text(encoding="utf-8"))
+    same = (earlier["concept"] == args.concept
+            and earlier.get("concept_images") == 4 * args.concept_specs
+            and earlier.get("old_concept_images") == 4 * args.specs_per_task * len(TASKS))
+    if not same:
+        raise SystemExit(f"{args.base_from} measured another concept or prompt count")
+    row = earlier["rows"][0]
+    return row[1], row[2], dict(zip(("drawn", "count right", "colour right"), row[4:], strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concept", default="hexagon")
@@ -93,6 +106,8 @@ def main() -> None:
                         help="Pivotal tuning: comma-separated words taught as new tokens "
                              "('concept': the concept's English and Chinese words).")
     parser.add_argument("--new-word-lr", type=float, default=None)
+    parser.add_argument("--new-word-init", default=None,
+                        help="Start the new words from this word (e.g. circle).")
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--alpha", type=float, default=16.0)
     parser.add_argument("--conv-rank", type=int, default=16,
@@ -111,6 +126,9 @@ def main() -> None:
                         help="Old-concept ShapesEval specs per task (x2 languages x2 images).")
     parser.add_argument("--concept-specs", type=int, default=20,
                         help="Held-out concept specs (x2 languages x2 images).")
+    parser.add_argument("--base-from", default=None,
+                        help="Take the base-model row from this earlier results JSON (same "
+                             "concept and prompt counts) instead of measuring it again.")
     parser.add_argument("--work", default=None, help="Keep data and LoRA here.")
     parser.add_argument("--name", default="lora_concept",
                         help="Results file name (benchmarks/results/NAME.json).")
@@ -126,7 +144,8 @@ def main() -> None:
     curate(Recipe(str(work / "reg_raw"), str(work / "reg"), ops))
     new_words = _new_words(args.new_words, args.concept)
     engine = Engine("embedded")
-    before = measure(engine, args.concept, (), args.specs_per_task, args.concept_specs)
+    before = (_earlier_base(args) if args.base_from else
+              measure(engine, args.concept, (), args.specs_per_task, args.concept_specs))
     start = time.perf_counter()
     path = train_lora(LoraRecipe(data=str(work / "clean"), out=str(work / "lora"),
                                  rank=args.rank, alpha=args.alpha, steps=args.steps,
@@ -135,6 +154,7 @@ def main() -> None:
                                  lr=args.lr, text_encoder_lr=args.text_encoder_lr or None,
                                  train_text_encoder=args.text_encoder_lr > 0,
                                  new_words=new_words, new_word_lr=args.new_word_lr,
+                                 new_word_init=args.new_word_init,
                                  reg_data=str(work / "reg"),
                                  prior_target=args.prior_target,
                                  prior_loss_weight=args.prior_loss_weight,
@@ -145,6 +165,7 @@ def main() -> None:
                     args.concept_specs)
     conv = f", conv rank {args.conv_rank}" if args.conv_rank else ""
     conv += f", new words {'/'.join(new_words)}" if new_words else ""
+    conv += f" from '{args.new_word_init}'" if new_words and args.new_word_init else ""
     conv += "" if args.text_encoder_lr > 0 else ", no text-encoder LoRA"
     rows = [["base model", round(before[0], 3), round(before[1], 3), "-",
              *before[2].values()],
@@ -160,7 +181,8 @@ def main() -> None:
             *(f"{args.concept} {name}" for name in before[2])],
            rows, {"concept": args.concept, "work": str(work), "curated": curated.to_dict(),
                   "concept_images": 4 * args.concept_specs,
-                  "old_concept_images": 4 * args.specs_per_task * len(TASKS)})
+                  "old_concept_images": 4 * args.specs_per_task * len(TASKS),
+                  "base_row_from": args.base_from})
 
 
 if __name__ == "__main__":

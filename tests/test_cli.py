@@ -24,6 +24,7 @@ def huajia(*args: str) -> subprocess.CompletedProcess:
     (("train", "lora", "--data", ".", "--reg-data", "/nope", "--out", "/tmp/x"),
      "--reg-data '/nope' is not a folder"),
     (("train", "card", "/tmp"), "has no training.json"),
+    (("think", "a red circle", "--lora", "/nope/x.safetensors"), "LoRA '/nope/x.safetensors'"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle):
     done = huajia(*args)

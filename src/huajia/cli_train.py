@@ -77,6 +77,8 @@ def train_lora_command(
                                        "word (e.g. hexagon, 六边形) as a new token with its "
                                        "own embedding, saved beside the LoRA. Repeatable."),
     new_word_lr: float = typer.Option(None, help="lr of the new words (default: --lr)."),
+    new_word_init: str = typer.Option(None, help="Start the new words from this known word "
+                                      "(e.g. circle; default: their own spelling)."),
 ) -> None:
     """Train a LoRA (peft) on the UNet attention (and convs with --conv-rank); writes
     pytorch_lora_weights.safetensors."""
@@ -95,7 +97,7 @@ def train_lora_command(
                         text_encoder_lr=text_encoder_lr, conv_rank=conv_rank,
                         conv_alpha=conv_alpha, lr_scheduler=lr_scheduler,
                         lr_warmup_steps=lr_warmup_steps, new_words=tuple(new_word),
-                        new_word_lr=new_word_lr)
+                        new_word_lr=new_word_lr, new_word_init=new_word_init)
     with progress_bar("LoRA", steps) as advance:
         path = train_lora(recipe, resume=resume, progress=lambda s, t, loss: advance(1))
     console.print(f"{path}\n{out / 'loss.png'}")

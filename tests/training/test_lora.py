@@ -222,3 +222,14 @@ def test_base_prior_target_is_the_model_with_adapters_off(sd_dir):
 def test_unknown_prior_target_is_refused():
     with pytest.raises(HuajiaError, match="prior target"):
         LoraRecipe(data="d", out="o", prior_target="teacher")
+
+
+def test_new_words_can_start_from_a_known_word(sd_dir):
+    from huajia.training.new_words import NewWords
+
+    pipe = Engine(str(sd_dir)).pipe
+    circle = pipe.tokenizer("circle", add_special_tokens=False).input_ids
+    words = NewWords(pipe, ("hexagon", "六边形"), init_word="circle")
+    table = words.table()
+    assert torch_equal(table[words.ids[0]], table[circle].mean(dim=0))
+    assert torch_equal(table[words.ids[1]], table[words.ids[0]])

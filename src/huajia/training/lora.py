@@ -74,6 +74,7 @@ class LoraRecipe:
     # embeddings beside the LoRA (training/new_words.py), at new_word_lr (None: lr)
     new_words: tuple[str, ...] = ()
     new_word_lr: float | None = None
+    new_word_init: str | None = None  # start the new words from this word (kohya's --init_word)
 
     def __post_init__(self) -> None:
         if self.lr_scheduler not in LR_SCHEDULERS:
@@ -142,6 +143,7 @@ def save_lora(pipe, out: Path, recipe: LoraRecipe, step: int, dataset_size: int,
                 "ss_batch_size": str(recipe.batch), "ss_lr_scheduler": recipe.lr_scheduler,
                 "ss_lr_warmup_steps": str(recipe.lr_warmup_steps),
                 "huajia_new_words": json.dumps(recipe.new_words, ensure_ascii=False),
+                "huajia_new_word_init": recipe.new_word_init or "",
                 "huajia_recipe": json.dumps(asdict(recipe))}
     save_file(tensors, path, metadata=metadata)
     return path
@@ -167,7 +169,7 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
         sets.append(_encoded_set(pipe, recipe.reg_data, side, accelerator.device))
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False)
-    words = NewWords(pipe, recipe.new_words) if recipe.new_words else None
+    words = NewWords(pipe, recipe.new_words, recipe.new_word_init) if recipe.new_words else None
     pipe.unet.add_adapter(_unet_config(recipe))
     if recipe.train_text_encoder:
         pipe.text_encoder.add_adapter(LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha,

@@ -24,13 +24,16 @@ class NewWords:
     """Adds ``words`` to a pipeline's tokenizer and text encoder and keeps every other row of
     the embedding table frozen while the new rows train."""
 
-    def __init__(self, pipe, words: tuple[str, ...]):
+    def __init__(self, pipe, words: tuple[str, ...], init_word: str | None = None):
         tokenizer, self.text_encoder = pipe.tokenizer, pipe.text_encoder
         known = [w for w in words if w in tokenizer.get_vocab()]
         if known or len(set(words)) != len(words):
             raise HuajiaError(f"new words must be new and different ({', '.join(words)}); "
                               "a word the tokenizer already has as a token cannot be re-added")
-        pieces = [tokenizer(w, add_special_tokens=False).input_ids for w in words]
+        # each word starts from what its spelling meant before, or from ``init_word`` (as
+        # kohya's --init_word: e.g. 'circle', a known thing the new one is closest to, so the
+        # model already counts and colours it and only its outline has to be learned)
+        pieces = [tokenizer(init_word or w, add_special_tokens=False).input_ids for w in words]
         tokenizer.add_tokens(list(words))
         self.words = tuple(words)
         self.ids = tokenizer.convert_tokens_to_ids(list(words))
