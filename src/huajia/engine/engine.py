@@ -19,7 +19,7 @@ from huajia import __version__
 from huajia.engine import loading
 from huajia.engine.embeddings import encode_weighted
 from huajia.engine.infotext import format_infotext
-from huajia.engine.lora import apply_loras, apply_new_words
+from huajia.engine.lora import apply_loras, apply_new_words, read_new_words
 from huajia.engine.prompt_weights import plain_text
 from huajia.engine.request import GenerationRequest, GenerationResult
 from huajia.engine.schedulers import make_scheduler, sampler_label
@@ -77,6 +77,7 @@ class Engine:
         self.weighted = hasattr(self.pipe, "tokenizer") and hasattr(self.pipe, "text_encoder")
         self.loras: tuple = ()
         self.new_words: tuple[str, ...] = ()
+        self.lora_words: dict[str, tuple | None] = {}  # per LoRA path, read once like its weights
 
     @property
     def native_size(self) -> int:
@@ -142,7 +143,11 @@ class Engine:
     def use_loras(self, loras: tuple) -> None:
         """Make ``loras`` (LoraSpecs) the active LoRAs, with any new words they bring."""
         self.loras = apply_loras(self.pipe, loras, self.loras)
-        self.new_words = apply_new_words(self.pipe, loras, self.new_words)
+        for spec in loras:
+            if spec.path not in self.lora_words:
+                self.lora_words[spec.path] = read_new_words(spec.path)
+        self.new_words = apply_new_words(self.pipe, [self.lora_words[s.path] for s in loras],
+                                         self.new_words)
 
     def prepare(self, request: GenerationRequest) -> PreparedPrompt:
         """Style applied, seeds drawn, prompts encoded (with weights), warnings written: what

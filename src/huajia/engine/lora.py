@@ -85,11 +85,12 @@ def read_new_words(path: str | Path):
     return tuple(words), vectors
 
 
-def apply_new_words(pipe, wanted: tuple, active: tuple[str, ...]) -> tuple[str, ...]:
-    """Give the tokenizer exactly the new words of the ``wanted`` LoRAs (loaded with diffusers'
-    ``load_textual_inversion``; words of LoRAs no longer wanted are unloaded, so a prompt
-    without the LoRA reads as it did before it). Returns the words now active."""
-    found = [w for w in (read_new_words(spec.path) for spec in wanted) if w]
+def apply_new_words(pipe, wanted: list, active: tuple[str, ...]) -> tuple[str, ...]:
+    """Give the tokenizer exactly the ``wanted`` new words (``read_new_words`` results of the
+    active LoRAs, None for a LoRA without any), loaded with diffusers' ``load_textual_inversion``;
+    words of LoRAs no longer wanted are unloaded, so a prompt without the LoRA reads as it did
+    before it. Returns the words now active."""
+    found = [w for w in wanted if w]
     words = tuple(word for ws, _ in found for word in ws)
     if words == active:
         return active

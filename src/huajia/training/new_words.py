@@ -39,10 +39,12 @@ class NewWords:
         self.ids = tokenizer.convert_tokens_to_ids(list(words))
         self.text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         table = self.table()
-        with torch.no_grad():  # start from what the spelled-out word meant before
+        with torch.no_grad():
             for token_id, word_pieces in zip(self.ids, pieces, strict=True):
                 table[token_id] = table[word_pieces].mean(dim=0)
         self.frozen = table.detach().clone()
+        self.old_rows = torch.ones(len(table), dtype=torch.bool, device=table.device)
+        self.old_rows[self.ids] = False
         table.requires_grad_(True)
 
     def table(self) -> torch.Tensor:
@@ -55,10 +57,8 @@ class NewWords:
     def restore_old_rows(self) -> None:
         """Undo the optimizer's step on every row but the new words' (AdamW's decay and
         momentum would otherwise move them)."""
-        table = self.table()
-        keep = torch.ones(len(table), dtype=torch.bool, device=table.device)
-        keep[self.ids] = False
-        table[keep] = self.frozen[keep].to(table.device, table.dtype)
+        table = self.table()  # on the device it was created on, as ``frozen`` and ``old_rows``
+        table[self.old_rows] = self.frozen[self.old_rows].to(table.dtype)
 
     def vectors(self) -> torch.Tensor:
         return self.table()[self.ids].detach().float().cpu().clone()
