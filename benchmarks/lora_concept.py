@@ -108,6 +108,15 @@ def main() -> None:
     parser.add_argument("--new-word-lr", type=float, default=None)
     parser.add_argument("--new-word-init", default=None,
                         help="Start the new words from this word (e.g. circle).")
+    parser.add_argument("--mask-weight", type=float, default=1.0,
+                        help="Masked loss: the concept's pixels (alpha masks) weigh this "
+                             "much more (1: off).")
+    parser.add_argument("--reg-mask", action="store_true",
+                        help="With --mask-weight, also weigh the reg pictures' objects (all of "
+                             "them) over their background, so old shapes are kept as firmly as "
+                             "the new one is taught.")
+    parser.add_argument("--ema-decay", type=float, default=0.0,
+                        help="Save an EMA of the LoRA weights (0: off).")
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--alpha", type=float, default=16.0)
     parser.add_argument("--conv-rank", type=int, default=16,
@@ -135,9 +144,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="huajia-lora-"))
     write_dataset(work / "raw", args.images, seed=11, concept=args.concept,
-                  colour_drop=args.colour_drop)
+                  colour_drop=args.colour_drop, alpha_mask=args.mask_weight > 1)
     write_dataset(work / "reg_raw", args.images, seed=12, split="train",
-                  colour_drop=args.colour_drop)
+                  colour_drop=args.colour_drop, alpha_mask=args.mask_weight > 1 and args.reg_mask)
     ops = (("image_text_similarity_filter", {"hf_clip": "shapes-verifier", "min_score": 0.99}),
            ("image_deduplicator", {"method": "phash"}))
     curated = curate(Recipe(str(work / "raw"), str(work / "clean"), ops))
@@ -159,7 +168,9 @@ def main() -> None:
                                  prior_target=args.prior_target,
                                  prior_loss_weight=args.prior_loss_weight,
                                  lr_scheduler=args.lr_scheduler,
-                                 lr_warmup_steps=args.lr_warmup_steps, sample_every=0))
+                                 lr_warmup_steps=args.lr_warmup_steps,
+                                 mask_weight=args.mask_weight, ema_decay=args.ema_decay,
+                                 sample_every=0))
     minutes = (time.perf_counter() - start) / 60
     after = measure(engine, args.concept, (LoraSpec(str(path)),), args.specs_per_task,
                     args.concept_specs)
@@ -167,6 +178,9 @@ def main() -> None:
     conv += f", new words {'/'.join(new_words)}" if new_words else ""
     conv += f" from '{args.new_word_init}'" if new_words and args.new_word_init else ""
     conv += "" if args.text_encoder_lr > 0 else ", no text-encoder LoRA"
+    conv += f", mask weight {args.mask_weight:g}" if args.mask_weight > 1 else ""
+    conv += " (reg pictures too)" if args.mask_weight > 1 and args.reg_mask else ""
+    conv += f", EMA {args.ema_decay:g}" if args.ema_decay else ""
     rows = [["base model", round(before[0], 3), round(before[1], 3), "-",
              *before[2].values()],
             [f"+ LoRA (rank {args.rank}{conv}, alpha {args.alpha:g}, {args.steps} steps, "

@@ -49,14 +49,18 @@ def world_dataset(
     concept: str = typer.Option(None, help="Teach a held-out concept: hexagon or checkered."),
     colour_drop: float = typer.Option(
         0.0, help="Chance a caption names no colour (the embedded model trained with 0.3)."),
+    alpha_mask: bool = typer.Option(
+        False, help="Mark the concept's objects (every object without --concept) in each "
+                    "image's alpha channel, for 'train lora --mask-weight'."),
 ) -> None:
     """Render N captioned images (en + zh) into an HF imagefolder with metadata.jsonl."""
     from huajia.world.dataset import check_dataset_args, write_dataset
 
-    check_dataset_args(out, n, split, size, concept, colour_drop)
+    check_dataset_args(out, n, split, size, concept, colour_drop, alpha_mask)
     with progress_bar("rendering", n) as advance:
         path = write_dataset(out, n, seed=seed, split=split, side=size, workers=workers or None,
-                             progress=advance, concept=concept, colour_drop=colour_drop)
+                             progress=advance, concept=concept, colour_drop=colour_drop,
+                             alpha_mask=alpha_mask)
     console.print(f"wrote {n} images and {path / 'metadata.jsonl'}")
 
 

@@ -79,6 +79,10 @@ def train_lora_command(
     new_word_lr: float = typer.Option(None, help="lr of the new words (default: --lr)."),
     new_word_init: str = typer.Option(None, help="Start the new words from this known word "
                                       "(e.g. circle; default: their own spelling)."),
+    mask_weight: float = typer.Option(1.0, help="Masked loss: pixels an image's alpha "
+                                      "channel marks weigh this much more (1: off)."),
+    ema_decay: float = typer.Option(0.0, help="Save an EMA of the LoRA weights with this "
+                                    "decay (e.g. 0.99; 0: the last step's weights)."),
 ) -> None:
     """Train a LoRA (peft) on the UNet attention (and convs with --conv-rank); writes
     pytorch_lora_weights.safetensors."""
@@ -97,7 +101,8 @@ def train_lora_command(
                         text_encoder_lr=text_encoder_lr, conv_rank=conv_rank,
                         conv_alpha=conv_alpha, lr_scheduler=lr_scheduler,
                         lr_warmup_steps=lr_warmup_steps, new_words=tuple(new_word),
-                        new_word_lr=new_word_lr, new_word_init=new_word_init)
+                        new_word_lr=new_word_lr, new_word_init=new_word_init,
+                        mask_weight=mask_weight, ema_decay=ema_decay)
     with progress_bar("LoRA", steps) as advance:
         path = train_lora(recipe, resume=resume, progress=lambda s, t, loss: advance(1))
     console.print(f"{path}\n{out / 'loss.png'}")

@@ -2,12 +2,13 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 from safetensors import safe_open
 
 from huajia.engine.engine import Engine
 from huajia.engine.request import GenerationRequest, LoraSpec
 from huajia.errors import HuajiaError
-from huajia.training.lora import LoraRecipe, train_lora
+from huajia.training.lora import LoraRecipe, ema_update, pixel_weights, train_lora
 from huajia.world.dataset import write_dataset
 
 
@@ -233,3 +234,83 @@ def test_new_words_can_start_from_a_known_word(sd_dir):
     table = words.table()
     assert torch_equal(table[words.ids[0]], table[circle].mean(dim=0))
     assert torch_equal(table[words.ids[1]], table[words.ids[0]])
+
+
+def _weights(path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def _masked_copy(folder, out):
+    """``folder`` with an alpha mask on the left half of every picture."""
+    import shutil
+
+    shutil.copytree(folder, out)
+    for image_path in (out / "images").iterdir():
+        image = Image.open(image_path).convert("RGBA")
+        alpha = np.zeros(image.size[::-1], np.uint8)
+        alpha[:, : image.size[0] // 2] = 255
+        image.putalpha(Image.fromarray(alpha))
+        image.save(image_path)
+
+
+def test_masked_loss_weighs_the_pixels_the_alpha_channel_marks(sd_dir, tmp_path):
+    write_dataset(tmp_path / "data", 4, seed=1, workers=1, side=64)
+    _masked_copy(tmp_path / "data", tmp_path / "masked")
+
+    def train(data: str, mask_weight: float) -> dict:
+        out = tmp_path / f"{data}-{mask_weight}"
+        recipe = LoraRecipe(data=str(tmp_path / data), out=str(out), model=str(sd_dir), rank=2,
+                            steps=2, batch=2, sample_every=0, mask_weight=mask_weight)
+        return _weights(train_lora(recipe))
+
+    plain = train("data", 1.0)
+    # without alpha masks every pixel weighs the same, whatever the mask weight
+    assert all(torch_equal(v, train("data", 8.0)[k]) for k, v in plain.items())
+    assert all(torch_equal(v, train("masked", 1.0)[k]) for k, v in plain.items())
+    assert not all(torch_equal(v, train("masked", 8.0)[k]) for k, v in plain.items())
+
+
+def test_pixel_weights_keep_the_loss_scale():
+    import torch
+
+    masks = torch.zeros(2, 1, 4, 4)
+    masks[0, :, :1] = 1.0  # a quarter of the first picture
+    weights = pixel_weights(masks, 7.0)
+    assert weights.mean(dim=(1, 2, 3)).tolist() == pytest.approx([1.0, 1.0])
+    assert (weights[0, 0, 0, 0] / weights[0, 0, 3, 3]).item() == pytest.approx(7.0)
+    assert torch.equal(weights[1], torch.ones(1, 4, 4))
+    with pytest.raises(HuajiaError, match="mask weight"):
+        LoraRecipe(data="d", out="o", mask_weight=0.5)
+
+
+def test_ema_saves_the_average_of_the_steps(sd_dir, tmp_path):
+    import torch
+
+    write_dataset(tmp_path / "data", 4, seed=1, workers=1, side=64)
+
+    def train(ema_decay: float):
+        out = tmp_path / f"ema-{ema_decay}"
+        recipe = LoraRecipe(data=str(tmp_path / "data"), out=str(out), model=str(sd_dir),
+                            rank=2, steps=3, batch=2, sample_every=3, lr=1e-2,
+                            ema_decay=ema_decay)
+        path = train_lora(recipe)
+        return _weights(path), torch.load(out / "checkpoints" / "lora.pt", weights_only=False)
+
+    last, state = train(0.0)
+    average, ema_state = train(0.9)
+    assert "ema" not in state and len(ema_state["ema"]) > 0  # resumable
+    lora_b = [k for k in last if "lora_B" in k]
+    # same seed, same steps: only the averaging differs, and it lags behind the last step
+    assert lora_b and all(average[k].norm() < last[k].norm() for k in lora_b)
+    with safe_open(tmp_path / "ema-0.9" / "pytorch_lora_weights.safetensors", "pt") as handle:
+        assert handle.metadata()["huajia_ema_decay"] == "0.9"
+
+
+def test_ema_update_warms_up():
+    import torch
+
+    average, param = [torch.zeros(3)], torch.ones(3)
+    ema_update(average, [param], 0.99, step=0)  # decay 1/10 at the first step
+    assert average[0].tolist() == pytest.approx([0.9] * 3)

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -103,3 +104,22 @@ def test_datasets_can_leave_colours_out_like_the_base_recipe(tmp_path):
     assert [r["scene"] for r in plain] == [r["scene"] for r in drop]  # same pictures
     with pytest.raises(HuajiaError, match="not a chance"):
         write_dataset(tmp_path / "x", 2, colour_drop=1.5)
+
+
+def test_alpha_masks_mark_the_concept_or_every_object(tmp_path):
+    write_dataset(tmp_path / "plain", 6, seed=3, workers=1, concept="hexagon")
+    write_dataset(tmp_path / "masked", 6, seed=3, workers=1, concept="hexagon", alpha_mask=True)
+    write_dataset(tmp_path / "all", 4, seed=3, workers=1, alpha_mask=True)
+    for folder, marked in (("masked", lambda obj: obj["shape"] == "hexagon"),
+                           ("all", lambda obj: True)):
+        for row in read_metadata(tmp_path / folder):
+            image = Image.open(tmp_path / folder / row["file_name"])
+            assert image.mode == "RGBA"
+            alpha = np.asarray(image.getchannel("A"))
+            assert alpha.min() == 0  # the background is never marked
+            for obj in row["scene"]["objects"]:
+                centre = alpha[int(obj["cy"] * 128), int(obj["cx"] * 128)]
+                assert centre == (255 if marked(obj) else 0)
+            if folder == "masked":  # the colours are untouched
+                plain = Image.open(tmp_path / "plain" / row["file_name"])
+                assert np.array_equal(np.asarray(image.convert("RGB")), np.asarray(plain))

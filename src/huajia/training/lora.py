@@ -75,6 +75,13 @@ class LoraRecipe:
     new_words: tuple[str, ...] = ()
     new_word_lr: float | None = None
     new_word_init: str | None = None  # start the new words from this word (kohya's --init_word)
+    # kohya's masked loss with alpha masks: an image's alpha channel marks its subject, whose
+    # pixels weigh mask_weight times the rest (1: off). A small new shape is a few latent
+    # pixels of each picture; unweighted, the background's error drowns its gradient.
+    mask_weight: float = 1.0
+    # EMA of the adapter weights (as diffusers' --use_ema; 0: off): the saved LoRA is the
+    # average of the last ~1/(1-decay) steps, not one noisy iterate of a constant-lr run
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.lr_scheduler not in LR_SCHEDULERS:
@@ -86,24 +93,37 @@ class LoraRecipe:
             raise HuajiaError(f"prior target '{self.prior_target}' is unknown; use images or base")
         if self.rank < 1 or self.steps < 1 or self.conv_rank < 0:
             raise HuajiaError("rank and steps must be at least 1 (conv_rank at least 0)")
+        if self.mask_weight < 1 or not 0 <= self.ema_decay < 1:
+            raise HuajiaError("mask weight must be at least 1 and EMA decay in [0, 1)")
 
 
-def _load_examples(folder: str, side: int) -> tuple[list[np.ndarray], list[list[str]]]:
-    """Images resized to ``side`` and, per image, its captions (text and text_zh if present)."""
-    images, captions = [], []
+def _load_examples(folder: str, side: int) -> tuple[list[np.ndarray], list[np.ndarray],
+                                                   list[list[str]]]:
+    """Images resized to ``side``, their alpha masks (all ones without an alpha channel; the
+    colours are used as they are, not composited) and, per image, its captions (text and
+    text_zh if present)."""
+    images, masks, captions = [], [], []
     for row in read_metadata(folder):
         path = Path(folder) / row["file_name"]
         try:
             with Image.open(path) as image:
+                has_alpha = image.mode in ("RGBA", "LA") or "transparency" in image.info
+                # colour and alpha apart: an RGBA resize premultiplies, blacking out the
+                # colours under alpha 0
+                image = image.convert("RGBA" if has_alpha else "RGB")
                 pixels = image.convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
+                alpha = (image.getchannel("A").resize((side, side), Image.Resampling.BICUBIC)
+                         if has_alpha else None)
         except OSError as error:
             raise HuajiaError(f"cannot read '{path}' ({error}); curate the folder first "
                               "with 'huajia curate'") from error
         images.append(np.asarray(pixels, dtype=np.float32) / 127.5 - 1.0)
+        masks.append(np.ones((side, side), np.float32) if alpha is None
+                     else np.asarray(alpha, dtype=np.float32) / 255.0)
         captions.append([row[k] for k in ("text", "text_zh") if row.get(k)])
     if not images:
         raise HuajiaError(f"'{folder}' has no images to train on")
-    return images, captions
+    return images, masks, captions
 
 
 def _lora_state(pipe, train_text: bool) -> dict:
@@ -144,6 +164,9 @@ def save_lora(pipe, out: Path, recipe: LoraRecipe, step: int, dataset_size: int,
                 "ss_lr_warmup_steps": str(recipe.lr_warmup_steps),
                 "huajia_new_words": json.dumps(recipe.new_words, ensure_ascii=False),
                 "huajia_new_word_init": recipe.new_word_init or "",
+                "ss_masked_loss": str(recipe.mask_weight > 1),
+                "huajia_mask_weight": str(recipe.mask_weight),
+                "huajia_ema_decay": str(recipe.ema_decay),
                 "huajia_recipe": json.dumps(asdict(recipe))}
     save_file(tensors, path, metadata=metadata)
     return path
@@ -191,7 +214,8 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
     schedule = get_scheduler(recipe.lr_scheduler, optimizer,
                              num_warmup_steps=recipe.lr_warmup_steps,
                              num_training_steps=recipe.steps)
-    step, losses = _resume(out, resume, pipe, optimizer, schedule, words)
+    ema = [p.detach().clone() for p in params] if recipe.ema_decay else []
+    step, losses = _resume(out, resume, pipe, optimizer, schedule, words, ema)
     rng = np.random.default_rng([recipe.seed, step])
     weights = _loss_weights(pipe.scheduler, recipe.min_snr_gamma).to(accelerator.device)
     start = time.perf_counter()
@@ -205,14 +229,18 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
             words.restore_old_rows()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
+        ema_update(ema, params, recipe.ema_decay, step)
         step += 1
         losses.append(loss.item())
         if progress:
             progress(step, recipe.steps, losses[-1])
         if recipe.sample_every and (step % recipe.sample_every == 0 or step == recipe.steps):
-            _checkpoint(out, pipe, optimizer, schedule, step, losses, words)
+            _checkpoint(out, pipe, optimizer, schedule, step, losses, words, ema)
             if recipe.sample_prompts:
                 _samples(engine, recipe, step, out)
+    with torch.no_grad():  # the averaged weights are the ones saved
+        for param, average in zip(params if ema else [], ema, strict=True):
+            param.copy_(average)
     path = save_lora(pipe, out, recipe, step, len(sets[0][0]),
                      len(sets[1][0]) if len(sets) > 1 else 0)
     if words:
@@ -222,6 +250,15 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
         {"recipe": asdict(recipe), "steps": step, "seconds_this_run": time.perf_counter() - start,
          "final_loss": float(np.mean(losses[-20:])), "device": str(accelerator.device)}, indent=1))
     return path
+
+
+@torch.no_grad()
+def ema_update(ema: list[torch.Tensor], params: list, decay: float, step: int) -> None:
+    """Move the averages towards the weights; the decay warms up as in diffusers' EMAModel,
+    so the first steps do not pin the average to the starting weights."""
+    decay = min(decay, (1 + step) / (10 + step))
+    for average, param in zip(ema, params, strict=False):
+        average.mul_(decay).add_(param.detach(), alpha=1 - decay)
 
 
 def _unet_config(recipe: LoraRecipe):
@@ -236,14 +273,18 @@ def _unet_config(recipe: LoraRecipe):
                       target_modules=targets, rank_pattern=ranks, alpha_pattern=alphas)
 
 
-def _encoded_set(pipe, folder: str, side: int, device) -> tuple[torch.Tensor, list[list[str]]]:
-    """A folder's latents (the VAE is frozen, so encode once) and captions."""
-    images, captions = _load_examples(folder, side)
+def _encoded_set(pipe, folder: str, side: int, device
+                 ) -> tuple[torch.Tensor, torch.Tensor, list[list[str]]]:
+    """A folder's latents (the VAE is frozen, so encode once), its masks at latent size (the
+    share of each latent pixel's area that is subject) and captions."""
+    images, masks, captions = _load_examples(folder, side)
     with torch.no_grad():
         batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device)
         latents = torch.cat([pipe.vae.encode(batch[i:i + 16]).latent_dist.mode()
                              for i in range(0, len(batch), 16)]) * pipe.vae.config.scaling_factor
-    return latents, captions
+        masks = F.adaptive_avg_pool2d(torch.from_numpy(np.stack(masks))[:, None].to(device),
+                                      latents.shape[-2:])
+    return latents, masks, captions
 
 
 def _loss_weights(scheduler, min_snr_gamma: float) -> torch.Tensor:
@@ -260,12 +301,13 @@ def _batch_loss(pipe, unet, text_encoder, sets: list, recipe: LoraRecipe,
     ``prior_loss_weight``) filling half the batch when there are any; ``weights`` per timestep."""
     sizes = [recipe.batch] if len(sets) == 1 else [recipe.batch - recipe.batch // 2,
                                                    recipe.batch // 2]
-    latents, texts = [], []
-    for (z, captions), size in zip(sets, sizes, strict=True):
-        picks = rng.integers(len(z), size=size)
-        latents.append(z[torch.from_numpy(picks)])
+    latents, masks, texts = [], [], []
+    for (z, mask, captions), size in zip(sets, sizes, strict=True):
+        picks = torch.from_numpy(rng.integers(len(z), size=size))
+        latents.append(z[picks])
+        masks.append(mask[picks])
         texts += ["" if rng.random() < recipe.caption_dropout else
-                  captions[i][int(rng.integers(len(captions[i])))] for i in picks]
+                  captions[i][int(rng.integers(len(captions[i])))] for i in picks.tolist()]
     z = torch.cat(latents)
     ids = pipe.tokenizer(texts, padding="max_length", truncation=True,
                          max_length=pipe.tokenizer.model_max_length,
@@ -281,12 +323,20 @@ def _batch_loss(pipe, unet, text_encoder, sets: list, recipe: LoraRecipe,
         target = torch.cat([target[:sizes[0]],
                             _base_prediction(pipe, noisy[reg], t[reg], ids[reg])])
     pred = unet(noisy, t, text_encoder(ids)[0]).sample
-    errors = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    errors = F.mse_loss(pred.float(), target.float(), reduction="none")
+    errors = (errors * pixel_weights(torch.cat(masks), recipe.mask_weight)).mean(dim=(1, 2, 3))
     errors = errors * weights[t]
     loss = errors[:sizes[0]].mean()
     if len(sizes) == 2:
         loss = loss + recipe.prior_loss_weight * errors[sizes[0]:].mean()
     return loss
+
+
+def pixel_weights(masks: torch.Tensor, mask_weight: float) -> torch.Tensor:
+    """Per-pixel loss weights: masked pixels weigh ``mask_weight`` times the rest, normalised
+    to mean 1 per picture so the loss keeps its scale (all ones where nothing is masked)."""
+    raw = 1.0 + (mask_weight - 1.0) * masks
+    return raw / raw.mean(dim=(1, 2, 3), keepdim=True)
 
 
 @torch.no_grad()
@@ -303,7 +353,7 @@ def _base_prediction(pipe, noisy: torch.Tensor, t: torch.Tensor, ids: torch.Tens
 
 
 def _checkpoint(out: Path, pipe, optimizer, schedule, step: int, losses: list[float],
-                words: NewWords | None) -> None:
+                words: NewWords | None, ema: list[torch.Tensor]) -> None:
     from peft.utils import get_peft_model_state_dict
 
     state = {"unet": get_peft_model_state_dict(pipe.unet), "optimizer": optimizer.state_dict(),
@@ -312,14 +362,16 @@ def _checkpoint(out: Path, pipe, optimizer, schedule, step: int, losses: list[fl
         state["text"] = get_peft_model_state_dict(pipe.text_encoder, save_embedding_layers=False)
     if words:
         state["new_words"] = words.vectors()
+    if ema:
+        state["ema"] = ema
     (out / "checkpoints").mkdir(exist_ok=True)
     tmp = out / "checkpoints" / "lora.pt.tmp"
     torch.save(state, tmp)
     tmp.replace(out / "checkpoints" / "lora.pt")
 
 
-def _resume(out: Path, resume: bool, pipe, optimizer, schedule,
-            words: NewWords | None) -> tuple[int, list[float]]:
+def _resume(out: Path, resume: bool, pipe, optimizer, schedule, words: NewWords | None,
+            ema: list[torch.Tensor]) -> tuple[int, list[float]]:
     from peft.utils import set_peft_model_state_dict
 
     path = out / "checkpoints" / "lora.pt"
@@ -334,6 +386,8 @@ def _resume(out: Path, resume: bool, pipe, optimizer, schedule,
     optimizer.load_state_dict(state["optimizer"])
     if "schedule" in state:
         schedule.load_state_dict(state["schedule"])
+    for average, saved in zip(ema, state.get("ema", ema), strict=True):
+        average.copy_(saved)
     return state["step"], state["losses"]
 
 

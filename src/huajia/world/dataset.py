@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from huajia.errors import HuajiaError
 from huajia.world import captions, sampler, vocab
@@ -81,13 +82,31 @@ def make_example(index: int, seed: int, split: str, concept: str | None = None,
     return scene, spec, text, text_zh
 
 
+def object_alpha(scene: Scene, concept: str | None, side: int,
+                 margin: float = 1.15) -> Image.Image:
+    """An alpha mask (kohya's alpha_mask convention) that is opaque on and just around the
+    objects of ``concept`` (every object when ``concept`` is None) and transparent elsewhere,
+    for masked-loss LoRA training."""
+    alpha = Image.new("L", (side, side), 0)
+    draw = ImageDraw.Draw(alpha)
+    for obj in scene.objects:
+        if concept is None or concept in (obj.shape, obj.texture):
+            r = obj.radius * margin * side
+            draw.ellipse((obj.cx * side - r, obj.cy * side - r, obj.cx * side + r,
+                          obj.cy * side + r), fill=255)
+    return alpha
+
+
 def _write_chunk(args: tuple) -> list[dict]:
-    out, start, stop, seed, split, side, concept, colour_drop = args
+    out, start, stop, seed, split, side, concept, colour_drop, alpha_mask = args
     rows = []
     for index in range(start, stop):
         scene, spec, text, text_zh = make_example(index, seed, split, concept, colour_drop)
         file_name = f"images/{index:07d}.png"
-        render(scene, side).save(os.path.join(out, file_name), compress_level=1)
+        image = render(scene, side)
+        if alpha_mask:
+            image.putalpha(object_alpha(scene, concept, side))
+        image.save(os.path.join(out, file_name), compress_level=1)
         rows.append({"file_name": file_name, "text": text, "text_zh": text_zh,
                      "spec": spec.to_dict(), "scene": scene.to_dict()})
     return rows
@@ -108,7 +127,8 @@ def prepare_out_dir(out: str | Path) -> Path:
 
 
 def check_dataset_args(out: str | Path, n: int, split: str, side: int,
-                       concept: str | None = None, colour_drop: float = 0.0) -> Path:
+                       concept: str | None = None, colour_drop: float = 0.0,
+                       alpha_mask: bool = False) -> Path:
     """Validate a dataset request before any work starts; returns the ready output folder."""
     held_out = [c.id for c in (*vocab.SHAPES, *vocab.TEXTURES) if c.held_out]
     if concept is not None and concept not in held_out:
@@ -126,14 +146,17 @@ def check_dataset_args(out: str | Path, n: int, split: str, side: int,
 
 def write_dataset(out: str | Path, n: int, seed: int = 0, split: str = "train", side: int = 128,
                   workers: int | None = None, progress: Callable[[int], None] | None = None,
-                  concept: str | None = None, colour_drop: float = 0.0) -> Path:
+                  concept: str | None = None, colour_drop: float = 0.0,
+                  alpha_mask: bool = False) -> Path:
     """Render ``n`` examples into the imagefolder ``out``; ``progress(k)`` is told each k done.
     ``concept`` makes a teaching set for a held-out shape or texture, ``colour_drop`` leaves
-    colours out of captions (see make_example)."""
-    path = check_dataset_args(out, n, split, side, concept, colour_drop)
+    colours out of captions (see make_example), ``alpha_mask`` marks the concept's objects
+    (every object without a concept) in each picture's alpha channel, for masked-loss LoRA
+    training."""
+    path = check_dataset_args(out, n, split, side, concept, colour_drop, alpha_mask)
     (path / "images").mkdir(exist_ok=True)
-    jobs = [(str(path), start, min(start + CHUNK, n), seed, split, side, concept, colour_drop)
-            for start in range(0, n, CHUNK)]
+    jobs = [(str(path), start, min(start + CHUNK, n), seed, split, side, concept, colour_drop,
+             alpha_mask) for start in range(0, n, CHUNK)]
     workers = workers or min(os.cpu_count() or 1, len(jobs))
     with open(path / "metadata.jsonl", "w", encoding="utf-8") as metadata:
         for rows in _run(jobs, workers):
