@@ -8,8 +8,9 @@ The LoRA sees the concept's pictures (one group of a familiar training scene tur
 concept) and, as reg images (prior preservation), as many pictures of old concepts.
 Defaults: the LoCon recipe that did best here (attention and convolutions, rank 16, alpha 16,
 lr 1e-3, text encoder 3e-4), captions that leave colours out as often as the base model's
-did (--colour-drop 0.3). Run: python benchmarks/lora_concept.py [--concept hexagon]
-[--steps 800] [--images 600] [--conv-rank 0]
+did (--colour-drop 0.3). Best measured: --mask-weight 3 --reg-mask (masked loss on the
+concept's objects and on the reg pictures' objects; README). Run: python
+benchmarks/lora_concept.py [--concept hexagon] [--steps 800] [--images 600] [--conv-rank 0]
 """
 
 from __future__ import annotations
