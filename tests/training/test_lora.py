@@ -266,8 +266,9 @@ def test_masked_loss_weighs_the_pixels_the_alpha_channel_marks(sd_dir, tmp_path)
         return _weights(train_lora(recipe))
 
     plain = train("data", 1.0)
-    # without alpha masks every pixel weighs the same, whatever the mask weight
-    assert all(torch_equal(v, train("data", 8.0)[k]) for k, v in plain.items())
+    with pytest.raises(HuajiaError, match="needs alpha masks"):  # it would change nothing
+        train("data", 8.0)
+    # mask weight 1: the alpha channel changes nothing
     assert all(torch_equal(v, train("masked", 1.0)[k]) for k, v in plain.items())
     assert not all(torch_equal(v, train("masked", 8.0)[k]) for k, v in plain.items())
 

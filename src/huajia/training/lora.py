@@ -188,6 +188,10 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
     pipe = engine.pipe
     side = engine.native_size
     sets = [_encoded_set(pipe, recipe.data, side, accelerator.device)]
+    if recipe.mask_weight > 1 and bool((sets[0][1] == 1).all()):
+        raise HuajiaError(f"--mask-weight {recipe.mask_weight:g} needs alpha masks, but no image "
+                          f"in '{recipe.data}' has an alpha channel; add them (huajia world "
+                          "dataset --alpha-mask) or drop --mask-weight")
     if recipe.reg_data:
         sets.append(_encoded_set(pipe, recipe.reg_data, side, accelerator.device))
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
