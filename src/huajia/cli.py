@@ -56,7 +56,7 @@ def world_dataset(
     """Render N captioned images (en + zh) into an HF imagefolder with metadata.jsonl."""
     from huajia.world.dataset import check_dataset_args, write_dataset
 
-    check_dataset_args(out, n, split, size, concept, colour_drop, alpha_mask)
+    check_dataset_args(out, n, split, size, concept, colour_drop)
     with progress_bar("rendering", n) as advance:
         path = write_dataset(out, n, seed=seed, split=split, side=size, workers=workers or None,
                              progress=advance, concept=concept, colour_drop=colour_drop,

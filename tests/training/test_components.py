@@ -1,3 +1,6 @@
+import pytest
+
+
 def test_snr_loss_weights_cap_clean_steps_and_floor_noisy_ones():
     import torch
 
@@ -11,3 +14,13 @@ def test_snr_loss_weights_cap_clean_steps_and_floor_noisy_ones():
     assert abs(float(plain[0]) - 5 / 1000) < 1e-3  # γ caps the nearly clean step
     eps = snr_loss_weights(alphas[:3], False, gamma=5.0)
     assert abs(float(eps[0]) - 5 / 999) < 1e-3 and abs(float(eps[1]) - 1.0) < 1e-4
+
+
+def test_ema_update_warms_up():
+    import torch
+
+    from huajia.training.components import ema_update
+
+    average, param = [torch.zeros(3)], torch.ones(3)
+    ema_update(average, [param], 0.99, step=0)  # decay 1/10 at the first step
+    assert average[0].tolist() == pytest.approx([0.9] * 3)

@@ -8,7 +8,7 @@ from safetensors import safe_open
 from huajia.engine.engine import Engine
 from huajia.engine.request import GenerationRequest, LoraSpec
 from huajia.errors import HuajiaError
-from huajia.training.lora import LoraRecipe, ema_update, pixel_weights, train_lora
+from huajia.training.lora import LoraRecipe, pixel_weights, train_lora
 from huajia.world.dataset import write_dataset
 
 
@@ -308,10 +308,3 @@ def test_ema_saves_the_average_of_the_steps(sd_dir, tmp_path):
     with safe_open(tmp_path / "ema-0.9" / "pytorch_lora_weights.safetensors", "pt") as handle:
         assert handle.metadata()["huajia_ema_decay"] == "0.9"
 
-
-def test_ema_update_warms_up():
-    import torch
-
-    average, param = [torch.zeros(3)], torch.ones(3)
-    ema_update(average, [param], 0.99, step=0)  # decay 1/10 at the first step
-    assert average[0].tolist() == pytest.approx([0.9] * 3)

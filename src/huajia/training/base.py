@@ -198,11 +198,8 @@ def _cached_latents(vae, scenes: list[Scene], recipe: BaseRecipe, ckpt: _Checkpo
 
 
 def _ema_update(ema: dict, model: torch.nn.Module, step: int) -> None:
-    decay = min(0.999, (1 + step) / (10 + step))
-    with torch.no_grad():
-        for name, param in model.state_dict().items():
-            if param.dtype.is_floating_point:
-                ema[name].mul_(decay).add_(param.detach(), alpha=1 - decay)
+    state = {k: v for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+    C.ema_update([ema[k] for k in state], list(state.values()), 0.999, step)
 
 
 def train_unet(recipe: BaseRecipe, scenes: list[Scene], latents: torch.Tensor, tokenizer,

@@ -114,3 +114,13 @@ def snr_loss_weights(alphas_cumprod: torch.Tensor, v_prediction: bool, gamma: fl
     snr = alphas_cumprod / (1 - alphas_cumprod).clamp(min=1e-8)
     x0_weight = snr.clamp(min=floor, max=max(gamma, floor))
     return x0_weight / (snr + 1) if v_prediction else x0_weight / snr.clamp(min=1e-8)
+
+
+@torch.no_grad()
+def ema_update(averages: list[torch.Tensor], tensors: list[torch.Tensor], decay: float,
+               step: int) -> None:
+    """Move each average towards its tensor; the decay warms up as in diffusers' EMAModel,
+    so the first steps do not pin the average to the starting weights."""
+    decay = min(decay, (1 + step) / (10 + step))
+    for average, tensor in zip(averages, tensors, strict=True):
+        average.mul_(decay).add_(tensor.detach(), alpha=1 - decay)

@@ -22,7 +22,7 @@ from PIL import Image
 
 from huajia.engine.lora import WEIGHT_NAME, embeddings_path
 from huajia.errors import HuajiaError
-from huajia.training.components import snr_loss_weights
+from huajia.training.components import ema_update, snr_loss_weights
 from huajia.training.new_words import NewWords
 from huajia.world.dataset import read_metadata
 
@@ -233,7 +233,8 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
             words.restore_old_rows()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        ema_update(ema, params, recipe.ema_decay, step)
+        if ema:
+            ema_update(ema, params, recipe.ema_decay, step)
         step += 1
         losses.append(loss.item())
         if progress:
@@ -242,9 +243,10 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
             _checkpoint(out, pipe, optimizer, schedule, step, losses, words, ema)
             if recipe.sample_prompts:
                 _samples(engine, recipe, step, out)
-    with torch.no_grad():  # the averaged weights are the ones saved
-        for param, average in zip(params if ema else [], ema, strict=True):
-            param.copy_(average)
+    if ema:  # the averaged weights are the ones saved
+        with torch.no_grad():
+            for param, average in zip(params, ema, strict=True):
+                param.copy_(average)
     path = save_lora(pipe, out, recipe, step, len(sets[0][0]),
                      len(sets[1][0]) if len(sets) > 1 else 0)
     if words:
@@ -254,15 +256,6 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
         {"recipe": asdict(recipe), "steps": step, "seconds_this_run": time.perf_counter() - start,
          "final_loss": float(np.mean(losses[-20:])), "device": str(accelerator.device)}, indent=1))
     return path
-
-
-@torch.no_grad()
-def ema_update(ema: list[torch.Tensor], params: list, decay: float, step: int) -> None:
-    """Move the averages towards the weights; the decay warms up as in diffusers' EMAModel,
-    so the first steps do not pin the average to the starting weights."""
-    decay = min(decay, (1 + step) / (10 + step))
-    for average, param in zip(ema, params, strict=False):
-        average.mul_(decay).add_(param.detach(), alpha=1 - decay)
 
 
 def _unet_config(recipe: LoraRecipe):

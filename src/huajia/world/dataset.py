@@ -127,8 +127,7 @@ def prepare_out_dir(out: str | Path) -> Path:
 
 
 def check_dataset_args(out: str | Path, n: int, split: str, side: int,
-                       concept: str | None = None, colour_drop: float = 0.0,
-                       alpha_mask: bool = False) -> Path:
+                       concept: str | None = None, colour_drop: float = 0.0) -> Path:
     """Validate a dataset request before any work starts; returns the ready output folder."""
     held_out = [c.id for c in (*vocab.SHAPES, *vocab.TEXTURES) if c.held_out]
     if concept is not None and concept not in held_out:
@@ -153,7 +152,7 @@ def write_dataset(out: str | Path, n: int, seed: int = 0, split: str = "train", 
     colours out of captions (see make_example), ``alpha_mask`` marks the concept's objects
     (every object without a concept) in each picture's alpha channel, for masked-loss LoRA
     training."""
-    path = check_dataset_args(out, n, split, side, concept, colour_drop, alpha_mask)
+    path = check_dataset_args(out, n, split, side, concept, colour_drop)
     (path / "images").mkdir(exist_ok=True)
     jobs = [(str(path), start, min(start + CHUNK, n), seed, split, side, concept, colour_drop,
              alpha_mask) for start in range(0, n, CHUNK)]
