@@ -78,7 +78,8 @@ def train_lora_command(
                                        "own embedding, saved beside the LoRA. Repeatable."),
     new_word_lr: float = typer.Option(None, help="lr of the new words (default: --lr)."),
     new_word_init: str = typer.Option(None, help="Start the new words from this known word "
-                                      "(e.g. circle; default: their own spelling)."),
+                                      "(e.g. circle), or one per --new-word, comma-separated "
+                                      "(circle,circles; default: their own spelling)."),
     mask_weight: float = typer.Option(1.0, help="Masked loss: pixels an image's alpha "
                                       "channel marks weigh this much more (1: off)."),
     ema_decay: float = typer.Option(0.0, help="Save an EMA of the LoRA weights with this "

@@ -308,3 +308,17 @@ def test_ema_saves_the_average_of_the_steps(sd_dir, tmp_path):
     with safe_open(tmp_path / "ema-0.9" / "pytorch_lora_weights.safetensors", "pt") as handle:
         assert handle.metadata()["huajia_ema_decay"] == "0.9"
 
+
+
+def test_each_new_word_can_start_from_its_own_known_word(sd_dir):
+    from huajia.training.new_words import NewWords, starting_words
+
+    pipe = Engine(str(sd_dir)).pipe
+    words = NewWords(pipe, ("hexagon", "hexagons"), init_word="circle, square")
+    table = words.table()
+    for token_id, start in zip(words.ids, ("circle", "square"), strict=True):
+        pieces = pipe.tokenizer(start, add_special_tokens=False).input_ids
+        assert torch_equal(table[token_id], table[pieces].mean(dim=0))
+    assert starting_words(("a", "b"), None) == ["a", "b"]
+    with pytest.raises(HuajiaError, match="names 3 words for 2 new words"):
+        starting_words(("a", "b"), "x,y,z")

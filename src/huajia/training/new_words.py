@@ -33,7 +33,8 @@ class NewWords:
         # each word starts from what its spelling meant before, or from ``init_word`` (as
         # kohya's --init_word: e.g. 'circle', a known thing the new one is closest to, so the
         # model already counts and colours it and only its outline has to be learned)
-        pieces = [tokenizer(init_word or w, add_special_tokens=False).input_ids for w in words]
+        pieces = [tokenizer(start, add_special_tokens=False).input_ids
+                  for start in starting_words(words, init_word)]
         tokenizer.add_tokens(list(words))
         self.words = tuple(words)
         self.ids = tokenizer.convert_tokens_to_ids(list(words))
@@ -73,3 +74,18 @@ class NewWords:
         save_file({"clip_l": self.vectors().contiguous()}, path,
                   metadata={"format": "pt", "huajia_words": json.dumps(self.words)})
         return path
+
+
+def starting_words(words: tuple[str, ...], init_word: str | None) -> list[str]:
+    """What each new word starts from: its own spelling, the one ``init_word`` for all, or
+    one of a comma-separated list per word ('circle,circles' for 'hexagon', 'hexagons': the
+    plural starts plural, so 'two hexagons' reads as a count the model already draws)."""
+    if not init_word:
+        return list(words)
+    starts = [w.strip() for w in init_word.split(",")]
+    if len(starts) == 1:
+        return starts * len(words)
+    if len(starts) != len(words) or not all(starts):
+        raise HuajiaError(f"--new-word-init '{init_word}' names {len(starts)} words for "
+                          f"{len(words)} new words; give one word, or one per --new-word")
+    return starts
