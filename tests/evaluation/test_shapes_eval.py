@@ -56,3 +56,16 @@ def test_concept_prompts_ask_for_the_concept_and_score_as_a_task():
         assert prompt.spec.groups[0].shape == "hexagon"
     result = run_shapes_eval(OracleGenerator(), prompts, images_per_prompt=1)
     assert result.tasks == {"hexagon": result.overall} and result.overall >= 0.9
+
+
+def test_a_known_shape_can_stand_in_for_the_concept():
+    """The ceiling prompts: the same colours and counts, a known shape in the hexagon's place."""
+    from huajia.evaluation.prompts import concept_prompts
+
+    hexagons, squares = concept_prompts("hexagon", 6), concept_prompts("hexagon", 6,
+                                                                       stand_in="square")
+    for hexagon, square in zip(hexagons, squares, strict=True):
+        assert square.spec.groups[0].shape == "square"
+        assert (square.spec.groups[0].colour, square.spec.groups[0].count) == (
+            hexagon.spec.groups[0].colour, hexagon.spec.groups[0].count)
+        assert parse(square.text).spec == square.spec

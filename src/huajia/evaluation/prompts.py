@@ -9,10 +9,11 @@ its seed, so every model is judged on the same prompts.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from huajia.errors import HuajiaError
 from huajia.world import captions, vocab
 from huajia.world.spec import ObjectGroup, Relation, SceneSpec
 
@@ -102,9 +103,14 @@ def _bilingual(task: str, k: int, spec: SceneSpec,
     return out
 
 
-def concept_prompts(concept: str, n_specs: int = 40, seed: int = 7) -> list[EvalPrompt]:
+def concept_prompts(concept: str, n_specs: int = 40, seed: int = 7,
+                    stand_in: str | None = None) -> list[EvalPrompt]:
     """Held-out prompts (eval templates, en + zh) that each ask for the held-out ``concept``:
-    the hexagon shape (with a colour, sometimes a count) or the checkered texture."""
+    the hexagon shape (with a colour, sometimes a count) or the checkered texture.
+    ``stand_in`` (a known shape) takes the hexagon's place in the same specs and phrasings:
+    what the base model scores on them is the ceiling a hexagon LoRA is measured against."""
+    if stand_in and concept != "hexagon":
+        raise HuajiaError(f"a stand-in shape replaces the hexagon, not '{concept}'")
     prompts = []
     rng = np.random.default_rng([seed, 99])
     for k in range(n_specs):
@@ -115,7 +121,12 @@ def concept_prompts(concept: str, n_specs: int = 40, seed: int = 7) -> list[Eval
         else:
             group = ObjectGroup(_pick(rng, _SHAPES)[0], count=count, colour=colour,
                                 texture=concept)
-        prompts += _bilingual(concept, k, SceneSpec((group,)), rng)
+        if stand_in:  # phrased from a twin of the stream, which stays the hexagons' own
+            twin = np.random.default_rng()
+            twin.bit_generator.state = rng.bit_generator.state
+            prompts += _bilingual(concept, k, SceneSpec((replace(group, shape=stand_in),)), twin)
+        hexagons = _bilingual(concept, k, SceneSpec((group,)), rng)
+        prompts += [] if stand_in else hexagons
     return prompts
 
 
