@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from _common import report
+from concept_ceiling import SPLITS, split_scores
 
 from huajia.curation.runner import Recipe, curate
 from huajia.engine.engine import Engine
@@ -70,6 +71,7 @@ def measure(engine: Engine, concept: str, loras: tuple, specs: int, concept_spec
     prompts = concept_prompts(concept, concept_specs)
     taught = run_shapes_eval(remembered, prompts, images_per_prompt=2)
     breakdown = concept_breakdown(remembered, taught, prompts, concept)
+    breakdown |= split_scores(prompts, taught)
     old = run_shapes_eval(generator, shapes_eval_prompts(specs), images_per_prompt=2)
     return taught.overall, old.overall, breakdown
 
@@ -90,7 +92,8 @@ def _earlier_base(args) -> tuple:
     if not same:
         raise SystemExit(f"{args.base_from} measured another concept or prompt count")
     row = earlier["rows"][0]
-    return row[1], row[2], dict(zip(("drawn", "count right", "colour right"), row[4:], strict=True))
+    names = ("drawn", "count right", "colour right", *SPLITS)
+    return row[1], row[2], dict(zip(names[:len(row) - 4], row[4:], strict=True))
 
 
 def main() -> None:
@@ -183,7 +186,7 @@ def main() -> None:
     conv += " (reg pictures too)" if args.mask_weight > 1 and args.reg_mask else ""
     conv += f", EMA {args.ema_decay:g}" if args.ema_decay else ""
     rows = [["base model", round(before[0], 3), round(before[1], 3), "-",
-             *before[2].values()],
+             *(before[2].get(name, "-") for name in after[2])],
             [f"+ LoRA (rank {args.rank}{conv}, alpha {args.alpha:g}, {args.steps} steps, "
              f"batch {args.batch}, seed {args.seed}, "
              f"lr {args.lr:g} {args.lr_scheduler}, "
@@ -193,7 +196,7 @@ def main() -> None:
     report(args.name, f"Teaching '{args.concept}' with a LoRA "
            f"({curated.kept}/{curated.total} curated images)",
            ["model", f"{args.concept} accuracy", "ShapesEval (old concepts)", "train minutes",
-            *(f"{args.concept} {name}" for name in before[2])],
+            *(f"{args.concept} {name}" for name in after[2])],
            rows, {"concept": args.concept, "work": str(work), "curated": curated.to_dict(),
                   "concept_images": 4 * args.concept_specs,
                   "old_concept_images": 4 * args.specs_per_task * len(TASKS),
