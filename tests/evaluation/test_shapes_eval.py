@@ -1,7 +1,9 @@
 import json
 
+import pytest
 from PIL import Image
 
+from huajia.errors import HuajiaError
 from huajia.evaluation.generators import OracleGenerator, RandomGenerator, make_generator
 from huajia.evaluation.prompts import TASKS, shapes_eval_prompts
 from huajia.evaluation.report import failure_sheet, write_json
@@ -69,3 +71,5 @@ def test_a_known_shape_can_stand_in_for_the_concept():
         assert (square.spec.groups[0].colour, square.spec.groups[0].count) == (
             hexagon.spec.groups[0].colour, hexagon.spec.groups[0].count)
         assert parse(square.text).spec == square.spec
+    with pytest.raises(HuajiaError, match="known shape"):
+        concept_prompts("hexagon", 2, stand_in="hexagon")

@@ -109,8 +109,10 @@ def concept_prompts(concept: str, n_specs: int = 40, seed: int = 7,
     the hexagon shape (with a colour, sometimes a count) or the checkered texture.
     ``stand_in`` (a known shape) takes the hexagon's place in the same specs and phrasings:
     what the base model scores on them is the ceiling a hexagon LoRA is measured against."""
-    if stand_in and concept != "hexagon":
-        raise HuajiaError(f"a stand-in shape replaces the hexagon, not '{concept}'")
+    known = [shape.id for shape in vocab.SHAPES if not shape.held_out]
+    if stand_in and (concept != "hexagon" or stand_in not in known):
+        raise HuajiaError(f"a stand-in replaces the hexagon with a known shape ({', '.join(known)}); "
+                          f"got '{stand_in}' for '{concept}'")
     prompts = []
     rng = np.random.default_rng([seed, 99])
     for k in range(n_specs):
@@ -121,12 +123,12 @@ def concept_prompts(concept: str, n_specs: int = 40, seed: int = 7,
         else:
             group = ObjectGroup(_pick(rng, _SHAPES)[0], count=count, colour=colour,
                                 texture=concept)
-        if stand_in:  # phrased from a twin of the stream, which stays the hexagons' own
+        if stand_in:  # phrased from a copy of the stream, so every later spec stays the same
             twin = np.random.default_rng()
             twin.bit_generator.state = rng.bit_generator.state
             prompts += _bilingual(concept, k, SceneSpec((replace(group, shape=stand_in),)), twin)
-        hexagons = _bilingual(concept, k, SceneSpec((group,)), rng)
-        prompts += [] if stand_in else hexagons
+        own = _bilingual(concept, k, SceneSpec((group,)), rng)  # always: it moves the stream on
+        prompts += [] if stand_in else own
     return prompts
 
 
