@@ -8,7 +8,6 @@ Run: python benchmarks/concept_ceiling.py [--shapes circle,square,triangle,star]
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
 
 from _common import report
 
@@ -21,14 +20,15 @@ SPLITS = ("en", "zh", "count 1", "count 2")
 
 
 def split_scores(prompts, result) -> dict[str, float]:
-    """Pass rate per language and per count asked for."""
+    """Pass rate per language (the result's own by_lang: one task) and per count asked for."""
     counts = {p.id: p.spec.groups[0].count for p in prompts}
-    tallies = defaultdict(lambda: [0, 0])
-    for record in result.records:
-        for key in (record.lang, f"count {counts[record.prompt_id]}"):
-            tallies[key][0] += 1
-            tallies[key][1] += record.passed
-    return {key: round(tallies[key][1] / tallies[key][0], 3) for key in SPLITS}
+
+    def count_rate(n: int) -> float:
+        passed = [r.passed for r in result.records if counts[r.prompt_id] == n]
+        return sum(passed) / len(passed)
+
+    rates = {**result.by_lang, "count 1": count_rate(1), "count 2": count_rate(2)}
+    return {key: round(rates[key], 3) for key in SPLITS}
 
 
 def main() -> None:

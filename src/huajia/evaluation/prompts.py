@@ -109,7 +109,7 @@ def concept_prompts(concept: str, n_specs: int = 40, seed: int = 7,
     the hexagon shape (with a colour, sometimes a count) or the checkered texture.
     ``stand_in`` (a known shape) takes the hexagon's place in the same specs and phrasings:
     what the base model scores on them is the ceiling a hexagon LoRA is measured against."""
-    known = [shape.id for shape in vocab.SHAPES if not shape.held_out]
+    known = vocab.ids(vocab.SHAPES, include_held_out=False)
     if stand_in and (concept != "hexagon" or stand_in not in known):
         raise HuajiaError(f"a stand-in replaces the hexagon with a known shape ({', '.join(known)}); "
                           f"got '{stand_in}' for '{concept}'")
