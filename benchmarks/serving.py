@@ -1,5 +1,5 @@
 """The image service under load: throughput at concurrency 1/4/8 (micro-batching) against the
-same engine behind a single lock (``--serial``, as AUTOMATIC1111 serves), cache-hit latency,
+same engine behind a single lock (``_serial_serve.py``, as AUTOMATIC1111 serves), cache-hit latency,
 and how far the watermark survives re-encoding.
 
     python benchmarks/serving.py [--model embedded] [--requests 16] [--steps 20]
@@ -36,12 +36,16 @@ def _port() -> int:
 
 
 class Server:
-    def __init__(self, model: str, extra: list[str]):
+    def __init__(self, model: str, extra: list[str], serial: bool = False):
         self.port, self.data = _port(), tempfile.mkdtemp(prefix="huajia-bench-")
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "huajia", "serve", "--model", model, "--port",
-                   str(self.port), "--data-dir", self.data, "--nsfw", "blur", "--rate", "100000",
-                   "--burst", "100000", *extra]
+        where = ["--port", str(self.port), "--data-dir", self.data, "--nsfw", "blur"]
+        if serial:
+            command = [sys.executable, str(Path(__file__).parent / "_serial_serve.py"),
+                       "--model", model, *where]
+        else:
+            command = [sys.executable, "-m", "huajia", "serve", "--model", model, *where,
+                       "--rate", "100000", "--burst", "100000", *extra]
         self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def __enter__(self):
@@ -138,10 +142,10 @@ def main() -> None:
     parser.add_argument("--cache-requests", type=int, default=300)
     args = parser.parse_args()
     rows, results = [], {}
-    for mode, extra in (("serial (one lock)", ["--serial"]),
+    for mode, extra in (("serial (one lock)", None),
                         ("huajia (micro-batching)", ["--max-batch", "8", "--batch-wait-ms",
                                                      "30"])):
-        with Server(args.model, extra) as server:
+        with Server(args.model, extra or [], serial=extra is None) as server:
             for concurrency in (1, 4, 8):
                 run = throughput(server, concurrency, args.requests, args.steps, concurrency * 1000)
                 results[f"{mode} c={concurrency}"] = run

@@ -15,9 +15,11 @@ import click
 import typer
 from rich.table import Table
 
-from huajia.cli_common import console, print_shapes_result, progress_bar
+from huajia.cli_common import console, print_shapes_result, progress_bar, vocabulary_option
+from huajia.cli_paint import register as register_painting
 from huajia.cli_serve import register as register_serving
 from huajia.cli_train import app as train_app
+from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
 
 app = typer.Typer(help="huajia (画家): text-to-image that thinks while it paints.",
@@ -28,6 +30,7 @@ eval_app = typer.Typer(help="Benchmarks: ShapesEval.", no_args_is_help=True)
 app.add_typer(world_app, name="world")
 app.add_typer(eval_app, name="eval")
 app.add_typer(train_app, name="train")
+register_painting(app)
 register_serving(app)
 
 
@@ -119,9 +122,9 @@ def eval_shapes(
     specs_per_task: int = typer.Option(50, "--specs-per-task",
                                        help="Specs per task; each gives an en and a zh prompt."),
     size: int = typer.Option(128, help="Image side in pixels (64-512)."),
-    steps: int = typer.Option(20, help="Denoising steps (models only)."),
-    cfg: float = typer.Option(5.0, "--cfg", help="Guidance scale (models only)."),
-    scheduler: str = typer.Option(None, help="ddim, euler, euler_a, dpmpp_2m, unipc, ddpm."),
+    steps: int = vocabulary_option(GenerationRequest, "steps"),
+    guidance: float = vocabulary_option(GenerationRequest, "guidance"),
+    scheduler: str = vocabulary_option(GenerationRequest, "scheduler"),
 ) -> None:
     """ShapesEval: GenEval-style compositional benchmark on held-out prompts (en + zh)."""
     from huajia.evaluation.generators import make_generator
@@ -134,7 +137,9 @@ def eval_shapes(
         prepare_out_dir(out)
     if json_path is not None:
         _out_file(json_path)
-    engine_options = {"steps": steps, "guidance": cfg, "scheduler": scheduler}
+    # the same checks as every request, before a model loads
+    GenerationRequest("check", steps=steps, guidance=guidance, scheduler=scheduler)
+    engine_options = {"steps": steps, "guidance": guidance, "scheduler": scheduler}
     plain = model in ("oracle", "oracle-perturbed", "random") or model.startswith("oracle-vae")
     generator = make_generator(model) if plain else make_generator(model, **engine_options)
     prompts = shapes_eval_prompts(specs_per_task)
@@ -173,187 +178,7 @@ def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="Where results
         prompt_grid(make_generator(model)).save(out / "grid.png")
     console.print(f"generated grid: {out / 'grid.png'}")
     eval_shapes(model=model, json_path=out / "shapes_eval.json", out=out, images_per_prompt=2,
-                specs_per_task=specs_per_task, size=128, steps=20, cfg=5.0, scheduler=None)
-
-
-@app.command("generate")
-def generate(
-    prompt: str = typer.Argument(..., help="What to paint (English or 中文; A1111 (word:1.5) works)."),
-    n: int = typer.Option(1, "-n", "--n", help="Number of images."),
-    seed: int = typer.Option(None, help="Seed of the first image (the next ones: seed+1, …)."),
-    steps: int = typer.Option(20, help="Denoising steps."),
-    cfg: float = typer.Option(5.0, "--cfg", help="Guidance scale."),
-    size: str = typer.Option(None, help="WIDTHxHEIGHT (default: the model's native size)."),
-    negative: str = typer.Option("", "--negative", help="Negative prompt."),
-    style: str = typer.Option("none", help="Style preset (see 'huajia styles')."),
-    model: str = typer.Option("embedded", help="embedded, a diffusers folder or a hub id."),
-    scheduler: str = typer.Option(None, help="ddim, euler, euler_a, dpmpp_2m, unipc, ddpm."),
-    lora: list[str] = typer.Option([], "--lora", help="PATH[:SCALE], repeatable."),
-    out: Path = typer.Option(Path("outputs"), "--out", help="Folder for the PNGs."),
-) -> None:
-    """Generate images; each PNG carries A1111 'parameters' infotext."""
-    from huajia.engine.engine import Engine
-    from huajia.engine.infotext import save_png
-    from huajia.engine.lora import check_lora_paths
-    from huajia.engine.request import GenerationRequest, LoraSpec, parse_size
-    from huajia.engine.styles import get_style
-    from huajia.world.dataset import prepare_out_dir
-
-    width, height = parse_size(size) if size else (None, None)
-    request = GenerationRequest(
-        prompt=prompt, negative_prompt=negative, seed=seed, steps=steps, guidance=cfg,
-        width=width, height=height, n=n, style=style, scheduler=scheduler,
-        loras=tuple(LoraSpec.parse(x) for x in lora))
-    get_style(style)  # unknown styles and missing LoRAs fail before the model loads
-    check_lora_paths(request.loras)
-    prepare_out_dir(out)
-    engine = Engine(model)
-    with progress_bar("painting", steps) as advance:
-        result = engine.generate(request, on_step=lambda done, total: advance(1))
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
-    for image, seed_used, infotext in zip(result.images, result.seeds, result.infotexts,
-                                          strict=True):
-        path = _free_name(out, seed_used)
-        save_png(image, path, infotext)
-        console.print(str(path))
-
-
-def _free_name(folder: Path, seed: int) -> Path:
-    index = len(list(folder.glob("*.png")))
-    while (folder / f"{index:05d}-{seed}.png").exists():
-        index += 1
-    return folder / f"{index:05d}-{seed}.png"
-
-
-def _think_options(pauses: int, budget: int | None, threshold: float, repaints: int,
-                   restarts: int, steer: bool, compose_tries: int):
-    from huajia.thinking.loop import ThinkOptions
-
-    return ThinkOptions(pauses=pauses, budget=budget, threshold=threshold, restarts=restarts,
-                        max_repaints=repaints, steer=steer, compose_tries=compose_tries)
-
-
-@app.command("think")
-def think(
-    prompt: str = typer.Argument(..., help="What to paint (English or 中文)."),
-    critic: str = typer.Option("shapes", help="shapes, clip or vlm."),
-    pauses: int = typer.Option(3, help="Pauses to look during denoising (0: reflect only)."),
-    budget: int = typer.Option(None, help="Max network evaluations per image."),
-    threshold: float = typer.Option(90.0, help="Region score (0-100) below which it is fixed."),
-    repaints: int = typer.Option(5, help="Max repaint rounds after the last step."),
-    restarts: int = typer.Option(8, help="Max fresh starts while the first look is not yet "
-                                 "satisfied."),
-    steer: bool = typer.Option(False, help="Also steer failing regions at the pauses "
-                               "(stronger guidance, fresh noise); off: measured worse on the "
-                               "embedded model."),
-    compose_tries: int = typer.Option(3, help="A region wrong after the end is first painted "
-                                      "alone (this many checked seeds) and pasted into its "
-                                      "box; 0: repaint in place only."),
-    seed: int = typer.Option(0),
-    steps: int = typer.Option(20),
-    cfg: float = typer.Option(5.0, "--cfg"),
-    size: str = typer.Option(None, help="WIDTHxHEIGHT (default: the model's native size)."),
-    negative: str = typer.Option("", "--negative"),
-    style: str = typer.Option("none"),
-    model: str = typer.Option("embedded"),
-    clip_model: str = typer.Option(None, help="Local CLIP checkpoint (critic clip)."),
-    vlm_url: str = typer.Option(None, help="OpenAI-compatible base URL (critic vlm)."),
-    vlm_model: str = typer.Option(None, help="Model name at that endpoint (critic vlm)."),
-    vlm_key: str = typer.Option(None, envvar="HUAJIA_VLM_KEY", help="API key (critic vlm)."),
-    lora: list[str] = typer.Option([], "--lora", help="PATH[:SCALE], repeatable."),
-    out: Path = typer.Option(Path("think-out"), "--out"),
-) -> None:
-    """Paint while thinking: writes final.png, thoughts.json and timeline.png."""
-    from huajia.engine.engine import Engine
-    from huajia.engine.infotext import save_png
-    from huajia.engine.lora import check_lora_paths
-    from huajia.engine.request import GenerationRequest, LoraSpec, parse_size
-    from huajia.thinking.critics import make_critic
-    from huajia.thinking.loop import Thinker, thought_lines
-    from huajia.thinking.timeline import timeline, write_thoughts
-    from huajia.world.dataset import prepare_out_dir
-
-    width, height = parse_size(size) if size else (None, None)
-    request = GenerationRequest(prompt=prompt, negative_prompt=negative, seed=seed, steps=steps,
-                                guidance=cfg, width=width, height=height, style=style,
-                                loras=tuple(LoraSpec.parse(x) for x in lora))
-    check_lora_paths(request.loras)
-    critic_impl = make_critic(critic, clip_model, vlm_url, vlm_model, vlm_key)
-    prepare_out_dir(out)
-    thinker = Thinker(Engine(model), critic_impl, _think_options(pauses, budget, threshold,
-                                                                  repaints, restarts, steer,
-                                                                  compose_tries))
-    result = thinker.think(request, on_thought=lambda t: console.print(
-        f"[cyan]thought[/] {thought_lines(t)}", highlight=False))
-    save_png(result.image, out / "final.png", result.infotext)
-    write_thoughts(result, out / "thoughts.json")
-    timeline(result).save(out / "timeline.png")
-    console.print(f"{out / 'final.png'}\n{out / 'thoughts.json'}\n{out / 'timeline.png'}")
-
-
-@app.command("compare")
-def compare(
-    prompt: str = typer.Argument(..., help="What to paint."),
-    seed: int = typer.Option(0),
-    steps: int = typer.Option(20),
-    cfg: float = typer.Option(5.0, "--cfg"),
-    critic: str = typer.Option("shapes"),
-    model: str = typer.Option("embedded"),
-    out: Path = typer.Option(Path("compare.png"), "--out"),
-) -> None:
-    """Plain generation vs thinking while painting, same seed, side by side."""
-    from huajia.engine.engine import Engine
-    from huajia.engine.request import GenerationRequest
-    from huajia.thinking.critics import make_critic
-    from huajia.thinking.loop import Thinker
-    from huajia.thinking.plan import plan_prompt
-    from huajia.thinking.timeline import comparison
-
-    _out_file(out)
-    engine = Engine(model)
-    request = GenerationRequest(prompt=prompt, seed=seed, steps=steps, guidance=cfg)
-    critic_impl = make_critic(critic)
-    plain = engine.generate(request).images[0]
-    plan = plan_prompt(prompt)
-    plain_note = critic_impl.inspect(plain, plan, 90.0).summary
-    result = Thinker(engine, critic_impl).think(request)
-    final = critic_impl.inspect(result.image, plan, 90.0).summary
-    note = (f"{final}（{result.nfe} 次网络计算；一次画成 {2 * steps} 次）" if plan.lang == "zh"
-            else f"{final} ({result.nfe} NFE; plain: {2 * steps})")
-    comparison(prompt, plain, result.image, plain_note, note, plan.lang).save(out)
-    console.print(str(out))
-
-
-@app.command("series")
-def series(
-    prompts_file: Path = typer.Argument(..., help="One prompt per line."),
-    seed: int = typer.Option(0, help="Seed of the first panel (then seed+1, …)."),
-    negative: str = typer.Option("", "--negative", help="Shared negative prompt."),
-    lora: list[str] = typer.Option([], "--lora", help="PATH[:SCALE], repeatable."),
-    steps: int = typer.Option(20), cfg: float = typer.Option(5.0, "--cfg"),
-    style: str = typer.Option("none"), model: str = typer.Option("embedded"),
-    grid: Path = typer.Option(Path("series.png"), "--grid", help="Contact sheet PNG."),
-) -> None:
-    """A seeded series: one picture per line, fixed seeds, stitched into a contact sheet."""
-    from huajia.engine.engine import Engine
-    from huajia.engine.infotext import save_png
-    from huajia.engine.lora import check_lora_paths
-    from huajia.engine.request import LoraSpec
-    from huajia.engine.series import make_series, read_prompts, series_sheet
-
-    prompts = read_prompts(prompts_file)
-    loras = tuple(LoraSpec.parse(x) for x in lora)
-    check_lora_paths(loras)
-    _out_file(grid)
-    with console.status(f"painting {len(prompts)} panels"):
-        panels = make_series(Engine(model), prompts, seed, negative, loras, steps, cfg, style)
-    folder = grid.with_suffix("")
-    folder.mkdir(exist_ok=True)
-    for index, panel in enumerate(panels, 1):
-        save_png(panel.image, folder / f"{index:02d}-{panel.seed}.png", panel.infotext)
-    series_sheet(panels, title=f"{prompts_file.name} · seed {seed}").save(grid)
-    console.print(f"{grid}\n{folder}/")
+                specs_per_task=specs_per_task, size=128, steps=20, guidance=5.0, scheduler=None)
 
 
 @app.command("info")

@@ -45,3 +45,24 @@ def print_shapes_result(result) -> None:
     for lang, score in result.by_lang.items():
         table.add_row(f"overall ({lang})", f"{score:.3f}")
     console.print(table)
+
+
+def vocabulary_option(cls: type, name: str, *short: str):
+    """The typer option of a vocabulary parameter (``huajia.params``): the canonical flag, its
+    aliases (``--cfg`` for ``--guidance``), the declared default and help with the limits.
+    Limits are enforced by the dataclass itself, so an out-of-range value is the same one-line
+    error (exit 2) here as in the Python API and a 400 over HTTP."""
+    import typer
+
+    from huajia.params import describe_range, flag, params
+
+    field, spec = params(cls)[name]
+    flags = [flag(name), *(flag(alias) for alias in spec.aliases), *short]
+    help_text = spec.help
+    if spec.low is not None or spec.high is not None:
+        help_text += f" (range {describe_range(spec)})"
+    if spec.choices:
+        help_text += f" (one of {', '.join(spec.choices)})"
+    if field.type in ("bool", bool):
+        flags = [f"{flag(name)}/--no-{name.replace('_', '-')}"]
+    return typer.Option(field.default, *flags, help=help_text, show_default=True)

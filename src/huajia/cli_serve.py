@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from huajia.errors import HuajiaError
 
 console = Console()
 
@@ -28,8 +27,12 @@ def serve(
     cache_mb: int = typer.Option(1024, "--cache-mb", help="Result cache size cap."),
     nsfw: str = typer.Option("blur", help="Image safety policy: blur, refuse or off."),
     lora_dir: Path = typer.Option(None, "--lora-dir", help="Folder of LoRAs clients may name."),
-    serial: bool = typer.Option(False, "--serial",
-                                help="One request at a time, no batching or cache (comparison)."),
+    clip_model: str = typer.Option(None, help="Local CLIP checkpoint: lets thinking jobs use "
+                                              "critic 'clip'."),
+    vlm_url: str = typer.Option(None, help="OpenAI-compatible base URL: lets thinking jobs "
+                                           "use critic 'vlm' (with --vlm-model)."),
+    vlm_model: str = typer.Option(None, help="Model name at --vlm-url."),
+    vlm_key: str = typer.Option(None, envvar="HUAJIA_VLM_KEY", help="API key for --vlm-url."),
 ) -> None:
     """Serve the OpenAI-compatible image API, the job API and the web page."""
     import uvicorn
@@ -37,13 +40,12 @@ def serve(
     from huajia.serving.app import create_app
     from huajia.serving.config import ServeConfig, read_api_keys
 
-    if lora_dir is not None and not lora_dir.is_dir():
-        raise HuajiaError(f"--lora-dir '{lora_dir}' is not a folder")
     config = ServeConfig(data_dir=data_dir, model=model,
                          api_keys=read_api_keys(api_keys) if api_keys else (), rate=rate,
                          burst=burst, max_batch=max_batch, batch_wait_s=batch_wait_ms / 1000,
                          cache_max_bytes=cache_mb * 1024**2, nsfw=nsfw, lora_dir=lora_dir,
-                         serial=serial)
+                         clip_model=clip_model, vlm_url=vlm_url, vlm_model=vlm_model,
+                         vlm_key=vlm_key)
     console.print(f"huajia serving {model} on http://{host}:{port} (data in {data_dir})")
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
 

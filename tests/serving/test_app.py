@@ -159,12 +159,9 @@ def test_api_keys_and_rate_limit(tmp_path, sd_dir):
 
 
 def test_nsfw_policy_blurs_or_refuses(tmp_path, sd_dir, monkeypatch):
-    from huajia.curation import ops
+    from huajia.scorers import nsfw
 
-    def flag_everything(self, sample, image):
-        return ops.Verdict(False, "nsfw score 0.99 ≥ 0.5", 0.99)
-
-    monkeypatch.setattr(ops.ImageNsfwFilter, "__call__", flag_everything)
+    monkeypatch.setattr(nsfw.NsfwDetector, "score", lambda self, image: 0.99)
     refuse = create_app(make_config(tmp_path / "refuse", sd_dir, nsfw="refuse"))
     with TestClient(refuse) as client:
         error = _error(client.post("/v1/images/generations", json=BODY), 400)

@@ -33,7 +33,7 @@ def test_openai_sdk_works_unchanged(tmp_path, sd_dir):
         urls = client.images.generate(prompt="a blue star", size="64x64", response_format="url",
                                       extra_body={"seed": 3, "steps": 2})
         assert httpx.get(urls.data[0].url).status_code == 200  # signed: no key needed
-        with pytest.raises(openai.BadRequestError, match="size"):
+        with pytest.raises(openai.BadRequestError, match="width"):
             client.images.generate(prompt="a blue star", size="7x7")
         bad = openai.OpenAI(base_url=f"{server.url}/v1", api_key="wrong", max_retries=0)
         with pytest.raises(openai.AuthenticationError):

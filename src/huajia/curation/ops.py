@@ -126,9 +126,9 @@ class ImageTextSimilarityFilter:
                 return 0.0
             return verify(image.convert("RGB"), parsed.spec, parsed.lang).score
         if self._clip is None:
-            from huajia.thinking.critics import ClipCritic
+            from huajia.scorers.clip import ClipScorer
 
-            self._clip = ClipCritic(self.hf_clip)
+            self._clip = ClipScorer(self.hf_clip)
         return self._clip.score(image.convert("RGB"), sample.text) / 250.0  # back to cosine
 
     def __call__(self, sample: Sample, image: Image.Image) -> Verdict:
@@ -139,27 +139,21 @@ class ImageTextSimilarityFilter:
 
 
 class ImageNsfwFilter:
-    """nudenet's detector (its ONNX model ships in the wheel): the score is the highest
-    confidence of an exposed-anatomy class; at or above ``score_threshold`` the image goes."""
+    """nudenet's detector (``huajia.scorers.nsfw``): the score is the highest confidence of an
+    exposed-anatomy class; at or above ``score_threshold`` the image goes."""
 
     name = "image_nsfw_filter"
-    EXPOSED = ("FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED",
-               "BUTTOCKS_EXPOSED", "ANUS_EXPOSED")
 
     def __init__(self, score_threshold: float = 0.5, **_: Any):
         self.threshold = float(score_threshold)
         self._detector = None
 
     def __call__(self, sample: Sample, image: Image.Image) -> Verdict:
-        import numpy as np
-
         if self._detector is None:
-            from nudenet import NudeDetector
+            from huajia.scorers.nsfw import NsfwDetector
 
-            self._detector = NudeDetector()
-        bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[..., ::-1])
-        found = self._detector.detect(bgr)
-        score = max((d["score"] for d in found if d["class"] in self.EXPOSED), default=0.0)
+            self._detector = NsfwDetector()
+        score = self._detector.score(image)
         ok = score < self.threshold
         return Verdict(ok, "" if ok else f"nsfw score {score:.2f} ≥ {self.threshold}", score)
 

@@ -3,7 +3,8 @@
 It drives any diffusers text-to-image pipeline through its own ``__call__``. huajia adds what
 that call lacks: A1111 weights and long prompts (as embeddings), style presets, per-image seeds
 (same seed, same picture), scheduler choice by name, LoRAs, infotext and warnings about words the
-model never learned.
+model never learned. The Engine alone touches the pipeline: everything a run changes on it is set
+and restored by ``engine.session(request)`` (see ``session``).
 """
 
 from __future__ import annotations
@@ -15,19 +16,19 @@ from dataclasses import dataclass
 
 import torch
 
-from huajia import __version__
 from huajia.engine import loading
 from huajia.engine.embeddings import encode_weighted
 from huajia.engine.infotext import format_infotext
-from huajia.engine.lora import apply_loras, apply_new_words, read_new_words
+from huajia.engine.lora import apply_loras, apply_new_words, lora_name, read_new_words
 from huajia.engine.prompt_weights import plain_text
-from huajia.engine.request import GenerationRequest, GenerationResult
+from huajia.engine.request import GenerationRequest, GenerationResult, LoraSpec
 from huajia.engine.schedulers import make_scheduler, sampler_label
+from huajia.engine.session import ModelHook, Session
 from huajia.engine.styles import get_style
 from huajia.errors import HuajiaError
-from huajia.world.parser import parse
 
-StepCallback = Callable[[int, int], None]  # (step done, total steps)
+ProgressCallback = Callable[[int, int], None]  # (steps done, total steps)
+Vocabulary = Callable[[str], Sequence[str]]  # prompt text → the words the model never learned
 
 
 def batch_key(request: GenerationRequest) -> tuple:
@@ -65,37 +66,75 @@ def _stack(all_kwargs: list[dict], counts: list[int]) -> dict:
     return stacked
 
 
-class Engine:
-    """Holds one pipeline. Create it once and call ``generate`` many times."""
+class _ProgressCallback:
+    def __init__(self, on_step: ProgressCallback):
+        self.on_step = on_step
 
-    def __init__(self, model: str = loading.EMBEDDED, device: str | None = None):
-        self.source = loading.resolve_model(model)
-        self.device, self.dtype = loading.pick_device(device)
-        self.pipe = loading.load_pipeline(self.source, self.device, self.dtype)
+    def __call__(self, step) -> None:
+        self.on_step(step.done, step.total)
+
+
+class Engine:
+    """Holds one pipeline. Create it once and call ``generate`` many times.
+
+    ``Engine("embedded")``, ``Engine("path/to/diffusers-folder")``, a hub id, or an already
+    built pipeline: ``Engine(pipe=pipe)`` / ``Engine.from_pipe(pipe)`` (as diffusers'
+    ``from_pipe``, the components are shared, not copied). ``vocabulary`` checks each prompt
+    for words the model never learned (e.g. ``huajia.world.parser.unknown_words`` for models
+    trained on the shapes world); they come back as warnings.
+    """
+
+    def __init__(self, model: str = loading.EMBEDDED, *, device: str | None = None,
+                 pipe=None, vocabulary: Vocabulary | None = None):
+        if pipe is None:
+            self.source = loading.resolve_model(model)
+            self.device, self.dtype = loading.pick_device(device)
+            self.pipe = loading.load_pipeline(self.source, self.device, self.dtype)
+        else:
+            self.source = loading.ModelSource(getattr(pipe, "name_or_path", None) or model,
+                                              "", False, False)
+            self.device, self.dtype = pipe.device, pipe.dtype
+            self.pipe = pipe
         self.base_scheduler_config = dict(self.pipe.scheduler.config)
         self.model_hash = loading.model_hash(self.source, self.pipe)
+        self.vocabulary = vocabulary
         self.weighted = hasattr(self.pipe, "tokenizer") and hasattr(self.pipe, "text_encoder")
-        self.loras: tuple = ()
+        self.loaded_loras: tuple = ()
+        self.active_loras: tuple = ()
         self.new_words: tuple[str, ...] = ()
         self.lora_words: dict[str, tuple | None] = {}  # per LoRA path, read once like its weights
 
+    @classmethod
+    def from_pipe(cls, pipe, *, name: str | None = None,
+                  vocabulary: Vocabulary | None = None) -> Engine:
+        return cls(name or "custom", pipe=pipe, vocabulary=vocabulary)
+
     @property
     def native_size(self) -> int:
-        denoiser = getattr(self.pipe, "unet", None) or self.pipe.transformer
-        return int(denoiser.config.sample_size) * int(self.pipe.vae_scale_factor)
+        return int(self.denoiser.config.sample_size) * int(self.pipe.vae_scale_factor)
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return getattr(self.pipe, "unet", None) or self.pipe.transformer
 
     def unknown_words(self, prompt: str) -> tuple[str, ...]:
-        """Words outside what the model learned (the embedded model: the world's vocabulary)."""
-        if not self.source.huajia_trained:
-            return ()
-        return parse(plain_text(prompt)).unparsed
+        """Words outside what the model learned (as its ``vocabulary`` check tells)."""
+        return tuple(self.vocabulary(plain_text(prompt))) if self.vocabulary else ()
+
+    def session(self, request: GenerationRequest, hooks: Sequence[ModelHook] = ()) -> Session:
+        """``with engine.session(request) as run:`` — the request's LoRAs and ``hooks`` are on,
+        each denoising run gets a fresh scheduler; all of it is undone on exit."""
+        return Session(self, request, hooks)
+
+    def size_of(self, request: GenerationRequest) -> tuple[int, int]:
+        return request.width or self.native_size, request.height or self.native_size
 
     def generate(self, request: GenerationRequest,
-                 on_step: StepCallback | None = None) -> GenerationResult:
+                 on_step: ProgressCallback | None = None) -> GenerationResult:
         return self.generate_batch([request], on_step)[0]
 
     def generate_batch(self, requests: Sequence[GenerationRequest],
-                       on_step: StepCallback | None = None) -> list[GenerationResult]:
+                       on_step: ProgressCallback | None = None) -> list[GenerationResult]:
         """Several requests in one pipeline call (micro-batching). They must agree on
         everything but prompt, negative prompt, seed, n and style (see ``batch_key``)."""
         start = time.perf_counter()
@@ -103,34 +142,23 @@ class Engine:
         if any(batch_key(r) != batch_key(first) for r in requests):
             raise HuajiaError("requests in one batch must share steps, guidance, size, "
                               "scheduler and LoRAs")
-        self.use_loras(first.loras)
-        self.pipe.scheduler = make_scheduler(first.scheduler, self.base_scheduler_config)
-        width = first.width or self.native_size
-        height = first.height or self.native_size
-        encode_start = time.perf_counter()
-        prepared = [self.prepare(r) for r in requests]
-        kwargs = _stack([p.kwargs for p in prepared], [r.n for r in requests])
-        encode_s = time.perf_counter() - encode_start
-        generators = [torch.Generator(device="cpu").manual_seed(s)
-                      for p in prepared for s in p.seeds]
-
-        def step_end(pipe, step, timestep, callback_kwargs):
-            if on_step:
-                on_step(step + 1, first.steps)
-            return callback_kwargs
-
-        denoise_start = time.perf_counter()
-        output = self.pipe(
-            **kwargs, num_inference_steps=first.steps, guidance_scale=first.guidance,
-            guidance_rescale=first.guidance_rescale, width=width, height=height,
-            num_images_per_prompt=1, generator=generators, callback_on_step_end=step_end)
+        size = self.size_of(first)
+        with self.session(first) as run:
+            encode_start = time.perf_counter()
+            prepared = [self.prepare(r) for r in requests]
+            kwargs = _stack([p.kwargs for p in prepared], [r.n for r in requests])
+            encode_s = time.perf_counter() - encode_start
+            generators = [torch.Generator(device="cpu").manual_seed(s)
+                          for p in prepared for s in p.seeds]
+            denoise_start = time.perf_counter()
+            images = list(run.denoise(kwargs, generators, size,
+                                      _ProgressCallback(on_step) if on_step else None))
         timings = {"encode_s": encode_s, "denoise_decode_s": time.perf_counter() - denoise_start,
                    "total_s": time.perf_counter() - start, "batch_images": len(generators)}
-        images = list(output.images)
         results = []
         for request, prep in zip(requests, prepared, strict=True):
             mine, images = images[:request.n], images[request.n:]
-            fields = self.infotext_fields(request, width, height)
+            fields = self.infotext_fields(request, size, self.sampler_for(first))
             results.append(GenerationResult(
                 tuple(mine), tuple(prep.seeds),
                 tuple(format_infotext(prep.prompt, prep.negative, {**fields, "Seed": s})
@@ -140,18 +168,23 @@ class Engine:
                 dict(timings), prep.warnings))
         return results
 
-    def use_loras(self, loras: tuple) -> None:
-        """Make ``loras`` (LoraSpecs) the active LoRAs, with any new words they bring."""
-        self.loras = apply_loras(self.pipe, loras, self.loras)
+    def activate_loras(self, loras: tuple[LoraSpec, ...]) -> None:
+        """Make ``loras`` the active LoRAs, with any new words they bring (files are loaded
+        once and kept; only the active set and scales change). Sessions call this."""
+        if loras == self.active_loras:
+            return
+        self.loaded_loras = apply_loras(self.pipe, loras, self.loaded_loras)
         for spec in loras:
             if spec.path not in self.lora_words:
                 self.lora_words[spec.path] = read_new_words(spec.path)
         self.new_words = apply_new_words(self.pipe, [self.lora_words[s.path] for s in loras],
                                          self.new_words)
+        self.active_loras = tuple(loras)
 
     def prepare(self, request: GenerationRequest) -> PreparedPrompt:
         """Style applied, seeds drawn, prompts encoded (with weights), warnings written: what
-        every way of painting (plain, batched, thinking) starts from."""
+        every way of painting (plain, batched, thinking) starts from. Call it inside the
+        request's session, so its LoRAs' words are known."""
         prompt, negative = get_style(request.style).apply(request.prompt, request.negative_prompt)
         warnings = []
         unknown = self.unknown_words(prompt)
@@ -159,11 +192,20 @@ class Engine:
             warnings.append("the model never learned " + ", ".join(f"'{w}'" for w in unknown)
                             + "; those words will have little or no effect")
         return PreparedPrompt(prompt, negative, self._seeds(request),
-                         self.prompt_kwargs(prompt, negative), tuple(warnings))
+                              self.prompt_kwargs(prompt, negative), tuple(warnings))
 
     def _seeds(self, request: GenerationRequest) -> list[int]:
-        base = request.seed if request.seed is not None else random.randrange(2**32)
+        base = request.seed if request.seed is not None else self.prepare_seed()
         return [base + i for i in range(request.n)]
+
+    @staticmethod
+    def prepare_seed() -> int:
+        """A random seed for a request that left it open (it is recorded in the result)."""
+        return random.randrange(2**32)
+
+    def sampler_for(self, request: GenerationRequest) -> str:
+        """The A1111 sampler label of the scheduler ``request`` paints with."""
+        return sampler_label(make_scheduler(request.scheduler, self.base_scheduler_config))
 
     def prompt_kwargs(self, prompt: str, negative: str) -> dict:
         if not self.weighted:  # pipelines without a CLIP-style encoder take the strings
@@ -176,12 +218,15 @@ class Engine:
             kwargs["negative_pooled_prompt_embeds"] = negative_enc.pooled.to(self.dtype)
         return kwargs
 
-    def infotext_fields(self, request: GenerationRequest, width: int, height: int) -> dict:
+    def infotext_fields(self, request: GenerationRequest, size: tuple[int, int],
+                        sampler: str) -> dict:
+        from huajia import __version__
+
         fields: dict[str, object] = {
             "Steps": request.steps,
-            "Sampler": sampler_label(self.pipe.scheduler),
+            "Sampler": sampler,
             "CFG scale": request.guidance,
-            "Size": f"{width}x{height}",
+            "Size": f"{size[0]}x{size[1]}",
             "Model hash": self.model_hash,
             "Model": self.source.name,
         }
@@ -190,6 +235,8 @@ class Engine:
         if request.guidance_rescale:
             fields["CFG rescale"] = request.guidance_rescale
         if request.loras:
-            fields["Lora"] = " ".join(f"{lora.path}:{lora.scale}" for lora in request.loras)
+            # names, not paths: a server's pictures must not reveal its folders
+            fields["Lora"] = " ".join(f"{lora_name(lora.path)}:{lora.scale}"
+                                      for lora in request.loras)
         fields["Version"] = f"huajia {__version__}"
         return fields

@@ -92,7 +92,10 @@ def load_pipeline(source: ModelSource, device: torch.device, dtype: torch.dtype)
 
 
 def model_hash(source: ModelSource, pipe) -> str:
-    """A1111-style short hash: sha256 of the denoiser's weights file, first 10 hex digits."""
+    """A1111-style short hash: sha256 of the denoiser's weights file, first 10 hex digits (of
+    its weights themselves for a pipeline built in memory)."""
+    if not source.location:
+        return denoiser_hash(pipe)
     if not source.is_local:
         return hashlib.sha256(source.location.encode()).hexdigest()[:10]
     folder = Path(source.location) / ("unet" if hasattr(pipe, "unet") else "transformer")
@@ -102,4 +105,14 @@ def model_hash(source: ModelSource, pipe) -> str:
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
+    return digest.hexdigest()[:10]
+
+
+def denoiser_hash(pipe) -> str:
+    """sha256 of the denoiser's parameters in memory, first 10 hex digits."""
+    denoiser = getattr(pipe, "unet", None) or pipe.transformer
+    digest = hashlib.sha256()
+    for name, tensor in sorted(denoiser.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:10]

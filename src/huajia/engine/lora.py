@@ -17,6 +17,12 @@ def _adapter_name(path: str) -> str:
     return "lora_" + hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:10]
 
 
+def lora_name(path: str | Path) -> str:
+    """What a LoRA is called: its file's stem, or its folder's name."""
+    path = Path(path)
+    return path.name if path.is_dir() or not path.suffix else path.stem
+
+
 def check_lora_paths(loras: tuple) -> None:
     """Fail fast (before a model loads) on LoRA files that are not there."""
     for spec in loras:

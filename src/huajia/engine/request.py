@@ -1,17 +1,26 @@
-"""Typed, frozen generation requests and results. The CLI, the Python API and the HTTP API use
-these names: prompt, negative_prompt, seed, steps, guidance, width, height, n, style, scheduler,
-loras."""
+"""Typed, frozen generation requests and results: the names, defaults and limits that the CLI,
+the Python API and the HTTP API all use (see ``huajia.params``).
+
+A request is validated when it is made, before any model is touched: bad sizes, unknown styles
+or schedulers, malformed prompt weights and out-of-range numbers are ``HuajiaError``s.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from PIL import Image
+from dataclasses import KW_ONLY, dataclass, field
+from typing import TYPE_CHECKING
 
 from huajia.engine.prompt_weights import parse_weights
+from huajia.engine.schedulers import SCHEDULERS
+from huajia.engine.styles import get_style
 from huajia.errors import HuajiaError
+from huajia.params import check, param
 
-MAX_N = 16
+if TYPE_CHECKING:
+    from PIL import Image
+
+MAX_PROMPT_CHARS = 4000
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -33,37 +42,44 @@ class LoraSpec:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    prompt: str
-    negative_prompt: str = ""
-    seed: int | None = None  # None: a random seed (recorded in the result)
-    steps: int = 20
-    guidance: float = 5.0
-    width: int | None = None  # None: the model's native size
-    height: int | None = None
-    n: int = 1
-    style: str = "none"
-    scheduler: str | None = None  # None: the model's own
-    loras: tuple[LoraSpec, ...] = ()
-    guidance_rescale: float = 0.0
+    prompt: str = param(help="What to paint (English or 中文; A1111 (word:1.5) weights work).",
+                        max_length=MAX_PROMPT_CHARS, cli=False, http=False)
+    _: KW_ONLY
+    negative_prompt: str = param("", help="What to keep out of the picture.",
+                                 aliases=("negative",), max_length=MAX_PROMPT_CHARS)
+    seed: int | None = param(None, help="Seed of the first image (the next: seed+1, …); "
+                             "omitted: a random seed, recorded in the result.",
+                             low=0, high=MAX_SEED)
+    steps: int = param(20, help="Denoising steps.", low=1, high=150)
+    guidance: float = param(5.0, help="Classifier-free guidance scale.", low=0.0, high=30.0,
+                            aliases=("cfg",))
+    width: int | None = param(None, help="Width in pixels (omitted: the model's native size).",
+                              low=64, high=2048, multiple_of=8, cli=False, http=False)
+    height: int | None = param(None, help="Height in pixels (omitted: the model's native "
+                               "size).", low=64, high=2048, multiple_of=8, cli=False, http=False)
+    n: int = param(1, help="Number of images.", low=1, high=10)
+    style: str = param("none", help="Style preset (see 'huajia styles' or GET /v1/styles).")
+    scheduler: str | None = param(None, help="Sampler (omitted: the model's own).",
+                                  choices=tuple(SCHEDULERS))
+    loras: tuple[LoraSpec, ...] = param((), help="LoRAs as PATH[:SCALE] (HTTP: names in the "
+                                        "server's LoRA folder).", max_length=8, cli=False,
+                                        http=False)
+    guidance_rescale: float = param(0.0, help="CFG rescale (0: off).", low=0.0, high=1.0)
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise HuajiaError("the prompt is empty; describe the picture you want")
+        check(self)
         parse_weights(self.prompt)  # malformed weight syntax fails here, before any work
         parse_weights(self.negative_prompt)
-        if not 1 <= self.n <= MAX_N:
-            raise HuajiaError(f"n={self.n} is out of range; ask for 1 to {MAX_N} images")
-        if not 1 <= self.steps <= 500:
-            raise HuajiaError(f"steps={self.steps} is out of range; use 1 to 500")
-        if not 0 <= self.guidance <= 50:
-            raise HuajiaError(f"guidance={self.guidance} is out of range; use 0 to 50")
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if value is not None and (value < 64 or value > 2048 or value % 8):
-                raise HuajiaError(f"{name}={value} is not a valid size; use a multiple of 8 "
-                                  "from 64 to 2048")
-        if self.seed is not None and not 0 <= self.seed < 2**63:
-            raise HuajiaError(f"seed={self.seed} is out of range; use 0 to 2**63-1")
+        get_style(self.style)
+        if self.seed is not None and self.seed + self.n - 1 > MAX_SEED:
+            raise HuajiaError(f"seed={self.seed} with n={self.n} runs past {MAX_SEED}; "
+                              "use a smaller seed")
+
+    @property
+    def size(self) -> tuple[int | None, int | None]:
+        return self.width, self.height
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -3,14 +3,14 @@ negative prompt and LoRAs, stitched into a captioned contact sheet (a picture st
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image
 
 from huajia.drawing import Tile, captioned_grid
 from huajia.engine.engine import Engine
-from huajia.engine.request import GenerationRequest, LoraSpec
+from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
 
 
@@ -34,12 +34,14 @@ def read_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
-def make_series(engine: Engine, prompts: list[str], seed: int, negative_prompt: str = "",
-                loras: tuple[LoraSpec, ...] = (), steps: int = 20, guidance: float = 5.0,
-                style: str = "none") -> list[Panel]:
-    requests = [GenerationRequest(prompt=p, negative_prompt=negative_prompt, seed=seed + i,
-                                  steps=steps, guidance=guidance, loras=loras, style=style)
-                for i, p in enumerate(prompts)]
+def make_series(engine: Engine, prompts: list[str],
+                template: GenerationRequest | None = None, seed: int = 0,
+                **fields) -> list[Panel]:
+    """One panel per prompt: ``template`` (or a request made of ``fields``) with each prompt
+    and the seeds seed, seed+1, … (the template's seed when it has one)."""
+    template = template or GenerationRequest(prompts[0], seed=seed, **fields)
+    first = template.seed if template.seed is not None else seed
+    requests = [replace(template, prompt=p, seed=first + i, n=1) for i, p in enumerate(prompts)]
     panels = []
     for start in range(0, len(requests), 8):  # micro-batches of 8 panels
         for request, result in zip(requests[start:start + 8],

@@ -15,7 +15,6 @@ import hmac
 import io
 import json
 import secrets
-import threading
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -45,7 +44,8 @@ from huajia.serving.schemas import (
     VerifyBody,
     VerifyResult,
 )
-from huajia.serving.service import FINAL_STATES, ImageService, b64, body_fields, image_keys
+from huajia.serving.jobs import JobSpec, redact
+from huajia.serving.service import FINAL_STATES, ImageService, b64, result_item
 
 ERRORS: dict = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 429)}
 
@@ -59,7 +59,8 @@ class ApiError(Exception):
 
 
 def _error(status: int, message: str, kind: str, param=None, code=None, headers=None):
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    # a client never learns the server's folders (LoRA, model and data paths)
+    body = {"error": {"message": redact(message), "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -97,11 +98,40 @@ def _secret(service: ImageService) -> bytes:
     return path.read_bytes()
 
 
+class Auth:
+    """API keys and rate limits: FastAPI dependencies (``Depends(auth.caller)``)."""
+
+    def __init__(self, config: ServeConfig):
+        self.config, self.keys = config, set(config.api_keys)
+        self.buckets = TokenBuckets(config.rate, config.burst)
+
+    def caller(self, request: Request) -> str:
+        """The API key (Bearer; GET routes also take ?key= for browsers' <img> and SSE)."""
+        if not self.keys:
+            return "anonymous"
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        if token is None and request.method == "GET":
+            token = request.query_params.get("key")
+        if token not in self.keys:
+            raise ApiError(401, "missing or unknown API key; send 'Authorization: Bearer KEY'",
+                           "authentication_error", code="invalid_api_key")
+        return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+    def limited(self, request: Request) -> str:
+        owner = self.caller(request)
+        wait = self.buckets.take(owner)
+        if wait > 0:
+            config = self.config
+            raise ApiError(429, f"rate limit reached ({config.rate:g}/s, burst {config.burst}); "
+                           f"retry in {wait:.1f} s", "rate_limit_error", code="rate_limit_exceeded",
+                           headers={"Retry-After": str(TokenBuckets.retry_after(wait))})
+        return owner
+
+
 def create_app(config: ServeConfig, service: ImageService | None = None) -> FastAPI:
     service = service or ImageService(config)
-    buckets = TokenBuckets(config.rate, config.burst)
-    serial_lock = threading.Lock()
-    keys = set(config.api_keys)
+    auth = Auth(config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -110,125 +140,135 @@ def create_app(config: ServeConfig, service: ImageService | None = None) -> Fast
         await run_in_threadpool(service.stop)
 
     # with keys, the schema and docs move behind the key too (only /health stays open)
-    docs = {} if not keys else {"openapi_url": None, "docs_url": None, "redoc_url": None}
+    docs = {} if not auth.keys else {"openapi_url": None, "docs_url": None, "redoc_url": None}
     app = FastAPI(title="huajia", version=__version__, lifespan=lifespan, **docs,
                   description="Text-to-image that thinks while it paints (OpenAI-compatible).")
     app.state.service = service
     _install_error_handlers(app)
-    url_secret = _secret(service)
+    files = SignedFiles(_secret(service), service)
+    if auth.keys:
+        _private_docs(app, auth)
+    _service_routes(app, service, auth)
+    _image_routes(app, service, auth, files)
+    _job_routes(app, service, auth, files)
+    return app
 
-    def caller(request: Request) -> str:
-        """The API key (Bearer; GET routes also take ?key= for browsers' <img> and SSE)."""
-        if not keys:
-            return "anonymous"
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else None
-        if token is None and request.method == "GET":
-            token = request.query_params.get("key")
-        if token not in keys:
-            raise ApiError(401, "missing or unknown API key; send 'Authorization: Bearer KEY'",
-                           "authentication_error", code="invalid_api_key")
-        return hashlib.sha256(token.encode()).hexdigest()[:12]
 
-    def limited(owner: str = Depends(caller)) -> str:
-        wait = buckets.take(owner)
-        if wait > 0:
-            raise ApiError(429, f"rate limit reached ({config.rate:g}/s, burst {config.burst}); "
-                           f"retry in {wait:.1f} s", "rate_limit_error", code="rate_limit_exceeded",
-                           headers={"Retry-After": str(TokenBuckets.retry_after(wait))})
-        return owner
+class SignedFiles:
+    """Result images by URL: signed names work without a key (for <img> tags)."""
 
-    def job_or_404(job_id: str, owner: str) -> Job:
-        job = service.queue.get(job_id)
-        if job is None or (keys and job.owner != owner):
-            raise ApiError(404, f"no job '{job_id}'", "not_found_error", "job_id")
-        return job
+    def __init__(self, secret: bytes, service: ImageService):
+        self.secret, self.service = secret, service
 
-    def images_response(request: Request, body: ImageGenerationBody,
-                        images: list[tuple[str, bytes, dict]]) -> ImagesResponse:
+    def url(self, request: Request, name: str) -> str:
+        return (f"{str(request.base_url).rstrip('/')}/v1/images/files/{name}"
+                f"?sig={_signature(self.secret, name)}")
+
+    def valid(self, name: str, sig: str) -> bool:
+        return hmac.compare_digest(sig.encode(), _signature(self.secret, name).encode())
+
+    def response(self, request: Request, response_format: str,
+                 images: list[tuple[str, bytes, dict]]) -> ImagesResponse:
         data = []
         for name, png, item in images:
-            if body.response_format == "url":
-                url = (f"{str(request.base_url).rstrip('/')}/v1/images/files/{name}"
-                       f"?sig={_signature(url_secret, name)}")
-                data.append(ImageData(url=url, revised_prompt=item["revised_prompt"],
-                                      seed=item["seed"]))
-            else:
-                data.append(ImageData(b64_json=b64(png), revised_prompt=item["revised_prompt"],
-                                      seed=item["seed"]))
+            common = {"revised_prompt": item["revised_prompt"], "seed": item["seed"]}
+            data.append(ImageData(url=self.url(request, name), **common)
+                        if response_format == "url" else ImageData(b64_json=b64(png), **common))
         return ImagesResponse(created=int(time.time()), data=data)
 
-    if keys:
-        @app.get("/openapi.json", include_in_schema=False)
-        def openapi_document(owner: str = Depends(caller)) -> JSONResponse:
-            return JSONResponse(app.openapi())
 
-        @app.get("/docs", include_in_schema=False)
-        def swagger(request: Request, owner: str = Depends(caller)) -> HTMLResponse:
-            key = request.query_params.get("key", "")
-            return get_swagger_ui_html(openapi_url=f"/openapi.json?key={key}", title="huajia")
+def _private_docs(app: FastAPI, auth: Auth) -> None:
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_document(owner: str = Depends(auth.caller)) -> JSONResponse:
+        return JSONResponse(app.openapi())
 
+    @app.get("/docs", include_in_schema=False)
+    def swagger(request: Request, owner: str = Depends(auth.caller)) -> HTMLResponse:
+        key = request.query_params.get("key", "")
+        return get_swagger_ui_html(openapi_url=f"/openapi.json?key={key}", title="huajia")
+
+
+def _service_routes(app: FastAPI, service: ImageService, auth: Auth) -> None:
     @app.get("/health", tags=["service"])
     def health() -> dict:
         return {"status": "ok", "model": service.model_id, "queue": service.queue.counts()}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page(owner: str = Depends(caller)) -> HTMLResponse:
+    def page(owner: str = Depends(auth.caller)) -> HTMLResponse:
         html = resources.files("huajia.serving").joinpath("web/index.html").read_text("utf-8")
         return HTMLResponse(html)
 
     @app.get("/v1/models", response_model=ModelList, responses=ERRORS, tags=["images"])
-    def models(owner: str = Depends(caller)) -> ModelList:
+    def models(owner: str = Depends(auth.caller)) -> ModelList:
         return ModelList(data=[ModelInfo(id=service.model_id, created=0)])
 
     @app.get("/v1/styles", tags=["images"], responses=ERRORS)
-    def styles(owner: str = Depends(caller)) -> dict:
+    def styles(owner: str = Depends(auth.caller)) -> dict:
         return {"data": [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
                          for s in load_styles().values()]}
 
+    @app.post("/v1/provenance/verify", response_model=VerifyResult, responses=ERRORS,
+              tags=["provenance"])
+    def provenance(body: VerifyBody, owner: str = Depends(auth.caller)) -> VerifyResult:
+        return VerifyResult(**verify(_decode_image(body.image),
+                                     service.config.watermark_key).to_dict())
+
+
+def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: SignedFiles) -> None:
     @app.post("/v1/images/generations", response_model=ImagesResponse, responses=ERRORS,
               tags=["images"])
     async def generations(body: ImageGenerationBody, request: Request,
-                          owner: str = Depends(limited)) -> ImagesResponse:
-        payload = service.prepare(body)
-        if config.serial:  # the A1111 way, kept for comparison: one request at a time
-            return await run_in_threadpool(_serial, body, payload, request, owner)
-        hits = service.cached(payload)
+                          owner: str = Depends(auth.limited)) -> ImagesResponse:
+        spec = service.prepare(body)
+        hits = service.cached(spec)
         if hits is not None:
-            return images_response(request, body, _cache_items(service, payload, hits))
-        job_id = service.submit(payload, owner)
+            return files.response(request, body.response_format,
+                                  _cache_items(service, spec, hits))
+        job_id = service.submit(spec, owner)
         job = await run_in_threadpool(service.wait, job_id)
-        return images_response(request, body, _finished(service, job))
+        return files.response(request, body.response_format, _finished(service, job))
 
-    def _serial(body, payload, request, owner):
-        with serial_lock:
-            job = service.wait(service.submit(payload, owner))
-            return images_response(request, body, _finished(service, job))
+    @app.get("/v1/images/files/{name}", tags=["images"], responses=ERRORS,
+             response_class=Response)
+    def image_file(name: str, request: Request, sig: str = "") -> Response:
+        if not files.valid(name, sig):
+            auth.caller(request)  # no valid signature: an API key will do
+        data = service.image_bytes(name)
+        if data is None:
+            raise ApiError(404, f"no image '{name}'", "not_found_error", "name")
+        return Response(data, media_type="image/png")
+
+
+def _job_routes(app: FastAPI, service: ImageService, auth: Auth, files: SignedFiles) -> None:
+    def job_or_404(job_id: str, owner: str) -> Job:
+        job = service.queue.get(job_id)
+        if job is None or (auth.keys and job.owner != owner):
+            raise ApiError(404, f"no job '{job_id}'", "not_found_error", "job_id")
+        return job
 
     @app.post("/v1/jobs", response_model=JobInfo, status_code=202, responses=ERRORS,
               tags=["jobs"])
-    def submit_job(body: ImageGenerationBody, owner: str = Depends(limited)) -> JobInfo:
+    def submit_job(body: ImageGenerationBody, owner: str = Depends(auth.limited)) -> JobInfo:
         return _job_info(service.queue.get(service.submit(service.prepare(body), owner)))
 
     @app.get("/v1/jobs/{job_id}", response_model=JobInfo, responses=ERRORS, tags=["jobs"])
-    def job_status(job_id: str, owner: str = Depends(caller)) -> JobInfo:
+    def job_status(job_id: str, owner: str = Depends(auth.caller)) -> JobInfo:
         return _job_info(job_or_404(job_id, owner))
 
     @app.get("/v1/jobs/{job_id}/result", response_model=ImagesResponse, responses=ERRORS,
              tags=["jobs"])
-    def job_result(job_id: str, request: Request, owner: str = Depends(caller),
+    def job_result(job_id: str, request: Request, owner: str = Depends(auth.caller),
                    response_format: str = "b64_json") -> ImagesResponse:
         job = job_or_404(job_id, owner)
         if job.state != "done":
             raise ApiError(409, f"job '{job_id}' is {job.state}, not done"
                            + (f": {job.error}" if job.error else ""), code="job_not_done")
-        body = ImageGenerationBody(**{**body_fields(job.payload), "response_format":
-                                      "url" if response_format == "url" else "b64_json"})
-        return images_response(request, body, service.result_images(job))
+        return files.response(request, "url" if response_format == "url" else "b64_json",
+                              service.result_images(job))
 
     @app.post("/v1/jobs/{job_id}/cancel", response_model=JobInfo, responses=ERRORS,
               tags=["jobs"])
-    def cancel_job(job_id: str, owner: str = Depends(caller)) -> JobInfo:
+    def cancel_job(job_id: str, owner: str = Depends(auth.caller)) -> JobInfo:
         job = job_or_404(job_id, owner)
         if service.queue.cancel(job.id):
             service.events.publish(job.id, {"type": "cancelled"})
@@ -236,27 +276,10 @@ def create_app(config: ServeConfig, service: ImageService | None = None) -> Fast
 
     @app.get("/v1/jobs/{job_id}/events", tags=["jobs"], responses=ERRORS,
              response_class=StreamingResponse)
-    async def job_events(job_id: str, owner: str = Depends(caller)) -> StreamingResponse:
+    async def job_events(job_id: str, owner: str = Depends(auth.caller)) -> StreamingResponse:
         job_or_404(job_id, owner)
         return StreamingResponse(_sse(service, job_id), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
-
-    @app.get("/v1/images/files/{name}", tags=["images"], responses=ERRORS,
-             response_class=Response)
-    def image_file(name: str, request: Request, sig: str = "") -> Response:
-        if not hmac.compare_digest(sig.encode(), _signature(url_secret, name).encode()):
-            caller(request)  # no valid signature: an API key will do
-        data = service.image_bytes(name)
-        if data is None:
-            raise ApiError(404, f"no image '{name}'", "not_found_error", "name")
-        return Response(data, media_type="image/png")
-
-    @app.post("/v1/provenance/verify", response_model=VerifyResult, responses=ERRORS,
-              tags=["provenance"])
-    def provenance(body: VerifyBody, owner: str = Depends(caller)) -> VerifyResult:
-        return VerifyResult(**verify(_decode_image(body.image), config.watermark_key).to_dict())
-
-    return app
 
 
 def _finished(service: ImageService, job: Job) -> list[tuple[str, bytes, dict]]:
@@ -267,15 +290,13 @@ def _finished(service: ImageService, job: Job) -> list[tuple[str, bytes, dict]]:
     return service.result_images(job)
 
 
-def _cache_items(service: ImageService, payload: dict, hits: list[bytes]):
+def _cache_items(service: ImageService, spec: JobSpec, hits: list[bytes]):
     items = []
-    for index, (key, data) in enumerate(zip(image_keys(service.model_identity, payload), hits,
-                                            strict=True)):
+    for index, (key, data) in enumerate(zip(service.image_keys(spec), hits, strict=True)):
         name = f"{key}.png"
         if service.image_bytes(name) is None:  # the file may have been cleaned up
             (service.images_dir / name).write_bytes(data)
-        items.append((name, data, {"seed": payload["seed"] + index,
-                                   "revised_prompt": payload["prompt"]}))
+        items.append((name, data, result_item(spec, index, name)))
     return items
 
 

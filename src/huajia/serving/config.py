@@ -1,4 +1,5 @@
-"""The server's settings, one frozen object (``huajia serve`` flags map onto it)."""
+"""The server's settings, one frozen object (``huajia serve`` flags map onto it), and the
+critics a thinking job may ask for."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from huajia.errors import HuajiaError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ServeConfig:
     data_dir: Path = Path("huajia-data")  # queue, cache, result images
     model: str = "embedded"
@@ -22,13 +23,60 @@ class ServeConfig:
     nsfw_threshold: float = 0.5
     watermark_key: str = "huajia"
     lora_dir: Path | None = None  # LoRA names resolve here; None: LoRAs are refused
-    serial: bool = False  # one request at a time, no batching, no cache (for comparison)
+    # the critics thinking jobs may use beside the world's verifier (None: refused at submit)
+    clip_model: str | None = None  # a local transformers CLIP folder
+    vlm_url: str | None = None  # an OpenAI-compatible base URL
+    vlm_model: str | None = None
+    vlm_key: str | None = None
+    vlm_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.nsfw not in ("blur", "refuse", "off"):
             raise HuajiaError(f"nsfw='{self.nsfw}' is not a policy; use blur, refuse or off")
         if self.max_batch < 1:
             raise HuajiaError("max_batch must be at least 1")
+        if self.lora_dir is not None and not Path(self.lora_dir).is_dir():
+            raise HuajiaError(f"--lora-dir '{self.lora_dir}' is not a folder")
+        if self.clip_model is not None and not Path(self.clip_model).is_dir():
+            raise HuajiaError(f"--clip-model '{self.clip_model}' is not a folder; pass a local "
+                              "transformers CLIP checkpoint")
+        if bool(self.vlm_url) != bool(self.vlm_model):
+            raise HuajiaError("the vlm critic needs both --vlm-url and --vlm-model")
+
+    def output_settings(self) -> dict:
+        """The settings that change the bytes of a returned picture (part of its cache key)."""
+        return {"nsfw": self.nsfw, "nsfw_threshold": self.nsfw_threshold if self.nsfw != "off"
+                else None, "watermark_key": self.watermark_key}
+
+
+class CriticSettings:
+    """Which critics this server can run; a job asking for another is refused at submit."""
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self._made: dict[str, object] = {}
+
+    def available(self) -> list[str]:
+        return ["shapes"] + (["clip"] if self.config.clip_model else []) + \
+            (["vlm"] if self.config.vlm_url else [])
+
+    def check(self, name: str) -> None:
+        if name not in self.available():
+            flag = "--clip-model DIR" if name == "clip" else "--vlm-url URL --vlm-model NAME"
+            raise HuajiaError(f"this server has no {name} critic (it has: "
+                              f"{', '.join(self.available())}); ask for one of those, or "
+                              f"start the server with {flag}")
+
+    def make(self, name: str):
+        """The critic (built once per server; the CLIP model loads on first use)."""
+        from huajia.thinking.critics import make_critic
+
+        self.check(name)
+        if name not in self._made:
+            c = self.config
+            self._made[name] = make_critic(name, c.clip_model, c.vlm_url, c.vlm_model,
+                                           c.vlm_key, c.vlm_timeout_s)
+        return self._made[name]
 
 
 def read_api_keys(path: str | Path) -> tuple[str, ...]:

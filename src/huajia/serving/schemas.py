@@ -1,17 +1,21 @@
 """The HTTP API's request and response bodies (pydantic), shaped like the OpenAI Images API.
 
 OpenAI's fields (model, prompt, n, size, quality, style, response_format, user) keep their
-meaning, so the official SDK works unchanged; huajia's own fields use the engine's names
-(negative_prompt, seed, steps, guidance, scheduler, loras) and add the thinking loop (think,
-critic, pauses, budget, threshold, restarts, repaints, steer, compose_tries). Unknown fields are
-refused with a message naming them.
+meaning, so the official SDK works unchanged; huajia's own fields are built from the request
+vocabulary (``GenerationRequest``, ``ThinkOptions``: same names, defaults and limits as the CLI
+and the Python API). Unknown fields are refused with a message naming them.
 """
 
 from __future__ import annotations
 
+import typing
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
+
+from huajia.engine.request import MAX_PROMPT_CHARS, GenerationRequest
+from huajia.params import params
+from huajia.thinking.options import CRITICS, ThinkOptions
 
 # OpenAI's quality words → denoising steps (when ``steps`` is not given)
 QUALITY_STEPS = {"low": 10, "standard": 20, "auto": 20, "medium": 20, "hd": 40, "high": 40}
@@ -19,40 +23,54 @@ QUALITY_STEPS = {"low": 10, "standard": 20, "auto": 20, "medium": 20, "hd": 40, 
 OPENAI_STYLES = ("vivid", "natural")
 
 
-class ImageGenerationBody(BaseModel):
+class _OpenAIFields(BaseModel):
+    """The OpenAI Images API's own fields, and the ones whose HTTP form differs from Python's
+    (size for width/height, LoRA names for paths, think and critic)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(..., min_length=1, max_length=4000,
+    prompt: str = Field(..., min_length=1, max_length=MAX_PROMPT_CHARS,
                         description="What to paint, in English or Chinese; A1111 (word:1.5) "
                                     "weights work.")
     model: str | None = Field(None, description="The served model's id (GET /v1/models); "
                                                 "omit for the default.")
-    n: int = Field(1, ge=1, le=10)
     size: str | None = Field(None, description="WIDTHxHEIGHT (multiples of 8, 64-2048) or "
                                                "'auto'; omitted: the model's native size.")
-    quality: Literal["low", "standard", "auto", "medium", "hd", "high"] = "standard"
-    style: str | None = Field(None, description="A huajia style preset (GET /v1/styles), or "
-                                                "OpenAI's vivid/natural (no preset).")
+    quality: Literal["low", "standard", "auto", "medium", "hd", "high"] = Field(
+        "standard", description="Sets the steps when 'steps' is not given.")
     response_format: Literal["b64_json", "url"] = "b64_json"
     user: str | None = Field(None, max_length=256)
-    negative_prompt: str = Field("", max_length=4000)
-    seed: int | None = Field(None, ge=0, lt=2**63)
-    steps: int | None = Field(None, ge=1, le=150)
-    guidance: float = Field(5.0, ge=0.0, le=30.0)
-    scheduler: str | None = None
     loras: list[str] = Field(default_factory=list, max_length=8,
                              description="LoRA names from the server's LoRA folder, "
                                          "'NAME' or 'NAME:SCALE'.")
     think: bool = Field(False, description="Run the thinking loop (plan, pause, steer, repaint).")
-    critic: Literal["shapes", "clip", "vlm"] = "shapes"
-    pauses: int = Field(3, ge=0, le=10)
-    budget: int | None = Field(None, ge=1, le=10_000, description="Max network evaluations.")
-    threshold: float = Field(90.0, ge=0.0, le=100.0)
-    restarts: int = Field(8, ge=0, le=10, description="Fresh starts allowed at the first pause.")
-    repaints: int = Field(5, ge=0, le=10, description="Max repaint rounds after the last step.")
-    steer: bool = Field(False, description="Also steer failing regions at the pauses.")
-    compose_tries: int = Field(3, ge=0, le=6, description="Paint a wrong region alone (this "
-                               "many checked seeds) and paste it into its box; 0: repaint only.")
+    critic: Literal[CRITICS] = Field("shapes", description="Who judges while thinking.")
+
+
+def vocabulary_fields(cls: type) -> dict:
+    """pydantic fields for a vocabulary dataclass's HTTP parameters: the same names, defaults,
+    limits and help (older names accepted as aliases)."""
+    hints = typing.get_type_hints(cls)
+    fields = {}
+    for name, (field, spec) in params(cls).items():
+        if not spec.http:
+            continue
+        kind = hints[name]
+        if spec.choices:
+            kind = Literal[spec.choices] | None if field.default is None else Literal[spec.choices]
+        limits = {"ge": spec.low, "le": spec.high, "max_length": spec.max_length,
+                  "multiple_of": spec.multiple_of}
+        extra = {k: v for k, v in limits.items() if v is not None}
+        if spec.aliases:
+            extra["validation_alias"] = AliasChoices(name, *spec.aliases)
+        fields[name] = (kind, Field(field.default, description=spec.help, **extra))
+    return fields
+
+
+ImageGenerationBody = create_model(
+    "ImageGenerationBody", __base__=_OpenAIFields,
+    __doc__="POST /v1/images/generations and /v1/jobs: OpenAI's body plus huajia's parameters.",
+    **vocabulary_fields(GenerationRequest), **vocabulary_fields(ThinkOptions))
 
 
 class ImageData(BaseModel):

@@ -15,66 +15,27 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
 
 from PIL import Image, ImageFilter
 
-from huajia.engine.engine import Engine, batch_key
+from huajia.engine.engine import Engine
 from huajia.engine.infotext import png_bytes
-from huajia.engine.request import GenerationRequest, LoraSpec, parse_size
-from huajia.engine.styles import get_style
 from huajia.errors import HuajiaError
-from huajia.serving.cache import ResultCache, cache_key
-from huajia.serving.config import ServeConfig
+from huajia.serving.cache import ResultCache
+from huajia.serving.config import CriticSettings, ServeConfig
 from huajia.serving.events import JobEvents
 from huajia.serving.provenance import embed_watermark
 from huajia.serving.queue import Job, JobQueue
 from huajia.serving.safety import PromptFilter
-from huajia.serving.schemas import OPENAI_STYLES, QUALITY_STEPS, ImageGenerationBody
+from huajia.serving.jobs import JobSpec, LoraFolder, redact
+from huajia.serving.schemas import ImageGenerationBody
+from huajia.world.parser import unknown_words
 
 FINAL_STATES = ("done", "failed", "cancelled")
 
 
 class Cancelled(Exception):
     """Every job of a running batch was cancelled: stop denoising."""
-
-
-def request_from_body(body: ImageGenerationBody, seed: int, lora_dir: Path | None
-                      ) -> GenerationRequest:
-    width = height = None
-    if body.size and body.size != "auto":
-        width, height = parse_size(body.size)
-    style = "none" if body.style in (None, *OPENAI_STYLES) else body.style
-    steps = body.steps or QUALITY_STEPS[body.quality]
-    return GenerationRequest(
-        prompt=body.prompt, negative_prompt=body.negative_prompt, seed=seed, steps=steps,
-        guidance=body.guidance, width=width, height=height, n=body.n, style=style,
-        scheduler=body.scheduler, loras=tuple(_lora(name, lora_dir) for name in body.loras))
-
-
-def _lora(text: str, lora_dir: Path | None) -> LoraSpec:
-    spec = LoraSpec.parse(text)
-    if lora_dir is None:
-        raise HuajiaError("this server has no LoRA folder; start it with --lora-dir DIR")
-    name = Path(spec.path)
-    if name.is_absolute() or ".." in name.parts:
-        raise HuajiaError(f"LoRA '{spec.path}' must be a name inside the server's LoRA folder")
-    path = lora_dir / name
-    if not path.exists() and path.with_suffix(".safetensors").exists():
-        path = path.with_suffix(".safetensors")
-    if not path.exists():
-        known = sorted(p.stem for p in lora_dir.glob("*.safetensors")
-                       if not p.stem.endswith("_emb"))  # a LoRA's new words, not a LoRA
-        raise HuajiaError(f"unknown LoRA '{spec.path}'; this server has: {', '.join(known) or 'none'}")
-    return LoraSpec(str(path), spec.scale)
-
-
-def image_keys(model_identity: str, payload: dict) -> list[str]:
-    """One content address per image: everything that decides its pixels, with its own seed."""
-    params = {k: v for k, v in payload.items() if k not in ("n", "response_format", "user")}
-    return [cache_key(model_identity, {**params, "seed": payload["seed"] + i})
-            for i in range(payload["n"])]
 
 
 class ImageService:
@@ -87,7 +48,10 @@ class ImageService:
         self.images_dir.mkdir(exist_ok=True)
         self.events = JobEvents()
         self.prompt_filter = PromptFilter()
-        self._engine_factory = engine_factory or (lambda: Engine(config.model))
+        self.loras = LoraFolder(config.lora_dir)
+        self.critics = CriticSettings(config)
+        self._engine_factory = engine_factory or (lambda: Engine(config.model,
+                                                                 vocabulary=unknown_words))
         self.engine: Engine | None = None
         self.model_identity = ""
         self._wake = threading.Event()
@@ -118,37 +82,26 @@ class ImageService:
         return self.engine.source.name if self.engine else self.config.model
 
     # -- submitting ----------------------------------------------------------------------
-    def prepare(self, body: ImageGenerationBody) -> dict:
-        """Validate a body into a job payload (400s happen here, before anything is stored)."""
+    def prepare(self, body: ImageGenerationBody) -> JobSpec:
+        """Validate a body into a job (every 400 happens here, before anything is stored)."""
         if body.model not in (None, self.model_id, "huajia"):
             raise HuajiaError(f"model '{body.model}' is not served here; this server has "
                               f"'{self.model_id}' (GET /v1/models)")
         self.prompt_filter.require_safe(body.prompt)
-        seed = body.seed if body.seed is not None else int.from_bytes(
-            hashlib.sha256(f"{time.time_ns()}".encode()).digest()[:4], "big")
-        request = request_from_body(body, seed, self.config.lora_dir)
-        get_style(request.style)  # unknown style → 400 now, not a failed job later
-        payload = body.model_dump()
-        payload.update(seed=seed, steps=request.steps)
-        return payload
+        if body.think:
+            self.critics.check(body.critic)
+        seed = int.from_bytes(hashlib.sha256(f"{time.time_ns()}".encode()).digest()[:4], "big")
+        return JobSpec.from_body(body, self.loras, seed)
 
-    def request_of(self, payload: dict) -> GenerationRequest:
-        """A stored job payload → the engine's request (the seed was fixed at submit time)."""
-        return request_from_body(ImageGenerationBody(**body_fields(payload)), payload["seed"],
-                                 self.config.lora_dir)
+    def image_keys(self, spec: JobSpec) -> list[str]:
+        return spec.image_keys(self.model_identity, self.loras, self.config.output_settings())
 
-    def cached(self, payload: dict) -> list[bytes] | None:
-        if self.config.serial:
-            return None
-        found = [self.cache.get(key) for key in image_keys(self.model_identity, payload)]
+    def cached(self, spec: JobSpec) -> list[bytes] | None:
+        found = [self.cache.get(key) for key in self.image_keys(spec)]
         return found if all(found) else None
 
-    def submit(self, payload: dict, owner: str | None) -> str:
-        if payload["think"]:
-            key = f"think:{time.time_ns()}"  # thinking jobs run alone
-        else:
-            key = repr(batch_key(self.request_of(payload)))
-        job_id = self.queue.submit("think" if payload["think"] else "generate", payload, key, owner)
+    def submit(self, spec: JobSpec, owner: str | None) -> str:
+        job_id = self.queue.submit(spec.kind, spec.to_payload(), spec.batch_key(), owner)
         self._wake.set()
         return job_id
 
@@ -189,7 +142,8 @@ class ImageService:
                 for job in jobs:
                     self.events.publish(job.id, {"type": "cancelled"})
             except Exception as error:  # noqa: BLE001 - a failed job must not stop the worker
-                message = str(error).splitlines()[0] if str(error) else type(error).__name__
+                message = redact(str(error).splitlines()[0]) if str(error) else \
+                    type(error).__name__
                 for job in jobs:
                     self.queue.finish(job, error=message)
                     self.events.publish(job.id, {"type": "failed", "error": message})
@@ -198,7 +152,7 @@ class ImageService:
         key = self.queue.oldest_batch_key()
         if key is None:
             return []
-        limit = 1 if self.config.serial or key.startswith("think:") else self.config.max_batch
+        limit = 1 if key.startswith("think:") else self.config.max_batch
         count, oldest = self.queue.waiting(key)
         if count < limit and oldest is not None:
             # wait for company, but never keep the oldest job waiting past the window
@@ -211,81 +165,75 @@ class ImageService:
     def _execute(self, jobs: list[Job]) -> None:
         for job in jobs:
             self.events.publish(job.id, {"type": "running", "batch": len(jobs)})
-        if jobs[0].kind == "think":
-            outputs = [self._think(jobs[0])]
+        specs = [JobSpec.from_payload(job.payload, self.loras) for job in jobs]
+        if specs[0].think:
+            outputs = [self._think(jobs[0], specs[0])]
         else:
-            outputs = self._generate(jobs)
-        for job, images in zip(jobs, outputs, strict=True):
-            keys = image_keys(self.model_identity, job.payload)
-            items = [self._store(job, index, key, image, infotext)
-                     for index, (key, (image, infotext)) in enumerate(zip(keys, images,
-                                                                          strict=True))]
+            outputs = self._generate(jobs, specs)
+        for job, spec, images in zip(jobs, specs, outputs, strict=True):
+            items = [self._store(spec, index, key, image, infotext)
+                     for index, (key, (image, infotext)) in enumerate(zip(
+                         self.image_keys(spec), images, strict=True))]
             if self.queue.finish(job, result={"images": items, "created": int(time.time())}):
                 self.events.publish(job.id, {"type": "done", "images": len(items)})
 
-    def _generate(self, jobs: list[Job]) -> list[list[tuple[Image.Image, str]]]:
-        requests = [self.request_of(j.payload) for j in jobs]
-
-        def on_step(done: int, total: int) -> None:
-            if all(self.queue.get(j.id).state == "cancelled" for j in jobs):
-                raise Cancelled()
-            for job in jobs:
-                self.events.publish(job.id, {"type": "progress", "step": done, "total": total})
-
-        results = self.engine.generate_batch(requests, on_step=on_step)
+    def _generate(self, jobs: list[Job], specs: list[JobSpec]) -> list[list[tuple[Image.Image, str]]]:
+        results = self.engine.generate_batch([s.request for s in specs],
+                                             on_step=_BatchProgress(self, jobs))
         return [list(zip(r.images, r.infotexts, strict=True)) for r in results]
 
-    def _think(self, job: Job) -> list[tuple[Image.Image, str]]:
-        from huajia.thinking.critics import make_critic
-        from huajia.thinking.loop import Thinker, ThinkOptions
+    def _think(self, job: Job, spec: JobSpec) -> list[tuple[Image.Image, str]]:
+        from huajia.thinking.loop import Thinker
 
-        payload = job.payload
-        request = self.request_of(payload)
-        options = ThinkOptions(pauses=payload["pauses"], budget=payload["budget"],
-                               threshold=payload["threshold"], restarts=payload["restarts"],
-                               # jobs queued before these fields existed keep the defaults
-                               max_repaints=payload.get("repaints", ThinkOptions.max_repaints),
-                               steer=payload.get("steer", ThinkOptions.steer),
-                               compose_tries=payload.get("compose_tries",
-                                                         ThinkOptions.compose_tries))
-        thinker = Thinker(self.engine, make_critic(payload["critic"]), options)
-        images = []
-        for i in range(request.n):
-            single = replace(request, n=1, seed=request.seed + i)
-            result = thinker.think(single, on_thought=lambda t, i=i: self.events.publish(
-                job.id, {"type": "thought", "image": i, **t.to_dict()}))
-            images.append((result.image, result.infotext))
-        return images
+        thinker = Thinker(self.engine, self.critics.make(spec.critic), spec.think)
+        results = thinker.think_all(spec.request, on_thought=lambda i, t: self.events.publish(
+            job.id, {"type": "thought", "image": i, **t.to_dict()}))
+        return [(result.image, result.infotext) for result in results]
 
-    def _store(self, job: Job, index: int, key: str, image: Image.Image, infotext: str) -> dict:
+    def _store(self, spec: JobSpec, index: int, key: str, image: Image.Image,
+               infotext: str) -> dict:
         image = self._screen(image)
         image = embed_watermark(image, self.config.watermark_key)
         data = png_bytes(image, infotext)
         name = f"{key}.png"
         (self.images_dir / name).write_bytes(data)
-        if not self.config.serial:
-            self.cache.put(key, data)
-        return {"file": name, "seed": job.payload["seed"] + index,
-                "revised_prompt": job.payload["prompt"]}
+        self.cache.put(key, data)
+        return result_item(spec, index, name)
 
     def _screen(self, image: Image.Image) -> Image.Image:
         """The NSFW policy: blur what nudenet flags, or refuse the whole job."""
         if self.config.nsfw == "off":
             return image
         if self._nsfw is None:
-            from huajia.curation.ops import ImageNsfwFilter
+            from huajia.scorers.nsfw import NsfwDetector
 
-            self._nsfw = ImageNsfwFilter(score_threshold=self.config.nsfw_threshold)
-        verdict = self._nsfw(None, image)
-        if verdict.keep:
+            self._nsfw = NsfwDetector()
+        score = self._nsfw.score(image)
+        if score < self.config.nsfw_threshold:
             return image
         if self.config.nsfw == "refuse":
-            raise HuajiaError(f"the picture was withheld by the image safety check ({verdict.reason})")
+            raise HuajiaError("the picture was withheld by the image safety check (nsfw score "
+                              f"{score:.2f} ≥ {self.config.nsfw_threshold})")
         return image.filter(ImageFilter.GaussianBlur(radius=max(image.size) / 16))
 
 
-def body_fields(payload: dict) -> dict:
-    return {k: v for k, v in payload.items() if k in ImageGenerationBody.model_fields}
+def result_item(spec: JobSpec, index: int, name: str) -> dict:
+    return {"file": name, "seed": spec.request.seed + index, "revised_prompt": spec.request.prompt}
+
+
+class _BatchProgress:
+    """Step progress of a running batch to its jobs' event streams; stops a batch whose jobs
+    were all cancelled."""
+
+    def __init__(self, service: ImageService, jobs: list[Job]):
+        self.service, self.jobs = service, jobs
+
+    def __call__(self, done: int, total: int) -> None:
+        queue = self.service.queue
+        if all(queue.get(j.id).state == "cancelled" for j in self.jobs):
+            raise Cancelled()
+        for job in self.jobs:
+            self.service.events.publish(job.id, {"type": "progress", "step": done, "total": total})
 
 
 def b64(data: bytes) -> str:

@@ -21,6 +21,7 @@ from typing import Protocol
 from PIL import Image
 
 from huajia.errors import HuajiaError
+from huajia.thinking.messages import text
 from huajia.thinking.plan import Plan, Region
 from huajia.world.verifier import verify
 
@@ -64,11 +65,9 @@ class ShapesCritic:
             mine = [c for c in verdict.constraints if set(c.groups) & set(region.groups)]
             score = 100.0 * sum(c.credit for c in mine) / len(mine) if mine else 100.0
             failing = [c.explanation for c in mine if not c.passed]
-            joiner = "；" if plan.lang == "zh" else "; "
-            observation = joiner.join(failing or [c.explanation for c in mine])
+            observation = text("joiner", plan.lang).join(failing or [c.explanation for c in mine])
             reports.append(RegionReport(region.index, score, observation))
-        summary = verdict.explain() if not verdict.passed else (
-            "全部正确" if plan.lang == "zh" else "everything matches the prompt")
+        summary = verdict.explain() if not verdict.passed else text("all_correct", plan.lang)
         return Critique(tuple(reports), verdict.passed, summary)
 
 
@@ -80,27 +79,17 @@ def crop(image: Image.Image, region: Region) -> Image.Image:
 
 
 class ClipCritic:
-    """Region crop vs sub-caption cosine similarity, as CLIPScore (2.5 · max(cos, 0) · 100)."""
+    """Region crop vs sub-caption CLIPScore (``huajia.scorers.clip``)."""
 
     name = "clip"
 
     def __init__(self, checkpoint: str | Path):
-        from transformers import AutoProcessor, CLIPModel
+        from huajia.scorers.clip import ClipScorer
 
-        if not Path(checkpoint).is_dir():
-            raise HuajiaError(f"CLIP checkpoint '{checkpoint}' is not a folder; pass a local "
-                              "transformers CLIP directory (--clip-model)")
-        self.model = CLIPModel.from_pretrained(checkpoint).eval()
-        self.processor = AutoProcessor.from_pretrained(checkpoint)
+        self.scorer = ClipScorer(checkpoint)
 
     def score(self, image: Image.Image, text: str) -> float:
-        import torch
-
-        inputs = self.processor(text=[text], images=[image], return_tensors="pt", padding=True)
-        with torch.no_grad():
-            out = self.model(**inputs)
-        cos = torch.nn.functional.cosine_similarity(out.image_embeds, out.text_embeds).item()
-        return min(100.0, 250.0 * max(cos, 0.0))
+        return self.scorer.score(image, text)
 
     def inspect(self, image: Image.Image, plan: Plan, threshold: float) -> Critique:
         reports = []

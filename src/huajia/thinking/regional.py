@@ -52,10 +52,14 @@ class RegionState:
 
 
 class RegionalHooks:
-    """Install on ``pipe.unet``; remove with ``close()`` (also a context manager)."""
+    """A model hook (``engine.session``'s ``ModelHook``): ``attach(unet)`` installs the two
+    forward hooks, ``close()`` removes them."""
 
-    def __init__(self, unet: torch.nn.Module, state: RegionState):
+    def __init__(self, state: RegionState):
         self.state = state
+        self._handles: list = []
+
+    def attach(self, unet: torch.nn.Module) -> None:
         self._handles = [
             unet.register_forward_pre_hook(self._expand, with_kwargs=True),
             unet.register_forward_hook(self._fold, with_kwargs=True),
@@ -65,12 +69,6 @@ class RegionalHooks:
         for handle in self._handles:
             handle.remove()
         self._handles = []
-
-    def __enter__(self) -> RegionalHooks:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def _expand(self, module, args, kwargs):
         state = self.state

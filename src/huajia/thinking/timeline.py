@@ -11,6 +11,7 @@ from PIL import Image
 
 from huajia.drawing import Tile, captioned_grid
 from huajia.thinking.loop import ThinkResult
+from huajia.thinking.messages import text
 
 
 def write_thoughts(result: ThinkResult, path: str | Path) -> Path:
@@ -28,12 +29,9 @@ def timeline(result: ThinkResult) -> Image.Image:
     """Each pause's picture with the thoughts it prompted, then the final picture."""
     tiles = [Tile(frame.image, (frame.title, *[_short(t) for t in frame.thoughts]))
              for frame in result.frames]
-    if result.plan.lang == "zh":
-        verdict = "最终：满意" if result.satisfied else "最终：保留最好的一张"
-        cost = f"共 {result.nfe} 次网络计算"
-    else:
-        verdict = "final: satisfied" if result.satisfied else "final: best picture kept"
-        cost = f"{result.nfe} network evaluations"
+    lang = result.plan.lang
+    verdict = text("final_satisfied" if result.satisfied else "final_best", lang)
+    cost = text("cost", lang, nfe=result.nfe)
     tiles.append(Tile(result.image, (verdict, cost)))
     title = f"{result.plan.prompt}   |   {result.plan.describe()}"
     return captioned_grid(tiles, columns=min(len(tiles), 5), tile_px=200, text_lines=None,
@@ -49,7 +47,6 @@ def _short(thought) -> str:
 def comparison(prompt: str, plain: Image.Image, thought: Image.Image, plain_note: str,
                thought_note: str, lang: str = "en") -> Image.Image:
     """Plain vs thinking side by side, labelled in the prompt's language."""
-    labels = ("一次画成", "边想边画") if lang == "zh" else ("plain (one pass)",
-                                                       "thinking while painting")
+    labels = text("label_plain", lang), text("label_thinking", lang)
     tiles = [Tile(plain, (labels[0], plain_note)), Tile(thought, (labels[1], thought_note))]
     return captioned_grid(tiles, columns=2, tile_px=256, text_lines=None, title=prompt)

@@ -280,3 +280,9 @@ def read_prompt(text: str) -> ParsedPrompt:
     if not parsed.spec.groups:
         raise HuajiaError(f"no shape named in {text!r}; name at least one, e.g. 'a red circle'")
     return parsed
+
+
+def unknown_words(text: str) -> tuple[str, ...]:
+    """Words of ``text`` outside the world's vocabulary (what a model trained only on the world
+    never learned): the check ``Engine(vocabulary=...)`` runs on every prompt."""
+    return parse(text).unparsed

@@ -1,0 +1,193 @@
+"""One run's hold on the pipeline, and what a step callback may see and change.
+
+``Engine.session(request)`` returns a ``Session``: on entry it makes the request's LoRAs active
+and attaches the run's model hooks; inside, every denoising run gets a fresh scheduler of the
+request's kind; on exit the hooks come off and the scheduler and LoRAs are put back as they were.
+So no run inherits another's state, and nothing above the engine touches ``engine.pipe``.
+
+Step callbacks are small classes in the style of diffusers' ``PipelineCallback``: called with a
+``DenoiseStep`` after every step; they may replace its latents or stop the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+
+from huajia.engine.embeddings import encode_weighted
+from huajia.engine.images import to_pil, to_tensor
+from huajia.engine.schedulers import make_scheduler
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from huajia.engine.engine import Engine
+    from huajia.engine.request import GenerationRequest
+
+
+class ModelHook(Protocol):
+    """Something that wraps the denoiser's forward pass for one run (e.g. regional prompts)."""
+
+    def attach(self, denoiser: torch.nn.Module) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class DenoiseStep:
+    """The state after one denoising step, as a callback sees it."""
+
+    index: int  # 0-based index of the step just done
+    total: int
+    latents: torch.Tensor  # replace to change what the next step starts from
+    _scheduler: object = field(repr=False)
+    interrupted: bool = False
+
+    @property
+    def done(self) -> int:
+        return self.index + 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.index + 1 < len(self._scheduler.timesteps)
+
+    def interrupt(self) -> None:
+        """Skip the rest of the schedule (diffusers' ``pipe._interrupt``)."""
+        self.interrupted = True
+
+    def x0(self, sample: torch.Tensor, timestep, output: torch.Tensor) -> torch.Tensor:
+        """x0-prediction from a denoiser input and its guided output (VP parametrisation)."""
+        scheduler = self._scheduler
+        t = timestep[0] if torch.is_tensor(timestep) and timestep.ndim else timestep
+        index = int(torch.as_tensor(t).round().clamp(0, len(scheduler.alphas_cumprod) - 1))
+        alpha = scheduler.alphas_cumprod[index].to(sample.dtype)
+        if scheduler.config.prediction_type == "v_prediction":
+            return alpha.sqrt() * sample - (1 - alpha).sqrt() * output
+        return (sample - (1 - alpha).sqrt() * output) / alpha.sqrt().clamp(min=1e-4)
+
+    def noised_for_next(self, clean: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """``clean`` noised to the level the next step starts from (``clean`` after the last)."""
+        if not self.has_next:
+            return clean
+        timesteps = self._scheduler.timesteps
+        return self._scheduler.add_noise(clean, noise, timesteps[self.index + 1:self.index + 2])
+
+
+class StepCallback(Protocol):
+    def __call__(self, step: DenoiseStep) -> None: ...
+
+
+class KeepKnown:
+    """Masked repaint: outside ``mask`` the latents follow ``known`` (noised to each step's
+    level), so only the masked part is painted again."""
+
+    def __init__(self, known: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor):
+        self.known, self.noise, self.mask = known, noise, mask
+
+    def __call__(self, step: DenoiseStep) -> None:
+        known_now = step.noised_for_next(self.known, self.noise)
+        step.latents = step.latents * self.mask + known_now * (1 - self.mask)
+
+
+class Session:
+    def __init__(self, engine: Engine, request: GenerationRequest,
+                 hooks: Sequence[ModelHook] = ()):
+        self.engine, self.request, self.hooks = engine, request, tuple(hooks)
+        self._saved: tuple | None = None
+
+    def __enter__(self) -> Session:
+        pipe = self.engine.pipe
+        self._saved = (pipe.scheduler, self.engine.active_loras)
+        self.engine.activate_loras(self.request.loras)
+        for hook in self.hooks:
+            hook.attach(self.engine.denoiser)
+        return self
+
+    def attach(self, hook: ModelHook) -> None:
+        """Attach one more hook for the rest of the session."""
+        hook.attach(self.engine.denoiser)
+        self.hooks += (hook,)
+
+    def __exit__(self, *exc) -> None:
+        for hook in self.hooks:
+            hook.close()
+        scheduler, loras = self._saved
+        self.engine.pipe.scheduler = scheduler
+        self.engine.activate_loras(loras)
+
+    # -- what a run does with the pipeline -------------------------------------------------
+    def fresh_scheduler(self) -> None:
+        engine = self.engine
+        engine.pipe.scheduler = make_scheduler(self.request.scheduler,
+                                               engine.base_scheduler_config)
+
+    def denoise(self, prompt_kwargs: dict, generator, size: tuple[int, int],
+                callback: StepCallback | None = None, output_type: str = "pil"):
+        """One run of the text-to-image pipeline from fresh noise; returns its images (PIL, or
+        latents with ``output_type='latent'``)."""
+        self.fresh_scheduler()
+        request = self.request
+        return self.engine.pipe(
+            **prompt_kwargs, num_inference_steps=request.steps, guidance_scale=request.guidance,
+            guidance_rescale=request.guidance_rescale, width=size[0], height=size[1],
+            num_images_per_prompt=1, generator=generator, output_type=output_type,
+            callback_on_step_end=_adapter(callback)).images
+
+    def repaint(self, prompt_kwargs: dict, latents: torch.Tensor, mask: torch.Tensor,
+                strength: float, seed: int) -> torch.Tensor:
+        """Paint the masked part of ``latents`` again from ``strength`` of the way back into
+        the noise (image-to-image on the same components, known content blended back)."""
+        from diffusers import AutoPipelineForImage2Image
+
+        self.fresh_scheduler()
+        pipe = AutoPipelineForImage2Image.from_pipe(self.engine.pipe)
+        pipe.set_progress_bar_config(disable=True)
+        known = latents.detach().clone()
+        noise = torch.randn(known.shape, generator=torch.Generator().manual_seed(seed),
+                            dtype=known.dtype)
+        request = self.request
+        return pipe(**prompt_kwargs, image=known, strength=strength,
+                    num_inference_steps=request.steps, guidance_scale=request.guidance,
+                    generator=torch.Generator().manual_seed(seed), output_type="latent",
+                    callback_on_step_end=_adapter(KeepKnown(known, noise, mask))).images
+
+    def encode_caption(self, caption: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(1, window, D) embeddings of one caption (its first chunk) and its pooled vector."""
+        pipe = self.engine.pipe
+        encoded, _ = encode_weighted(pipe, caption, "")
+        return encoded.prompt_embeds[:, :pipe.tokenizer.model_max_length], encoded.pooled
+
+    def decode(self, latents: torch.Tensor) -> Image.Image:
+        vae = self.engine.pipe.vae
+        with torch.no_grad():
+            pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+        return to_pil(pixels[:1])[0]
+
+    def encode_image(self, image: Image.Image) -> torch.Tensor:
+        vae = self.engine.pipe.vae
+        with torch.no_grad():
+            latents = vae.encode(to_tensor([image]).to(vae.device, vae.dtype))
+        return latents.latent_dist.mode() * vae.config.scaling_factor
+
+    @property
+    def latent_scale(self) -> int:
+        return int(self.engine.pipe.vae_scale_factor)
+
+
+def _adapter(callback: StepCallback | None):
+    """A diffusers ``callback_on_step_end`` that shows ``callback`` a ``DenoiseStep``."""
+    if callback is None:
+        return None
+
+    def step_end(pipe, index, timestep, kwargs):
+        step = DenoiseStep(index, pipe.num_timesteps, kwargs["latents"], pipe.scheduler)
+        callback(step)
+        kwargs["latents"] = step.latents
+        if step.interrupted:
+            pipe._interrupt = True
+        return kwargs
+
+    return step_end

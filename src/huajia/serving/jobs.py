@@ -1,0 +1,174 @@
+"""``JobSpec``: an HTTP request body validated once, at submit, into what the worker runs.
+
+It holds the engine's ``GenerationRequest`` (seed fixed), the ``ThinkOptions`` of a thinking
+job, and the LoRAs by the names the client used. It knows how it is stored in the queue
+(``to_payload`` / ``from_payload``), which jobs it may share a pipeline call with
+(``batch_key``) and the content address of each of its images (``image_keys``): a hash of the
+*normalised* request (defaults filled in, style synonyms folded), the LoRA files' contents and
+every server setting that changes the returned bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from huajia.engine.engine import batch_key
+from huajia.engine.request import GenerationRequest, LoraSpec, parse_size
+from huajia.errors import HuajiaError
+from huajia.serving.cache import cache_key
+from huajia.serving.schemas import OPENAI_STYLES, QUALITY_STEPS
+from huajia.thinking.options import ThinkOptions
+
+PAYLOAD_VERSION = 2
+
+
+class LoraFolder:
+    """The server's LoRA folder: names → files, checked at submit, hashed by content."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+        self._hashes: dict[tuple, str] = {}
+
+    def resolve(self, text: str) -> tuple[LoraSpec, str]:
+        """'NAME' or 'NAME:SCALE' → (the spec with the file's path, the name)."""
+        spec = LoraSpec.parse(text)
+        if self.folder is None:
+            raise HuajiaError("this server has no LoRA folder; start it with --lora-dir DIR")
+        name = Path(spec.path)
+        if name.is_absolute() or ".." in name.parts:
+            raise HuajiaError(f"LoRA '{spec.path}' must be a name inside the server's LoRA folder")
+        path = self.folder / name
+        if not path.exists() and path.with_suffix(".safetensors").exists():
+            path = path.with_suffix(".safetensors")
+        if not path.exists():
+            raise HuajiaError(f"unknown LoRA '{spec.path}'; this server has: "
+                              f"{', '.join(self.names()) or 'none'}")
+        self._check(path, spec.path)
+        return LoraSpec(str(path), spec.scale), spec.path
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.folder.glob("*.safetensors")
+                      if not p.stem.endswith("_emb"))  # a LoRA's new words, not a LoRA
+
+    def _check(self, path: Path, name: str) -> None:
+        """A file the engine could not load is a 400 now, not a failed job later."""
+        from safetensors import safe_open
+
+        weights = path / "pytorch_lora_weights.safetensors" if path.is_dir() else path
+        try:
+            with safe_open(str(weights), "pt") as handle:
+                keys = list(handle.keys())
+        except Exception:  # noqa: BLE001 - safetensors raises its own error types
+            raise HuajiaError(f"LoRA '{name}' is not a readable safetensors file; replace it "
+                              "on the server") from None
+        if not any("lora" in key for key in keys):
+            raise HuajiaError(f"LoRA '{name}' holds no LoRA weights; replace it on the server")
+
+    def content_hash(self, path: str) -> str:
+        """sha256 of the LoRA's files (weights and new words), cached while they are unchanged."""
+        files = sorted(Path(path).rglob("*.safetensors")) if Path(path).is_dir() else \
+            [Path(path), Path(path).with_name(Path(path).stem + "_emb.safetensors")]
+        stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files
+                      if f.exists())
+        if stamp not in self._hashes:
+            digest = hashlib.sha256()
+            for name, _, _ in stamp:
+                digest.update(Path(name).read_bytes())
+            self._hashes[stamp] = digest.hexdigest()[:16]
+        return self._hashes[stamp]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    request: GenerationRequest  # the seed is always fixed here
+    think: ThinkOptions | None = None  # None: plain generation
+    critic: str = "shapes"
+    lora_names: tuple[str, ...] = ()  # as the client named them, one per request.loras entry
+
+    @property
+    def kind(self) -> str:
+        return "think" if self.think else "generate"
+
+    @classmethod
+    def from_body(cls, body, loras: LoraFolder, seed: int) -> JobSpec:
+        """A request body (``ImageGenerationBody``) → the job; every 400 happens here."""
+        width = height = None
+        if body.size and body.size != "auto":
+            width, height = parse_size(body.size)
+        steps = body.steps if "steps" in body.model_fields_set else QUALITY_STEPS[body.quality]
+        style = "none" if body.style in OPENAI_STYLES else body.style
+        resolved = [loras.resolve(text) for text in body.loras]
+        fields = {name: getattr(body, name) for name in _request_fields()}
+        request = GenerationRequest(
+            body.prompt, **{**fields, "seed": body.seed if body.seed is not None else seed, "steps": steps,
+               "style": style, "width": width, "height": height,
+               "loras": tuple(spec for spec, _ in resolved)})
+        think = ThinkOptions(**{name: getattr(body, name) for name in _think_fields()}) \
+            if body.think else None
+        return cls(request, think, body.critic if body.think else "shapes",
+                   tuple(name for _, name in resolved))
+
+    # -- the queue's form ------------------------------------------------------------------
+    def to_payload(self) -> dict:
+        request = dataclasses.asdict(self.request)
+        request["loras"] = [[name, spec.scale]
+                            for name, spec in zip(self.lora_names, self.request.loras, strict=True)]
+        return {"version": PAYLOAD_VERSION, "request": request, "critic": self.critic,
+                "think": dataclasses.asdict(self.think) if self.think else None}
+
+    @classmethod
+    def from_payload(cls, payload: dict, loras: LoraFolder) -> JobSpec:
+        if payload.get("version") != PAYLOAD_VERSION:
+            raise HuajiaError("this job was queued by an older huajia; submit it again")
+        fields = dict(payload["request"])
+        resolved = [loras.resolve(f"{name}:{scale}") for name, scale in fields.pop("loras")]
+        request = GenerationRequest(**fields, loras=tuple(spec for spec, _ in resolved))
+        think = ThinkOptions(**payload["think"]) if payload["think"] else None
+        return cls(request, think, payload["critic"], tuple(name for _, name in resolved))
+
+    def batch_key(self) -> str:
+        if self.think:
+            return f"think:{uuid.uuid4().hex}"  # thinking jobs run alone
+        return repr(batch_key(self.request))
+
+    # -- the cache's form ------------------------------------------------------------------
+    def image_keys(self, model_identity: str, loras: LoraFolder, settings: dict) -> list[str]:
+        """One content address per image: the normalised request with that image's seed, the
+        LoRA files' contents and the server settings that change the bytes."""
+        request = dataclasses.asdict(self.request)
+        for name in ("n", "seed", "loras"):
+            request.pop(name)
+        identity = {
+            "request": request,
+            "loras": [[loras.content_hash(spec.path), spec.scale] for spec in self.request.loras],
+            "think": dataclasses.asdict(self.think) if self.think else None,
+            "critic": self.critic if self.think else None,
+            "settings": settings,
+        }
+        return [cache_key(model_identity, {**identity, "seed": self.request.seed + i})
+                for i in range(self.request.n)]
+
+
+def _request_fields() -> list[str]:
+    from huajia.params import params
+
+    return [name for name, (_, spec) in params(GenerationRequest).items() if spec.http]
+
+
+def _think_fields() -> list[str]:
+    from huajia.params import params
+
+    return [name for name, (_, spec) in params(ThinkOptions).items() if spec.http]
+
+
+_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s'\"/:,;()]+)*/([^\s'\"/:,;()]+)")
+
+
+def redact(message: str) -> str:
+    """``message`` without the server's folders: every absolute path shrinks to its last part."""
+    return _PATH.sub(lambda m: m.group(1), message)

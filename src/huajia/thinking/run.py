@@ -1,0 +1,212 @@
+"""The state of one thinking run, and the step callback that pauses to look.
+
+``ThinkRun`` holds what one run knows (its plan, regions, thoughts, frames, the first looks of
+each start); ``PauseCallback`` is the denoising callback (a class, as diffusers'
+``PipelineCallback``) that decodes a preview at the pause steps, asks the critic, and restarts,
+steers or lets the run go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from huajia.engine.request import GenerationRequest
+from huajia.engine.session import DenoiseStep, Session
+from huajia.thinking.critics import Critic, Critique
+from huajia.thinking.messages import text
+from huajia.thinking.options import ThinkOptions
+from huajia.thinking.plan import Plan
+from huajia.thinking.regional import RegionState
+
+RESEED = 7919  # fresh starts use seed + k·7919: reproducible, far from neighbouring seeds
+
+
+@dataclass(frozen=True)
+class Thought:
+    step: int  # denoising step (-1: before generation; steps: after)
+    phase: str  # plan | pause | restart | reflect | compose | repaint | stop
+    region: int | None
+    observation: str
+    decision: str
+    score: float | None
+    nfe: int  # network evaluations per image spent so far
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One page of the sketchbook: the picture as it was, and what was thought about it."""
+
+    image: Image.Image
+    title: str
+    thoughts: tuple[Thought, ...]
+
+
+@dataclass
+class ThinkRun:
+    """Everything one run of the loop knows; thrown away when the run ends."""
+
+    request: GenerationRequest
+    options: ThinkOptions
+    plan: Plan
+    state: RegionState
+    size: tuple[int, int]
+    seed: int
+    on_thought: Callable[[Thought], None] | None = None
+    thoughts: list[Thought] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
+    looks: dict[int, float] = field(default_factory=dict)  # start → mean score of its first look
+    attempt: int = 0  # starts abandoned so far
+    replay: int | None = None  # -1: a fresh start; k: start k painted again as the best look
+    restart: bool = False
+    stop_looking: bool = False
+
+    @property
+    def lang(self) -> str:
+        return self.plan.lang
+
+    def text(self, key: str, **values) -> str:
+        return text(key, self.plan.lang, **values)
+
+    def think(self, step: int, phase: str, region: int | None, observation: str,
+              decision: str, score: float | None) -> Thought:
+        """Record a thought (and report it as it happens)."""
+        thought = Thought(step, phase, region, observation, decision, score, self.state.calls)
+        self.thoughts.append(thought)
+        if self.on_thought:
+            self.on_thought(thought)
+        return thought
+
+    def over_budget(self) -> bool:
+        return self.options.budget is not None and self.state.calls >= self.options.budget
+
+    def no_room_for(self, cost: int) -> bool:
+        """Whether ``cost`` more evaluations would run past the budget."""
+        return self.options.budget is not None and self.state.calls + cost > self.options.budget
+
+    def noise_seed(self) -> int:
+        start = self.attempt if self.replay is None or self.replay < 0 else self.replay
+        return self.seed + start * RESEED
+
+
+def mean_score(critique: Critique) -> float:
+    scores = [r.score for r in critique.reports if r.score is not None]
+    return float(np.mean(scores)) if scores else 100.0
+
+
+def pause_steps(options: ThinkOptions, steps: int) -> set[int]:
+    """The steps after which the loop looks: spread over 35–65 % of the schedule."""
+    if not options.pauses:
+        return set()
+    return {int(round(s)) for s in np.linspace(0.35, 0.65, options.pauses).round(2) * steps}
+
+
+class PauseCallback:
+    """At each pause: decode the x0-preview, ask the critic, then restart (first pause only),
+    steer (``options.steer``) or go on; stops looking once the critic is satisfied."""
+
+    def __init__(self, run: ThinkRun, session: Session, critic: Critic):
+        self.run, self.session, self.critic = run, session, critic
+        self.pauses = pause_steps(run.options, run.request.steps)
+        self.first_pause = min(self.pauses, default=None)
+
+    def __call__(self, step: DenoiseStep) -> None:
+        run, opts = self.run, self.run.options
+        if step.index not in self.pauses or run.stop_looking or run.over_budget():
+            return
+        state = run.state
+        preview = self.session.decode(step.x0(state.last_input, state.last_timestep,
+                                              state.last_guided))
+        critique = self.critic.inspect(preview, run.plan, opts.threshold)
+        if step.index == self.first_pause and run.replay is None and \
+                self._restart(step, critique, preview):
+            return
+        decisions = self._steer(critique, step) if opts.steer else {}
+        said = [run.think(step.done, "pause", report.region, report.observation,
+                          decisions.get(report.region) or self._decision(report.score),
+                          report.score)
+                for report in critique.reports]
+        if critique.satisfied:
+            run.stop_looking = True
+            said.append(run.think(step.done, "stop", None, critique.summary,
+                                  run.text("already_right"), None))
+        run.frames.append(Frame(preview, run.text("title_pause", step=step.done,
+                                                  steps=run.request.steps), tuple(said)))
+
+    def _decision(self, score: float | None) -> str:
+        opts = self.run.options
+        if score is None or score >= opts.threshold or opts.max_repaints == 0:
+            return self.run.text("keep_going")
+        return self.run.text("fix_after_end")
+
+    def _restart(self, step: DenoiseStep, critique: Critique, preview: Image.Image) -> bool:
+        decision = self._first_look(critique)
+        if decision is None:
+            return False
+        run = self.run
+        run.replay, run.restart = decision[0], True
+        step.interrupt()
+        thought = run.think(step.done, "restart", None, critique.summary, decision[1],
+                            mean_score(critique))
+        run.frames.append(Frame(preview, run.text("title_abandoned", step=step.done),
+                                (thought,)))
+        return True
+
+    def _first_look(self, critique: Critique) -> tuple[int, str] | None:
+        """At the first pause: keep painting (None), start again from fresh noise (-1, why),
+        or go back to an earlier start whose first look was better (its index, why)."""
+        run, opts = self.run, self.run.options
+        score = mean_score(critique)
+        run.looks[run.attempt] = score
+        if critique.satisfied or score >= opts.restart_below:
+            return None
+        # what a fresh start costs at worst: every region woken from its first step
+        fresh_cost = run.request.steps * (2 + run.state.distinct_regions)
+        if run.no_room_for(fresh_cost):
+            return None  # no room left to paint another start to the end
+        if run.attempt < opts.restarts:
+            return -1, run.text("restart_fresh", attempt=run.attempt + 1, restarts=opts.restarts)
+        best = max(run.looks, key=run.looks.get)
+        if run.looks[best] <= score:
+            return None
+        return best, run.text("go_back", start=best + 1, score=run.looks[best])
+
+    def _steer(self, critique: Critique, step: DenoiseStep) -> dict[int, str]:
+        """Act on a pause's critique for the rest of the schedule; returns decisions."""
+        run, opts, state = self.run, self.run.options, self.run.state
+        decisions: dict[int, str] = {}
+        for report in critique.reports:
+            if report.score is None or report.score >= opts.threshold:
+                continue
+            r = report.region
+            state.boost[r] = min(2.0, float(state.boost[r]) + 0.75)
+            state.strength[r] = min(1.0, max(opts.woken_strength, float(state.strength[r]) + 0.15))
+            words = [run.text("steer_guidance")]
+            if report.score == 0 and step.has_next:
+                _reinject(state, step, r)
+                words.append(run.text("steer_noise"))
+            if report.revised_caption and report.revised_caption != run.plan.regions[r].caption:
+                embeds, _ = self.session.encode_caption(report.revised_caption)
+                state.embeds[r] = embeds[0, : state.embeds.shape[1]]
+                words.append(run.text("steer_caption", caption=report.revised_caption))
+            decisions[r] = run.text("joiner").join(words)
+        return decisions
+
+
+def _reinject(state: RegionState, step: DenoiseStep, r: int) -> None:
+    """Replace a wrong region by background plus fresh noise at the next step's level."""
+    latents = step.latents
+    x0 = step.x0(state.last_input, state.last_timestep, state.last_guided)
+    mask = state.masks[r : r + 1].to(latents.dtype)
+    background = (x0 * (1 - mask)).sum((2, 3), keepdim=True) / (1 - mask).sum().clamp(min=1)
+    cleaned = x0 * (1 - mask) + background * mask
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(step.index),
+                        dtype=latents.dtype)
+    step.latents = latents * (1 - mask) + step.noised_for_next(cleaned, noise) * mask
