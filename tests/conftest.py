@@ -94,3 +94,18 @@ def sdxl_dir(tmp_path_factory):
 @pytest.fixture
 def tokenizer():
     return tiny_tokenizer()
+
+
+def loud_lora(model_dir, out):
+    """A LoRA file for a tiny model whose up-weights are large enough to change a picture."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(model_dir))
+    pipe.unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_v"]))
+    with torch.no_grad():
+        for name, param in pipe.unet.named_parameters():
+            if "lora_B" in name:
+                param.normal_(generator=torch.Generator().manual_seed(0))
+    type(pipe).save_lora_weights(out, unet_lora_layers=get_peft_model_state_dict(pipe.unet))
+    return out / "pytorch_lora_weights.safetensors"

@@ -46,7 +46,33 @@ _LAZY = {  # public name → the module that defines it
     "verify": "huajia.world.verifier",
 }
 
-__all__ = ["HuajiaError", "__version__", *sorted(_LAZY)]
+__all__ = [
+    "HuajiaError",
+    "__version__",
+    "ClipCritic",
+    "Engine",
+    "GenerationRequest",
+    "GenerationResult",
+    "LoraSpec",
+    "ObjectGroup",
+    "ParsedPrompt",
+    "Relation",
+    "Scene",
+    "SceneSpec",
+    "ShapesCritic",
+    "ThinkOptions",
+    "ThinkResult",
+    "Thinker",
+    "Thought",
+    "Verdict",
+    "VlmCritic",
+    "make_critic",
+    "parse",
+    "read_prompt",
+    "render",
+    "unknown_words",
+    "verify",
+]
 
 
 def __getattr__(name: str):

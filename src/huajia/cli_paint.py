@@ -102,6 +102,10 @@ def think(
     restarts: int = _t("restarts"),
     steer: bool = _t("steer"),
     compose_tries: int = _t("compose_tries"),
+    region_strength: float = _t("region_strength"),
+    woken_strength: float = _t("woken_strength"),
+    repaint_strength: float = _t("repaint_strength"),
+    restart_below: float = _t("restart_below"),
     n: int = _r("n", "-n"),
     seed: int = _r("seed"),
     steps: int = _r("steps"),
@@ -132,7 +136,9 @@ def think(
                             guidance_rescale=guidance_rescale)
     options = ThinkOptions(pauses=pauses, budget=budget, threshold=threshold,
                            max_repaints=max_repaints, restarts=restarts, steer=steer,
-                           compose_tries=compose_tries)
+                           compose_tries=compose_tries, region_strength=region_strength,
+                           woken_strength=woken_strength, repaint_strength=repaint_strength,
+                           restart_below=restart_below)
     critic_impl = make_critic(critic, clip_model, vlm_url, vlm_model, vlm_key)
     prepare_out_dir(out)
     results = Thinker(open_engine(model), critic_impl, options).think_all(

@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-
 console = Console()
 
 

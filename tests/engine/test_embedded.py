@@ -32,8 +32,9 @@ def test_tokenizer_covers_unseen_words():
 @pytest.fixture(scope="module")
 def engine():
     from huajia.engine.engine import Engine
+    from huajia.world.parser import unknown_words
 
-    return Engine("embedded")
+    return Engine("embedded", vocabulary=unknown_words)
 
 
 def test_paints_128px_deterministically(engine):
@@ -52,3 +53,13 @@ def test_warns_about_words_outside_the_world(engine):
     assert result.warnings and "'dog'" in result.warnings[0]
     clean = engine.generate(GenerationRequest("a (red:1.2) circle", seed=1, steps=2))
     assert clean.warnings == ()
+    # the check is the caller's: an engine given none warns about nothing, one given its own
+    # vocabulary warns by it
+    from huajia.engine.engine import Engine
+
+    plain = Engine.from_pipe(engine.pipe)
+    assert plain.generate(GenerationRequest("a dog", seed=1, steps=1)).warnings == ()
+    picky = Engine.from_pipe(engine.pipe, vocabulary=lambda text: [w for w in text.split()
+                                                                   if w == "circle"])
+    assert "'circle'" in picky.generate(GenerationRequest("a red circle", seed=1,
+                                                          steps=1)).warnings[0]

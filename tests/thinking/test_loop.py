@@ -4,6 +4,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from tests.conftest import loud_lora
+
 from huajia.engine.engine import Engine
 from huajia.engine.request import GenerationRequest
 from huajia.thinking import loop
@@ -141,22 +143,6 @@ def test_without_steering_a_look_only_notes_what_to_repaint(engine):
     assert repaint_cost > 0 and "repaint" in [t.phase for t in result.thoughts]
 
 
-def test_cli_and_http_defaults_are_the_loops_defaults():
-    import inspect
-
-    from huajia import cli
-    from huajia.serving.schemas import ImageGenerationBody
-
-    loop_defaults = ThinkOptions()
-    params = inspect.signature(cli.think).parameters
-    fields = ImageGenerationBody.model_fields
-    for name, option in (("pauses", "pauses"), ("repaints", "max_repaints"),
-                         ("restarts", "restarts"), ("steer", "steer"),
-                         ("threshold", "threshold"), ("compose_tries", "compose_tries")):
-        assert params[name].default.default == getattr(loop_defaults, option), name
-        assert fields[name].default == getattr(loop_defaults, option), name
-
-
 def test_a_wrong_region_is_painted_alone_and_pasted_in(engine, monkeypatch):
     options = ThinkOptions(pauses=0, max_repaints=2, restarts=0, compose_tries=2)
     result = Thinker(engine, ShapesCritic(), options).think(_request())
@@ -178,26 +164,10 @@ def test_a_wrong_region_is_painted_alone_and_pasted_in(engine, monkeypatch):
     assert "repaint" in [t.phase for t in noisy.thoughts]
 
 
-def _loud_lora(engine, out):
-    """A LoRA file for the tiny model whose up-weights are large enough to change a picture."""
-    import torch
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
-
-    pipe = Engine(engine.source.location).pipe
-    pipe.unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_v"]))
-    with torch.no_grad():
-        for name, param in pipe.unet.named_parameters():
-            if "lora_B" in name:
-                param.normal_(generator=torch.Generator().manual_seed(0))
-    type(pipe).save_lora_weights(out, unet_lora_layers=get_peft_model_state_dict(pipe.unet))
-    return out / "pytorch_lora_weights.safetensors"
-
-
 def test_thinking_paints_with_the_requested_lora(engine, tmp_path):
     from huajia.engine.request import LoraSpec
 
-    lora = _loud_lora(engine, tmp_path)
+    lora = loud_lora(engine.source.location, tmp_path)
     thinker = Thinker(engine, ShapesCritic(), ThinkOptions(pauses=1, max_repaints=0,
                                                            restarts=0, compose_tries=0))
     plain = thinker.think(_request())

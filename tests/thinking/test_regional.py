@@ -1,6 +1,18 @@
+from contextlib import contextmanager
+
 import torch
 
 from huajia.thinking.regional import RegionalHooks, RegionState, soft_mask
+
+
+@contextmanager
+def _hooked(unet, state):
+    hooks = RegionalHooks(state)
+    hooks.attach(unet)
+    try:
+        yield hooks
+    finally:
+        hooks.close()
 
 
 class Echo(torch.nn.Module):
@@ -23,7 +35,7 @@ def test_one_batched_call_blends_regions_and_is_removable():
                         masks=masks, strength=torch.ones(2), boost=torch.zeros(2))
     sample = torch.zeros(2, 1, 8, 8)  # [uncond, cond] for one image
     hidden = torch.stack([torch.zeros(3, 4), torch.ones(3, 4)])
-    with RegionalHooks(unet, state):
+    with _hooked(unet, state):
         out = unet(sample, torch.tensor([5, 5]), encoder_hidden_states=hidden)[0]
     assert out.shape == sample.shape
     assert torch.allclose(out[0], torch.zeros(1, 8, 8))  # uncond untouched
@@ -40,6 +52,6 @@ def test_boost_scales_guidance_inside_the_region():
     state = RegionState(embeds=torch.ones(1, 3, 4), masks=masks, strength=torch.zeros(1),
                         boost=torch.ones(1))
     hidden = torch.stack([torch.zeros(3, 4), torch.ones(3, 4)])
-    with RegionalHooks(unet, state):
+    with _hooked(unet, state):
         out = unet(torch.zeros(2, 1, 4, 4), torch.tensor(1), encoder_hidden_states=hidden)[0]
     assert torch.allclose(out[1], torch.full((1, 4, 4), 2.0))  # (cond - uncond) doubled

@@ -135,7 +135,7 @@ def test_engine_loads_new_words_only_with_their_lora(trained, sd_dir):
     size = len(engine.pipe.tokenizer)
 
     def encoded(*loras):
-        engine.use_loras(loras)
+        engine.activate_loras(loras)
         return engine.prompt_kwargs("a red hexagon", "")["prompt_embeds"]
 
     plain = encoded()

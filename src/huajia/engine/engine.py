@@ -91,8 +91,9 @@ class Engine:
             self.device, self.dtype = loading.pick_device(device)
             self.pipe = loading.load_pipeline(self.source, self.device, self.dtype)
         else:
-            self.source = loading.ModelSource(getattr(pipe, "name_or_path", None) or model,
-                                              "", False, False)
+            name = model if model != loading.EMBEDDED else \
+                getattr(pipe, "name_or_path", None) or "custom"
+            self.source = loading.ModelSource(name, "", False, False)
             self.device, self.dtype = pipe.device, pipe.dtype
             self.pipe = pipe
         self.base_scheduler_config = dict(self.pipe.scheduler.config)
@@ -107,7 +108,8 @@ class Engine:
     @classmethod
     def from_pipe(cls, pipe, *, name: str | None = None,
                   vocabulary: Vocabulary | None = None) -> Engine:
-        return cls(name or "custom", pipe=pipe, vocabulary=vocabulary)
+        return cls(name or getattr(pipe, "name_or_path", None) or "custom", pipe=pipe,
+                   vocabulary=vocabulary)
 
     @property
     def native_size(self) -> int:

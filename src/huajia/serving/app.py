@@ -30,6 +30,7 @@ from huajia import __version__
 from huajia.engine.styles import load_styles
 from huajia.errors import HuajiaError
 from huajia.serving.config import ServeConfig
+from huajia.serving.jobs import JobSpec, redact
 from huajia.serving.provenance import verify
 from huajia.serving.queue import Job
 from huajia.serving.ratelimit import TokenBuckets
@@ -44,7 +45,6 @@ from huajia.serving.schemas import (
     VerifyBody,
     VerifyResult,
 )
-from huajia.serving.jobs import JobSpec, redact
 from huajia.serving.service import FINAL_STATES, ImageService, b64, result_item
 
 ERRORS: dict = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 429)}

@@ -24,10 +24,10 @@ from huajia.errors import HuajiaError
 from huajia.serving.cache import ResultCache
 from huajia.serving.config import CriticSettings, ServeConfig
 from huajia.serving.events import JobEvents
+from huajia.serving.jobs import JobSpec, LoraFolder, redact
 from huajia.serving.provenance import embed_watermark
 from huajia.serving.queue import Job, JobQueue
 from huajia.serving.safety import PromptFilter
-from huajia.serving.jobs import JobSpec, LoraFolder, redact
 from huajia.serving.schemas import ImageGenerationBody
 from huajia.world.parser import unknown_words
 
