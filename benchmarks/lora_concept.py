@@ -6,8 +6,8 @@ down: is the concept drawn at all, in the asked count, in the asked colour.
 
 The LoRA sees the concept's pictures (one group of a familiar training scene turned into the
 concept) and, as reg images (prior preservation), as many pictures of old concepts.
-Defaults: the LoCon recipe that did best here (attention and convolutions, rank 16, alpha 16,
-lr 1e-3, text encoder 3e-4), captions that leave colours out as often as the base model's
+Defaults: ``LoraRecipe``'s, the LoCon recipe that did best here (attention and convolutions,
+rank 16, alpha 16, lr 1e-3, text encoder 3e-4), captions that leave colours out as often as the base model's
 did (--colour-drop 0.3). Best measured: --mask-weight 3 --reg-mask (masked loss on the
 concept's objects and on the reg pictures' objects; README). Run: python
 benchmarks/lora_concept.py [--concept hexagon] [--steps 800] [--images 600] [--conv-rank 0]
@@ -100,11 +100,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concept", default="hexagon")
     parser.add_argument("--images", type=int, default=600)
-    parser.add_argument("--steps", type=int, default=800)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=LoraRecipe.steps)
+    parser.add_argument("--batch", type=int, default=LoraRecipe.batch)
     parser.add_argument("--seed", type=int, default=0, help="The LoRA's training seed.")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--text-encoder-lr", type=float, default=3e-4,
+    parser.add_argument("--lr", type=float, default=LoraRecipe.lr)
+    parser.add_argument("--text-encoder-lr", type=float, default=LoraRecipe.text_encoder_lr,
                         help="0: no LoRA on the text encoder.")
     parser.add_argument("--new-words", default="",
                         help="Pivotal tuning: comma-separated words taught as new tokens "
@@ -121,9 +121,9 @@ def main() -> None:
                              "the new one is taught.")
     parser.add_argument("--ema-decay", type=float, default=0.0,
                         help="Save an EMA of the LoRA weights (0: off).")
-    parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--alpha", type=float, default=16.0)
-    parser.add_argument("--conv-rank", type=int, default=16,
+    parser.add_argument("--rank", type=int, default=LoraRecipe.rank)
+    parser.add_argument("--alpha", type=float, default=LoraRecipe.alpha)
+    parser.add_argument("--conv-rank", type=int, default=LoraRecipe.conv_rank,
                         help="LoCon: also the UNet's convolutions (0: attention only).")
     parser.add_argument("--colour-drop", type=float, default=0.3,
                         help="Captions without colours, as in the base model's recipe (0: "

@@ -215,7 +215,7 @@ def curate_command(
     """Filter an image/caption dataset (Data-Juicer operators) into a clean imagefolder."""
     from huajia.curation.report import write_report
     from huajia.curation.runner import Recipe, curate, load_config
-    from huajia.curation.sources import iter_samples
+    from huajia.imagefolder import iter_samples
     from huajia.world.dataset import prepare_out_dir
 
     if config is not None:

@@ -45,67 +45,70 @@ def train_base_command(
 
 @app.command("lora")
 def train_lora_command(
+    ctx: typer.Context,
     data: Path = typer.Option(..., "--data", help="Imagefolder (file_name + text[, text_zh])."),
     out: Path = typer.Option(..., "--out", help="Where the LoRA, samples and loss curve go."),
+    recipe: Path = typer.Option(None, "--recipe", help="YAML of LoraRecipe fields (the "
+                                "experiments' knobs: prior_target, new_words, ema_decay, …); "
+                                "options given here win over it."),
     model: str = typer.Option("embedded", help="Base model."),
-    rank: int = typer.Option(16), alpha: float = typer.Option(4.0),
-    steps: int = typer.Option(800), lr: float = typer.Option(3e-4),
-    batch: int = typer.Option(8),
-    precision: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
+    rank: int = typer.Option(16, help="network_dim."),
+    alpha: float = typer.Option(16.0, help="network_alpha."),
+    steps: int = typer.Option(800, help="max_train_steps."),
+    lr: float = typer.Option(1e-3, help="learning_rate."),
+    batch: int = typer.Option(8, help="train_batch_size."),
+    precision: str = typer.Option("fp32", help="fp32, bf16 or fp16 (mixed_precision)."),
     gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing"),
-    train_text_encoder: bool = typer.Option(False, "--train-text-encoder"),
-    resume: bool = typer.Option(False, "--resume"),
-    seed: int = typer.Option(0),
-    sample_every: int = typer.Option(100, help="Sample pictures every K steps (0: never)."),
-    sample_prompt: list[str] = typer.Option([], "--sample-prompt", help="Repeatable."),
+    train_text_encoder: bool = typer.Option(True, "--train-text-encoder/--no-text-encoder"),
+    text_encoder_lr: float = typer.Option(3e-4, help="Text-encoder LoRA lr."),
+    conv_rank: int = typer.Option(16, help="LoCon conv_dim: also the UNet ResNet convs (0: "
+                                           "attention only)."),
+    conv_alpha: float = typer.Option(16.0, help="LoCon conv_alpha."),
+    lr_scheduler: str = typer.Option("constant", help="constant, constant_with_warmup, cosine "
+                                                      "or linear."),
+    lr_warmup_steps: int = typer.Option(0, help="Steps of lr warm-up."),
+    min_snr_gamma: float = typer.Option(5.0, help="Min-SNR-γ loss weights (0: plain MSE)."),
     reg_data: Path = typer.Option(None, "--reg-data",
                                   help="Imagefolder of what the model already knows (half of "
                                        "each batch) so it does not forget."),
     prior_loss_weight: float = typer.Option(1.0, help="Weight of the --reg-data loss."),
-    prior_target: str = typer.Option("images", help="What the reg half learns: 'images' "
-                                                    "(their noise, DreamBooth) or 'base' (the "
-                                                    "base model's own prediction)."),
-    min_snr_gamma: float = typer.Option(5.0, help="Min-SNR-γ loss weights (0: plain MSE)."),
-    text_encoder_lr: float = typer.Option(None, help="Text-encoder LoRA lr (default: --lr)."),
-    conv_rank: int = typer.Option(0, help="LoCon: also LoRA the UNet ResNet convs at this "
-                                          "rank (kohya's conv_dim; 0: attention only)."),
-    conv_alpha: float = typer.Option(1.0, help="LoCon alpha (kohya's conv_alpha)."),
-    lr_scheduler: str = typer.Option("constant", help="constant, constant_with_warmup, cosine "
-                                                      "or linear (kohya's --lr_scheduler)."),
-    lr_warmup_steps: int = typer.Option(0, help="Steps of lr warm-up."),
-    new_word: list[str] = typer.Option([], "--new-word", help="Pivotal tuning: teach this "
-                                       "word (e.g. hexagon, 六边形) as a new token with its "
-                                       "own embedding, saved beside the LoRA. Repeatable."),
-    new_word_lr: float = typer.Option(None, help="lr of the new words (default: --lr)."),
-    new_word_init: str = typer.Option(None, help="Start the new words from this known word "
-                                      "(e.g. circle), or one per --new-word, comma-separated "
-                                      "(circle,circles; default: their own spelling)."),
     mask_weight: float = typer.Option(1.0, help="Masked loss: pixels an image's alpha "
-                                      "channel marks weigh this much more (1: off)."),
-    ema_decay: float = typer.Option(0.0, help="Save an EMA of the LoRA weights with this "
-                                    "decay (e.g. 0.99; 0: the last step's weights)."),
+                                      "channel marks weigh this much more (1: off; 3 did best)."),
+    resume: bool = typer.Option(False, "--resume"),
+    seed: int = typer.Option(0),
+    sample_every: int = typer.Option(100, help="Sample pictures every K steps (0: never)."),
+    sample_prompt: list[str] = typer.Option([], "--sample-prompt", help="Repeatable."),
 ) -> None:
-    """Train a LoRA (peft) on the UNet attention (and convs with --conv-rank); writes
-    pytorch_lora_weights.safetensors."""
-    from huajia.training.lora import LoraRecipe, train_lora
+    """Train a LoRA (peft) on the UNet attention and convs (and the text encoder); writes
+    pytorch_lora_weights.safetensors. Defaults: the best recipe measured (docs/lora.md)."""
+    from click.core import ParameterSource
+
+    from huajia.training.lora import LoraRecipe, recipe_from_file, train_lora
     from huajia.world.dataset import prepare_out_dir
 
     for option, folder in (("--data", data), ("--reg-data", reg_data)):
         if folder is not None and not folder.is_dir():
             raise HuajiaError(f"{option} '{folder}' is not a folder; pass an imagefolder")
     prepare_out_dir(out)
-    recipe = LoraRecipe(str(data), str(out), model, rank, alpha, steps, lr, batch, precision,
-                        gradient_checkpointing, train_text_encoder, seed, sample_every,
-                        tuple(sample_prompt), reg_data=str(reg_data) if reg_data else None,
-                        prior_loss_weight=prior_loss_weight, prior_target=prior_target,
-                        min_snr_gamma=min_snr_gamma,
-                        text_encoder_lr=text_encoder_lr, conv_rank=conv_rank,
-                        conv_alpha=conv_alpha, lr_scheduler=lr_scheduler,
-                        lr_warmup_steps=lr_warmup_steps, new_words=tuple(new_word),
-                        new_word_lr=new_word_lr, new_word_init=new_word_init,
-                        mask_weight=mask_weight, ema_decay=ema_decay)
-    with progress_bar("LoRA", steps) as advance:
-        path = train_lora(recipe, resume=resume, progress=lambda s, t, loss: advance(1))
+    given = {"model": model, "rank": rank, "alpha": alpha, "steps": steps, "lr": lr,
+             "batch": batch, "precision": precision,
+             "gradient_checkpointing": gradient_checkpointing,
+             "train_text_encoder": train_text_encoder, "text_encoder_lr": text_encoder_lr,
+             "conv_rank": conv_rank, "conv_alpha": conv_alpha, "lr_scheduler": lr_scheduler,
+             "lr_warmup_steps": lr_warmup_steps, "min_snr_gamma": min_snr_gamma,
+             "reg_data": str(reg_data) if reg_data else None,
+             "prior_loss_weight": prior_loss_weight, "mask_weight": mask_weight, "seed": seed,
+             "sample_every": sample_every, "sample_prompts": tuple(sample_prompt)}
+    paths = {"data": str(data), "out": str(out)}
+    if recipe is not None:
+        # the file's values stand unless an option was typed on the command line
+        typed = {k: v for k, v in given.items() if ctx.get_parameter_source(
+            "sample_prompt" if k == "sample_prompts" else k) == ParameterSource.COMMANDLINE}
+        plan = recipe_from_file(recipe, **paths, **typed)
+    else:
+        plan = LoraRecipe(**paths, **given)
+    with progress_bar("LoRA", plan.steps) as advance:
+        path = train_lora(plan, resume=resume, progress=lambda s, t, loss: advance(1))
     console.print(f"{path}\n{out / 'loss.png'}")
 
 

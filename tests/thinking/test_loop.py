@@ -3,7 +3,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from tests.conftest import loud_lora
 
 from huajia.engine.engine import Engine

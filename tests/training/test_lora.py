@@ -322,3 +322,30 @@ def test_each_new_word_can_start_from_its_own_known_word(sd_dir):
     assert starting_words(("a", "b"), None) == ["a", "b"]
     with pytest.raises(HuajiaError, match="names 3 words for 2 new words"):
         starting_words(("a", "b"), "x,y,z")
+
+
+def test_cli_defaults_are_the_recipe_defaults_and_a_recipe_file_fills_the_rest(tmp_path):
+    import dataclasses
+
+    import typer
+
+    from huajia.cli import app
+    from huajia.training.lora import recipe_from_file
+
+    command = typer.main.get_command(app).commands["train"].commands["lora"]
+    defaults = {f.name: f.default for f in dataclasses.fields(LoraRecipe)}
+    for option in command.params:
+        name = "sample_prompts" if option.name == "sample_prompt" else option.name
+        if name in defaults and defaults[name] is not dataclasses.MISSING:
+            expected = () if name == "sample_prompts" else defaults[name]
+            got = tuple(option.default) if name == "sample_prompts" else option.default
+            assert got == expected or (name == "reg_data" and got is None), name
+    path = tmp_path / "lora.yaml"
+    path.write_text("ema_decay: 0.99\nnew_words: [hexagon, 六边形]\nrank: 8\n", encoding="utf-8")
+    recipe = recipe_from_file(path, data="d", out="o", rank=4)
+    assert (recipe.ema_decay, recipe.new_words, recipe.rank) == (0.99, ("hexagon", "六边形"), 4)
+    path.write_text("emma_decay: 0.9\n", encoding="utf-8")
+    with pytest.raises(HuajiaError, match="unknown fields emma_decay"):
+        recipe_from_file(path, data="d", out="o")
+    with pytest.raises(TypeError):
+        LoraRecipe("d", "o")  # keyword-only

@@ -16,8 +16,8 @@ from typing import Any
 
 from PIL import Image
 
-from huajia.curation.sources import Sample
 from huajia.errors import HuajiaError
+from huajia.imagefolder import Sample
 
 _UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
           "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}

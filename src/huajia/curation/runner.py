@@ -21,8 +21,8 @@ import yaml
 from PIL import Image
 
 from huajia.curation.ops import ImageDeduplicator, make_operator
-from huajia.curation.sources import Sample, iter_samples
 from huajia.errors import HuajiaError
+from huajia.imagefolder import Sample, iter_samples
 
 LOADER = "load"  # the pseudo-operator that drops unreadable files
 

@@ -69,13 +69,13 @@ class VaeRoundTripGenerator:
                  side: int) -> list[Image.Image]:
         import torch
 
+        from huajia.engine.images import to_pil, to_tensor
+
         originals = OracleGenerator().generate(prompts, seeds, side)
-        batch = np.stack([np.asarray(im, dtype=np.float32) for im in originals]) / 127.5 - 1
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.vae.device, self.vae.dtype)
+        x = to_tensor(originals).to(self.vae.device, self.vae.dtype)
         with torch.no_grad():
             decoded = self.vae.decode(self.vae.encode(x).latent_dist.mode()).sample
-        pixels = ((decoded.float().clamp(-1, 1) + 1) * 127.5).round().byte()
-        return [Image.fromarray(p.permute(1, 2, 0).cpu().numpy()) for p in pixels]
+        return to_pil(decoded)
 
 
 class EngineGenerator:
@@ -124,8 +124,9 @@ def make_generator(name: str, **engine_options) -> ImageGenerator:
     if name in BUILTIN:
         return BUILTIN[name]()
     from huajia.engine.engine import Engine
+    from huajia.world.parser import unknown_words
 
     if name == "oracle-vae" or name.startswith("oracle-vae:"):
         model = name.partition(":")[2] or "embedded"
         return VaeRoundTripGenerator(Engine(model).pipe, name)
-    return EngineGenerator(Engine(name), **engine_options)
+    return EngineGenerator(Engine(name, vocabulary=unknown_words), **engine_options)

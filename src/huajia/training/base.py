@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
 
-from huajia.engine.loading import dtype_kwargs
+from huajia.engine.images import to_tensor
+from huajia.engine.loading import dtype_kwargs, pick_device
 from huajia.errors import HuajiaError
 from huajia.training import components as C
 from huajia.world import captions, sampler
@@ -59,18 +60,13 @@ class BaseRecipe:
         return asdict(self)
 
 
-def pick_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    # OMP_NUM_THREADS wins: one thread leaves a core free for other work without stalls
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
-    return torch.device("cpu")
-
-
-def _to_tensor(images: list) -> torch.Tensor:
-    """PIL images → (B, 3, H, W) in [-1, 1]."""
-    array = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+def training_device() -> torch.device:
+    """The engine's device choice (CUDA when present); on the CPU, training uses every core
+    unless OMP_NUM_THREADS says otherwise (one thread leaves a core free without stalls)."""
+    device, _ = pick_device()
+    if device.type == "cpu":
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+    return device
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:
@@ -145,7 +141,7 @@ def train_vae(recipe: BaseRecipe, scenes: list[Scene], ckpt: _Checkpoints, devic
     side, crop = recipe.size.image_side, recipe.vae_crop
     while step < recipe.vae_steps:
         picks = rng.integers(len(scenes), size=recipe.vae_batch)
-        batch = _to_tensor([render(scenes[i], side) for i in picks])
+        batch = to_tensor([render(scenes[i], side) for i in picks])
         x0, y0 = rng.integers(0, side - crop + 1, size=2) // 8 * 8
         x = batch[:, :, y0:y0 + crop, x0:x0 + crop].to(device)
         for group in opt.param_groups:
@@ -175,7 +171,7 @@ def encode_latents(vae, scenes: list[Scene], recipe: BaseRecipe, device: torch.d
     chunks = []
     for start in range(0, len(scenes), 64):
         images = [render(s, recipe.size.image_side) for s in scenes[start:start + 64]]
-        chunks.append(vae.encode(_to_tensor(images).to(device)).latent_dist.mean.cpu())
+        chunks.append(vae.encode(to_tensor(images).to(device)).latent_dist.mean.cpu())
         progress("latents", min(start + 64, len(scenes)), len(scenes))
     latents = torch.cat(chunks)
     return latents, float(1.0 / latents.std())
@@ -269,7 +265,7 @@ def train_base(recipe: BaseRecipe, out: str | Path, resume: bool = False,
         for stale in ckpt.folder.glob("*.pt"):
             stale.unlink()
     progress = progress or (lambda stage, done, total: None)
-    device = pick_device()
+    device = training_device()
     start = time.perf_counter()
     scenes = _scenes(recipe)
     init, init_dir = _load_init(recipe.init_from) if recipe.init_from else (None, None)

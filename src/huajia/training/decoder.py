@@ -14,8 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from huajia.engine.images import to_tensor
 from huajia.engine.loading import dtype_kwargs
-from huajia.training.base import Progress, _Checkpoints, _lr_factor, _to_tensor, pick_device
+from huajia.training.base import Progress, _Checkpoints, _lr_factor, training_device
 from huajia.training.model_card import decoder_passes
 from huajia.world import sampler
 from huajia.world.render import render
@@ -48,7 +49,7 @@ def decoder_batch(rng: np.random.Generator, batch: int,
         pictures.append(render(scene))
         solid = tuple(dataclasses.replace(o, texture="solid") for o in scene.objects)
         solids.append(render(dataclasses.replace(scene, objects=solid)))
-    x, flat = _to_tensor(pictures), _to_tensor(solids)
+    x, flat = to_tensor(pictures), to_tensor(solids)
     pattern = ((x - flat).abs().amax(1, keepdim=True) > 0.05).float()
     return x, 1 + TEXTURE_WEIGHT * F.max_pool2d(pattern, 5, stride=1, padding=2)
 
@@ -72,7 +73,7 @@ def refine_decoder(model_dir: str | Path, steps: int, seed: int = 0, batch: int 
 
     model_dir = Path(model_dir)
     progress = progress or (lambda stage, done, total: None)
-    device = pick_device()
+    device = training_device()
     vae = AutoencoderKL.from_pretrained(model_dir / "vae", **dtype_kwargs(torch.float32)).to(device)
     trainable = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     vae.requires_grad_(False)

@@ -22,9 +22,9 @@ from PIL import Image
 
 from huajia.engine.lora import WEIGHT_NAME, embeddings_path
 from huajia.errors import HuajiaError
+from huajia.imagefolder import read_metadata
 from huajia.training.components import ema_update, snr_loss_weights
 from huajia.training.new_words import NewWords
-from huajia.world.dataset import read_metadata
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 # kohya's LoCon: also the ResNet 3x3 convolutions, where a new shape's outline lives at
@@ -34,19 +34,24 @@ TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LoraRecipe:
+    """A LoRA training run. The defaults are the best recipe measured on the embedded model
+    (docs/lora.md: LoCon on attention and convolutions, rank 16, alpha 16, lr 1e-3, a
+    text-encoder LoRA at 3e-4); ``benchmarks/lora_concept.py`` takes its defaults from here.
+    Data with alpha masks should add ``mask_weight=3`` (the best measured masked loss)."""
+
     data: str
     out: str
     model: str = "embedded"
     rank: int = 16
-    alpha: float = 4.0
+    alpha: float = 16.0
     steps: int = 800
-    lr: float = 3e-4
+    lr: float = 1e-3
     batch: int = 8
     precision: str = "fp32"  # fp32 | bf16 | fp16
     gradient_checkpointing: bool = False
-    train_text_encoder: bool = False
+    train_text_encoder: bool = True
     seed: int = 0
     sample_every: int = 100
     sample_prompts: tuple[str, ...] = ()
@@ -63,9 +68,9 @@ class LoraRecipe:
     # the nearly clean timesteps carry little signal and much variance, which otherwise
     # drowns a small dataset's gradient.
     min_snr_gamma: float = 5.0
-    text_encoder_lr: float | None = None  # as kohya's --text_encoder_lr (None: lr)
-    conv_rank: int = 0  # as kohya's LoCon conv_dim (0: attention only)
-    conv_alpha: float = 1.0
+    text_encoder_lr: float | None = 3e-4  # as kohya's --text_encoder_lr (None: lr)
+    conv_rank: int = 16  # as kohya's LoCon conv_dim (0: attention only)
+    conv_alpha: float = 16.0
     # as kohya's --lr_scheduler / --lr_warmup_steps (diffusers' get_scheduler); constant by
     # default: cosine did no better on the hexagon benchmark (README)
     lr_scheduler: str = "constant"
@@ -426,3 +431,28 @@ def loss_curve(losses: list[float], size: tuple[int, int] = (640, 320)) -> Image
     draw.text((4, top), f"{high:.3g}", fill="black", font=font(11))
     draw.text((4, bottom - 12), f"{low:.3g}", fill="black", font=font(11))
     return image
+
+
+def recipe_from_file(path: str | Path, **overrides) -> LoraRecipe:
+    """A ``LoraRecipe`` from a YAML file of its field names (the experiments' knobs live there:
+    prior_target, new_words, new_word_lr, new_word_init, ema_decay, caption_dropout, …), with
+    ``overrides`` (the options given on the command line) on top."""
+    import dataclasses
+
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise HuajiaError(f"cannot read the recipe '{path}': {error}") from error
+    if not isinstance(data, dict):
+        raise HuajiaError(f"the recipe '{path}' is not a mapping of LoraRecipe fields")
+    known = {f.name for f in dataclasses.fields(LoraRecipe)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise HuajiaError(f"the recipe '{path}' has unknown fields {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(known))}")
+    for key in ("sample_prompts", "new_words"):
+        if isinstance(data.get(key), list):
+            data[key] = tuple(data[key])
+    return LoraRecipe(**{**data, **overrides})

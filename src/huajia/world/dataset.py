@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from huajia.errors import HuajiaError
+from huajia.imagefolder import read_metadata  # noqa: F401 - the world's datasets are imagefolders
 from huajia.world import captions, sampler, vocab
 from huajia.world.render import check_side, render
 from huajia.world.spec import Scene, SceneSpec
@@ -172,15 +173,3 @@ def _run(jobs: list[tuple], workers: int) -> Iterator[list[dict]]:
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         yield from pool.map(_write_chunk, jobs)
-
-
-def read_metadata(folder: str | Path) -> Iterator[dict]:
-    """Rows of an imagefolder's metadata.jsonl, streamed."""
-    path = Path(folder) / "metadata.jsonl"
-    if not path.is_file():
-        raise HuajiaError(f"no metadata.jsonl in '{folder}'; is it an imagefolder made by "
-                          "'huajia world dataset'?")
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)

@@ -1,5 +1,6 @@
-"""Where curation reads samples from, streamed one at a time (100k files, never 100k images
-in memory): an HF imagefolder (metadata.jsonl or metadata.csv with ``file_name`` + ``text``), a
+"""The one reader of image/caption datasets (curation, LoRA training and the world's own
+datasets all read through it), streamed one at a time (100k files, never 100k images in
+memory): an HF imagefolder (metadata.jsonl or metadata.csv with ``file_name`` + ``text``), a
 Data-Juicer jsonl (an image key holding a path or a list of paths), or a plain folder of images
 with same-name ``.txt`` captions."""
 
@@ -85,3 +86,13 @@ def _from_folder(folder: Path) -> Iterator[Sample]:
         caption = path.with_suffix(".txt")
         text = caption.read_text(encoding="utf-8").strip() if caption.is_file() else ""
         yield Sample(str(path.relative_to(folder)), path, text)
+
+
+def read_metadata(folder: str | Path) -> Iterator[dict]:
+    """Rows of an imagefolder's metadata.jsonl as they are written (``file_name`` + fields)."""
+    path = Path(folder) / "metadata.jsonl"
+    if not path.is_file():
+        raise HuajiaError(f"no metadata.jsonl in '{folder}'; is it an imagefolder made by "
+                          "'huajia world dataset'?")
+    for sample in _from_jsonl(path, "text", "image"):
+        yield {"file_name": sample.id, "text": sample.text, **sample.extra}
