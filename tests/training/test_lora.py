@@ -29,7 +29,8 @@ def trained(sd_dir, tmp_path_factory):
 def test_reg_images_as_their_own_target(sd_dir, tmp_path):
     write_dataset(tmp_path / "data", 2, seed=1, workers=1, side=64)
     recipe = LoraRecipe(data=str(tmp_path / "data"), out=str(tmp_path / "out"), model=str(sd_dir),
-                        rank=2, steps=2, batch=2, sample_every=0, reg_data=str(tmp_path / "data"))
+                        rank=2, steps=2, batch=2, sample_every=0, reg_data=str(tmp_path / "data"),
+                        conv_rank=0, train_text_encoder=False)
     with safe_open(train_lora(recipe), "pt") as handle:
         assert handle.metadata()["huajia_prior_target"] == "images"
 
@@ -262,7 +263,8 @@ def test_masked_loss_weighs_the_pixels_the_alpha_channel_marks(sd_dir, tmp_path)
     def train(data: str, mask_weight: float) -> dict:
         out = tmp_path / f"{data}-{mask_weight}"
         recipe = LoraRecipe(data=str(tmp_path / data), out=str(out), model=str(sd_dir), rank=2,
-                            steps=2, batch=2, sample_every=0, mask_weight=mask_weight)
+                            steps=2, batch=2, sample_every=0, mask_weight=mask_weight,
+                            conv_rank=0, train_text_encoder=False)
         return _weights(train_lora(recipe))
 
     plain = train("data", 1.0)
