@@ -77,10 +77,6 @@ class GenerationRequest:
             raise HuajiaError(f"seed={self.seed} with n={self.n} runs past {MAX_SEED}; "
                               "use a smaller seed")
 
-    @property
-    def size(self) -> tuple[int | None, int | None]:
-        return self.width, self.height
-
 
 def parse_size(text: str) -> tuple[int, int]:
     """'128x128' (or '128') → (width, height)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from huajia.engine.engine import batch_key
 from huajia.engine.request import GenerationRequest, LoraSpec, parse_size
 from huajia.errors import HuajiaError
+from huajia.params import params
 from huajia.serving.cache import cache_key
 from huajia.serving.schemas import OPENAI_STYLES, QUALITY_STEPS
 from huajia.thinking.options import ThinkOptions
@@ -103,12 +104,12 @@ class JobSpec:
         steps = body.steps if "steps" in body.model_fields_set else QUALITY_STEPS[body.quality]
         style = "none" if body.style in OPENAI_STYLES else body.style
         resolved = [loras.resolve(text) for text in body.loras]
-        fields = {name: getattr(body, name) for name in _request_fields()}
+        fields = {name: getattr(body, name) for name in _http_fields(GenerationRequest)}
         request = GenerationRequest(
             body.prompt, **{**fields, "seed": body.seed if body.seed is not None else seed, "steps": steps,
                "style": style, "width": width, "height": height,
                "loras": tuple(spec for spec, _ in resolved)})
-        think = ThinkOptions(**{name: getattr(body, name) for name in _think_fields()}) \
+        think = ThinkOptions(**{name: getattr(body, name) for name in _http_fields(ThinkOptions)}) \
             if body.think else None
         return cls(request, think, body.critic if body.think else "shapes",
                    tuple(name for _, name in resolved))
@@ -154,16 +155,9 @@ class JobSpec:
                 for i in range(self.request.n)]
 
 
-def _request_fields() -> list[str]:
-    from huajia.params import params
-
-    return [name for name, (_, spec) in params(GenerationRequest).items() if spec.http]
-
-
-def _think_fields() -> list[str]:
-    from huajia.params import params
-
-    return [name for name, (_, spec) in params(ThinkOptions).items() if spec.http]
+def _http_fields(cls: type) -> list[str]:
+    """The vocabulary parameters of ``cls`` that the HTTP body carries under their own name."""
+    return [name for name, (_, spec) in params(cls).items() if spec.http]
 
 
 _PATH = re.compile(r"(?<![\w.:/])(?:/[^\s'\"/:,;()]+)*/([^\s'\"/:,;()]+)")
