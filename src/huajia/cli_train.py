@@ -8,9 +8,12 @@ from pathlib import Path
 import typer
 
 from huajia.cli_common import console, print_shapes_result, progress_bar, stage_progress
+from huajia.cli_rl import train_rl_command
 from huajia.errors import HuajiaError
 
-app = typer.Typer(help="Training: the embedded base model, LoRAs.", no_args_is_help=True)
+app = typer.Typer(help="Training: the embedded base model, LoRAs, RL on critic rewards.",
+                  no_args_is_help=True)
+app.command("rl")(train_rl_command)
 
 
 @app.command("base")

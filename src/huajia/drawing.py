@@ -146,3 +146,50 @@ def load_image(path: str | os.PathLike) -> Image.Image:
             return image.copy()
     except (OSError, SyntaxError, ValueError) as error:
         raise HuajiaError(f"cannot read image '{path}': {error}; is it a PNG/JPEG file?") from error
+
+
+_SERIES_COLOURS = ((30, 70, 160), (200, 80, 40), (40, 140, 70), (120, 60, 150))
+
+
+def line_chart(series: dict[str, Sequence[float]], title: str, x_label: str = "step",
+               size: tuple[int, int] = (720, 360), y_range: tuple[float, float] | None = None,
+               smooth: int = 1) -> Image.Image:
+    """Curves on shared axes with a legend; ``smooth`` > 1 draws a moving average over the raw
+    values (shown faint)."""
+    series = {k: [float(v) for v in vs] for k, vs in series.items() if len(vs)}
+    if not series:
+        raise HuajiaError("nothing to plot: every series is empty")
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = 56, 34, size[0] - 14, size[1] - 40
+    values = [v for vs in series.values() for v in vs]
+    low, high = y_range or (min(values), max(values))
+    span = (high - low) or 1.0
+    n = max(len(vs) for vs in series.values())
+
+    def point(i: float, v: float) -> tuple[float, float]:
+        return (left + (right - left) * i / max(1, n - 1), bottom - (bottom - top) * (v - low) / span)
+
+    for k in range(5):  # horizontal grid with labels
+        v = low + span * k / 4
+        y = point(0, v)[1]
+        draw.line([(left, y), (right, y)], fill=(228, 228, 228))
+        draw.text((4, y - 7), f"{v:.3g}", fill="black", font=font(11))
+    for vs, colour in zip(series.values(), _SERIES_COLOURS * 4, strict=False):
+        faint = tuple(int(c + (255 - c) * 0.65) for c in colour)
+        window = max(1, min(smooth, len(vs)))
+        if window > 1:
+            draw.line([point(i, v) for i, v in enumerate(vs)], fill=faint)
+        averaged = [sum(vs[max(0, i - window + 1):i + 1]) / len(vs[max(0, i - window + 1):i + 1])
+                    for i in range(len(vs))]
+        draw.line([point(i, v) for i, v in enumerate(averaged)] or [point(0, vs[0])] * 2,
+                  fill=colour, width=2)
+    draw.rectangle((left, top, right, bottom), outline="black")
+    draw.text((left, 8), title, fill="black", font=font(13))
+    draw.text((right - 60, bottom + 8), f"{x_label} ({n})", fill="black", font=font(11))
+    x = left
+    for (name, _), colour in zip(series.items(), _SERIES_COLOURS * 4, strict=False):
+        draw.rectangle((x, bottom + 14, x + 12, bottom + 24), fill=colour)
+        draw.text((x + 16, bottom + 11), name, fill="black", font=font(11))
+        x += 28 + int(font(11).getlength(name))
+    return image

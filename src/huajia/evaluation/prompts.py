@@ -8,21 +8,14 @@ its seed, so every model is judged on the same prompts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from huajia.errors import HuajiaError
 from huajia.world import captions, vocab
-from huajia.world.spec import ObjectGroup, Relation, SceneSpec
-
-TASKS = ("single_object", "two_objects", "counting", "colors", "position", "color_attr",
-         "texture_attr")
-_SHAPES = vocab.ids(vocab.SHAPES, include_held_out=False)
-_COLOURS = vocab.ids(vocab.COLOURS)
-_TEXTURES = vocab.ids(vocab.TEXTURES, include_held_out=False)
-_HELD_OUT = sorted(vocab.HELD_OUT_COMBOS)
+from huajia.world.spec import ObjectGroup, SceneSpec
+from huajia.world.tasks import SHAPES, TASKS, pick, task_spec
 
 
 @dataclass(frozen=True)
@@ -32,63 +25,6 @@ class EvalPrompt:
     lang: str
     text: str
     spec: SceneSpec
-
-
-def _pick(rng: np.random.Generator, options, k: int = 1) -> list:
-    return [options[i] for i in rng.choice(len(options), size=k, replace=False)]
-
-
-def _shape_colour(rng: np.random.Generator, avoid_shape: str | None = None) -> tuple[str, str]:
-    """A (shape, colour) pair; one time in three one that training never shows."""
-    if rng.random() < 1 / 3:
-        pairs = [p for p in _HELD_OUT if p[0] != avoid_shape]
-        return pairs[int(rng.integers(len(pairs)))]
-    shape = _pick(rng, [s for s in _SHAPES if s != avoid_shape])[0]
-    return shape, _pick(rng, _COLOURS)[0]
-
-
-def _single_object(rng):
-    return SceneSpec((ObjectGroup(_pick(rng, _SHAPES)[0]),))
-
-
-def _two_objects(rng):
-    a, b = _pick(rng, _SHAPES, 2)
-    return SceneSpec((ObjectGroup(a), ObjectGroup(b)))
-
-
-def _counting(rng):
-    return SceneSpec((ObjectGroup(_pick(rng, _SHAPES)[0], count=int(rng.integers(2, 5))),))
-
-
-def _colors(rng):
-    shape, colour = _shape_colour(rng)
-    return SceneSpec((ObjectGroup(shape, colour=colour),))
-
-
-def _position(rng):
-    a, b = _pick(rng, _SHAPES, 2)
-    relation = _pick(rng, vocab.ids(vocab.RELATIONS))[0]
-    return SceneSpec((ObjectGroup(a), ObjectGroup(b)), (Relation(0, relation, 1),))
-
-
-def _color_attr(rng):
-    shape_a, colour_a = _shape_colour(rng)
-    shape_b = _pick(rng, [s for s in _SHAPES if s != shape_a])[0]
-    colour_b = _pick(rng, [c for c in _COLOURS if c != colour_a])[0]
-    return SceneSpec((ObjectGroup(shape_a, colour=colour_a), ObjectGroup(shape_b, colour=colour_b)))
-
-
-def _texture_attr(rng):
-    a, b = _pick(rng, _SHAPES, 2)
-    texture_a, texture_b = _pick(rng, _TEXTURES, 2)
-    return SceneSpec((ObjectGroup(a, texture=texture_a), ObjectGroup(b, texture=texture_b)))
-
-
-_MAKERS: dict[str, Callable[[np.random.Generator], SceneSpec]] = {
-    "single_object": _single_object, "two_objects": _two_objects, "counting": _counting,
-    "colors": _colors, "position": _position, "color_attr": _color_attr,
-    "texture_attr": _texture_attr,
-}
 
 
 def _bilingual(task: str, k: int, spec: SceneSpec,
@@ -109,19 +45,19 @@ def concept_prompts(concept: str, n_specs: int = 40, seed: int = 7,
     the hexagon shape (with a colour, sometimes a count) or the checkered texture.
     ``stand_in`` (a known shape) takes the hexagon's place in the same specs and phrasings:
     what the base model scores on them is the ceiling a hexagon LoRA is measured against."""
-    known = vocab.ids(vocab.SHAPES, include_held_out=False)
+    known = SHAPES
     if stand_in and (concept != "hexagon" or stand_in not in known):
         raise HuajiaError(f"a stand-in replaces the hexagon with a known shape ({', '.join(known)}); "
                           f"got '{stand_in}' for '{concept}'")
     prompts = []
     rng = np.random.default_rng([seed, 99])
     for k in range(n_specs):
-        colour = _pick(rng, _COLOURS)[0]
+        colour = pick(rng, vocab.ids(vocab.COLOURS))[0]
         count = int(rng.integers(1, 3))
         if concept == "hexagon":
             group = ObjectGroup("hexagon", count=count, colour=colour)
         else:
-            group = ObjectGroup(_pick(rng, _SHAPES)[0], count=count, colour=colour,
+            group = ObjectGroup(pick(rng, SHAPES)[0], count=count, colour=colour,
                                 texture=concept)
         if stand_in:  # phrased from a copy of the stream, so every later spec stays the same
             twin = np.random.default_rng()
@@ -142,5 +78,5 @@ def shapes_eval_prompts(specs_per_task: int = 50, seed: int = 2025) -> list[Eval
     for task in TASKS:
         rng = np.random.default_rng([seed, TASKS.index(task)])
         for k in range(specs_per_task):
-            prompts += _bilingual(task, k, _MAKERS[task](rng), rng)
+            prompts += _bilingual(task, k, task_spec(task, rng, "eval"), rng)
     return prompts

@@ -38,6 +38,7 @@ Reproduce it with `{command}` (seeded, resumable).
 - final UNet loss (min-SNR weighted v-prediction): {loss}
 {decoder}
 
+{rl}
 ## ShapesEval
 {evaluation}
 """
@@ -49,6 +50,26 @@ def _table(scores: dict) -> str:
     rows.append(f"| {scores.get('setting', '')} | {scores['overall']:.3f} | "
                 + " | ".join(f"{v:.3f}" for v in scores["tasks"].values()) + " |")
     return "\n".join(rows)
+
+
+def evaluation_tables(evaluations: list[dict]) -> str:
+    return "\n\n".join(_table(e) for e in evaluations) or "not measured"
+
+
+def _rl_section(training: dict) -> str:
+    """The RL fine-tune on top of the supervised recipe (``huajia train rl``), if any."""
+    rl = training.get("rl")
+    if not rl:
+        return ""
+    from huajia.training.rl.export import command
+
+    s = rl["summary"]
+    return (f"\n## RL fine-tune\n`{command(rl['recipe'])}` (model: the supervised model above)\n\n"
+            f"- {rl['recipe']['method'].upper()} on the {rl['recipe']['reward']} critic, {s['steps']} steps, "
+            f"{rl['cpu_s'] / 60:.1f} CPU minutes on {rl['hardware']}\n"
+            f"- reward {s['reward_first']:.3f} → {s['reward_last']:.3f}, pass rate {s['pass_first']:.3f} → "
+            f"{s['pass_last']:.3f} (first → last tenth of the run)\n\n![reward curve](reward_curve.png)\n"
+            f"```json\n{json.dumps(rl['recipe'], indent=1)}\n```\n")
 
 
 def _decoder_line(training: dict) -> str:
@@ -130,14 +151,14 @@ def write_model_card(model_dir: str | Path, evaluations: list[dict]) -> Path:
                     f"{size['latent_channels']} latent channels (8x downsampling)\n"
                     f"- UNet: UNet2DConditionModel, channels {size['unet_channels']}\n"
                     f"- scheduler: DDIM, v-prediction, zero-terminal-SNR betas, trailing steps")
-    evaluation = "\n\n".join(_table(e) for e in evaluations) or "not measured"
+    evaluation = evaluation_tables(evaluations)
     notes = "".join(f"\n> {note}\n" for note in training.get("notes", []))
     text = _TEMPLATE.format(
         command=_rebuild_commands(training), notes=notes, folder=model_dir, architecture=architecture,
         recipe=json.dumps(training["recipe"], indent=1), hardware=training["hardware"],
         device=training["device"], wall_time=_wall_time_lines(training),
         loss=training.get("final_unet_loss"),
-        decoder=_decoder_line(training), evaluation=evaluation)
+        decoder=_decoder_line(training), evaluation=evaluation, rl=_rl_section(training))
     path = model_dir / "README.md"
     path.write_text(text, encoding="utf-8")
     return path

@@ -1,0 +1,211 @@
+"""``train_rl``: the RL loop — sample a group per prompt, score it with the critic, update —
+seeded, resumable (checkpoint every K steps, bit-for-bit), bounded by steps and CPU minutes,
+exported as a diffusers pipeline folder (or a LoRA) with its reward curve."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from huajia.errors import HuajiaError
+from huajia.training.rl.ddim import DdimSteps
+from huajia.training.rl.methods import METHODS, UpdateSettings, dpo_update, grpo_update, raft_update
+from huajia.training.rl.policy import Policy, sample
+from huajia.training.rl.prompts import PromptSource, read_prompt_file
+from huajia.training.rl.rewards import REWARDS, CriticReward
+
+Progress = Callable[[int, int, dict], None]  # (done, total, last step's record)
+CHECKPOINT = "checkpoints/rl.pt"
+# Settings a resumed run may change (how long it runs); every other field must match.
+_EXTENDABLE = ("steps", "minutes", "checkpoint_every")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RLRecipe:
+    model: str = "embedded"
+    reward: str = "shapes"
+    method: str = "grpo"
+    steps: int = 200  # RL steps (one rollout + update each)
+    minutes: float | None = None  # stop after this many CPU minutes (process time)
+    prompts_per_step: int = 4
+    group_size: int = 8
+    sample_steps: int = 20  # the deployed default: 20 DDIM steps
+    guidance: float = 5.0  # the deployed default CFG
+    eta: float = 1.0  # GRPO: noise of the stochastic steps
+    sde_window: int = 10  # GRPO: the first N sampler steps are stochastic (layout is decided there)
+    train_timesteps: int = 4  # GRPO: stochastic steps trained per picture; DPO/RAFT: noise draws
+    lr: float = 3e-5
+    kl: float = 0.01
+    clip_range: float = 1e-4
+    adv_clip: float = 5.0
+    dpo_beta: float = 2000.0
+    updates: int = 2  # optimizer steps per rollout
+    lora_rank: int | None = None  # None: the whole UNet learns
+    seed: int = 0
+    checkpoint_every: int = 5
+    prompt_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise HuajiaError(f"unknown method '{self.method}'; use {', '.join(METHODS)}")
+        if self.reward not in REWARDS:
+            raise HuajiaError(f"unknown reward '{self.reward}'; use {', '.join(REWARDS)}")
+        if self.group_size < 2:
+            raise HuajiaError(f"--group-size {self.group_size}: a group needs at least 2 pictures "
+                              "(advantages and pairs compare pictures of one prompt); use 4-16")
+        for name in ("steps", "prompts_per_step", "sample_steps", "train_timesteps", "updates",
+                     "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise HuajiaError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 1 <= self.sde_window <= self.sample_steps:
+            raise HuajiaError(f"--sde-window {self.sde_window} must be between 1 and the sampler's "
+                              f"{self.sample_steps} steps")
+        if self.lora_rank is not None and self.lora_rank < 1:
+            raise HuajiaError(f"--lora-rank {self.lora_rank} must be at least 1 (or use --full)")
+        if self.lr <= 0 or self.kl < 0 or self.eta <= 0:
+            raise HuajiaError("--lr and --eta must be positive and --kl not negative")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def settings(self) -> UpdateSettings:
+        return UpdateSettings(eta=self.eta, kl=self.kl, clip_range=self.clip_range,
+                              adv_clip=self.adv_clip, train_timesteps=self.train_timesteps,
+                              updates=self.updates, dpo_beta=self.dpo_beta)
+
+    @property
+    def stochastic_steps(self) -> tuple[int, ...]:
+        return tuple(range(self.sde_window)) if self.method == "grpo" else ()
+
+
+@dataclass(frozen=True)
+class RLResult:
+    out: Path
+    model_dir: Path | None  # the exported pipeline (full fine-tune)
+    lora: Path | None  # the exported LoRA file
+    history: list[dict]
+
+
+class _Run:
+    """Everything one run holds: the policy, its optimizer, the prompt source and the record."""
+
+    def __init__(self, recipe: RLRecipe, pipe, critic, device: torch.device):
+        self.recipe = recipe
+        fixed = read_prompt_file(recipe.prompt_file, recipe.reward == "shapes") if recipe.prompt_file else ()
+        self.source = PromptSource(recipe.seed, fixed)
+        self.reward = CriticReward(critic)
+        torch.manual_seed(recipe.seed)  # LoRA's initial weights
+        self.policy = Policy(pipe, guidance=recipe.guidance, lora_rank=recipe.lora_rank)
+        self.steps = DdimSteps(pipe.scheduler.config, recipe.sample_steps, device)
+        self.optimizer = torch.optim.AdamW(self.policy.trainable(), lr=recipe.lr, weight_decay=0.0)
+        self.step, self.history, self.cpu_s, self.wall_s = 0, [], 0.0, 0.0
+
+    def state(self) -> dict:
+        return {"recipe": self.recipe.to_dict(), "step": self.step, "history": self.history,
+                "cpu_s": self.cpu_s, "wall_s": self.wall_s, "weights": self.policy.trainable_state(),
+                "optimizer": self.optimizer.state_dict()}
+
+    def load(self, state: dict) -> None:
+        self.policy.unet.load_state_dict(state["weights"], strict=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.history = state["step"], state["history"]
+        self.cpu_s, self.wall_s = state["cpu_s"], state["wall_s"]
+
+    def one_step(self) -> dict:
+        r = self.recipe
+        prompts = [p for p in self.source.prompts(self.step, r.prompts_per_step) for _ in range(r.group_size)]
+        rollout = sample(self.policy, self.steps, prompts, seed=r.seed * 1_000_003 + self.step,
+                         eta=r.eta, positions=r.stochastic_steps)
+        rewards, satisfied = self.reward(rollout.images, prompts)
+        rng = np.random.default_rng([r.seed, 29, self.step])
+        generator = torch.Generator().manual_seed(r.seed * 7_000_003 + self.step)
+        args = (self.policy, self.steps, self.optimizer, rollout, rewards)
+        if r.method == "grpo":
+            stats = grpo_update(*args, r.group_size, r.settings(), rng)
+        elif r.method == "dpo":
+            stats = dpo_update(*args, r.group_size, r.settings(), rng, generator)
+        else:
+            stats = raft_update(*args, satisfied, r.group_size, r.settings(), rng, generator)
+        by_task: dict[str, list[float]] = {}
+        for prompt, passed in zip(prompts, satisfied, strict=True):
+            by_task.setdefault(prompt.task, []).append(float(passed))
+        return {"step": self.step, "reward": float(rewards.mean()), "pass_rate": float(satisfied.mean()),
+                "tasks": {k: float(np.mean(v)) for k, v in by_task.items()}, **stats}
+
+
+def _check_resume(recipe: RLRecipe, saved: dict) -> None:
+    changed = [f.name for f in fields(RLRecipe) if f.name not in _EXTENDABLE
+               and saved.get(f.name) != getattr(recipe, f.name)]
+    if changed:
+        raise HuajiaError(f"--resume: this run was started with different {', '.join(changed)}; "
+                          "resume with the same settings (only --steps and --minutes may change) "
+                          "or use a new --out")
+
+
+def _save(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: a crash never leaves half a checkpoint
+
+
+def train_rl(recipe: RLRecipe, out: str | Path, *, resume: bool = False, critic=None, pipe=None,
+             progress: Progress | None = None) -> RLResult:
+    """Run ``recipe`` into ``out``. ``critic``: the reward's critic (built by the caller, so its
+    errors come before any work); ``pipe``: an already loaded pipeline (fp32, on its device)."""
+    from huajia.training.rl.export import export
+
+    out = Path(out)
+    checkpoint = out / CHECKPOINT
+    if checkpoint.exists() and not resume:
+        raise HuajiaError(f"'{out}' already holds an RL run; pass --resume to continue it or choose "
+                          "another --out")
+    saved = (torch.load(checkpoint, map_location="cpu", weights_only=False)
+             if resume and checkpoint.exists() else None)
+    if saved:
+        _check_resume(recipe, saved["recipe"])
+    run = _Run(recipe, pipe, critic, pipe.unet.device)
+    if saved:
+        run.load(saved)
+    progress = progress or (lambda done, total, record: None)
+    budget = recipe.minutes * 60 if recipe.minutes else float("inf")
+    while run.step < recipe.steps and run.cpu_s < budget:
+        cpu, wall = time.process_time(), time.perf_counter()
+        record = run.one_step()
+        run.cpu_s += time.process_time() - cpu
+        run.wall_s += time.perf_counter() - wall
+        record["cpu_s"] = run.cpu_s
+        run.history.append(record)
+        run.step += 1
+        progress(run.step, recipe.steps, record)
+        if run.step % recipe.checkpoint_every == 0:
+            _save(checkpoint, run.state())
+    _save(checkpoint, run.state())
+    return export(run, out)
+
+
+def load_history(out: str | Path) -> list[dict]:
+    path = Path(out) / CHECKPOINT
+    if not path.exists():
+        raise HuajiaError(f"no RL run in '{out}'")
+    return torch.load(path, map_location="cpu", weights_only=False)["history"]
+
+
+def summary(history: list[dict]) -> dict:
+    """First and last tenth of the run's reward and pass rate (the curve in two numbers each)."""
+    k = max(1, len(history) // 10)
+    mean = lambda rows, key: float(np.mean([r[key] for r in rows])) if rows else 0.0  # noqa: E731
+    return {"steps": len(history), "reward_first": mean(history[:k], "reward"),
+            "reward_last": mean(history[-k:], "reward"), "pass_first": mean(history[:k], "pass_rate"),
+            "pass_last": mean(history[-k:], "pass_rate"),
+            "cpu_minutes": (history[-1]["cpu_s"] / 60) if history else 0.0}
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
