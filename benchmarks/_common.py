@@ -24,7 +24,8 @@ def report(name: str, title: str, columns: list[str], rows: list[list], extra: d
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
-    Console().print(table)
+    console = Console()
+    (console if console.is_terminal else Console(width=220)).print(table)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     data = {"machine": machine(), "columns": columns, "rows": rows, **extra}

@@ -3,7 +3,11 @@ diffusers' own tests do), saved to disk so the engine loads them like a real che
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -109,3 +113,56 @@ def loud_lora(model_dir, out):
                 param.normal_(generator=torch.Generator().manual_seed(0))
     type(pipe).save_lora_weights(out, unet_lora_layers=get_peft_model_state_dict(pipe.unet))
     return out / "pytorch_lora_weights.safetensors"
+
+
+class _FakeVLM(BaseHTTPRequestHandler):
+    """An OpenAI-compatible /chat/completions that answers per the sub-caption it is sent."""
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        caption = body["messages"][1]["content"][0]["text"]
+        assert body["messages"][1]["content"][1]["image_url"]["url"].startswith("data:image/png")
+        if "slow" in caption:
+            time.sleep(2)
+        content = ("no idea" if "square" in caption else
+                   'Sure! {"score": 42, "observation": "a pink blob", '
+                   '"revised_caption": "a bright red circle"}')
+        reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(reply.encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (the timeout test): nothing to answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def vlm_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeVLM)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
+@pytest.fixture
+def clip_dir(tmp_path, tokenizer):
+    """A tiny random-weight CLIP checkpoint (model + processor) in a local folder."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    config = CLIPConfig(text_config={"vocab_size": 400, "hidden_size": 32, "num_hidden_layers": 1,
+                                     "num_attention_heads": 2, "intermediate_size": 37},
+                        vision_config={"hidden_size": 32, "num_hidden_layers": 1,
+                                       "num_attention_heads": 2, "intermediate_size": 37,
+                                       "image_size": 32, "patch_size": 8},
+                        projection_dim=16)
+    folder = tmp_path / "tiny-clip"
+    CLIPModel(config).save_pretrained(folder)
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                                                 crop_size=32),
+                              tokenizer=tokenizer)
+    processor.save_pretrained(folder)
+    return folder

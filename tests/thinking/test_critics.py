@@ -1,8 +1,3 @@
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 from PIL import Image
 
@@ -30,39 +25,6 @@ def test_shapes_critic_scores_regions_and_explains():
     half = ShapesCritic().inspect(render(scene_for(plan_prompt("a red circle").spec, 1)), pair, 90)
     none = ShapesCritic().inspect(render(scene_for(plan_prompt("a blue star").spec, 1)), pair, 90)
     assert half.reports[0].score == 50 and none.reports[0].score == 0
-
-
-class _FakeVLM(BaseHTTPRequestHandler):
-    """An OpenAI-compatible /chat/completions that answers per the sub-caption it is sent."""
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        caption = body["messages"][1]["content"][0]["text"]
-        assert body["messages"][1]["content"][1]["image_url"]["url"].startswith("data:image/png")
-        if "slow" in caption:
-            time.sleep(2)
-        content = ("no idea" if "square" in caption else
-                   'Sure! {"score": 42, "observation": "a pink blob", '
-                   '"revised_caption": "a bright red circle"}')
-        reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(reply.encode())
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (the timeout test): nothing to answer
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def vlm_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeVLM)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
 
 
 def test_vlm_critic_reads_json_and_survives_bad_answers(vlm_url):
@@ -93,21 +55,8 @@ def test_reflection_parsing_and_critic_errors():
         make_critic("oracle")
 
 
-def test_clip_critic_with_a_tiny_local_checkpoint(tmp_path, tokenizer):
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
-
-    config = CLIPConfig(text_config={"vocab_size": 400, "hidden_size": 32, "num_hidden_layers": 1,
-                                     "num_attention_heads": 2, "intermediate_size": 37},
-                        vision_config={"hidden_size": 32, "num_hidden_layers": 1,
-                                       "num_attention_heads": 2, "intermediate_size": 37,
-                                       "image_size": 32, "patch_size": 8},
-                        projection_dim=16)
-    CLIPModel(config).save_pretrained(tmp_path)
-    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
-                                                                 crop_size=32),
-                              tokenizer=tokenizer)
-    processor.save_pretrained(tmp_path)
-    critic = make_critic("clip", clip_model=str(tmp_path))
+def test_clip_critic_with_a_tiny_local_checkpoint(clip_dir):
+    critic = make_critic("clip", clip_model=str(clip_dir))
     plan = plan_prompt("a red circle left of a blue square")
     critique = critic.inspect(Image.new("RGB", (128, 128), "white"), plan, 90)
     assert len(critique.reports) == 2

@@ -171,8 +171,11 @@ def train_rl(recipe: RLRecipe, out: str | Path, *, resume: bool = False, critic=
     if saved:
         _check_resume(recipe, saved["recipe"])
     run = _Run(recipe, pipe, critic, pipe.unet.device)
+    out.mkdir(parents=True, exist_ok=True)
     if saved:
         run.load(saved)
+    log = out / "progress.jsonl"  # steps after the last checkpoint are redone: drop their lines
+    log.write_text("".join(json.dumps(r) + "\n" for r in run.history), encoding="utf-8")
     progress = progress or (lambda done, total, record: None)
     budget = recipe.minutes * 60 if recipe.minutes else float("inf")
     while run.step < recipe.steps and run.cpu_s < budget:
@@ -182,6 +185,8 @@ def train_rl(recipe: RLRecipe, out: str | Path, *, resume: bool = False, critic=
         run.wall_s += time.perf_counter() - wall
         record["cpu_s"] = run.cpu_s
         run.history.append(record)
+        with log.open("a", encoding="utf-8") as lines:  # readable while the run goes on
+            lines.write(json.dumps(record) + "\n")
         run.step += 1
         progress(run.step, recipe.steps, record)
         if run.step % recipe.checkpoint_every == 0:
