@@ -4,7 +4,9 @@ seeds, the CPU minutes each model cost, and a before/after grid (benchmarks/resu
 
 Run: python benchmarks/rl.py --model "shipped base=embedded" --model "GRPO=runs/rl/grpo/model" \
         [--cpu-minutes "supervised=31.5"] [--specs-per-task 12] [--images-per-prompt 2]
-A model's CPU minutes come from its RL record (OUT/rl.json) when it has one.
+A model's CPU minutes come from its RL record (OUT/rl.json) when it has one. Reports are cached
+per model (benchmarks/results/rl_cache, keyed by the UNet files), so models can be judged in
+parallel processes (one --model each) and tabled together by a last run.
 """
 
 from __future__ import annotations
@@ -34,6 +36,35 @@ def _cpu_minutes(path: str, given: dict[str, float], label: str) -> float | None
     return 0.0 if path == "embedded" else None
 
 
+def _cache_key(path: str, args) -> str:
+    """What a cached report depends on: the model's denoiser weights and the eval's size."""
+    from huajia.engine.loading import resolve_model
+
+    folder = Path(resolve_model(path).location) / "unet"
+    stamp = [(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in sorted(folder.glob("*"))]
+    return json.dumps([path, stamp, args.specs_per_task, args.images_per_prompt])
+
+
+def _evaluate(label: str, path: str, prompts, keep, args) -> tuple[dict, list]:
+    """A model's report, reused from benchmarks/results/rl_cache when nothing changed (so
+    models can be judged in parallel processes and put in one table afterwards)."""
+    from PIL import Image
+
+    cache = RESULTS / "rl_cache" / "".join(c if c.isalnum() else "_" for c in label)
+    key = _cache_key(path, args)
+    if (cache / "report.json").is_file():
+        saved = json.loads((cache / "report.json").read_text())
+        if saved["key"] == key:
+            return saved["report"], [Image.open(cache / f"{k}.png").convert("RGB") for k in keep]
+    generator = EngineGenerator(Engine(path, vocabulary=unknown_words))
+    scores = report_model(generator, prompts, args.images_per_prompt, keep=keep)
+    cache.mkdir(parents=True, exist_ok=True)
+    for k in keep:
+        scores.samples[k].save(cache / f"{k}.png")
+    (cache / "report.json").write_text(json.dumps({"key": key, "report": scores.to_dict()}, indent=1))
+    return scores.to_dict(), [scores.samples[k] for k in keep]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", action="append", required=True, help="LABEL=PATH (repeatable).")
@@ -48,16 +79,14 @@ def main() -> None:
     keep = [p.id for t in TASKS for p in [q for q in prompts if q.task == t][:GRID_PROMPTS]]
     results, rows, columns = {}, [], []
     for label, path in models:
-        generator = EngineGenerator(Engine(path, vocabulary=unknown_words))
-        scores = report_model(generator, prompts, args.images_per_prompt, keep=keep)
+        scores, samples = _evaluate(label, path, prompts, keep, args)
         minutes = _cpu_minutes(path, given, label)
-        results[label] = {**scores.to_dict(), "path": path, "cpu_minutes": minutes}
-        by_lang = scores.shapes.by_lang
-        rows.append([label, round(scores.shapes.overall, 3),
-                     *[round(scores.shapes.tasks[t], 3) for t in TASKS],
-                     f"{by_lang['en']:.3f} / {by_lang['zh']:.3f}", round(scores.second_overall, 3),
-                     round(scores.diversity, 4), "?" if minutes is None else round(minutes, 1)])
-        columns.append([Tile(scores.samples[k]) for k in keep])
+        results[label] = {**scores, "path": path, "cpu_minutes": minutes}
+        rows.append([label, round(scores["overall"], 3), *[round(scores["tasks"][t], 3) for t in TASKS],
+                     f"{scores['by_lang']['en']:.3f} / {scores['by_lang']['zh']:.3f}",
+                     round(scores["second_judge"], 3), round(scores["diversity"], 4),
+                     "?" if minutes is None else round(minutes, 1)])
+        columns.append([Tile(image) for image in samples])
         print(label, rows[-1], flush=True)
     texts = {p.id: p.text for p in prompts}
     tiles = [Tile(tile.image, ((f"[{row_label}] " if i == 0 else "") + (texts[keep[i]] if r == 0 else ""),))

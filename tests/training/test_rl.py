@@ -227,3 +227,18 @@ def test_cli_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, args, me
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr
     assert not out.exists()
+
+
+def test_cli_trains_measures_and_writes_the_card(sd_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from huajia.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "rl", "--model", str(sd_dir), "--out", str(out),
+                                      "--steps", "1", "--group-size", "2", "--prompts-per-step", "1",
+                                      "--eval-specs", "1"])
+    assert result.exit_code == 0, result.output
+    card = (out / "model" / "README.md").read_text()
+    assert "ShapesEval" in card and "| generation, 20 DDIM steps, CFG 5 |" in card
+    assert (out / "model" / "reward_curve.png").is_file()

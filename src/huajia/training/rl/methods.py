@@ -53,8 +53,10 @@ def _minibatches(items: list, parts: int, rng: np.random.Generator) -> list[list
 
 
 def _optimizer_step(policy: Policy, optimizer, settings: UpdateSettings) -> float:
+    """Clip and step; a non-finite gradient (a diverged sample) is dropped, never applied."""
     norm = torch.nn.utils.clip_grad_norm_(policy.trainable(), settings.max_grad_norm)
-    optimizer.step()
+    if torch.isfinite(norm):
+        optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return float(norm)
 
@@ -77,7 +79,8 @@ def grpo_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, r
             rows = torch.tensor([b for b, _ in part], device=policy.device)
             cols = torch.tensor([c for _, c in part], device=policy.device)
             logp, kl = step_log_prob(policy, steps, rollout, rows, cols, settings.eta, with_reference=True)
-            ratio = torch.exp(logp - rollout.log_probs[rows, cols])
+            # far outside the clip range the surrogate is flat anyway; the bound keeps exp finite
+            ratio = torch.exp((logp - rollout.log_probs[rows, cols]).clamp(-20.0, 20.0))
             a = advantages[rows]
             surrogate = torch.maximum(-a * ratio, -a * ratio.clamp(1 - settings.clip_range,
                                                                    1 + settings.clip_range))
