@@ -28,7 +28,7 @@ def train_base_command(
     colour_drop: float = typer.Option(0.3, help="Chance a caption names no colour."),
     init_from: str = typer.Option(None, help="Fine-tune: start from this pipeline folder (or "
                                   "'embedded') and keep its tokenizer and VAE."),
-    eval_specs: int = typer.Option(10, help="ShapesEval specs per task for the model card."),
+    eval_specs: int = typer.Option(10, help="ShapesEval specs per task for the model card (0: skip)."),
 ) -> None:
     """Train the embedded model from scratch on the shapes world (CUDA if present, else CPU),
     then measure it with ShapesEval and write its model card."""
@@ -43,7 +43,8 @@ def train_base_command(
     with stage_progress() as progress:
         model_dir = train_base(recipe, out, resume=resume, progress=progress)
     console.print(f"model: {model_dir}")
-    model_card(model_dir, eval_specs)
+    if eval_specs > 0:  # 0: skip the measurement (e.g. a baseline measured elsewhere)
+        model_card(model_dir, eval_specs)
 
 
 @app.command("lora")

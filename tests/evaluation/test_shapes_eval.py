@@ -73,3 +73,18 @@ def test_a_known_shape_can_stand_in_for_the_concept():
         assert parse(square.text).spec == square.spec
     with pytest.raises(HuajiaError, match="known shape"):
         concept_prompts("hexagon", 2, stand_in="hexagon")
+
+
+def test_prompt_list_is_unchanged_since_the_task_makers_moved_to_the_world():
+    """Every model ever measured was judged on these prompts: moving the makers to
+    world/tasks.py (shared with RL's training prompts) must not change one of them."""
+    import hashlib
+    import json
+
+    from huajia.evaluation.prompts import concept_prompts
+
+    prompts = (shapes_eval_prompts(50) + concept_prompts("hexagon")
+               + concept_prompts("hexagon", stand_in="circle"))
+    text = json.dumps([(p.id, p.text, repr(p.spec)) for p in prompts], ensure_ascii=False)
+    assert hashlib.sha256(text.encode()).hexdigest() == (
+        "22447b94f2faf7c3d95dff3f3b126666fe97146069275ec408362164e412ecfe")
