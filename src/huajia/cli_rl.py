@@ -26,8 +26,8 @@ def train_rl_command(
                                  "world's training templates, GenEval's task mix)."),
     lora_rank: int = typer.Option(None, help="Train a LoRA of this rank instead of the whole UNet."),
     full: bool = typer.Option(False, "--full", help="Train the whole UNet (the default)."),
-    kl: float = typer.Option(0.01, help="KL weight to the starting model (GRPO)."),
-    lr: float = typer.Option(3e-5, help="Learning rate."),
+    kl: float = typer.Option(0.05, help="KL weight to the starting model (GRPO)."),
+    lr: float = typer.Option(1e-5, help="Learning rate."),
     sde_window: int = typer.Option(10, help="GRPO: the first N sampler steps are stochastic."),
     train_timesteps: int = typer.Option(4, help="GRPO: steps trained per picture; DPO/RAFT: "
                                         "noise draws per picture."),
