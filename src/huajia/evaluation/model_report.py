@@ -15,8 +15,7 @@ from PIL import Image
 from huajia.evaluation.generators import ImageGenerator
 from huajia.evaluation.prompts import TASKS, EvalPrompt
 from huajia.evaluation.second_judge import judge
-from huajia.evaluation.shapes_eval import ImageRecord, ShapesEvalResult, image_seed
-from huajia.world.verifier import verify
+from huajia.evaluation.shapes_eval import ShapesEvalResult, run_shapes_eval
 
 DIVERSITY_SIDE = 64  # pictures are compared at this size
 
@@ -60,24 +59,17 @@ def report_model(generator: ImageGenerator, prompts: Sequence[EvalPrompt], image
                  progress: Callable[[int], None] | None = None) -> ModelReport:
     """Judge ``generator`` on ``prompts`` with both judges; ``keep``: prompt ids whose first
     picture is kept for a grid. Seeds are ShapesEval's, so every model draws the same noise."""
-    result = ShapesEvalResult(generator.name, images_per_prompt, side)
-    out = ModelReport(result, {t: [] for t in TASKS if any(p.task == t for p in prompts)})
-    chunk = max(1, 16 // images_per_prompt)  # prompts per micro-batch
-    for start in range(0, len(prompts), chunk):
-        part = list(enumerate(prompts))[start:start + chunk]
-        seeds = [[image_seed(i, k) for k in range(images_per_prompt)] for i, _ in part]
-        pictures = generator.generate([p.text for _, p in part for _ in range(images_per_prompt)],
-                                      [s for row in seeds for s in row], side)
-        for j, (_, prompt) in enumerate(part):
-            mine = pictures[j * images_per_prompt:(j + 1) * images_per_prompt]
-            for seed, picture in zip(seeds[j], mine, strict=True):
-                verdict = verify(picture, prompt.spec, prompt.lang)
-                result.records.append(ImageRecord(prompt.id, prompt.task, prompt.lang, prompt.text,
-                                                  seed, verdict.passed, verdict.explain()))
-                out.second[prompt.task].append(judge(picture, prompt.spec))
-            out.spreads.append(diversity(mine))
-            if prompt.id in keep:
-                out.samples[prompt.id] = mine[0]
-        if progress:
-            progress(len(pictures))
+    out = ModelReport(ShapesEvalResult(generator.name, images_per_prompt, side),
+                      {t: [] for t in TASKS if any(p.task == t for p in prompts)})
+    pictures: dict[int, list[Image.Image]] = {}
+
+    def look(index: int, prompt: EvalPrompt, picture: Image.Image) -> None:
+        out.second[prompt.task].append(judge(picture, prompt.spec))
+        pictures.setdefault(index, []).append(picture)
+        if prompt.id in keep and prompt.id not in out.samples:
+            out.samples[prompt.id] = picture
+
+    out.shapes = run_shapes_eval(generator, prompts, images_per_prompt, side, progress=progress,
+                                 on_image=look)
+    out.spreads = [diversity(pictures[i]) for i in sorted(pictures)]
     return out

@@ -77,8 +77,11 @@ def image_seed(prompt_index: int, k: int) -> int:
 
 def run_shapes_eval(generator: ImageGenerator, prompts: Sequence[EvalPrompt],
                     images_per_prompt: int = 4, side: int = 128, batch_size: int = 16,
-                    progress: Callable[[int], None] | None = None) -> ShapesEvalResult:
-    """Judge ``generator`` on ``prompts``; ``progress(k)`` is told as each k pictures are done."""
+                    progress: Callable[[int], None] | None = None,
+                    on_image: Callable[[int, EvalPrompt, Image.Image], None] | None = None,
+                    ) -> ShapesEvalResult:
+    """Judge ``generator`` on ``prompts``; ``progress(k)`` is told as each k pictures are done,
+    ``on_image(prompt_index, prompt, picture)`` sees every picture (for other judges)."""
     check_side(side)
     result = ShapesEvalResult(generator.name, images_per_prompt, side)
     jobs = [(i, p, image_seed(i, k)) for i, p in enumerate(prompts)
@@ -86,7 +89,9 @@ def run_shapes_eval(generator: ImageGenerator, prompts: Sequence[EvalPrompt],
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start:start + batch_size]
         images = generator.generate([p.text for _, p, _ in batch], [s for _, _, s in batch], side)
-        for (_, prompt, seed), image in zip(batch, images, strict=True):
+        for (index, prompt, seed), image in zip(batch, images, strict=True):
+            if on_image:
+                on_image(index, prompt, image)
             verdict = verify(image, prompt.spec, prompt.lang)
             record = ImageRecord(prompt.id, prompt.task, prompt.lang, prompt.text, seed,
                                  verdict.passed, verdict.explain())
