@@ -280,6 +280,27 @@ def _quiet_libraries() -> None:
         warnings.filterwarnings("ignore", category=category)
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """click's exception classes: typer >= 0.20 raises those of its vendored copy of click."""
+    vendored = next(k for k in typer.BadParameter.__mro__ if k.__name__ == "ClickException")
+    return tuple({click.exceptions.ClickException, vendored})
+
+
+def _aborts() -> tuple[type[BaseException], ...]:
+    return tuple({click.exceptions.Abort, typer.Abort})
+
+
+def _one_line(error: Exception) -> str:
+    """A usage error as one line that names the problem and where help is."""
+    message = " ".join(error.format_message().split())
+    ctx = getattr(error, "ctx", None)
+    if ctx is None:
+        return f"error: {message}"
+    if getattr(error, "__class__", type).__name__ == "NoArgsIsHelpError":
+        return ""
+    return f"error: {message} (see '{ctx.command_path} --help')"
+
+
 def main() -> None:
     _quiet_libraries()
     try:
@@ -287,10 +308,12 @@ def main() -> None:
     except HuajiaError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except _aborts():
         print("aborted", file=sys.stderr)
         sys.exit(130)
-    except click.exceptions.ClickException as error:
-        error.show()
+    except _usage_errors() as error:
+        line = _one_line(error)
+        if line:
+            print(line, file=sys.stderr)
         sys.exit(error.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

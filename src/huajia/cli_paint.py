@@ -61,6 +61,7 @@ def generate(
     style: str = _r("style"),
     scheduler: str = _r("scheduler"),
     guidance_rescale: float = _r("guidance_rescale"),
+    upscaler: str = _r("upscaler"),
     lora: list[str] = typer.Option([], "--lora", help=LORA_HELP),
     model: str = typer.Option("embedded", help=MODEL_HELP),
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder for the PNGs."),
@@ -71,7 +72,7 @@ def generate(
 
     request = build_request(prompt, size, lora, n=n, seed=seed, steps=steps, guidance=guidance,
                             negative_prompt=negative_prompt, style=style, scheduler=scheduler,
-                            guidance_rescale=guidance_rescale)
+                            guidance_rescale=guidance_rescale, upscaler=upscaler)
     prepare_out_dir(out)
     engine = open_engine(model)
     with progress_bar("painting", steps) as advance:
@@ -115,6 +116,7 @@ def think(
     style: str = _r("style"),
     scheduler: str = _r("scheduler"),
     guidance_rescale: float = _r("guidance_rescale"),
+    upscaler: str = _r("upscaler"),
     model: str = typer.Option("embedded", help=MODEL_HELP),
     clip_model: str = typer.Option(None, help="Local CLIP checkpoint (critic clip)."),
     vlm_url: str = typer.Option(None, help="OpenAI-compatible base URL (critic vlm)."),
@@ -126,20 +128,22 @@ def think(
     """Paint while thinking: writes final.png, thoughts.json and timeline.png (one set per
     picture, in numbered subfolders when -n is above 1)."""
     from huajia.engine.infotext import save_png
-    from huajia.thinking.critics import make_critic
+    from huajia.thinking.critics import check_plan, make_critic
     from huajia.thinking.loop import Thinker, thought_lines
+    from huajia.thinking.plan import plan_prompt
     from huajia.thinking.timeline import timeline, write_thoughts
     from huajia.world.dataset import prepare_out_dir
 
     request = build_request(prompt, size, lora, n=n, seed=seed, steps=steps, guidance=guidance,
                             negative_prompt=negative_prompt, style=style, scheduler=scheduler,
-                            guidance_rescale=guidance_rescale)
+                            guidance_rescale=guidance_rescale, upscaler=upscaler)
     options = ThinkOptions(pauses=pauses, budget=budget, threshold=threshold,
                            max_repaints=max_repaints, restarts=restarts, steer=steer,
                            compose_tries=compose_tries, region_strength=region_strength,
                            woken_strength=woken_strength, repaint_strength=repaint_strength,
                            restart_below=restart_below)
     critic_impl = make_critic(critic, clip_model, vlm_url, vlm_model, vlm_key)
+    check_plan(critic_impl, plan_prompt(request.prompt))
     prepare_out_dir(out)
     results = Thinker(open_engine(model), critic_impl, options).think_all(
         request, on_thought=lambda i, t: console.print(
@@ -163,17 +167,18 @@ def compare(
     out: Path = typer.Option(Path("compare.png"), "--out"),
 ) -> None:
     """Plain generation vs thinking while painting, same seed, side by side."""
-    from huajia.thinking.critics import make_critic
+    from huajia.thinking.critics import check_plan, make_critic
     from huajia.thinking.loop import Thinker, compare_note
     from huajia.thinking.plan import plan_prompt
     from huajia.thinking.timeline import comparison
     from huajia.world.dataset import prepare_out_dir
 
     request = build_request(prompt, None, [], seed=seed, steps=steps, guidance=guidance)
+    critic_impl, plan = make_critic(critic), plan_prompt(prompt)
+    check_plan(critic_impl, plan)
     prepare_out_dir(out.parent if str(out.parent) else Path("."))
-    engine, critic_impl = open_engine(model), make_critic(critic)
+    engine = open_engine(model)
     plain = engine.generate(request)
-    plan = plan_prompt(prompt)
     plain_note = critic_impl.inspect(plain.images[0], plan, ThinkOptions.threshold).summary
     # the same seed as the plain picture (drawn there when --seed is left out)
     result = Thinker(engine, critic_impl).think(replace(request, seed=plain.seeds[0]))

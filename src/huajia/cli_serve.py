@@ -32,19 +32,22 @@ def serve(
                                            "use critic 'vlm' (with --vlm-model)."),
     vlm_model: str = typer.Option(None, help="Model name at --vlm-url."),
     vlm_key: str = typer.Option(None, envvar="HUAJIA_VLM_KEY", help="API key for --vlm-url."),
+    model_alias: list[str] = typer.Option(
+        [], "--model-alias", help="NAME=MODEL: serve requests for NAME with MODEL (repeatable; "
+                                  "dall-e-2, dall-e-3 and gpt-image-1 mean the served model)."),
 ) -> None:
     """Serve the OpenAI-compatible image API, the job API and the web page."""
     import uvicorn
 
     from huajia.serving.app import create_app
-    from huajia.serving.config import ServeConfig, read_api_keys
+    from huajia.serving.config import ServeConfig, parse_aliases, read_api_keys
 
     config = ServeConfig(data_dir=data_dir, model=model,
                          api_keys=read_api_keys(api_keys) if api_keys else (), rate=rate,
                          burst=burst, max_batch=max_batch, batch_wait_s=batch_wait_ms / 1000,
                          cache_max_bytes=cache_mb * 1024**2, nsfw=nsfw, lora_dir=lora_dir,
                          clip_model=clip_model, vlm_url=vlm_url, vlm_model=vlm_model,
-                         vlm_key=vlm_key)
+                         vlm_key=vlm_key, model_aliases=parse_aliases(model_alias))
     console.print(f"huajia serving {model} on http://{host}:{port} (data in {data_dir})")
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
 
 from huajia.engine import loading
 from huajia.engine.embeddings import encode_weighted
@@ -129,7 +130,26 @@ class Engine:
         return Session(self, request, hooks)
 
     def size_of(self, request: GenerationRequest) -> tuple[int, int]:
+        """The size of the pictures ``request`` gets back."""
         return request.width or self.native_size, request.height or self.native_size
+
+    def paint_size(self, request: GenerationRequest) -> tuple[int, int]:
+        """The size the model paints at: the asked size or, past the model's native resolution
+        (a 128 px model asked for 1024x1024), the same shape scaled down to fit it, to be
+        upscaled after (``finish``), since a model paints dots at sizes it never saw."""
+        width, height = self.size_of(request)
+        native = self.native_size
+        if request.upscaler == "none" or max(width, height) <= native:
+            return width, height
+        scale = native / max(width, height)
+        return (max(64, round(width * scale / 8) * 8), max(64, round(height * scale / 8) * 8))
+
+    def finish(self, image: Image.Image, request: GenerationRequest) -> Image.Image:
+        """A painted picture at the size ``request`` asked for (upscaled when painted smaller)."""
+        size = self.size_of(request)
+        if image.size == size:
+            return image
+        return image.resize(size, Image.Resampling.LANCZOS)
 
     def generate(self, request: GenerationRequest,
                  on_step: ProgressCallback | None = None) -> GenerationResult:
@@ -144,7 +164,7 @@ class Engine:
         if any(batch_key(r) != batch_key(first) for r in requests):
             raise HuajiaError("requests in one batch must share steps, guidance, size, "
                               "scheduler and LoRAs")
-        size = self.size_of(first)
+        size = self.paint_size(first)
         with self.session(first) as run:
             encode_start = time.perf_counter()
             prepared = [self.prepare(r) for r in requests]
@@ -153,8 +173,8 @@ class Engine:
             generators = [torch.Generator(device="cpu").manual_seed(s)
                           for p in prepared for s in p.seeds]
             denoise_start = time.perf_counter()
-            images = list(run.denoise(kwargs, generators, size,
-                                      _ProgressCallback(on_step) if on_step else None))
+            images = [self.finish(image, first) for image in run.denoise(
+                kwargs, generators, size, _ProgressCallback(on_step) if on_step else None)]
         timings = {"encode_s": encode_s, "denoise_decode_s": time.perf_counter() - denoise_start,
                    "total_s": time.perf_counter() - start, "batch_images": len(generators)}
         results = []
@@ -232,6 +252,11 @@ class Engine:
             "Model hash": self.model_hash,
             "Model": self.source.name,
         }
+        final = self.size_of(request)
+        if final != tuple(size):  # painted at the native size, then upscaled (A1111's keys)
+            fields["Hires resize"] = f"{final[0]}x{final[1]}"
+            fields["Hires upscaler"] = request.upscaler.capitalize()
+            fields["Denoising strength"] = 0
         if request.style != "none":
             fields["Style"] = request.style
         if request.guidance_rescale:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 MAX_PROMPT_CHARS = 4000
 MAX_SEED = 2**63 - 1
+UPSCALERS = ("lanczos", "none")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class GenerationRequest:
                                         "server's LoRA folder).", max_length=8, cli=False,
                                         http=False)
     guidance_rescale: float = param(0.0, help="CFG rescale (0: off).", low=0.0, high=1.0)
+    upscaler: str = param("lanczos", help="Sizes beyond the model's native resolution: paint "
+                          "at the native size, then upscale with this (none: paint at the "
+                          "asked size).", choices=UPSCALERS)
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():

@@ -18,8 +18,9 @@ import secrets
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -35,6 +36,7 @@ from huajia.serving.provenance import verify
 from huajia.serving.queue import Job
 from huajia.serving.ratelimit import TokenBuckets
 from huajia.serving.schemas import (
+    OUTPUT_FORMATS,
     ErrorBody,
     ImageData,
     ImageGenerationBody,
@@ -168,13 +170,35 @@ class SignedFiles:
         return hmac.compare_digest(sig.encode(), _signature(self.secret, name).encode())
 
     def response(self, request: Request, response_format: str,
-                 images: list[tuple[str, bytes, dict]]) -> ImagesResponse:
+                 images: list[tuple[str, bytes, dict]], output_format: str = "png",
+                 quality: int = 100) -> ImagesResponse:
         data = []
         for name, png, item in images:
             common = {"revised_prompt": item["revised_prompt"], "seed": item["seed"]}
-            data.append(ImageData(url=self.url(request, name), **common)
-                        if response_format == "url" else ImageData(b64_json=b64(png), **common))
-        return ImagesResponse(created=int(time.time()), data=data)
+            if response_format == "url":
+                url = self.url(request, name)
+                if output_format != "png":
+                    url += f"&format={output_format}&quality={quality}"
+                data.append(ImageData(url=url, **common))
+            else:
+                data.append(ImageData(b64_json=b64(encode_as(png, output_format, quality)),
+                                      **common))
+        size = None
+        if images:  # the header alone: the size of what was painted and upscaled
+            with Image.open(io.BytesIO(images[0][1])) as first:
+                size = f"{first.width}x{first.height}"
+        return ImagesResponse(created=int(time.time()), data=data, model=self.service.model_id,
+                              size=size, output_format=output_format)
+
+
+def encode_as(png: bytes, output_format: str, quality: int = 100) -> bytes:
+    """A result picture (stored as PNG, with its infotext) in the format a client asked for."""
+    if output_format == "png":
+        return png
+    with Image.open(io.BytesIO(png)) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, OUTPUT_FORMATS[output_format], quality=quality)
+    return buffer.getvalue()
 
 
 def _private_docs(app: FastAPI, auth: Auth) -> None:
@@ -200,7 +224,16 @@ def _service_routes(app: FastAPI, service: ImageService, auth: Auth) -> None:
 
     @app.get("/v1/models", response_model=ModelList, responses=ERRORS, tags=["images"])
     def models(owner: str = Depends(auth.caller)) -> ModelList:
-        return ModelList(data=[ModelInfo(id=service.model_id, created=0)])
+        return ModelList(data=[ModelInfo(id=name, created=0) for name in service.model_names()])
+
+    @app.get("/v1/models/{model_id}", response_model=ModelInfo, responses=ERRORS,
+             tags=["images"])
+    def model(model_id: str, owner: str = Depends(auth.caller)) -> ModelInfo:
+        if model_id not in service.model_names():
+            raise ApiError(404, f"model '{model_id}' is not served here; this server has "
+                           f"{', '.join(repr(n) for n in service.model_names())}",
+                           param="model", code="model_not_found")
+        return ModelInfo(id=model_id, created=0)
 
     @app.get("/v1/styles", tags=["images"], responses=ERRORS)
     def styles(owner: str = Depends(auth.caller)) -> dict:
@@ -221,22 +254,25 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
                           owner: str = Depends(auth.limited)) -> ImagesResponse:
         spec = service.prepare(body)
         hits = service.cached(spec)
+        output = {"output_format": body.output_format, "quality": body.output_compression}
         if hits is not None:
             return files.response(request, body.response_format,
-                                  _cache_items(service, spec, hits))
+                                  _cache_items(service, spec, hits), **output)
         job_id = service.submit(spec, owner)
         job = await run_in_threadpool(service.wait, job_id)
-        return files.response(request, body.response_format, _finished(service, job))
+        return files.response(request, body.response_format, _finished(service, job), **output)
 
     @app.get("/v1/images/files/{name}", tags=["images"], responses=ERRORS,
              response_class=Response)
-    def image_file(name: str, request: Request, sig: str = "") -> Response:
+    def image_file(name: str, request: Request, sig: str = "",
+                   format: Literal["png", "jpeg", "webp"] = "png",
+                   quality: int = Query(100, ge=0, le=100)) -> Response:
         if not files.valid(name, sig):
             auth.caller(request)  # no valid signature: an API key will do
         data = service.image_bytes(name)
         if data is None:
             raise ApiError(404, f"no image '{name}'", "not_found_error", "name")
-        return Response(data, media_type="image/png")
+        return Response(encode_as(data, format, quality), media_type=f"image/{format}")
 
 
 def _job_routes(app: FastAPI, service: ImageService, auth: Auth, files: SignedFiles) -> None:
@@ -258,13 +294,15 @@ def _job_routes(app: FastAPI, service: ImageService, auth: Auth, files: SignedFi
     @app.get("/v1/jobs/{job_id}/result", response_model=ImagesResponse, responses=ERRORS,
              tags=["jobs"])
     def job_result(job_id: str, request: Request, owner: str = Depends(auth.caller),
-                   response_format: str = "b64_json") -> ImagesResponse:
+                   response_format: Literal["b64_json", "url"] = "b64_json",
+                   output_format: Literal["png", "jpeg", "webp"] = "png",
+                   output_compression: int = Query(100, ge=0, le=100)) -> ImagesResponse:
         job = job_or_404(job_id, owner)
         if job.state != "done":
             raise ApiError(409, f"job '{job_id}' is {job.state}, not done"
                            + (f": {job.error}" if job.error else ""), code="job_not_done")
-        return files.response(request, "url" if response_format == "url" else "b64_json",
-                              service.result_images(job))
+        return files.response(request, response_format, service.result_images(job),
+                              output_format, output_compression)
 
     @app.post("/v1/jobs/{job_id}/cancel", response_model=JobInfo, responses=ERRORS,
               tags=["jobs"])

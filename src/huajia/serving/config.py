@@ -8,6 +8,19 @@ from pathlib import Path
 
 from huajia.errors import HuajiaError
 
+DEFAULT_ALIASES = (("dall-e-2", ""), ("dall-e-3", ""), ("gpt-image-1", ""))
+
+
+def parse_aliases(texts: list[str]) -> tuple[tuple[str, str], ...]:
+    """``--model-alias NAME=MODEL`` flags on top of the defaults (a later one wins)."""
+    aliases = dict(DEFAULT_ALIASES)
+    for text in texts:
+        name, sep, target = text.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise HuajiaError(f"--model-alias '{text}' is not NAME=MODEL, e.g. dall-e-3=embedded")
+        aliases[name.strip()] = target.strip()
+    return tuple(aliases.items())
+
 
 @dataclass(frozen=True, kw_only=True)
 class ServeConfig:
@@ -29,6 +42,8 @@ class ServeConfig:
     vlm_model: str | None = None
     vlm_key: str | None = None
     vlm_timeout_s: float = 30.0
+    # names apps send (OpenAI's models) → the served model ("": whatever is served)
+    model_aliases: tuple[tuple[str, str], ...] = DEFAULT_ALIASES
 
     def __post_init__(self) -> None:
         if self.nsfw not in ("blur", "refuse", "off"):

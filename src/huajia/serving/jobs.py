@@ -102,12 +102,18 @@ class JobSpec:
         if body.size and body.size != "auto":
             width, height = parse_size(body.size)
         steps = body.steps if "steps" in body.model_fields_set else QUALITY_STEPS[body.quality]
-        style = "none" if body.style in OPENAI_STYLES else body.style
+        if body.background == "transparent":
+            raise HuajiaError("background 'transparent' is not supported: the models paint "
+                              "opaque pictures; use background 'auto' or 'opaque'")
+        style = body.style
+        guidance = body.guidance
+        if style in OPENAI_STYLES and "guidance" not in body.model_fields_set:
+            guidance = OPENAI_STYLES[style]
         resolved = [loras.resolve(text) for text in body.loras]
         fields = {name: getattr(body, name) for name in _http_fields(GenerationRequest)}
         request = GenerationRequest(
             body.prompt, **{**fields, "seed": body.seed if body.seed is not None else seed, "steps": steps,
-               "style": style, "width": width, "height": height,
+               "style": style, "guidance": guidance, "width": width, "height": height,
                "loras": tuple(spec for spec, _ in resolved)})
         think = ThinkOptions(**{name: getattr(body, name) for name in _http_fields(ThinkOptions)}) \
             if body.think else None

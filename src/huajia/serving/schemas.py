@@ -19,8 +19,10 @@ from huajia.thinking.options import CRITICS, ThinkOptions
 
 # OpenAI's quality words → denoising steps (when ``steps`` is not given)
 QUALITY_STEPS = {"low": 10, "standard": 20, "auto": 20, "medium": 20, "hd": 40, "high": 40}
-# OpenAI's style words have no preset of their own here: they mean "no preset"
-OPENAI_STYLES = ("vivid", "natural")
+# OpenAI's style words: a preset of the same name, and the guidance used when none is given
+# (vivid: stronger guidance, more saturated and contrasted; natural: gentler)
+OPENAI_STYLES = {"vivid": 7.5, "natural": 4.0}
+OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
 
 class _OpenAIFields(BaseModel):
@@ -39,6 +41,17 @@ class _OpenAIFields(BaseModel):
     quality: Literal["low", "standard", "auto", "medium", "hd", "high"] = Field(
         "standard", description="Sets the steps when 'steps' is not given.")
     response_format: Literal["b64_json", "url"] = "b64_json"
+    # gpt-image-1's fields
+    output_format: Literal["png", "jpeg", "webp"] = Field(
+        "png", description="Encoding of the returned pictures (png keeps the infotext chunk).")
+    output_compression: int = Field(100, ge=0, le=100,
+                                    description="jpeg/webp quality, 0-100.")
+    background: Literal["auto", "opaque", "transparent"] = Field(
+        "auto", description="auto or opaque (transparent is refused: the models paint opaque "
+                            "pictures).")
+    moderation: Literal["auto", "low"] = Field(
+        "auto", description="Accepted for compatibility; the server's own safety policy "
+                            "(huajia serve --nsfw) applies either way.")
     user: str | None = Field(None, max_length=256)
     loras: list[str] = Field(default_factory=list, max_length=8,
                              description="LoRA names from the server's LoRA folder, "
@@ -83,6 +96,9 @@ class ImageData(BaseModel):
 class ImagesResponse(BaseModel):
     created: int
     data: list[ImageData]
+    model: str | None = None  # which model painted (an alias such as dall-e-3 names it here)
+    size: str | None = None
+    output_format: str | None = None
 
 
 class JobInfo(BaseModel):

@@ -29,6 +29,8 @@ from huajia.serving.provenance import embed_watermark
 from huajia.serving.queue import Job, JobQueue
 from huajia.serving.safety import PromptFilter
 from huajia.serving.schemas import ImageGenerationBody
+from huajia.thinking.critics import check_plan
+from huajia.thinking.plan import plan_prompt
 from huajia.world.parser import unknown_words
 
 FINAL_STATES = ("done", "failed", "cancelled")
@@ -81,15 +83,28 @@ class ImageService:
     def model_id(self) -> str:
         return self.engine.source.name if self.engine else self.config.model
 
+    def model_names(self) -> list[str]:
+        """The served model's id and every alias of it."""
+        served = (self.model_id, self.config.model)
+        return [self.model_id] + [name for name, target in self.config.model_aliases
+                                  if target in ("", *served) and name != self.model_id]
+
+    def resolve_model(self, name: str | None) -> str:
+        """A model name from a request → the served model's id, or a 4xx naming the choices."""
+        if name in (None, "huajia") or name in self.model_names():
+            return self.model_id
+        raise HuajiaError(f"model '{name}' is not served here; this server has "
+                          f"{', '.join(repr(n) for n in self.model_names())} (GET /v1/models)")
+
     # -- submitting ----------------------------------------------------------------------
     def prepare(self, body: ImageGenerationBody) -> JobSpec:
         """Validate a body into a job (every 400 happens here, before anything is stored)."""
-        if body.model not in (None, self.model_id, "huajia"):
-            raise HuajiaError(f"model '{body.model}' is not served here; this server has "
-                              f"'{self.model_id}' (GET /v1/models)")
+        self.resolve_model(body.model)
         self.prompt_filter.require_safe(body.prompt)
         if body.think:
             self.critics.check(body.critic)
+            if body.critic == "shapes":  # the verifier must read the prompt: a 400 now
+                check_plan(self.critics.make("shapes"), plan_prompt(body.prompt))
         seed = int.from_bytes(hashlib.sha256(f"{time.time_ns()}".encode()).digest()[:4], "big")
         return JobSpec.from_body(body, self.loras, seed)
 

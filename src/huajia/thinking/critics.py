@@ -23,6 +23,7 @@ from PIL import Image
 from huajia.errors import HuajiaError
 from huajia.thinking.messages import text
 from huajia.thinking.plan import Plan, Region
+from huajia.world.parser import read_prompt
 from huajia.world.verifier import verify
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,19 @@ class ShapesCritic:
 
     name = "shapes"
 
-    def inspect(self, image: Image.Image, plan: Plan, threshold: float) -> Critique:
+    def check(self, plan: Plan) -> None:
+        """Before any painting: the verifier must read the whole prompt."""
         if plan.spec is None:
+            try:
+                read_prompt(plan.prompt)
+            except HuajiaError as error:
+                raise HuajiaError(f"the shapes critic cannot judge this prompt: {error}; or use "
+                                  "--critic clip or vlm for other prompts") from None
             raise HuajiaError("the shapes critic needs a prompt the shapes world understands; "
                               "use --critic clip or vlm for other prompts")
+
+    def inspect(self, image: Image.Image, plan: Plan, threshold: float) -> Critique:
+        self.check(plan)
         verdict = verify(image, plan.spec, plan.lang)
         reports = []
         for region in plan.regions:
@@ -164,6 +174,13 @@ def parse_reflection(content: str) -> dict:
         raise ValueError(f"score {score} outside 0–100")
     data["score"] = score
     return data
+
+
+def check_plan(critic: Critic, plan: Plan) -> None:
+    """Raise, before any work, if ``critic`` cannot judge ``plan`` (critics with a ``check``)."""
+    check = getattr(critic, "check", None)
+    if check is not None:
+        check(plan)
 
 
 def make_critic(name: str, clip_model: str | None = None, vlm_url: str | None = None,

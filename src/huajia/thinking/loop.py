@@ -26,7 +26,7 @@ from huajia.engine.request import GenerationRequest
 from huajia.engine.session import Session
 from huajia.errors import HuajiaError
 from huajia.thinking.compose import Part, isolate, part_caption, paste, plain_background, sub_plan
-from huajia.thinking.critics import Critic
+from huajia.thinking.critics import Critic, check_plan
 from huajia.thinking.messages import text
 from huajia.thinking.options import ThinkOptions
 from huajia.thinking.plan import Plan, plan_prompt
@@ -74,12 +74,14 @@ class Thinker:
             raise HuajiaError(f"think paints one picture per call (n={request.n}); use "
                               "Thinker.think_all for n pictures")
         plan = plan_prompt(request.prompt)
+        check_plan(self.critic, plan)
         with self.engine.session(request) as session:
             prepared = self.engine.prepare(request)
             run = self._new_run(session, request, plan, prepared.seeds[0], on_thought)
             session.attach(RegionalHooks(run.state))
             latents = self._paint(session, run, prepared)
             image, satisfied = self._reflect_and_repaint(session, run, prepared, latents)
+        image = self.engine.finish(image, request)
         fields = self.engine.infotext_fields(request, run.size, self.engine.sampler_for(request))
         opts = self.options
         fields.update({"Seed": run.seed, "Critic": getattr(self.critic, "name", "custom"),
@@ -96,7 +98,7 @@ class Thinker:
                  on_thought) -> ThinkRun:
         """Thought 0 (the plan), and the regions' sub-captions and masks."""
         opts = self.options
-        width, height = self.engine.size_of(request)
+        width, height = self.engine.paint_size(request)
         scale = session.latent_scale
         encoded = [session.encode_caption(region.caption) for region in plan.regions]
         embeds = torch.cat([e for e, _ in encoded])

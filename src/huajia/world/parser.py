@@ -18,12 +18,17 @@ from huajia.world import vocab
 from huajia.world.spec import ObjectGroup, Relation, SceneSpec
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
-_EN_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|[,;.:!?]")
+_EN_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|[,;.:!?]", re.IGNORECASE)
+# Chinese prompts: one unit per character, but a Latin word stays whole
+_ZH_UNIT = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|\S", re.IGNORECASE)
 _EN_FILLERS = ("the", "of", "there", "is", "are", "photo", "picture", "image", "showing", "shows",
                "on", "in", "placed", "some", "it", "drawing", "scene", "containing", "has",
-               "have", "and", "with", "a photo of", "an image of", "an image showing",
-               "a picture of", "a picture with", "there is", "there are", "there's", "placed")
+               "have", "and", "with", "exactly", "just", "only", "a photo of", "an image of",
+               "an image showing",
+               "a picture of", "a picture with", "there is", "there are", "there's", "placed",
+               ":", "!", "?")
 _ZH_FILLERS = ("画面中", "图中", "一张", "图片", "照片", "上", "里", "中", "的", "个", "画", "图",
+               "只", "枚", "颗",
                ":", "。", ".", "!", "?", "!")
 _SEPARATORS_EN = ("and", ",", ";", ".", "with", "as well as")
 _SEPARATORS_ZH = ("和", "与", "、", ",", ";", "还有", "以及", "及")
@@ -78,6 +83,7 @@ def _lexicon(lang: str) -> dict[str, tuple[str, object]]:
         for count, words in vocab.EN_NUMBERS.items():
             table.update({w: ("NUM", count) for w in words})
         table.update({str(n): ("NUM", n) for n in range(1, vocab.MAX_COUNT + 1)})
+        table.update({w: ("NUM", n) for w, n in vocab.EN_QUANTIFIERS.items()})
         table.update({"background": ("BG", None), "backdrop": ("BG", None)})
         table.update({"gray": ("BGCOL", "gray"), "grey": ("BGCOL", "gray")})
     else:
@@ -86,7 +92,9 @@ def _lexicon(lang: str) -> dict[str, tuple[str, object]]:
         for count, words in vocab.ZH_NUMBERS.items():
             for w in (*words, str(count)):
                 table[w] = ("NUM", count)
-                table[w + "个"] = ("NUM", count)
+                for measure in vocab.ZH_MEASURE_WORDS:  # 一个 一只 一枚 一颗
+                    table[w + measure] = ("NUM", count)
+        table.update({w: ("NUM", n) for w, n in vocab.ZH_QUANTIFIERS.items()})
         table.update({"背景": ("BG", None), "是": ("BE", None), "为": ("BE", None),
                       "在": ("AT", None), "有": ("FILL", None),
                       "几个": ("NUM", None), "一些": ("NUM", None)})
@@ -94,30 +102,43 @@ def _lexicon(lang: str) -> dict[str, tuple[str, object]]:
 
 
 def tokenize(text: str, lang: str) -> list[Token]:
-    """Longest-match tokens; unknown words/characters become UNK tokens."""
-    text = unicodedata.normalize("NFKC", text).lower()
+    """Longest-match tokens; unknown words/characters become UNK tokens, as written."""
+    text = unicodedata.normalize("NFKC", text)
     lexicon = _lexicon(lang)
     if lang == "en":
-        units, joiner, max_len = _EN_WORD.findall(text), " ", 5
+        units, max_len = _EN_WORD.findall(text), 5
     else:
-        units, joiner, max_len = [c for c in text if not c.isspace()], "", 6
+        units, max_len = _ZH_UNIT.findall(text), 6
     tokens: list[Token] = []
     i = 0
     while i < len(units):
         for n in range(min(max_len, len(units) - i), 0, -1):
-            piece = joiner.join(units[i:i + n])
-            if piece in lexicon:
-                kind, value = lexicon[piece]
+            piece = _join(units[i:i + n], lang)
+            if piece.lower() in lexicon:
+                kind, value = lexicon[piece.lower()]
                 tokens.append(Token(kind, value, piece))
                 i += n
                 break
         else:
-            if tokens and tokens[-1].kind == "UNK" and lang == "zh":  # keep unknown runs together
-                tokens[-1] = Token("UNK", None, tokens[-1].text + units[i])
+            previous = tokens[-1] if tokens else None
+            if previous and previous.kind == "UNK" and lang == "zh":  # keep unknown runs together
+                tokens[-1] = Token("UNK", None, _join([previous.text, units[i]], lang))
             else:
                 tokens.append(Token("UNK", None, units[i]))
             i += 1
     return tokens
+
+
+def _join(units: list[str], lang: str) -> str:
+    """Units back into text: English words with spaces; Chinese characters without, except
+    around Latin words ('a cartoon of 一个圆形' keeps its spaces)."""
+    if lang == "en":
+        return " ".join(units)
+    text = units[0]
+    for unit in units[1:]:
+        latin = unit[0].isascii() and unit[0].isalnum()
+        text += (" " if latin and text[-1].isascii() and text[-1].isalnum() else "") + unit
+    return text
 
 
 class _Builder:
@@ -283,6 +304,17 @@ def read_prompt(text: str) -> ParsedPrompt:
 
 
 def unknown_words(text: str) -> tuple[str, ...]:
-    """Words of ``text`` outside the world's vocabulary (what a model trained only on the world
-    never learned): the check ``Engine(vocabulary=...)`` runs on every prompt."""
-    return parse(text).unparsed
+    """Words of ``text`` outside the world's vocabulary, as written (what a model trained only
+    on the world never learned): the check ``Engine(vocabulary=...)`` runs on every prompt.
+    Known words in an order the parser cannot read ('a star: yellow') are not listed; a prompt
+    the verifier must read fully goes through ``read_prompt``."""
+    lang = detect_lang(text)
+    words: list[str] = []
+    for token in tokenize(text, lang):
+        if token.kind != "UNK":
+            continue
+        if lang == "zh" and token.text[0].isascii():  # English words inside a Chinese prompt
+            words.extend(t.text for t in tokenize(token.text, "en") if t.kind == "UNK")
+        else:
+            words.append(token.text)
+    return tuple(words)

@@ -87,6 +87,11 @@ SIZE_RADIUS = {"small": 0.095, "medium": 0.13, "large": 0.175}
 EN_NUMBERS = {1: ("a", "one", "an"), 2: ("two",), 3: ("three",), 4: ("four",)}
 ZH_NUMBERS = {1: ("一",), 2: ("两", "二"), 3: ("三",), 4: ("四",)}
 MAX_COUNT = 4
+# how users say a count without a bare number
+EN_QUANTIFIERS = {"single": 1, "a single": 1, "one single": 1, "a lone": 1, "a pair of": 2,
+                  "pair of": 2, "a couple of": 2, "couple of": 2, "a trio of": 3}
+ZH_MEASURE_WORDS = ("个", "只", "枚", "颗")
+ZH_QUANTIFIERS = {"单个": 1, "一对": 2, "一双": 2}
 
 # (shape, colour) pairs never rendered in the training split: evaluation uses them to test
 # composition the model never saw.

@@ -12,7 +12,7 @@ import numpy as np
 
 from huajia.errors import HuajiaError
 from huajia.world import captions
-from huajia.world.parser import unknown_words
+from huajia.world.parser import parse
 from huajia.world.tasks import TASKS, task_spec
 
 
@@ -41,7 +41,7 @@ def read_prompt_file(path: str | Path, world_words: bool) -> tuple[TrainPrompt, 
         raise HuajiaError(f"--prompts '{path}' has no prompts; write one prompt per line")
     if world_words:
         for number, prompt in enumerate(prompts, 1):
-            unknown = unknown_words(prompt)
+            unknown = parse(prompt).unparsed
             if unknown:
                 raise HuajiaError(f"--prompts line {number} ({prompt!r}) has words the shapes world does "
                                   f"not know ({', '.join(unknown)}); the shapes reward cannot judge it — "
