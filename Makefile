@@ -12,6 +12,7 @@ demo: setup
 test: setup
 	$(PYTHON) -m ruff check src tests benchmarks
 	$(PYTHON) -m pytest
+	PYTHON=$(PYTHON) bash scripts/min_versions.sh
 
 lint:
 	$(PYTHON) -m ruff check src tests benchmarks

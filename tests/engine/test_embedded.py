@@ -9,11 +9,37 @@ pytestmark = pytest.mark.skipif(not (embedded_path() / "model_index.json").exist
                                 reason="embedded model not installed")
 
 
-def test_plain_diffusers_loads_it_unchanged():
-    from diffusers import StableDiffusionPipeline
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("loader", ["StableDiffusionPipeline", "DiffusionPipeline",
+                                    "AutoPipelineForText2Image"])
+def test_plain_diffusers_loads_and_paints_it(loader, dtype):
+    """README's promise: a bare from_pretrained(...) and a call, in fp32 and fp16, through
+    each of diffusers' ways in (a text encoder left in fp16 once crashed the first call)."""
+    import diffusers
+    import torch
 
-    pipe = StableDiffusionPipeline.from_pretrained(embedded_path())
+    kwargs = {"torch_dtype": torch.float16} if dtype == "float16" else {}
+    pipe = getattr(diffusers, loader).from_pretrained(embedded_path(), **kwargs)
+    assert {pipe.text_encoder.dtype, pipe.unet.dtype, pipe.vae.dtype} == {getattr(torch, dtype)}
     assert pipe.scheduler.config.prediction_type == "v_prediction"
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("a red circle", num_inference_steps=2,
+                 generator=torch.Generator().manual_seed(0)).images[0]
+    pixels = np.asarray(image)
+    assert image.size == (128, 128) and pixels.std() > 1  # a picture, not NaN-black
+
+
+def test_shipped_folder_loads_with_transformers_4_and_5():
+    """Declared classes and weight names every transformers pyproject allows can read
+    (scripts/min_versions.sh runs this file with the lowest versions)."""
+    import json
+
+    from safetensors import safe_open
+
+    index = json.loads((embedded_path() / "model_index.json").read_text())
+    assert index["tokenizer"] == ["transformers", "PreTrainedTokenizerFast"]
+    with safe_open(str(embedded_path() / "text_encoder" / "model.safetensors"), "pt") as f:
+        assert all(key.startswith("text_model.") for key in f.keys())
     size = sum(p.stat().st_size for p in embedded_path().rglob("*") if p.is_file())
     assert size <= 40 * 2**20
 

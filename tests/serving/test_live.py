@@ -40,6 +40,39 @@ def test_openai_sdk_works_unchanged(tmp_path, sd_dir):
             bad.images.generate(prompt="a blue star")
 
 
+def test_openai_apps_get_aliases_models_retrieve_and_big_sizes(tmp_path):
+    """What apps built on the SDK send: model="dall-e-3", models.retrieve, size="1024x1024"
+    (painted at the embedded model's native 128 px, then upscaled: fast, and a real picture)."""
+    openai = pytest.importorskip("openai")
+    from huajia.world.parser import read_prompt
+    from huajia.world.verifier import verify
+
+    app = create_app(make_config(tmp_path, "embedded"))
+    with LiveServer(app) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
+        assert client.models.retrieve("embedded").id == "embedded"
+        assert client.models.retrieve("dall-e-3").id == "dall-e-3"
+        assert {m.id for m in client.models.list()} >= {"embedded", "dall-e-2", "gpt-image-1"}
+        with pytest.raises(openai.NotFoundError, match="not served here"):
+            client.models.retrieve("sd-9000")
+        started = time.monotonic()
+        result = client.images.generate(model="dall-e-3", prompt="a large red circle",
+                                        size="1024x1024", response_format="b64_json",
+                                        extra_body={"seed": 2})
+        assert time.monotonic() - started < 60
+        assert result.model == "embedded"  # which model painted
+        image = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json)))
+        assert image.size == (1024, 1024)
+        assert "Size: 128x128" in image.info["parameters"]  # the native size is recorded
+        assert "Hires resize: 1024x1024" in image.info["parameters"]
+        # one large red circle, not a field of tiny dots
+        assert verify(image.resize((128, 128)), read_prompt("a large red circle").spec).passed
+        jpeg = client.images.generate(model="gpt-image-1", prompt="a blue star", size="128x128",
+                                      extra_body={"seed": 1, "output_format": "jpeg"})
+        data = base64.b64decode(jpeg.data[0].b64_json)
+        assert data[:2] == b"\xff\xd8" and jpeg.output_format == "jpeg"
+
+
 def _serve(sd_dir, data_dir, port) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "huajia", "serve", "--model", str(sd_dir),

@@ -288,6 +288,7 @@ def train_base(recipe: BaseRecipe, out: str | Path, resume: bool = False,
                                    unet=unet, scheduler=scheduler, safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
     pipe.to(torch.float16).save_pretrained(model_dir)  # fp16 keeps the shipped files small
+    C.make_portable(model_dir)
     unet_state = ckpt.load("unet") or {}
     # stage times add up every session that worked on them, so resumed runs report the truth
     timings = {"vae_s": (ckpt.load("vae") or {}).get("elapsed_s"),

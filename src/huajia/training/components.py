@@ -124,3 +124,37 @@ def ema_update(averages: list[torch.Tensor], tensors: list[torch.Tensor], decay:
     decay = min(decay, (1 + step) / (10 + step))
     for average, tensor in zip(averages, tensors, strict=True):
         average.mul_(decay).add_(tensor.detach(), alpha=1 - decay)
+
+
+def make_portable(model_dir: str | Path) -> None:
+    """Make a saved pipeline folder load the same way everywhere: the tokenizer declared as
+    ``PreTrainedTokenizerFast`` (transformers 4 and 5; 5 writes its own ``TokenizersBackend``),
+    and the text encoder's dtype as float32, so a bare ``from_pretrained(...)`` gives fp32
+    throughout (transformers 5 would otherwise keep the fp16 of the stored weights while
+    diffusers loads the UNet and VAE in fp32) and ``torch_dtype=float16`` still gives fp16.
+    The text encoder's weights get transformers 4's names (``text_model.…``), which 5 reads
+    too; saved under 5's names, transformers 4 would silently start from random weights."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    model_dir = Path(model_dir)
+    weights = model_dir / "text_encoder" / "model.safetensors"
+    if weights.is_file():
+        state = load_file(weights)
+        if not all(key.startswith("text_model.") for key in state):
+            save_file({k if k.startswith("text_model.") else f"text_model.{k}": v
+                       for k, v in state.items()}, weights, metadata={"format": "pt"})
+    edits = {model_dir / "model_index.json": lambda c: c.update(
+                 tokenizer=["transformers", "PreTrainedTokenizerFast"]),
+             model_dir / "tokenizer" / "tokenizer_config.json": lambda c: c.update(
+                 tokenizer_class="PreTrainedTokenizerFast"),
+             model_dir / "text_encoder" / "config.json": lambda c: c.update(
+                 dtype="float32", torch_dtype="float32")}
+    for path, edit in edits.items():
+        if path.is_file():
+            config = json.loads(path.read_text(encoding="utf-8"))
+            edit(config)
+            path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
+                            encoding="utf-8")
+

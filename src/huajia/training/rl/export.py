@@ -13,6 +13,7 @@ from huajia.drawing import line_chart
 from huajia.engine.loading import resolve_model
 from huajia.engine.lora import WEIGHT_NAME
 from huajia.training.base import hardware
+from huajia.training.components import make_portable
 
 
 def reward_curve(history: list[dict], title: str):
@@ -53,6 +54,8 @@ def export(run, out: Path):
     pipe = run.policy.pipe
     # huajia's models ship in fp16 (small files); other pipelines keep full precision
     pipe.to(torch.float16 if source.huajia_trained else torch.float32).save_pretrained(model_dir)
+    if source.huajia_trained:
+        make_portable(model_dir)
     previous = Path(source.location) / "training.json" if source.is_local else None
     training = json.loads(previous.read_text()) if previous and previous.is_file() else {}
     training["rl"] = record

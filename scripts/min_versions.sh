@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the embedded model's tests with the lowest transformers/diffusers/tokenizers that
+# pyproject.toml allows, in a small second environment (.venv-min) that shares the main one's
+# other packages (torch included). `make test` runs it after the suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+# keep in step with the lower bounds in pyproject.toml
+LOWEST=("transformers==4.46.3" "diffusers==0.35.0" "tokenizers==0.20.3")
+VENV=.venv-min
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv --system-site-packages "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q "${LOWEST[@]}"
+"$VENV/bin/python" - <<'PY'
+import diffusers, tokenizers, transformers
+print(f"lowest versions: transformers {transformers.__version__}, diffusers "
+      f"{diffusers.__version__}, tokenizers {tokenizers.__version__}")
+PY
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/engine/test_embedded.py
