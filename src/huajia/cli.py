@@ -186,7 +186,9 @@ def info(image: Path = typer.Argument(..., help="A PNG made by huajia (or A1111)
     """Print the generation parameters stored in a PNG."""
     from huajia.engine.infotext import read_infotext
 
-    console.print(read_infotext(image), markup=False, highlight=False)
+    # verbatim, never wrapped: pasted into A1111, a wrapped line moves Steps, Sampler, CFG and
+    # Size into the negative prompt
+    sys.stdout.write(read_infotext(image) + "\n")
 
 
 @app.command("styles")

@@ -14,6 +14,7 @@ import typer
 
 from huajia.cli_common import console, progress_bar, vocabulary_option
 from huajia.engine.request import GenerationRequest
+from huajia.errors import HuajiaError
 from huajia.thinking.options import CRITICS, ThinkOptions
 
 
@@ -94,7 +95,8 @@ def _free_name(folder: Path, seed: int) -> Path:
 
 
 def think(
-    prompt: str = PROMPT,
+    prompt: str = typer.Argument(None, help="What to paint (English or 中文; A1111 "
+                                            "(word:1.5) works); omitted with --infotext."),
     critic: str = typer.Option("shapes", help=f"Critic: {', '.join(CRITICS)}."),
     pauses: int = _t("pauses"),
     budget: int = _t("budget"),
@@ -123,6 +125,9 @@ def think(
     vlm_model: str = typer.Option(None, help="Model name at that endpoint (critic vlm)."),
     vlm_key: str = typer.Option(None, envvar="HUAJIA_VLM_KEY", help="API key (critic vlm)."),
     lora: list[str] = typer.Option([], "--lora", help=LORA_HELP),
+    infotext: Path = typer.Option(None, "--infotext", help="Repaint a thinking run's picture: "
+                                  "a PNG it wrote (or its infotext as text); its prompt, seed, "
+                                  "sampler, size, critic and think options replace the flags."),
     out: Path = typer.Option(Path("think-out"), "--out"),
 ) -> None:
     """Paint while thinking: writes final.png, thoughts.json and timeline.png (one set per
@@ -134,14 +139,20 @@ def think(
     from huajia.thinking.timeline import timeline, write_thoughts
     from huajia.world.dataset import prepare_out_dir
 
-    request = build_request(prompt, size, lora, n=n, seed=seed, steps=steps, guidance=guidance,
-                            negative_prompt=negative_prompt, style=style, scheduler=scheduler,
-                            guidance_rescale=guidance_rescale, upscaler=upscaler)
-    options = ThinkOptions(pauses=pauses, budget=budget, threshold=threshold,
-                           max_repaints=max_repaints, restarts=restarts, steer=steer,
-                           compose_tries=compose_tries, region_strength=region_strength,
-                           woken_strength=woken_strength, repaint_strength=repaint_strength,
-                           restart_below=restart_below)
+    if infotext is not None:
+        request, options, critic = _from_infotext(infotext, lora)
+    elif prompt is None:
+        raise HuajiaError("give a PROMPT to paint, or --infotext PNG to repaint a thinking run")
+    else:
+        request = build_request(prompt, size, lora, n=n, seed=seed, steps=steps,
+                                guidance=guidance, negative_prompt=negative_prompt, style=style,
+                                scheduler=scheduler, guidance_rescale=guidance_rescale,
+                                upscaler=upscaler)
+        options = ThinkOptions(pauses=pauses, budget=budget, threshold=threshold,
+                               max_repaints=max_repaints, restarts=restarts, steer=steer,
+                               compose_tries=compose_tries, region_strength=region_strength,
+                               woken_strength=woken_strength, repaint_strength=repaint_strength,
+                               restart_below=restart_below)
     critic_impl = make_critic(critic, clip_model, vlm_url, vlm_model, vlm_key)
     check_plan(critic_impl, plan_prompt(request.prompt))
     prepare_out_dir(out)
@@ -155,6 +166,21 @@ def think(
         timeline(result).save(folder / "timeline.png")
         console.print(f"{folder / 'final.png'}\n{folder / 'thoughts.json'}\n"
                       f"{folder / 'timeline.png'}")
+
+
+def _from_infotext(path: Path, lora: list[str]):
+    """(request, think options, critic) that repaint the picture an infotext describes."""
+    from huajia.engine.infotext import read_infotext
+    from huajia.engine.request import request_fields
+    from huajia.thinking.options import options_from_infotext
+
+    if not path.is_file():
+        raise HuajiaError(f"--infotext '{path}' is not a file; give a PNG huajia think wrote")
+    text = read_infotext(path) if path.suffix.lower() == ".png" else path.read_text("utf-8")
+    fields = request_fields(text)
+    options, critic = options_from_infotext(text)
+    size = f"{fields.pop('width')}x{fields.pop('height')}" if "width" in fields else None
+    return build_request(fields.pop("prompt"), size, lora, **fields), options, critic
 
 
 def compare(

@@ -48,3 +48,53 @@ def test_info_on_a_png_without_parameters(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     done = huajia("info", str(tmp_path / "plain.png"))
     assert done.returncode == 2 and "no generation parameters" in done.stderr
+
+
+def test_info_pastes_into_a1111_with_loras(sd_dir, tmp_path):
+    """`huajia info` prints the infotext verbatim (a long one too: no wrapping), and A1111's
+    parser reads every field back, LoRAs as <lora:name:scale> tags with their hashes."""
+    from tests.conftest import loud_lora
+    from tests.engine.a1111_infotext import parse_generation_parameters
+
+    from huajia.engine.lora import lora_hash
+
+    lora = loud_lora(sd_dir, tmp_path / "ink")
+    prompt = "a red circle, " + "with a long, long description " * 6
+    done = huajia("generate", prompt, "--seed", "4", "--steps", "2", "--size", "64x64",
+                  "--model", str(sd_dir), "--out", str(tmp_path / "out"), "--negative",
+                  "blurry, dark", "--lora", f"{lora}:0.8", "--scheduler", "euler_a",
+                  "--guidance-rescale", "0.5")
+    assert done.returncode == 0, done.stderr
+    png = next((tmp_path / "out").glob("*.png"))
+    shown = huajia("info", str(png))
+    assert shown.stdout == read_infotext(png) + "\n"
+    parsed = parse_generation_parameters(shown.stdout)
+    assert parsed["Steps"] == "2" and parsed["Seed"] == "4" and parsed["CFG scale"] == "5.0"
+    assert parsed["Size-1"] == parsed["Size-2"] == "64"
+    assert parsed["Sampler"] == "Euler a" and parsed["CFG rescale"] == "0.5"
+    assert parsed["Negative prompt"] == "blurry, dark"
+    assert parsed["Prompt"].startswith(prompt.strip()) and parsed["loras"] == {"ink": 0.8}
+    assert parsed["Lora hashes"] == f"ink: {lora_hash(lora)}"
+    assert str(tmp_path) not in shown.stdout  # names, never the server's paths
+
+
+def test_usage_errors_are_one_line_exit_2(tmp_path):
+    """Every kind of typo: one line naming it and where help is, exit 2, no traceback."""
+    cases = [
+        (("generate", "x", "--cfg", "abc"), "--guidance"),
+        (("generate", "x", "--steps", "abc"), "--steps"),
+        (("generate", "x", "--bogus"), "No such option"),
+        (("generate",), "Missing argument"),
+        (("paint", "x"), "No such command"),
+        (("think",), "PROMPT"),
+        (("train", "rl", "--out", str(tmp_path / "r"), "--group-size", "abc"), "--group-size"),
+        (("generate", "x", "--scheduler", "nope"), "scheduler"),
+        (("think", "a red circle", "--budget", "0"), "budget"),
+        (("think", "a red circle and a dog"), "'dog'"),
+        (("serve", "--model-alias", "dall-e-3"), "NAME=MODEL"),
+    ]
+    for args, needle in cases:
+        done = huajia(*args)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and needle in lines[0], (args, done.stderr)
+        assert "Traceback" not in done.stderr

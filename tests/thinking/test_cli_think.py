@@ -33,3 +33,24 @@ def test_compare_and_critic_errors(sd_dir, tmp_path):
     assert Image.open(out).size[0] > 500
     bad = huajia("think", "a red circle", "--critic", "vlm", "--model", str(sd_dir))
     assert bad.returncode == 2 and "--vlm-url" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_think_repaints_a_png_from_its_infotext(sd_dir, tmp_path):
+    """The infotext records what reproduces a thinking run (seed, sampler, critic, every think
+    option), and `huajia think --infotext PNG` paints the same pixels from it."""
+    import numpy as np
+
+    first = huajia("think", "a red circle above a blue square", "--model", str(sd_dir),
+                   "--steps", "4", "--size", "64x64", "--seed", "11", "--restarts", "2",
+                   "--repaints", "1", "--compose-tries", "1", "--scheduler", "euler",
+                   "--threshold", "80", "--out", str(tmp_path / "a"))
+    assert first.returncode == 0, first.stderr
+    fields = parse_infotext(read_infotext(tmp_path / "a" / "final.png"))
+    options = json.loads(fields["Think options"])
+    assert options["restarts"] == 2 and options["threshold"] == 80.0 and fields["Seed"] == "11"
+    again = huajia("think", "--infotext", str(tmp_path / "a" / "final.png"), "--model",
+                   str(sd_dir), "--out", str(tmp_path / "b"))
+    assert again.returncode == 0, again.stderr
+    a, b = (np.asarray(Image.open(tmp_path / d / "final.png")) for d in "ab")
+    assert a.shape == b.shape and (a == b).all()
+    assert read_infotext(tmp_path / "b" / "final.png") == read_infotext(tmp_path / "a" / "final.png")

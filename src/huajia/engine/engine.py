@@ -20,7 +20,7 @@ from PIL import Image
 from huajia.engine import loading
 from huajia.engine.embeddings import encode_weighted
 from huajia.engine.infotext import format_infotext
-from huajia.engine.lora import apply_loras, apply_new_words, lora_name, read_new_words
+from huajia.engine.lora import apply_loras, apply_new_words, lora_hash, lora_name, read_new_words
 from huajia.engine.prompt_weights import plain_text
 from huajia.engine.request import GenerationRequest, GenerationResult, LoraSpec
 from huajia.engine.schedulers import make_scheduler, sampler_label
@@ -105,6 +105,7 @@ class Engine:
         self.active_loras: tuple = ()
         self.new_words: tuple[str, ...] = ()
         self.lora_words: dict[str, tuple | None] = {}  # per LoRA path, read once like its weights
+        self.lora_hashes: dict[str, str] = {}
 
     @classmethod
     def from_pipe(cls, pipe, *, name: str | None = None,
@@ -183,7 +184,7 @@ class Engine:
             fields = self.infotext_fields(request, size, self.sampler_for(first))
             results.append(GenerationResult(
                 tuple(mine), tuple(prep.seeds),
-                tuple(format_infotext(prep.prompt, prep.negative, {**fields, "Seed": s})
+                tuple(self.infotext(request, prep.prompt, prep.negative, {**fields, "Seed": s})
                       for s in prep.seeds),
                 tuple({**fields, "Seed": s, "Prompt": prep.prompt,
                        "Negative prompt": prep.negative} for s in prep.seeds),
@@ -240,6 +241,18 @@ class Engine:
             kwargs["negative_pooled_prompt_embeds"] = negative_enc.pooled.to(self.dtype)
         return kwargs
 
+    def infotext(self, request: GenerationRequest, prompt: str, negative: str,
+                 fields: dict) -> str:
+        """A1111's infotext of a picture of ``request``: its LoRAs as ``<lora:name:scale>``
+        in the prompt (what A1111 applies when the text is pasted back) and ``fields``."""
+        tags = " ".join(f"<lora:{lora_name(lora.path)}:{lora.scale:g}>" for lora in request.loras)
+        return format_infotext(f"{prompt} {tags}" if tags else prompt, negative, fields)
+
+    def lora_hash(self, lora: LoraSpec) -> str:
+        if lora.path not in self.lora_hashes:
+            self.lora_hashes[lora.path] = lora_hash(lora.path)
+        return self.lora_hashes[lora.path]
+
     def infotext_fields(self, request: GenerationRequest, size: tuple[int, int],
                         sampler: str) -> dict:
         from huajia import __version__
@@ -262,8 +275,9 @@ class Engine:
         if request.guidance_rescale:
             fields["CFG rescale"] = request.guidance_rescale
         if request.loras:
-            # names, not paths: a server's pictures must not reveal its folders
-            fields["Lora"] = " ".join(f"{lora_name(lora.path)}:{lora.scale}"
-                                      for lora in request.loras)
+            # names, not paths: a server's pictures must not reveal its folders; the
+            # <lora:name:scale> tags go in the prompt (``infotext``), as A1111 applies them
+            fields["Lora hashes"] = ", ".join(f"{lora_name(lora.path)}: {self.lora_hash(lora)}"
+                                              for lora in request.loras)
         fields["Version"] = f"huajia {__version__}"
         return fields

@@ -9,6 +9,7 @@ Format (what AUTOMATIC1111's "PNG Info" and other tools read):
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -20,10 +21,25 @@ from huajia.errors import HuajiaError
 _PAIR = re.compile(r'\s*([\w ]+):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
 
 
+def quote(value: object) -> str:
+    """A field value as A1111 writes it: JSON-quoted when it holds ',', ':' or a newline."""
+    text = str(value)
+    if "," not in text and ":" not in text and "\n" not in text:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def unquote(text: str) -> str:
+    if not (text.startswith('"') and text.endswith('"')):
+        return text
+    try:
+        return str(json.loads(text))
+    except ValueError:  # older huajia quoting: only inner quotes escaped
+        return text[1:-1].replace('\\"', '"')
+
+
 def format_infotext(prompt: str, negative: str, fields: dict[str, object]) -> str:
-    def value(v: object) -> str:
-        text = str(v)
-        return '"' + text.replace('"', '\\"') + '"' if ("," in text or ":" in text) else text
+    value = quote
 
     lines = [prompt]
     if negative:
@@ -45,10 +61,7 @@ def parse_infotext(text: str) -> dict[str, str]:
         (negative if in_negative else prompt).append(line)
     out = {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative)}
     for key, raw in _PAIR.findall(fields_line):
-        raw = raw.strip()
-        if raw.startswith('"') and raw.endswith('"'):
-            raw = raw[1:-1].replace('\\"', '"')
-        out[key.strip()] = raw
+        out[key.strip()] = unquote(raw.strip())
     return out
 
 

@@ -17,9 +17,26 @@ def _adapter_name(path: str) -> str:
     return "lora_" + hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:10]
 
 
+def lora_hash(path: str | Path) -> str:
+    """A1111's short LoRA hash ("Lora hashes"): sha256 of a safetensors file's tensor data,
+    after its header (the 'addnet' hash), first 12 hex digits."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / WEIGHT_NAME
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        header = int.from_bytes(handle.read(8), "little")
+        handle.seek(8 + header)
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
 def lora_name(path: str | Path) -> str:
     """What a LoRA is called: its file's stem, or its folder's name."""
     path = Path(path)
+    if path.name == WEIGHT_NAME:  # diffusers' fixed file name: the folder names the LoRA
+        return path.parent.name
     return path.name if path.is_dir() or not path.suffix else path.stem
 
 

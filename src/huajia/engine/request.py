@@ -7,6 +7,7 @@ or schedulers, malformed prompt weights and out-of-range numbers are ``HuajiaErr
 
 from __future__ import annotations
 
+import re
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -80,6 +81,36 @@ class GenerationRequest:
         if self.seed is not None and self.seed + self.n - 1 > MAX_SEED:
             raise HuajiaError(f"seed={self.seed} with n={self.n} runs past {MAX_SEED}; "
                               "use a smaller seed")
+
+
+_LORA_TAG = re.compile(r"\s*<lora:[^>]*>")
+
+
+def request_fields(infotext: str) -> dict:
+    """The ``GenerationRequest`` fields an A1111 infotext records (huajia's or A1111's own):
+    what re-paints its picture. LoRA tags are dropped (their files are not named there)."""
+    from huajia.engine.infotext import parse_infotext
+
+    info = parse_infotext(infotext)
+    fields: dict = {"prompt": _LORA_TAG.sub("", info["Prompt"]).strip(),
+                    "negative_prompt": info.get("Negative prompt", "")}
+    numbers = {"Steps": ("steps", int), "CFG scale": ("guidance", float), "Seed": ("seed", int),
+               "CFG rescale": ("guidance_rescale", float)}
+    for key, (name, kind) in numbers.items():
+        if key in info:
+            try:
+                fields[name] = kind(info[key])
+            except ValueError:
+                raise HuajiaError(f"the infotext's {key} '{info[key]}' is not a number") from None
+    size = info.get("Hires resize") or info.get("Size")
+    if size:
+        fields["width"], fields["height"] = parse_size(size)
+    if "Hires upscaler" in info:
+        fields["upscaler"] = info["Hires upscaler"].lower()
+    labels = {label: name for name, (_, label) in SCHEDULERS.items()}
+    if info.get("Sampler") in labels:
+        fields["scheduler"] = labels[info["Sampler"]]
+    return fields
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -21,14 +21,13 @@ import torch
 from PIL import Image
 
 from huajia.engine.engine import Engine, PreparedPrompt
-from huajia.engine.infotext import format_infotext
 from huajia.engine.request import GenerationRequest
 from huajia.engine.session import Session
 from huajia.errors import HuajiaError
 from huajia.thinking.compose import Part, isolate, part_caption, paste, plain_background, sub_plan
 from huajia.thinking.critics import Critic, check_plan
 from huajia.thinking.messages import text
-from huajia.thinking.options import ThinkOptions
+from huajia.thinking.options import ThinkOptions, options_text
 from huajia.thinking.plan import Plan, plan_prompt
 from huajia.thinking.regional import RegionalHooks, RegionState, soft_mask
 from huajia.thinking.run import RESEED, Frame, PauseCallback, ThinkRun, Thought, mean_score
@@ -84,12 +83,14 @@ class Thinker:
         image = self.engine.finish(image, request)
         fields = self.engine.infotext_fields(request, run.size, self.engine.sampler_for(request))
         opts = self.options
+        # what reproduces the picture: the request's seed (restarts and parts derive from it),
+        # the critic and every think option; 'huajia think --infotext PNG' reads them back
         fields.update({"Seed": run.seed, "Critic": getattr(self.critic, "name", "custom"),
-                       "Pauses": opts.pauses, "Steer": opts.steer,
-                       "Compose": opts.compose_tries, "Restarts": run.attempt,
+                       "Think options": options_text(opts), "Restarts": run.attempt,
                        "NFE": run.state.calls})
+        infotext = self.engine.infotext(request, prepared.prompt, prepared.negative, fields)
         result = ThinkResult(image, plan, run.thoughts, run.frames, run.state.calls, satisfied,
-                             run.seed, format_infotext(prepared.prompt, prepared.negative, fields))
+                             run.seed, infotext)
         result.timings["total_s"] = time.perf_counter() - start
         return result
 

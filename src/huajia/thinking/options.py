@@ -3,8 +3,11 @@ and help (``huajia.params``) for the CLI, the Python API and the HTTP API alike.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 
+from huajia.errors import HuajiaError
 from huajia.params import check, param
 
 CRITICS = ("shapes", "clip", "vlm")
@@ -57,3 +60,25 @@ class ThinkOptions:
 
     def __post_init__(self) -> None:
         check(self)
+
+
+def options_text(options: ThinkOptions) -> str:
+    """Every think option as compact JSON (the infotext's 'Think options')."""
+    return json.dumps(dataclasses.asdict(options), separators=(",", ":"))
+
+
+def options_from_infotext(infotext: str) -> tuple[ThinkOptions, str]:
+    """(the ThinkOptions, the critic) a thinking run's infotext records."""
+    from huajia.engine.infotext import parse_infotext
+
+    info = parse_infotext(infotext)
+    if "Think options" not in info:
+        raise HuajiaError("this infotext records no 'Think options' (not a thinking run, or "
+                          "made by an older huajia); pass the options as flags")
+    try:
+        values = json.loads(info["Think options"])
+        return ThinkOptions(**values), info.get("Critic", "shapes")
+    except (ValueError, TypeError) as error:
+        raise HuajiaError(f"the infotext's 'Think options' cannot be read ({error}); pass the "
+                          "options as flags") from None
+
