@@ -66,7 +66,8 @@ def test_url_results_are_served_by_the_api(client):
     ({"prompt": ""}, "prompt"), ({"n": 0}, "n"), ({"size": "7x7"}, None),
     ({"size": "big"}, None), ({"style": "nope"}, None), ({"steps": 0}, "steps"),
     ({"unknown_field": 1}, "unknown_field"), ({"prompt": "(unclosed:1.2"}, None),
-    ({"model": "sd-9000"}, None), ({"background": "transparent"}, None), ({"loras": ["x"]}, None), ({"seed": -1}, "seed"),
+    ({"model": "sd-9000"}, None), ({"background": "transparent"}, None),
+    ({"loras": ["x"]}, None), ({"seed": -1}, "seed"),
 ])
 def test_bad_input_is_a_400_in_openai_shape(client, patch, param):
     error = _error(client.post("/v1/images/generations", json={**BODY, **patch}), 400)
