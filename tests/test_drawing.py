@@ -45,3 +45,25 @@ def test_grid_text_fits_or_is_marked_cut():
     capped = captioned_grid(tiles, columns=2, tile_px=96, text_lines=3)
     assert fitted.size[1] == 96 + 16 + lines * 17 and capped.size[1] == 96 + 16 + 3 * 17
     assert _fit(["a", "b", "c"], 2) == ["a", "b …"] and _fit(["a"], 2) == ["a"]
+
+
+def test_without_a_cjk_font_latin_text_still_draws_and_chinese_fails_first(monkeypatch):
+    """A machine with no Chinese font: English pictures use Pillow's own font; Chinese text
+    is refused up front (before any work) with the way out, not after the compute."""
+    from typer.testing import CliRunner
+
+    from huajia import drawing
+    from huajia.cli import app
+
+    monkeypatch.setattr(drawing, "_cjk_font_or_none", lambda: None)
+    drawing.font.cache_clear()
+    try:
+        tile = drawing.Tile(Image.new("RGB", (32, 32), "red"), ("a red circle",))
+        assert drawing.captioned_grid([tile], title="English only").size[0] > 100
+        with pytest.raises(HuajiaError, match="Chinese glyphs"):
+            drawing.captioned_grid([drawing.Tile(tile.image, ("一个红色圆形",))])
+        result = CliRunner().invoke(app, ["think", "一个红色圆形", "--model", "/nonexistent"])
+        assert isinstance(result.exception, HuajiaError)
+        assert "Chinese glyphs" in str(result.exception)  # not 'no model at': checked first
+    finally:
+        drawing.font.cache_clear()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -150,7 +151,8 @@ def eval_shapes(
         write_json(result, json_path)
         console.print(f"report: {json_path}")
     if out is not None:
-        write_json(result, out / "report.json")
+        if json_path is None:  # one report, not two identical files
+            write_json(result, out / "report.json")
         sheet = failure_sheet(result, out / "failures.png")
         console.print(f"failures: {sheet}" if sheet else "no failures")
 
@@ -162,11 +164,15 @@ def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="Where results
     """The main job: the world, a grid of generated pictures (en + zh), ShapesEval."""
     from huajia.drawing import Tile, captioned_grid
     from huajia.evaluation.generators import make_generator
+    from huajia.evaluation.prompts import shapes_eval_prompts
     from huajia.evaluation.report import prompt_grid
     from huajia.world.dataset import make_example, prepare_out_dir
     from huajia.world.render import render
 
     prepare_out_dir(out)
+    pictures = 12 + len(shapes_eval_prompts(specs_per_task)) * 2  # the grid, then ShapesEval
+    console.print(f"demo: the world, a grid of 12 prompts, then ShapesEval ({pictures - 12} "
+                  f"pictures); about {_demo_minutes(pictures)} on this machine's CPU")
     tiles = []
     for index in range(12):
         scene, _, text, text_zh = make_example(index, seed=7, split="train")
@@ -174,11 +180,21 @@ def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="Where results
     captioned_grid(tiles, columns=4, text_lines=10, title="The shapes world (train split)").save(
         out / "world.png")
     console.print(f"world sample: {out / 'world.png'}")
+    started = time.perf_counter()
     with console.status(f"painting a dozen prompts with {model}"):
         prompt_grid(make_generator(model)).save(out / "grid.png")
-    console.print(f"generated grid: {out / 'grid.png'}")
+    pace = (time.perf_counter() - started) / 12
+    console.print(f"generated grid: {out / 'grid.png'} ({pace:.1f} s a picture, so ShapesEval "
+                  f"takes about {(pictures - 12) * pace / 60:.0f} min)")
     eval_shapes(model=model, json_path=out / "shapes_eval.json", out=out, images_per_prompt=2,
                 specs_per_task=specs_per_task, size=128, steps=20, guidance=5.0, scheduler=None)
+
+
+def _demo_minutes(pictures: int) -> str:
+    """A first guess before anything is measured: about 1 s a picture per core at 128 px."""
+    cores = max(1, min(os.cpu_count() or 1, 4))
+    low, high = pictures * 1.2 / cores / 60, pictures * 2.5 / cores / 60
+    return f"{max(1, round(low))}-{max(2, round(high))} min"
 
 
 @app.command("info")

@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from huajia.cli_common import console, progress_bar, vocabulary_option
+from huajia.drawing import check_font_for
 from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
 from huajia.thinking.options import CRITICS, ThinkOptions
@@ -155,6 +156,7 @@ def think(
                                restart_below=restart_below)
     critic_impl = make_critic(critic, clip_model, vlm_url, vlm_model, vlm_key)
     check_plan(critic_impl, plan_prompt(request.prompt))
+    check_font_for(request.prompt)  # the timeline speaks the prompt's language
     prepare_out_dir(out)
     results = Thinker(open_engine(model), critic_impl, options).think_all(
         request, on_thought=lambda i, t: console.print(
@@ -202,6 +204,7 @@ def compare(
     request = build_request(prompt, None, [], seed=seed, steps=steps, guidance=guidance)
     critic_impl, plan = make_critic(critic), plan_prompt(prompt)
     check_plan(critic_impl, plan)
+    check_font_for(prompt)
     prepare_out_dir(out.parent if str(out.parent) else Path("."))
     engine = open_engine(model)
     plain = engine.generate(request)

@@ -45,8 +45,13 @@ def cjk_font_path() -> str:
     for path in _KNOWN_CJK_FONTS:
         if os.path.isfile(path):
             return path
-    raise HuajiaError("no font with Chinese glyphs found; install one (Debian/Ubuntu: "
-                      "apt-get install fonts-wqy-microhei, or run 'make setup') or set HUAJIA_FONT")
+    raise _no_cjk_font()
+
+
+def _no_cjk_font() -> HuajiaError:
+    return HuajiaError("no font with Chinese glyphs found; install one (Debian/Ubuntu: "
+                       "apt-get install fonts-wqy-microhei, or run 'make setup') or set "
+                       "HUAJIA_FONT")
 
 
 def _has_cjk(path: str) -> bool:
@@ -57,9 +62,31 @@ def _has_cjk(path: str) -> bool:
     return font.getmask("画").getbbox() != font.getmask("\uffff").getbbox()
 
 
+@lru_cache(maxsize=1)
+def _cjk_font_or_none() -> str | None:
+    try:
+        return cjk_font_path()
+    except HuajiaError:
+        return None
+
+
+def has_cjk(text: str) -> bool:
+    return any("\u3400" <= ch <= "\u9fff" or "\u3000" <= ch <= "\u303f" or
+               "\uff00" <= ch <= "\uffef" for ch in text)
+
+
+def check_font_for(*texts: str) -> None:
+    """Call before the work whose pictures will carry ``texts``: Chinese needs a CJK font
+    (a HuajiaError saying how to get one); Latin text always has Pillow's own font."""
+    if any(has_cjk(t) for t in texts) and _cjk_font_or_none() is None:
+        raise _no_cjk_font()
+
+
 @lru_cache(maxsize=8)
 def font(size: int = 14) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(cjk_font_path(), size)
+    """A CJK font when the machine has one, else Pillow's built-in font (Latin only)."""
+    path = _cjk_font_or_none()
+    return ImageFont.truetype(path, size) if path else ImageFont.load_default(size)
 
 
 def wrap(text: str, width_px: int, face: ImageFont.FreeTypeFont) -> list[str]:
@@ -107,6 +134,7 @@ def captioned_grid(tiles: Sequence[Tile], columns: int = 4, tile_px: int = 192,
     ``text_lines`` lines (cut text ends in '…'; None: as many lines as the longest text)."""
     if not tiles:
         raise HuajiaError("nothing to draw: the grid has no pictures")
+    check_font_for(title, *(line for tile in tiles for line in tile.lines))
     face = font(font_px)
     texts = [_fit([w for line in tile.lines for w in wrap(line, tile_px, face)], text_lines)
              for tile in tiles]

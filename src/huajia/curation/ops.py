@@ -40,6 +40,21 @@ class Verdict:
     stat: float | None = None  # the measured value, for histograms
 
 
+def bounds(low: float, high: float, no_low: float, no_high: float, unit: str = "") -> str:
+    """A filter's range as a person reads it: '≥ 1024', '≤ 5 MB' or '64-512' (bounds at their
+    'no limit' values are left out, instead of printing 2147483648)."""
+    def text(value: float) -> str:
+        return f"{value:g}{unit}"
+
+    if low <= no_low and high >= no_high:
+        return "any"
+    if high >= no_high:
+        return f"≥ {text(low)}"
+    if low <= no_low:
+        return f"≤ {text(high)}"
+    return f"{text(low)}-{text(high)}"
+
+
 class ImageShapeFilter:
     name = "image_shape_filter"
 
@@ -50,8 +65,10 @@ class ImageShapeFilter:
     def __call__(self, sample: Sample, image: Image.Image) -> Verdict:
         w, h = image.size
         ok = self.min_w <= w <= self.max_w and self.min_h <= h <= self.max_h
-        reason = "" if ok else (f"{w}x{h} outside width {self.min_w}-{self.max_w}, "
-                                f"height {self.min_h}-{self.max_h}")
+        limits = [f"{name} {bounds(low, high, 1, 2**31)}" for name, low, high in
+                  (("width", self.min_w, self.max_w), ("height", self.min_h, self.max_h))
+                  if low > 1 or high < 2**31]
+        reason = "" if ok else f"{w}x{h} outside {', '.join(limits)}"
         return Verdict(ok, reason, float(min(w, h)))
 
 
@@ -65,7 +82,7 @@ class ImageAspectRatioFilter:
         ratio = image.size[0] / image.size[1]
         ok = self.min_ratio <= ratio <= self.max_ratio
         return Verdict(ok, "" if ok else f"aspect ratio {ratio:.2f} outside "
-                       f"{self.min_ratio}-{self.max_ratio}", ratio)
+                       f"{bounds(self.min_ratio, self.max_ratio, 0, 1e9)}", ratio)
 
 
 class ImageSizeFilter:
@@ -79,7 +96,8 @@ class ImageSizeFilter:
         size = sample.path.stat().st_size
         ok = self.min_bytes <= size <= self.max_bytes
         return Verdict(ok, "" if ok else f"file size {size} B outside "
-                       f"{self.min_bytes}-{self.max_bytes} B", float(size))
+                       f"{bounds(self.min_bytes, self.max_bytes, 0, parse_bytes('1TB'), ' B')}",
+                       float(size))
 
 
 class ImageDeduplicator:

@@ -183,8 +183,10 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
     from diffusers.optimization import get_scheduler
     from peft import LoraConfig
 
+    from huajia.drawing import check_font_for
     from huajia.engine.engine import Engine
 
+    check_font_for(*recipe.sample_prompts)  # the sample grids, before any compute
     out = Path(recipe.out)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(mixed_precision="no" if recipe.precision == "fp32" else recipe.precision)
