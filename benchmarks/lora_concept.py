@@ -99,6 +99,8 @@ def _earlier_base(args) -> tuple:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concept", default="hexagon")
+    parser.add_argument("--model", default="embedded",
+                        help="Base model to teach (a diffusers folder, e.g. an RL candidate).")
     parser.add_argument("--images", type=int, default=600)
     parser.add_argument("--steps", type=int, default=LoraRecipe.steps)
     parser.add_argument("--batch", type=int, default=LoraRecipe.batch)
@@ -156,11 +158,11 @@ def main() -> None:
     curated = curate(Recipe(str(work / "raw"), str(work / "clean"), ops))
     curate(Recipe(str(work / "reg_raw"), str(work / "reg"), ops))
     new_words = _new_words(args.new_words, args.concept)
-    engine = Engine("embedded")
+    engine = Engine(args.model)
     before = (_earlier_base(args) if args.base_from else
               measure(engine, args.concept, (), args.specs_per_task, args.concept_specs))
     start = time.perf_counter()
-    path = train_lora(LoraRecipe(data=str(work / "clean"), out=str(work / "lora"),
+    path = train_lora(LoraRecipe(data=str(work / "clean"), out=str(work / "lora"), model=args.model,
                                  rank=args.rank, alpha=args.alpha, steps=args.steps,
                                  batch=args.batch, seed=args.seed,
                                  conv_rank=args.conv_rank, conv_alpha=args.alpha,

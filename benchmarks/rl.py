@@ -24,6 +24,7 @@ from huajia.evaluation.model_report import report_model
 from huajia.evaluation.prompts import TASKS, shapes_eval_prompts
 from huajia.world.parser import unknown_words
 
+PROMPT_SEED = 2025  # ShapesEval's own prompt set
 GRID_PROMPTS = 2  # per task, the first specs' English and Chinese prompts alternate
 
 
@@ -42,7 +43,10 @@ def _cache_key(path: str, args) -> str:
 
     folder = Path(resolve_model(path).location) / "unet"
     stamp = [(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in sorted(folder.glob("*"))]
-    return json.dumps([path, stamp, args.specs_per_task, args.images_per_prompt])
+    key = [path, stamp, args.specs_per_task, args.images_per_prompt]
+    if args.prompt_seed != PROMPT_SEED:  # keys of the default prompt set stay as they were
+        key.append(args.prompt_seed)
+    return json.dumps(key)
 
 
 def _evaluate(label: str, path: str, prompts, keep, args) -> tuple[dict, list]:
@@ -72,10 +76,13 @@ def main() -> None:
     parser.add_argument("--specs-per-task", type=int, default=12)
     parser.add_argument("--images-per-prompt", type=int, default=2)
     parser.add_argument("--name", default="rl")
+    parser.add_argument("--prompt-seed", type=int, default=PROMPT_SEED,
+                        help="Another seed draws an independent held-out prompt set (a "
+                             "confirmation run).")
     args = parser.parse_args()
     models = [m.split("=", 1) for m in args.model]
     given = {k: float(v) for k, v in (c.split("=", 1) for c in args.cpu_minutes)}
-    prompts = shapes_eval_prompts(args.specs_per_task)
+    prompts = shapes_eval_prompts(args.specs_per_task, seed=args.prompt_seed)
     keep = [p.id for t in TASKS for p in [q for q in prompts if q.task == t][:GRID_PROMPTS]]
     results, rows, columns = {}, [], []
     for label, path in models:
@@ -100,6 +107,7 @@ def main() -> None:
            f"{args.images_per_prompt} images), plain generation at the default settings",
            ["model", "overall", *TASKS, "en / zh", "second judge", "diversity", "CPU min"], rows,
            {"specs_per_task": args.specs_per_task, "images_per_prompt": args.images_per_prompt,
+            "prompt_seed": args.prompt_seed,
             "results": results})
 
 

@@ -39,8 +39,11 @@ def serve(
     """Serve the OpenAI-compatible image API, the job API and the web page."""
     import uvicorn
 
+    from huajia.engine.loading import resolve_model
     from huajia.serving.app import create_app
     from huajia.serving.config import ServeConfig, parse_aliases, read_api_keys
+
+    resolve_model(model)  # a wrong path is one line now, not a traceback at startup
 
     config = ServeConfig(data_dir=data_dir, model=model,
                          api_keys=read_api_keys(api_keys) if api_keys else (), rate=rate,

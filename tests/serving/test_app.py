@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from tests.serving.conftest import KEY, make_config
 
+from huajia.engine.infotext import parse_infotext
 from huajia.serving.app import create_app
 
 BODY = {"prompt": "a red circle left of a blue square", "seed": 7, "steps": 3, "size": "64x64"}
@@ -107,7 +108,10 @@ def test_thinking_job_streams_thoughts(client):
     assert "compose" in [t["phase"] for t in thoughts]  # the tiny model's regions all fail
     image = Image.open(io.BytesIO(_png(client.get(f"/v1/jobs/{job['id']}/result").json()
                                        ["data"][0])))
-    assert "Critic: shapes, Pauses: 2, Steer: False, Compose: 1, Restarts: " in image.info["parameters"]
+    fields = parse_infotext(image.info["parameters"])
+    options = json.loads(fields["Think options"])  # what repaints it (huajia think --infotext)
+    assert fields["Critic"] == "shapes" and options["pauses"] == 2
+    assert options["compose_tries"] == 1 and options["max_repaints"] == 1
 
 
 def test_compatible_jobs_share_one_batch(tmp_path, sd_dir):

@@ -137,7 +137,7 @@ def test_without_steering_a_look_only_notes_what_to_repaint(engine):
     assert "repaint a wrong region" in result.thoughts[0].decision
     composing = Thinker(engine, ShapesCritic(), replace(options, compose_tries=1))
     assert "sub-caption alone" in composing.think(_request()).thoughts[0].decision
-    assert "Steer: False" in result.infotext
+    assert '\\"steer\\":false' in result.infotext  # in the recorded 'Think options'
     repaint_cost = result.nfe - 6 * 2  # the painting itself ran as plain CFG
     assert repaint_cost > 0 and "repaint" in [t.phase for t in result.thoughts]
 
