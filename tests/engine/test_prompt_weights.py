@@ -55,3 +55,22 @@ def test_malformed_syntax_is_an_error_that_says_where(prompt, needle):
 def test_plain_text_drops_the_syntax_and_breaks():
     assert plain_text("a (red:1.5) [circle] BREAK (two:1.1) stars") == "a red circle two stars"
     assert parse_weights("") == [] and Segment("x").weight == 1.0
+
+
+@pytest.mark.parametrize("prompt, needle", [
+    ("(x:nan)", "outside"), ("(x:1e309)", "outside"), ("(x:-inf)", "outside"),
+    ("(x:11)", "outside"), ("((x:5):5)", "multiply"),
+    ("(" * 500 + "x" + ")" * 500, "nest deeper"), ("a BREAK " * 9 + "b", "BREAKs"),
+])
+def test_absurd_weights_depth_and_breaks_are_refused(prompt, needle):
+    """What would cost without bound or paint a black picture (then cached) is an error."""
+    with pytest.raises(HuajiaError, match=needle) as info:
+        parse_weights(prompt)
+    assert len(str(info.value)) < 300 and "\n" not in str(info.value)  # one short line
+
+
+def test_a_prompt_of_invisible_characters_is_empty():
+    from huajia.engine.request import GenerationRequest
+
+    with pytest.raises(HuajiaError, match="empty"):
+        GenerationRequest("\u200b\u200d\u2060 \ufeff")

@@ -15,6 +15,9 @@ from huajia.errors import HuajiaError
 
 ROUND, SQUARE = 1.1, 1 / 1.1
 BREAK = "BREAK"
+MAX_WEIGHT = 10.0  # |weight| beyond this only breaks the picture (A1111 users stay under 2)
+MAX_DEPTH = 16  # bracket nesting; 500 deep costs time and means nothing
+MAX_BREAKS = 7  # at most 8 chunks from BREAK (each chunk is a text-encoder pass per image)
 _TOKEN = re.compile(r"\\[()\[\]\\]|\(|\)|\[|\]|:|\bBREAK\b|[^\\()\[\]:B]+|B|\\")
 
 
@@ -25,7 +28,8 @@ class Segment:
 
 
 def _fail(prompt: str, position: int, problem: str) -> HuajiaError:
-    return HuajiaError(f"malformed prompt: {problem} at character {position + 1} of {prompt!r}; "
+    shown = prompt if len(prompt) <= 80 else "…" + prompt[max(0, position - 30):position + 30] + "…"
+    return HuajiaError(f"malformed prompt: {problem} at character {position + 1} of {shown!r}; "
                        "write literal brackets as \\( \\) \\[ \\]")
 
 
@@ -38,6 +42,8 @@ def parse_weights(prompt: str) -> list[Segment]:
         piece, position = match.group(0), match.start()
         if piece in ("(", "["):
             stack.append((piece, position, len(segments)))
+            if len(stack) > MAX_DEPTH:
+                raise _fail(prompt, position, f"brackets nest deeper than {MAX_DEPTH}")
         elif piece in (")", "]"):
             if not stack or stack[-1][0] != ("(" if piece == ")" else "["):
                 raise _fail(prompt, position, f"'{piece}' closes nothing")
@@ -47,9 +53,16 @@ def parse_weights(prompt: str) -> list[Segment]:
             for i in range(first, len(segments)):
                 if segments[i].weight >= 0:
                     scale = explicit if explicit is not None else factor
-                    segments[i] = Segment(segments[i].text, segments[i].weight * scale)
+                    weight = segments[i].weight * scale
+                    if not abs(weight) <= MAX_WEIGHT:  # nested weights multiply
+                        raise _fail(prompt, position, f"nested weights multiply to {weight:g}, "
+                                                      f"outside ±{MAX_WEIGHT:g}")
+                    segments[i] = Segment(segments[i].text, weight)
         elif piece == BREAK:
             segments.append(Segment(BREAK, -1.0))
+            if sum(seg.weight < 0 for seg in segments) > MAX_BREAKS:
+                raise HuajiaError(f"the prompt has more than {MAX_BREAKS} BREAKs (at most "
+                                  f"{MAX_BREAKS + 1} chunks); join its parts")
         elif piece.startswith("\\") and len(piece) == 2:
             segments.append(Segment(piece[1]))
         else:
@@ -77,6 +90,9 @@ def _explicit_weight(segments: list[Segment], first: int, bracket: str, prompt: 
         weight = float(number)
     except ValueError:
         raise _fail(prompt, position, f"weight '{number}' is not a number") from None
+    if not abs(weight) <= MAX_WEIGHT:  # also nan and inf
+        raise _fail(prompt, position, f"weight '{number}' is outside -{MAX_WEIGHT:g} to "
+                                      f"{MAX_WEIGHT:g}")
     del segments[colon:]
     return weight
 

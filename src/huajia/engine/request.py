@@ -8,6 +8,7 @@ or schedulers, malformed prompt weights and out-of-range numbers are ``HuajiaErr
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -72,7 +73,7 @@ class GenerationRequest:
                           "asked size).", choices=UPSCALERS)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.prompt, str) or not self.prompt.strip():
+        if not isinstance(self.prompt, str) or not visible(self.prompt):
             raise HuajiaError("the prompt is empty; describe the picture you want")
         check(self)
         parse_weights(self.prompt)  # malformed weight syntax fails here, before any work
@@ -111,6 +112,12 @@ def request_fields(infotext: str) -> dict:
     if info.get("Sampler") in labels:
         fields["scheduler"] = labels[info["Sampler"]]
     return fields
+
+
+def visible(text: str) -> str:
+    """``text`` without whitespace and invisible format characters (zero-width spaces,
+    joiners, direction marks): what is left to paint."""
+    return "".join(ch for ch in text if not ch.isspace() and unicodedata.category(ch) != "Cf")
 
 
 def parse_size(text: str) -> tuple[int, int]:
