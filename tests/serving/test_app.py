@@ -197,3 +197,23 @@ def test_provenance_rejects_foreign_and_broken_images(client):
     _error(client.post("/v1/provenance/verify", json={"image": "!!!"}), 400)
     _error(client.post("/v1/provenance/verify",
                        json={"image": base64.b64encode(b"not a picture").decode()}), 400)
+
+
+def test_framework_errors_are_openai_shaped(client):
+    """Unknown routes (404), wrong methods (405) and bad query values (422 in FastAPI) come back
+    as OpenAI's error body, not FastAPI's {"detail": …}."""
+    for response, status in ((client.get("/v1/nope"), 404),
+                             (client.delete("/v1/images/generations"), 405),
+                             (client.get("/v1/jobs/x/result?output_compression=500"), 400)):
+        error = _error(response, status)
+        assert error["type"] in ("not_found_error", "invalid_request_error") and error["message"]
+    assert "allowed" in _error(client.put("/health"), 405)["message"]
+
+
+def test_docs_do_not_reflect_the_key_unescaped(tmp_path, sd_dir):
+    app = create_app(make_config(tmp_path, sd_dir, api_keys=(KEY,)))
+    with TestClient(app) as client:
+        page = client.get("/docs", params={"key": "<script>alert(1)</script>"},
+                          headers={"Authorization": f"Bearer {KEY}"})
+        assert page.status_code == 200 and "<script>alert" not in page.text
+        assert "%3Cscript%3E" in page.text  # passed on, URL-encoded

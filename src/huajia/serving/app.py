@@ -16,16 +16,18 @@ import io
 import json
 import secrets
 import time
+import urllib.parse
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from huajia import __version__
 from huajia.engine.styles import load_styles
@@ -83,10 +85,16 @@ def _install_error_handlers(app: FastAPI) -> None:
             str(first.get("msg", "invalid request body; send JSON"))
         return _error(400, message, "invalid_request_error", where or None, "invalid_value")
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException):
+    # starlette's class: FastAPI's subclasses it, and unknown routes (404) and methods (405)
+    # raise starlette's own, which a handler for FastAPI's would miss
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
         kind = "not_found_error" if error.status_code == 404 else "invalid_request_error"
-        return _error(error.status_code, str(error.detail), kind)
+        message = {404: f"no route {request.url.path}; see /docs for the API",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(
+                       error.status_code, str(error.detail))
+        return _error(error.status_code, message, kind,
+                      headers=getattr(error, "headers", None))
 
 
 def _signature(secret: bytes, name: str) -> str:
@@ -208,7 +216,8 @@ def _private_docs(app: FastAPI, auth: Auth) -> None:
 
     @app.get("/docs", include_in_schema=False)
     def swagger(request: Request, owner: str = Depends(auth.caller)) -> HTMLResponse:
-        key = request.query_params.get("key", "")
+        # the key goes back into the page only URL-encoded: a '<script>' key is not reflected
+        key = urllib.parse.quote(request.query_params.get("key", ""), safe="")
         return get_swagger_ui_html(openapi_url=f"/openapi.json?key={key}", title="huajia")
 
 
