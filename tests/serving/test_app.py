@@ -217,3 +217,20 @@ def test_docs_do_not_reflect_the_key_unescaped(tmp_path, sd_dir):
                           headers={"Authorization": f"Bearer {KEY}"})
         assert page.status_code == 200 and "<script>alert" not in page.text
         assert "%3Cscript%3E" in page.text  # passed on, URL-encoded
+
+
+def test_a_huge_body_is_a_413_before_it_is_read(tmp_path, sd_dir):
+    app = create_app(make_config(tmp_path, sd_dir, max_body_bytes=1024))
+    with TestClient(app) as client:
+        big = json.dumps({"prompt": "a red circle " * 200}).encode()
+        error = _error(client.post("/v1/images/generations", content=big,
+                                   headers={"content-type": "application/json"}), 413)
+        assert error["code"] == "request_too_large"
+
+        def chunks():  # no Content-Length: counted as it streams
+            for _ in range(8):
+                yield b" " * 512
+
+        _error(client.post("/v1/images/generations", content=chunks(),
+                           headers={"content-type": "application/json"}), 413)
+        assert client.get("/health").status_code == 200

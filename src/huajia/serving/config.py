@@ -44,6 +44,7 @@ class ServeConfig:
     vlm_timeout_s: float = 30.0
     # names apps send (OpenAI's models) → the served model ("": whatever is served)
     model_aliases: tuple[tuple[str, str], ...] = DEFAULT_ALIASES
+    max_body_bytes: int = 16 * 1024**2  # a request body beyond this is a 413, unread
 
     def __post_init__(self) -> None:
         if self.nsfw not in ("blur", "refuse", "off"):
