@@ -234,3 +234,25 @@ def test_a_huge_body_is_a_413_before_it_is_read(tmp_path, sd_dir):
         _error(client.post("/v1/images/generations", content=chunks(),
                            headers={"content-type": "application/json"}), 413)
         assert client.get("/health").status_code == 200
+
+
+def test_provenance_refuses_a_decompression_bomb_from_its_header(client):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)  # 400 megapixels, grey
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) +
+            chunk(b"IDAT", zlib.compress(b"\x00" * 20001)) + chunk(b"IEND", b""))
+    error = _error(client.post("/v1/provenance/verify",
+                               json={"image": base64.b64encode(bomb).decode()}), 400)
+    assert "16 megapixels" in error["message"] and error["param"] == "image"
+    header = struct.pack(">IIBBBBB", 5000, 5000, 8, 0, 0, 0, 0)  # under Pillow's own limit
+    big = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) +
+           chunk(b"IDAT", zlib.compress(b"\x00" * 5001)) + chunk(b"IEND", b""))
+    error = _error(client.post("/v1/provenance/verify",
+                               json={"image": base64.b64encode(big).decode()}), 400)
+    assert "5000x5000" in error["message"]  # refused from the header, never decoded

@@ -51,6 +51,7 @@ from huajia.serving.schemas import (
 )
 from huajia.serving.service import FINAL_STATES, ImageService, b64, result_item
 
+MAX_VERIFY_PIXELS = 16 * 10**6  # provenance checks: 4096x4096 is plenty for any result here
 ERRORS: dict = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 429)}
 
 
@@ -405,7 +406,15 @@ def _decode_image(text: str) -> Image.Image:
         text = text.split(",", 1)[-1]
     try:
         image = Image.open(io.BytesIO(base64.b64decode(text, validate=True)))
+        # the header alone says the size: refuse a decompression bomb before decoding it
+        if image.width * image.height > MAX_VERIFY_PIXELS:
+            raise ApiError(400, f"image is {image.width}x{image.height}; at most "
+                           f"{MAX_VERIFY_PIXELS // 10**6} megapixels can be checked",
+                           param="image")
         image.load()
+    except Image.DecompressionBombError:
+        raise ApiError(400, f"image is too large to check; at most "
+                       f"{MAX_VERIFY_PIXELS // 10**6} megapixels", param="image") from None
     except (binascii.Error, ValueError):
         raise ApiError(400, "image is not valid base64", param="image") from None
     except (UnidentifiedImageError, OSError):
