@@ -158,9 +158,24 @@ def test_api_keys_and_rate_limit(tmp_path, sd_dir):
         limited = client.post("/v1/jobs", json=BODY, headers=auth)
         assert _error(limited, 429)["type"] == "rate_limit_error"
         assert int(limited.headers["Retry-After"]) >= 1
-        # a signed URL works without the key; an unsigned one does not
+        # a signed URL works without the key until it expires; an unsigned one does not
         job = client.post("/v1/jobs", json=BODY, headers={"Authorization": "Bearer x"})
         assert job.status_code == 401
+
+
+def test_signed_urls_expire(tmp_path, sd_dir):
+    app = create_app(make_config(tmp_path, sd_dir, api_keys=(KEY,), url_ttl_s=1))
+    auth = {"Authorization": f"Bearer {KEY}"}
+    with TestClient(app) as client:
+        body = client.post("/v1/images/generations", json={**BODY, "response_format": "url"},
+                           headers=auth).json()
+        path = body["data"][0]["url"].split("testserver", 1)[1]
+        assert "exp=" in path and client.get(path).status_code == 200  # no key needed
+        forged = path.replace("exp=", "exp=9")  # a later expiry breaks the signature
+        assert client.get(forged).status_code == 401
+        time.sleep(2.1)
+        assert _error(client.get(path), 401)["type"]  # expired: the key is needed again
+        assert client.get(path, headers=auth).status_code == 200
 
 
 def test_nsfw_policy_blurs_or_refuses(tmp_path, sd_dir, monkeypatch):

@@ -145,8 +145,8 @@ def _replay(messages: list, then=None):
     return receive
 
 
-def _signature(secret: bytes, name: str) -> str:
-    return hmac.new(secret, name.encode(), hashlib.sha256).hexdigest()[:32]
+def _signature(secret: bytes, name: str, expires: int) -> str:
+    return hmac.new(secret, f"{name}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _secret(service: ImageService) -> bytes:
@@ -220,11 +220,14 @@ class SignedFiles:
         self.secret, self.service = secret, service
 
     def url(self, request: Request, name: str) -> str:
+        expires = int(time.time()) + self.service.config.url_ttl_s
         return (f"{str(request.base_url).rstrip('/')}/v1/images/files/{name}"
-                f"?sig={_signature(self.secret, name)}")
+                f"?exp={expires}&sig={_signature(self.secret, name, expires)}")
 
-    def valid(self, name: str, sig: str) -> bool:
-        return hmac.compare_digest(sig.encode(), _signature(self.secret, name).encode())
+    def valid(self, name: str, sig: str, expires: int) -> bool:
+        """A signature of this name and expiry, not yet expired."""
+        return expires >= time.time() and hmac.compare_digest(
+            sig.encode(), _signature(self.secret, name, expires).encode())
 
     def response(self, request: Request, response_format: str,
                  images: list[tuple[str, bytes, dict]], output_format: str = "png",
@@ -322,11 +325,11 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
 
     @app.get("/v1/images/files/{name}", tags=["images"], responses=ERRORS,
              response_class=Response)
-    def image_file(name: str, request: Request, sig: str = "",
+    def image_file(name: str, request: Request, sig: str = "", exp: int = 0,
                    format: Literal["png", "jpeg", "webp"] = "png",
                    quality: int = Query(100, ge=0, le=100)) -> Response:
-        if not files.valid(name, sig):
-            auth.caller(request)  # no valid signature: an API key will do
+        if not files.valid(name, sig, exp):
+            auth.caller(request)  # no valid, unexpired signature: an API key will do
         data = service.image_bytes(name)
         if data is None:
             raise ApiError(404, f"no image '{name}'", "not_found_error", "name")

@@ -45,6 +45,7 @@ class ServeConfig:
     # names apps send (OpenAI's models) → the served model ("": whatever is served)
     model_aliases: tuple[tuple[str, str], ...] = DEFAULT_ALIASES
     max_body_bytes: int = 16 * 1024**2  # a request body beyond this is a 413, unread
+    url_ttl_s: int = 24 * 3600  # how long a signed result URL works without a key
 
     def __post_init__(self) -> None:
         if self.nsfw not in ("blur", "refuse", "off"):
