@@ -24,6 +24,8 @@ def serve(
     batch_wait_ms: float = typer.Option(50, "--batch-wait-ms",
                                         help="How long a job may wait for batch company."),
     cache_mb: int = typer.Option(1024, "--cache-mb", help="Result cache size cap."),
+    images_mb: int = typer.Option(1024, "--images-mb",
+                                  help="Cap of the result files behind url responses."),
     nsfw: str = typer.Option("blur", help="Image safety policy: blur, refuse or off."),
     lora_dir: Path = typer.Option(None, "--lora-dir", help="Folder of LoRAs clients may name."),
     clip_model: str = typer.Option(None, help="Local CLIP checkpoint: lets thinking jobs use "
@@ -48,7 +50,8 @@ def serve(
     config = ServeConfig(data_dir=data_dir, model=model,
                          api_keys=read_api_keys(api_keys) if api_keys else (), rate=rate,
                          burst=burst, max_batch=max_batch, batch_wait_s=batch_wait_ms / 1000,
-                         cache_max_bytes=cache_mb * 1024**2, nsfw=nsfw, lora_dir=lora_dir,
+                         cache_max_bytes=cache_mb * 1024**2,
+                         images_max_bytes=images_mb * 1024**2, nsfw=nsfw, lora_dir=lora_dir,
                          clip_model=clip_model, vlm_url=vlm_url, vlm_model=vlm_model,
                          vlm_key=vlm_key, model_aliases=parse_aliases(model_alias))
     console.print(f"huajia serving {model} on http://{host}:{port} (data in {data_dir})")

@@ -52,3 +52,21 @@ def test_require_safe_error_and_fold():
     with pytest.raises(HuajiaError, match="blocked content"):
         PromptFilter().require_safe("porn")
     assert fold("Ｈｅｌｌｏ, W0rld.") == "helloworld" and fold("n!de") == "nide"
+
+
+def test_the_image_store_is_capped_oldest_first(tmp_path, sd_dir):
+    from fastapi.testclient import TestClient
+    from tests.serving.conftest import make_config
+
+    from huajia.serving.app import create_app
+
+    app = create_app(make_config(tmp_path, sd_dir, images_max_bytes=30_000))
+    with TestClient(app) as client:
+        urls = [client.post("/v1/images/generations", json={
+            "prompt": "a red circle", "seed": s, "steps": 2, "size": "64x64",
+            "response_format": "url"}).json()["data"][0]["url"].split("testserver", 1)[1]
+            for s in range(6)]
+        service = client.app.state.service
+        assert service.images.size() <= 30_000
+        assert client.get(urls[-1]).status_code == 200
+        assert client.get(urls[0]).status_code == 404  # the oldest went first

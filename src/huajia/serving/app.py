@@ -394,7 +394,7 @@ def _cache_items(service: ImageService, spec: JobSpec, hits: list[bytes]):
     for index, (key, data) in enumerate(zip(service.image_keys(spec), hits, strict=True)):
         name = f"{key}.png"
         if service.image_bytes(name) is None:  # the file may have been cleaned up
-            (service.images_dir / name).write_bytes(data)
+            service.store_image(name, data)
         items.append((name, data, result_item(spec, index, name)))
     return items
 

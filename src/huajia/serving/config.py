@@ -32,6 +32,7 @@ class ServeConfig:
     max_batch: int = 8  # micro-batching: compatible jobs run together, up to this many
     batch_wait_s: float = 0.05  # how long the oldest job may wait for company
     cache_max_bytes: int = 1024**3
+    images_max_bytes: int = 1024**3  # result files (url responses), oldest dropped first
     nsfw: str = "blur"  # blur | refuse | off
     nsfw_threshold: float = 0.5
     watermark_key: str = "huajia"

@@ -46,8 +46,9 @@ class ImageService:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.queue = JobQueue(config.data_dir / "jobs.sqlite")
         self.cache = ResultCache(config.data_dir / "cache", config.cache_max_bytes)
-        self.images_dir = config.data_dir / "images"
-        self.images_dir.mkdir(exist_ok=True)
+        # result files behind GET /v1/images/files/{name}: capped like the cache, oldest first
+        self.images = ResultCache(config.data_dir / "images", config.images_max_bytes)
+        self.images_dir = self.images.folder
         self.events = JobEvents()
         self.prompt_filter = PromptFilter()
         self.loras = LoraFolder(config.lora_dir)
@@ -130,8 +131,13 @@ class ImageService:
         raise HuajiaError(f"job {job_id} did not finish in {timeout:.0f} s; poll GET /v1/jobs/{job_id}")
 
     def image_bytes(self, name: str) -> bytes | None:
-        path = self.images_dir / name
-        return path.read_bytes() if path.is_file() and path.suffix == ".png" else None
+        key, dot, suffix = name.rpartition(".")
+        if suffix != "png" or not dot or not key.isalnum():
+            return None
+        return self.images.get(key)
+
+    def store_image(self, name: str, data: bytes) -> None:
+        self.images.put(name.rpartition(".")[0], data)
 
     def result_images(self, job: Job) -> list[tuple[str, bytes, dict]]:
         """(file name, PNG bytes, item) for each image of a finished job."""
@@ -211,7 +217,7 @@ class ImageService:
         image = embed_watermark(image, self.config.watermark_key)
         data = png_bytes(image, infotext)
         name = f"{key}.png"
-        (self.images_dir / name).write_bytes(data)
+        self.store_image(name, data)
         self.cache.put(key, data)
         return result_item(spec, index, name)
 
