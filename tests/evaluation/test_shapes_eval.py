@@ -88,3 +88,29 @@ def test_prompt_list_is_unchanged_since_the_task_makers_moved_to_the_world():
     text = json.dumps([(p.id, p.text, repr(p.spec)) for p in prompts], ensure_ascii=False)
     assert hashlib.sha256(text.encode()).hexdigest() == (
         "22447b94f2faf7c3d95dff3f3b126666fe97146069275ec408362164e412ecfe")
+
+
+def test_best_of_n_stops_at_the_first_satisfying_sample(sd_dir):
+    """The honest baseline: best-of-N stops when the critic is satisfied, as thinking does."""
+    from huajia.engine.engine import Engine
+    from huajia.evaluation.thinking_generators import BestOfNGenerator
+    from huajia.thinking.critics import Critique, RegionReport
+
+    class Pleased:
+        name = "pleased"
+
+        def __init__(self, after: int):
+            self.after, self.calls = after, 0
+
+        def inspect(self, image, plan, threshold):
+            self.calls += 1
+            ok = self.calls >= self.after
+            return Critique((RegionReport(0, 100.0 if ok else 10.0, ""),), ok, "")
+
+    engine = Engine(str(sd_dir))
+    early = BestOfNGenerator(engine, Pleased(after=2), n=5, steps=2)
+    early.generate(["a red circle"], [1], 64)
+    assert early.nfe == [2 * 2 * 2]  # stopped at the second sample
+    full = BestOfNGenerator(engine, Pleased(after=2), n=5, steps=2, early_stop=False)
+    full.generate(["a red circle"], [1], 64)
+    assert full.nfe == [2 * 2 * 5]

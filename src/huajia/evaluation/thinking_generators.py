@@ -33,12 +33,15 @@ class ThinkingGenerator:
 
 
 class BestOfNGenerator:
-    """N plain samples (seeds seed·1000 + k), the one the critic scores highest is kept."""
+    """Up to N plain samples (seeds seed·1000 + k), the one the critic scores highest is kept;
+    with ``early_stop`` (the default, the honest baseline) it stops at the first sample the
+    critic is satisfied with, as thinking does."""
 
     def __init__(self, engine, critic: Critic, n: int, steps: int = 20, guidance: float = 5.0,
-                 threshold: float = 90.0):
+                 threshold: float = 90.0, early_stop: bool = True):
         self.engine, self.critic, self.n = engine, critic, n
         self.steps, self.guidance, self.threshold = steps, guidance, threshold
+        self.early_stop = early_stop
         self.name = f"best-of-{n}"
         self.nfe: list[int] = []
 
@@ -46,13 +49,19 @@ class BestOfNGenerator:
                  side: int) -> list[Image.Image]:
         images = []
         for prompt, seed in zip(prompts, seeds, strict=True):
-            request = GenerationRequest(prompt, seed=seed * 1000, n=self.n, steps=self.steps,
-                                        guidance=self.guidance, width=side, height=side)
-            candidates = self.engine.generate(request).images
             plan = plan_prompt(prompt)
-            scored = [(sum(r.score or 0 for r in self.critic.inspect(im, plan,
-                                                                      self.threshold).reports), i)
-                      for i, im in enumerate(candidates)]
-            images.append(candidates[max(scored)[1]])
-            self.nfe.append(2 * self.steps * self.n)
+            best, tried = (-1.0, None), 0
+            for k in range(self.n):
+                request = GenerationRequest(prompt, seed=seed * 1000 + k, steps=self.steps,
+                                            guidance=self.guidance, width=side, height=side)
+                image = self.engine.generate(request).images[0]
+                critique = self.critic.inspect(image, plan, self.threshold)
+                tried += 1
+                score = sum(r.score or 0 for r in critique.reports)
+                if score > best[0]:
+                    best = (score, image)
+                if critique.satisfied and self.early_stop:
+                    break
+            images.append(best[1])
+            self.nfe.append(2 * self.steps * tried)
         return images
