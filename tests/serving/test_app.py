@@ -271,3 +271,13 @@ def test_provenance_refuses_a_decompression_bomb_from_its_header(client):
     error = _error(client.post("/v1/provenance/verify",
                                json={"image": base64.b64encode(big).decode()}), 400)
     assert "5000x5000" in error["message"]  # refused from the header, never decoded
+
+
+def test_without_keys_each_client_address_has_its_own_bucket(tmp_path, sd_dir):
+    app = create_app(make_config(tmp_path, sd_dir, rate=0.01, burst=2))
+    with TestClient(app, client=("10.0.0.1", 1000)) as greedy:
+        for _ in range(2):
+            assert greedy.post("/v1/jobs", json=BODY).status_code == 202
+        assert _error(greedy.post("/v1/jobs", json=BODY), 429)["type"] == "rate_limit_error"
+        other = TestClient(app, client=("10.0.0.2", 1000))
+        assert other.post("/v1/jobs", json=BODY).status_code == 202  # not the greedy one's 429

@@ -178,7 +178,9 @@ class Auth:
 
     def limited(self, request: Request) -> str:
         owner = self.caller(request)
-        wait = self.buckets.take(owner)
+        # without keys, one bucket per client address: one client's burst is not another's 429
+        bucket = owner if self.keys else f"addr:{request.client.host if request.client else '?'}"
+        wait = self.buckets.take(bucket)
         if wait > 0:
             config = self.config
             raise ApiError(429, f"rate limit reached ({config.rate:g}/s, burst {config.burst}); "
