@@ -10,6 +10,7 @@ cache without touching the model. Progress and thoughts go to ``JobEvents`` for 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import threading
@@ -128,6 +129,17 @@ class ImageService:
             if job is None or job.state in FINAL_STATES:
                 return job
             self.events.wait(job_id, timeout=0.2)
+        raise HuajiaError(f"job {job_id} did not finish in {timeout:.0f} s; poll GET /v1/jobs/{job_id}")
+
+    async def wait_async(self, job_id: str, timeout: float = 600.0) -> Job:
+        """``wait`` for the event loop: polls without holding a worker thread, so 100 waiting
+        clients leave the thread pool to health checks, job status and the page."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.queue.get(job_id)
+            if job is None or job.state in FINAL_STATES:
+                return job
+            await asyncio.sleep(0.05)
         raise HuajiaError(f"job {job_id} did not finish in {timeout:.0f} s; poll GET /v1/jobs/{job_id}")
 
     def image_bytes(self, name: str) -> bytes | None:
