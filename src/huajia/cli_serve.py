@@ -24,6 +24,9 @@ def serve(
     batch_wait_ms: float = typer.Option(50, "--batch-wait-ms",
                                         help="How long a job may wait for batch company."),
     cache_mb: int = typer.Option(1024, "--cache-mb", help="Result cache size cap."),
+    max_cost: float = typer.Option(300.0, "--max-cost", help="Megapixel-steps one request may "
+                                   "cost (size x steps x 2 x prompt chunks x n x thinking's "
+                                   "passes); more is a 400 before any work."),
     images_mb: int = typer.Option(1024, "--images-mb",
                                   help="Cap of the result files behind url responses."),
     nsfw: str = typer.Option("blur", help="Image safety policy: blur, refuse or off."),
@@ -51,7 +54,8 @@ def serve(
                          api_keys=read_api_keys(api_keys) if api_keys else (), rate=rate,
                          burst=burst, max_batch=max_batch, batch_wait_s=batch_wait_ms / 1000,
                          cache_max_bytes=cache_mb * 1024**2,
-                         images_max_bytes=images_mb * 1024**2, nsfw=nsfw, lora_dir=lora_dir,
+                         images_max_bytes=images_mb * 1024**2, max_cost=max_cost, nsfw=nsfw,
+                         lora_dir=lora_dir,
                          clip_model=clip_model, vlm_url=vlm_url, vlm_model=vlm_model,
                          vlm_key=vlm_key, model_aliases=parse_aliases(model_alias))
     console.print(f"huajia serving {model} on http://{host}:{port} (data in {data_dir})")

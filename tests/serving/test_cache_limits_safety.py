@@ -70,3 +70,28 @@ def test_the_image_store_is_capped_oldest_first(tmp_path, sd_dir):
         assert service.images.size() <= 30_000
         assert client.get(urls[-1]).status_code == 200
         assert client.get(urls[0]).status_code == 404  # the oldest went first
+
+
+def test_a_request_costing_more_than_the_budget_is_refused_up_front(tmp_path, sd_dir):
+    from fastapi.testclient import TestClient
+    from tests.serving.conftest import make_config
+
+    from huajia.serving.app import create_app
+    from huajia.serving.budget import prompt_chunks
+
+    assert prompt_chunks("a BREAK b BREAK c") == 3
+    assert prompt_chunks("红" * 100) == 4  # no tokenizer: one token per UTF-8 byte, the bound
+    app = create_app(make_config(tmp_path, sd_dir, max_cost=2.0))
+    with TestClient(app) as client:
+        service = client.app.state.service
+        cheap = {"prompt": "a red circle", "steps": 2, "size": "64x64"}
+        assert client.post("/v1/jobs", json=cheap).status_code == 202
+        assert client.post("/v1/jobs", json={**cheap, "steps": 30}).status_code == 202
+        for costly in ({**cheap, "steps": 150, "n": 10},
+                       {**cheap, "prompt": "a red circle " * 300, "steps": 30},
+                       {**cheap, "steps": 40, "think": True}):
+            response = client.post("/v1/jobs", json=costly)
+            assert response.status_code == 400, costly
+            assert "megapixel-steps" in response.json()["error"]["message"]
+        assert service.queue.counts().get("queued", 0) + service.queue.counts().get(
+            "running", 0) + service.queue.counts().get("done", 0) <= 2  # nothing else stored

@@ -46,6 +46,7 @@ class ServeConfig:
     # names apps send (OpenAI's models) → the served model ("": whatever is served)
     model_aliases: tuple[tuple[str, str], ...] = DEFAULT_ALIASES
     max_body_bytes: int = 16 * 1024**2  # a request body beyond this is a 413, unread
+    max_cost: float = 300.0  # megapixel-steps one request may cost (serving/budget.py)
     url_ttl_s: int = 24 * 3600  # how long a signed result URL works without a key
 
     def __post_init__(self) -> None:

@@ -22,6 +22,7 @@ from PIL import Image, ImageFilter
 from huajia.engine.engine import Engine
 from huajia.engine.infotext import png_bytes
 from huajia.errors import HuajiaError
+from huajia.serving.budget import check_budget, job_cost, prompt_chunks
 from huajia.serving.cache import ResultCache
 from huajia.serving.config import CriticSettings, ServeConfig
 from huajia.serving.events import JobEvents
@@ -108,7 +109,21 @@ class ImageService:
             if body.critic == "shapes":  # the verifier must read the prompt: a 400 now
                 check_plan(self.critics.make("shapes"), plan_prompt(body.prompt))
         seed = int.from_bytes(hashlib.sha256(f"{time.time_ns()}".encode()).digest()[:4], "big")
-        return JobSpec.from_body(body, self.loras, seed)
+        spec = JobSpec.from_body(body, self.loras, seed)
+        self.check_cost(spec)
+        return spec
+
+    def check_cost(self, spec: JobSpec) -> None:
+        """Refuse, before it is queued, a job whose cost would pass ``max_cost``."""
+        request, engine = spec.request, self.engine
+        size = engine.paint_size(request) if engine else (request.width or 512,
+                                                           request.height or 512)
+        tokenizer = getattr(engine.pipe, "tokenizer", None) if engine else None
+        chunks = max(prompt_chunks(request.prompt, tokenizer),
+                     prompt_chunks(request.negative_prompt or " ", tokenizer))
+        cost = job_cost(size, request.steps, request.n, chunks, spec.think)
+        check_budget(cost, self.config.max_cost, size, request.steps, request.n, chunks,
+                     spec.think is not None)
 
     def image_keys(self, spec: JobSpec) -> list[str]:
         return spec.image_keys(self.model_identity, self.loras, self.config.output_settings())
