@@ -68,7 +68,8 @@ def test_url_results_are_served_by_the_api(client):
     ({"size": "big"}, None), ({"style": "nope"}, None), ({"steps": 0}, "steps"),
     ({"unknown_field": 1}, "unknown_field"), ({"prompt": "(unclosed:1.2"}, None),
     ({"model": "sd-9000"}, None), ({"background": "transparent"}, None),
-    ({"loras": ["x"]}, None), ({"seed": -1}, "seed"),
+    ({"loras": ["x"]}, None), ({"seed": -1}, "seed"), ({"seed": 2**63 - 1, "n": 2}, None),
+    ({"prompt": "(x:nan)"}, None), ({"prompt": "\u200b\u200b"}, None),
 ])
 def test_bad_input_is_a_400_in_openai_shape(client, patch, param):
     error = _error(client.post("/v1/images/generations", json={**BODY, **patch}), 400)

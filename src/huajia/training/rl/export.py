@@ -99,6 +99,11 @@ def command(recipe: dict) -> str:
     parts = [f"huajia train rl --model {recipe['model']} --reward {recipe['reward']} --method "
              f"{recipe['method']} --steps {recipe['steps']} --group-size {recipe['group_size']}"]
     parts.append(f"--lora-rank {recipe['lora_rank']}" if recipe.get("lora_rank") else "--full")
+    parts.append(f"--prompts-per-step {recipe['prompts_per_step']} --sde-window "
+                 f"{recipe['sde_window']} --train-timesteps {recipe['train_timesteps']} --eta "
+                 f"{recipe['eta']:g}")
+    if recipe.get("prompt_file"):
+        parts.append(f"--prompts {recipe['prompt_file']}")
     parts.append(f"--kl {recipe['kl']} --lr {recipe['lr']} --seed {recipe['seed']} --out OUT")
     return " ".join(parts)
 
