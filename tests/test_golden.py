@@ -1,7 +1,8 @@
 """Same seeds → the same pixels as before the request-seam redesign (issue 25).
 
 The hashes in data/golden_pixels.json were recorded with the code of commit 2150c32 (the old
-API), on the CPU kind and torch version they name. Bit-identical output is only promised on that
+API), on the CPU kind and torch version they name; the embedded model's cases are re-recorded
+(scripts/record_goldens.py, reason in 'embedded_recorded') when its weights change on purpose. Bit-identical output is only promised on that
 hardware and torch; elsewhere floating-point kernels differ, so the test is skipped there.
 """
 
