@@ -2,8 +2,9 @@
 
 The hashes in data/golden_pixels.json were recorded with the code of commit 2150c32 (the old
 API), on the CPU kind and torch version they name; the embedded model's cases are re-recorded
-(scripts/record_goldens.py, reason in 'embedded_recorded') when its weights change on purpose. Bit-identical output is only promised on that
-hardware and torch; elsewhere floating-point kernels differ, so the test is skipped there.
+(scripts/record_goldens.py, reason in 'embedded_recorded') when its weights change on purpose.
+Bit-identical output is only promised on that hardware and torch; elsewhere floating-point
+kernels differ, so the test is skipped there.
 """
 
 from __future__ import annotations
