@@ -314,7 +314,7 @@ def _one_line(error: Exception) -> str:
     ctx = getattr(error, "ctx", None)
     if ctx is None:
         return f"error: {message}"
-    if getattr(error, "__class__", type).__name__ == "NoArgsIsHelpError":
+    if type(error).__name__ == "NoArgsIsHelpError":  # click has printed the help already
         return ""
     return f"error: {message} (see '{ctx.command_path} --help')"
 

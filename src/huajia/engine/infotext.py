@@ -39,12 +39,10 @@ def unquote(text: str) -> str:
 
 
 def format_infotext(prompt: str, negative: str, fields: dict[str, object]) -> str:
-    value = quote
-
     lines = [prompt]
     if negative:
         lines.append(f"Negative prompt: {negative}")
-    lines.append(", ".join(f"{k}: {value(v)}" for k, v in fields.items() if v is not None))
+    lines.append(", ".join(f"{k}: {quote(v)}" for k, v in fields.items() if v is not None))
     return "\n".join(lines)
 
 

@@ -322,7 +322,7 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
             return files.response(request, body.response_format,
                                   _cache_items(service, spec, hits), **output)
         job_id = service.submit(spec, owner)
-        job = await service.wait_async(job_id)
+        job = await service.wait(job_id)
         return files.response(request, body.response_format, _finished(service, job), **output)
 
     @app.get("/v1/images/files/{name}", tags=["images"], responses=ERRORS,

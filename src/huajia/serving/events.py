@@ -15,23 +15,17 @@ from collections import OrderedDict
 class JobEvents:
     def __init__(self, keep: int = 1000):
         self._logs: OrderedDict[str, list[dict]] = OrderedDict()
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self.keep = keep
 
     def publish(self, job_id: str, event: dict) -> None:
-        with self._changed:
+        with self._lock:
             log = self._logs.setdefault(job_id, [])
             log.append({**event, "time": time.time()})
             self._logs.move_to_end(job_id)
             while len(self._logs) > self.keep:
                 self._logs.popitem(last=False)
-            self._changed.notify_all()
 
     def since(self, job_id: str, index: int) -> list[dict]:
-        with self._changed:
+        with self._lock:
             return list(self._logs.get(job_id, [])[index:])
-
-    def wait(self, job_id: str, timeout: float) -> None:
-        """Block until something is published (for any job) or ``timeout`` passes."""
-        with self._changed:
-            self._changed.wait(timeout)

@@ -50,7 +50,6 @@ class ImageService:
         self.cache = ResultCache(config.data_dir / "cache", config.cache_max_bytes)
         # result files behind GET /v1/images/files/{name}: capped like the cache, oldest first
         self.images = ResultCache(config.data_dir / "images", config.images_max_bytes)
-        self.images_dir = self.images.folder
         self.events = JobEvents()
         self.prompt_filter = PromptFilter()
         self.loras = LoraFolder(config.lora_dir)
@@ -137,18 +136,9 @@ class ImageService:
         self._wake.set()
         return job_id
 
-    def wait(self, job_id: str, timeout: float = 600.0) -> Job:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.queue.get(job_id)
-            if job is None or job.state in FINAL_STATES:
-                return job
-            self.events.wait(job_id, timeout=0.2)
-        raise HuajiaError(f"job {job_id} did not finish in {timeout:.0f} s; poll GET /v1/jobs/{job_id}")
-
-    async def wait_async(self, job_id: str, timeout: float = 600.0) -> Job:
-        """``wait`` for the event loop: polls without holding a worker thread, so 100 waiting
-        clients leave the thread pool to health checks, job status and the page."""
+    async def wait(self, job_id: str, timeout: float = 600.0) -> Job:
+        """A job once it is final. Polls on the event loop without holding a worker thread, so
+        100 waiting clients leave the thread pool to health checks, job status and the page."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             job = self.queue.get(job_id)
