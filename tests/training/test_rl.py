@@ -146,6 +146,9 @@ def test_prompts_are_train_split_and_deterministic(tmp_path):
             assert (g.shape, g.colour) not in vocab.HELD_OUT_COMBOS
             assert g.shape != "hexagon" and g.texture != "checkered"
     assert {p.task for p in first} >= {"position", "counting", "color_attr"}
+    weighted = PromptSource(seed=1, task_weights="position=4,texture_attr=0").prompts(3, 400)
+    tasks = [p.task for p in weighted]
+    assert "texture_attr" not in tasks and tasks.count("position") / len(tasks) > 0.3
     (tmp_path / "p.txt").write_text("# mine\na red circle\n\n两个蓝色正方形\n", encoding="utf-8")
     assert [p.text for p in read_prompt_file(tmp_path / "p.txt", True)] == ["a red circle", "两个蓝色正方形"]
     (tmp_path / "bad.txt").write_text("a red circle\na flying dragon\n")
@@ -217,6 +220,7 @@ def test_clip_and_vlm_critics_are_rewards(sd_dir, tmp_path, clip_dir, vlm_url):
     (["--model", "{tmp}"], "not a diffusers pipeline"),
     (["--prompts", "{tmp}/words.txt"], "does not know"),
     (["--full", "--lora-rank", "4"], "exclude each other"),
+    (["--task-weights", "positon=3"], "unknown task 'positon'"),
 ])
 def test_cli_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, args, message):
     (tmp_path / "words.txt").write_text("a red circle\na purple dragon\n")

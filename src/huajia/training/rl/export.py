@@ -104,6 +104,8 @@ def command(recipe: dict) -> str:
                  f"{recipe['eta']:g}")
     if recipe.get("prompt_file"):
         parts.append(f"--prompts {recipe['prompt_file']}")
+    if recipe.get("task_weights"):
+        parts.append(f"--task-weights {recipe['task_weights']}")
     parts.append(f"--kl {recipe['kl']} --lr {recipe['lr']} --seed {recipe['seed']} --out OUT")
     return " ".join(parts)
 

@@ -17,7 +17,7 @@ from huajia.errors import HuajiaError
 from huajia.training.rl.ddim import DdimSteps
 from huajia.training.rl.methods import METHODS, UpdateSettings, dpo_update, grpo_update, raft_update
 from huajia.training.rl.policy import Policy, sample
-from huajia.training.rl.prompts import PromptSource, read_prompt_file
+from huajia.training.rl.prompts import PromptSource, parse_task_weights, read_prompt_file
 from huajia.training.rl.rewards import REWARDS, CriticReward
 
 Progress = Callable[[int, int, dict], None]  # (done, total, last step's record)
@@ -50,6 +50,7 @@ class RLRecipe:
     seed: int = 0
     checkpoint_every: int = 5
     prompt_file: str | None = None
+    task_weights: str | None = None  # e.g. "position=3": the world's tasks drawn unevenly
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -68,6 +69,10 @@ class RLRecipe:
                               f"{self.sample_steps} steps")
         if self.lora_rank is not None and self.lora_rank < 1:
             raise HuajiaError(f"--lora-rank {self.lora_rank} must be at least 1 (or use --full)")
+        if self.task_weights:
+            parse_task_weights(self.task_weights)
+            if self.prompt_file:
+                raise HuajiaError("--task-weights weighs the world's tasks; it does not apply to --prompts")
         if self.lr <= 0 or self.kl < 0 or self.eta <= 0:
             raise HuajiaError("--lr and --eta must be positive and --kl not negative")
 
@@ -98,7 +103,7 @@ class _Run:
     def __init__(self, recipe: RLRecipe, pipe, critic, device: torch.device):
         self.recipe = recipe
         fixed = read_prompt_file(recipe.prompt_file, recipe.reward == "shapes") if recipe.prompt_file else ()
-        self.source = PromptSource(recipe.seed, fixed)
+        self.source = PromptSource(recipe.seed, fixed, recipe.task_weights)
         self.reward = CriticReward(critic)
         torch.manual_seed(recipe.seed)  # LoRA's initial weights
         self.policy = Policy(pipe, guidance=recipe.guidance, lora_rank=recipe.lora_rank)
