@@ -1,9 +1,7 @@
 import pytest
 
-from huajia.errors import HuajiaError
 from huajia.serving.cache import ResultCache, cache_key
 from huajia.serving.ratelimit import TokenBuckets
-from huajia.serving.safety import PromptFilter, fold
 
 
 def test_cache_key_covers_every_parameter():
@@ -34,24 +32,6 @@ def test_token_buckets_with_a_fake_clock():
     assert buckets.take("bob") == 0.0  # keys are independent
     now[0] += 0.5
     assert buckets.take("alice") == 0.0
-
-
-@pytest.mark.parametrize("prompt", ["a nude figure", "N u D e", "ｎｕｄｅ portrait", "n.u.d.3",
-                                    "NAKED", "一张裸体照片", "裸 体", "色情图片"])
-def test_blocked_prompts_survive_obfuscation(prompt):
-    assert not PromptFilter().check(prompt).allowed
-
-
-@pytest.mark.parametrize("prompt", ["two red circles", "颜色情况很好的一张图", "绿色情侣座椅",
-                                    "a gorgeous sunset", "a denim jacket", "红色情人节卡片"])
-def test_harmless_prompts_pass(prompt):
-    assert PromptFilter().check(prompt).allowed
-
-
-def test_require_safe_error_and_fold():
-    with pytest.raises(HuajiaError, match="blocked content"):
-        PromptFilter().require_safe("porn")
-    assert fold("Ｈｅｌｌｏ, W0rld.") == "helloworld" and fold("n!de") == "nide"
 
 
 def test_the_image_store_is_capped_oldest_first(tmp_path, sd_dir):

@@ -1,9 +1,16 @@
-"""Prompt safety filter for English and Chinese that survives simple obfuscation.
+"""Prompt safety filter for English and Chinese that cannot simply be spelled around.
 
-Prompts and terms are folded the same way before matching: NFKC (full-width → ASCII), case
-folding, common letter/digit swaps (0→o, 1→i, 3→e, 4→a, 5→s, 7→t, @→a, $→s), and every space,
-punctuation mark and separator dropped — so 'N.u d-E', 'ｎｕｄｅ' and 'n u d 3' all read 'nude'.
-The blocked terms are data (``data/blocked_terms.txt``); a deployment can pass its own list.
+A prompt is read in two views, and the blocked terms are folded the same way:
+- **Latin**: NFKC (full-width → ASCII), combining marks dropped, every other letter reduced to
+  the Latin letter it looks like (Unicode confusables: Cyrillic 'е', Armenian 'ո' → 'n'), then
+  transliterated (anyascii: 'ú' → 'u'), case-folded, common letter/digit swaps (0→o, 1/l→i, 3→e,
+  4→a, 5→s, 7→t, v→u, @→a, $→s). English terms and the pinyin of the Chinese terms (pypinyin)
+  are matched here, inside a word or across whole words ('n u d e', 'N.u d-E', 'luo ti'), never
+  across a word's middle, so 'flamingo red' does not read 'gore'.
+- **Chinese**: Traditional → Simplified (opencc), only the CJK characters kept, so '裸 體' and
+  '裸-体' read '裸体'.
+The lists are data (``data/blocked_terms.txt``; a deployment can pass its own). A '+' line is an
+allowed compound: a blocked term found inside it does not count (颜色情况 is not 色情).
 """
 
 from __future__ import annotations
@@ -16,20 +23,164 @@ from pathlib import Path
 
 from huajia.errors import HuajiaError
 
-_SWAPS = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a",
-                        "$": "s", "!": "i", "|": "i"})
-_DROP = re.compile(r"[\W_]+", re.UNICODE)
+_SWAPS = str.maketrans({"0": "o", "1": "i", "l": "i", "3": "e", "4": "a", "5": "s", "7": "t",
+                        "v": "u", "@": "a", "$": "s", "!": "i", "|": "i"})
+_NOT_LATIN = re.compile(r"[^a-z0-9@$!|]+")
+# Greek letters that look like Latin ones where the confusables data offers no plain letter
+# (and anyascii would spell them as they sound: η → 'i', χ → 'ch').
+_LOOKS_LIKE = {"η": "n", "χ": "x", "ν": "v", "ρ": "p", "τ": "t", "κ": "k", "γ": "y", "ω": "w",
+               "ι": "i", "υ": "u", "ɑ": "a"}
+_NO_PINYIN = "[no pinyin]"  # a term's marker: its pinyin is also an everyday word
+
+
+def _strip_marks(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+
+
+def _is_cjk(char: str) -> bool:
+    return unicodedata.name(char, "").startswith(("CJK UNIFIED", "CJK COMPATIBILITY IDEOGRAPH"))
+
+
+@dataclass(frozen=True)
+class LatinView:
+    """The prompt's words, folded, joined without separators; ``starts``/``ends``: where the
+    words begin and end in ``text``."""
+    text: str
+    starts: frozenset[int]
+    ends: frozenset[int]
+
+    def occurrences(self, term: str) -> list[tuple[int, int]]:
+        """Where ``term`` occurs inside one word, or spans whole words (a plural 's'/'es' may
+        follow the last)."""
+        found, at = [], self.text.find(term)
+        while at >= 0:
+            end = at + len(term)
+            inside_one_word = not any(at < b < end for b in self.starts)
+            whole_words = at in self.starts and any(end + k in self.ends and self.text[end:end + k]
+                                                    in ("", "s", "es") for k in (0, 1, 2))
+            if inside_one_word or whole_words:
+                found.append((at, end))
+            at = self.text.find(term, at + 1)
+        return found
+
+
+class Folder:
+    """Folds text into the two views; per-instance caches (the confusables lookup is slow)."""
+
+    def __init__(self):
+        from opencc import OpenCC
+
+        self._t2s = OpenCC("t2s")
+        self._latin: dict[str, str] = {}
+
+    def latin_char(self, char: str) -> str:
+        if char.isascii():
+            return char
+        if char not in self._latin:
+            self._latin[char] = self._skeleton(char)
+        return self._latin[char]
+
+    @classmethod
+    def _skeleton(cls, char: str) -> str:
+        """The plain letter(s) ``char`` looks like: its compatibility form when that is plain
+        ('ｎ', '𝐧', 'ⓝ', 'ú'), else the confusables data (on the character as typed: NFKC would
+        turn 'ϲ' into 'ς' and lose the look), else its transliteration; a capital without a
+        look-alike tries its small letter."""
+        from anyascii import anyascii
+        from confusable_homoglyphs import confusables
+
+        if unicodedata.category(char) == "Mn":
+            return ""
+        if _is_cjk(char):
+            return " "  # a word boundary in the Latin view
+        if char in _LOOKS_LIKE:
+            return _LOOKS_LIKE[char]
+        compatible = _strip_marks(unicodedata.normalize("NFKD", char))
+        if compatible.isascii():  # full-width, circled, mathematical letters; accents dropped
+            return compatible
+        found = confusables.is_confusable(char, greedy=True, preferred_aliases=["latin"]) or []
+        plain = sorted((_strip_marks(g["c"]) for entry in found for g in entry["homoglyphs"]),
+                       key=len)  # 'm' before 'rn'
+        plain = [p for p in plain if p.isascii() and p.isalpha() and len(p) <= 2]
+        if plain:
+            return plain[0]
+        if char.lower() != char:
+            return cls._skeleton(char.lower())
+        if len(compatible) == 1 and compatible != char:  # 'ἠ' → 'η' → 'n'
+            return cls._skeleton(compatible)
+        return anyascii(compatible)
+
+    def latin_words(self, text: str, drop_digits: bool = False) -> list[str]:
+        text = "".join(self.latin_char(c) for c in unicodedata.normalize("NFC", text)).casefold()
+        if drop_digits:  # pinyin with tone numbers: 'luo3 ti3'
+            text = re.sub(r"[0-9]", "", text)
+        words = (w.rstrip("!|") for w in _NOT_LATIN.split(text))  # a trailing '!' is punctuation
+        return [w.translate(_SWAPS) for w in words if w]
+
+    def latin(self, text: str, drop_digits: bool = False) -> LatinView:
+        words = self.latin_words(text, drop_digits)
+        starts, ends, at = [], [], 0
+        for word in words:
+            starts.append(at)
+            at += len(word)
+            ends.append(at)
+        return LatinView("".join(words), frozenset(starts), frozenset(ends))
+
+    def chinese(self, text: str) -> str:
+        text = self._t2s.convert(unicodedata.normalize("NFKC", text))
+        return "".join(c for c in text if _is_cjk(c))
 
 
 def fold(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold().translate(_SWAPS)
-    return _DROP.sub("", text)
+    """The Latin view's letters of ``text`` (what English terms are matched against)."""
+    return Folder().latin(text).text
+
+
+def pinyin_forms(term: str) -> list[str]:
+    """Tone-less pinyin of a Chinese term ('裸体' → 'luoti'), as typed with or without 'ü' as v."""
+    from pypinyin import lazy_pinyin
+
+    return ["".join(lazy_pinyin(term))]
 
 
 @dataclass(frozen=True)
 class SafetyVerdict:
     allowed: bool
     term: str | None = None
+
+
+@dataclass(frozen=True)
+class _Terms:
+    latin: tuple[tuple[str, str], ...]  # (folded, as listed)
+    chinese: tuple[tuple[str, str], ...]
+    allowed_latin: tuple[str, ...]
+    allowed_chinese: tuple[str, ...]
+
+
+def _load_terms(text: str, folder: Folder) -> _Terms:
+    latin, chinese, allowed_latin, allowed_chinese = set(), set(), set(), set()
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        allowed = line.startswith("+")
+        term = line.lstrip("+").replace(_NO_PINYIN, "").strip()
+        forms_latin = [folder.latin(term).text] if not folder.chinese(term) else []
+        if folder.chinese(term):
+            (allowed_chinese if allowed else chinese).add((folder.chinese(term), term))
+            if _NO_PINYIN not in line:
+                forms_latin = [folder.latin(p).text for p in pinyin_forms(folder.chinese(term))]
+        for form in forms_latin:
+            if form:
+                (allowed_latin if allowed else latin).add((form, term))
+    by_length = lambda pairs: tuple(sorted(pairs, key=lambda p: (-len(p[0]), p[0])))  # noqa: E731
+    return _Terms(by_length(latin), by_length(chinese),
+                  tuple(p[0] for p in by_length(allowed_latin)),
+                  tuple(p[0] for p in by_length(allowed_chinese)))
+
+
+def _excused(span: tuple[int, int], allowed: list[tuple[int, int]]) -> bool:
+    return any(a <= span[0] and span[1] <= b for a, b in allowed)
 
 
 class PromptFilter:
@@ -39,20 +190,23 @@ class PromptFilter:
                 "utf-8")
         else:
             text = Path(terms_file).read_text(encoding="utf-8")
-        lines = [line.strip() for line in text.splitlines()
-                 if line.strip() and not line.startswith("#")]
-        terms = [t for t in lines if not t.startswith("+")]
-        self._allowed = sorted({fold(t[1:]) for t in lines if t.startswith("+")}, key=len,
-                               reverse=True)
-        self._terms = sorted({(fold(t), t) for t in terms if fold(t)}, key=lambda x: -len(x[0]))
+        self._folder = Folder()
+        self._terms = _load_terms(text, self._folder)
 
     def check(self, prompt: str) -> SafetyVerdict:
-        folded = fold(prompt)
-        for phrase in self._allowed:
-            folded = folded.replace(phrase, "|")
-        for folded_term, term in self._terms:
-            if folded_term in folded:
-                return SafetyVerdict(False, term)
+        chinese = self._folder.chinese(prompt)
+        allowed = [(m.start(), m.end()) for phrase in self._terms.allowed_chinese
+                   for m in re.finditer(re.escape(phrase), chinese)]
+        for folded, term in self._terms.chinese:
+            for m in re.finditer(re.escape(folded), chinese):
+                if not _excused((m.start(), m.end()), allowed):
+                    return SafetyVerdict(False, term)
+        for drop_digits in (False, True):
+            view = self._folder.latin(prompt, drop_digits)
+            allowed = [s for phrase in self._terms.allowed_latin for s in view.occurrences(phrase)]
+            for folded, term in self._terms.latin:
+                if any(not _excused(s, allowed) for s in view.occurrences(folded)):
+                    return SafetyVerdict(False, term)
         return SafetyVerdict(True)
 
     def require_safe(self, prompt: str) -> None:
