@@ -47,6 +47,7 @@ def serve(
     from huajia.engine.loading import resolve_model
     from huajia.serving.app import create_app
     from huajia.serving.config import ServeConfig, parse_aliases, read_api_keys
+    from huajia.serving.connections import server_config
 
     resolve_model(model)  # a wrong path is one line now, not a traceback at startup
 
@@ -59,7 +60,7 @@ def serve(
                          clip_model=clip_model, vlm_url=vlm_url, vlm_model=vlm_model,
                          vlm_key=vlm_key, model_aliases=parse_aliases(model_alias))
     console.print(f"huajia serving {model} on http://{host}:{port} (data in {data_dir})")
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    uvicorn.Server(server_config(create_app(config), config, host, port, log_level="warning")).run()
 
 
 def detect(image: Path = typer.Argument(..., help="A picture to check (PNG, JPEG, WebP).")) -> None:

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from huajia.serving.app import create_app
 from huajia.serving.config import ServeConfig
+from huajia.serving.connections import server_config
 
 KEY = "sk-test-123"
 
@@ -38,11 +39,14 @@ def free_port() -> int:
 
 
 class LiveServer:
+    """``app`` on a real socket, behind the same connection guards as ``huajia serve``."""
+
     def __init__(self, app):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
+        config = app.state.service.config
+        self.server = uvicorn.Server(server_config(app, config, "127.0.0.1", self.port,
+                                                   log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self):

@@ -33,6 +33,7 @@ from huajia import __version__
 from huajia.engine.styles import load_styles
 from huajia.errors import HuajiaError
 from huajia.serving.config import ServeConfig
+from huajia.serving.connections import RequestGuard
 from huajia.serving.jobs import JobSpec, redact
 from huajia.serving.provenance import verify
 from huajia.serving.queue import Job
@@ -98,53 +99,6 @@ def _install_error_handlers(app: FastAPI) -> None:
                       headers=getattr(error, "headers", None))
 
 
-class BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes is a 413 in OpenAI's shape, by its
-    Content-Length before anything is read, or as soon as a chunked body passes the limit."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            return await self._refuse(scope, receive, send)
-        if declared is not None:  # the server stops reading at Content-Length
-            return await self.app(scope, receive, send)
-        # chunked: read it here, at most ``limit`` bytes, then hand it on
-        chunks, seen, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return await self.app(scope, _replay([message]), send)
-            chunks.append(message)
-            seen += len(message.get("body", b""))
-            more = message.get("more_body", False)
-            if seen > self.limit:
-                return await self._refuse(scope, receive, send)
-        await self.app(scope, _replay(chunks, receive), send)
-
-    async def _refuse(self, scope, receive, send):
-        response = _error(413, f"the request body is over {self.limit // 1024**2} MiB; send "
-                          "less (a prompt is at most 4,000 characters)", "invalid_request_error",
-                          code="request_too_large")
-        await response(scope, receive, send)
-
-
-def _replay(messages: list, then=None):
-    """A ``receive`` that gives ``messages`` again, then defers to ``then``."""
-    pending = list(messages)
-
-    async def receive():
-        if pending:
-            return pending.pop(0)
-        return await then() if then else {"type": "http.disconnect"}
-
-    return receive
-
-
 def _signature(secret: bytes, name: str, expires: int) -> str:
     return hmac.new(secret, f"{name}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
 
@@ -204,7 +158,8 @@ def create_app(config: ServeConfig, service: ImageService | None = None) -> Fast
     app = FastAPI(title="huajia", version=__version__, lifespan=lifespan, **docs,
                   description="Text-to-image that thinks while it paints (OpenAI-compatible).")
     app.state.service = service
-    app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(RequestGuard, limit=config.max_body_bytes, idle_s=config.body_idle_s,
+                       timeout_s=config.body_timeout_s)
     _install_error_handlers(app)
     files = SignedFiles(_secret(service), service)
     if auth.keys:

@@ -46,6 +46,10 @@ class ServeConfig:
     # names apps send (OpenAI's models) → the served model ("": whatever is served)
     model_aliases: tuple[tuple[str, str], ...] = DEFAULT_ALIASES
     max_body_bytes: int = 16 * 1024**2  # a request body beyond this is a 413, unread
+    body_idle_s: float = 10.0  # a body that sends nothing this long is a 408
+    body_timeout_s: float = 120.0  # ... or that takes longer than this in all
+    header_timeout_s: float = 10.0  # a connection's request headers must arrive within this
+    max_connections_per_client: int = 64  # connections one address may hold at once
     max_cost: float = 300.0  # megapixel-steps one request may cost (serving/budget.py)
     url_ttl_s: int = 24 * 3600  # how long a signed result URL works without a key
 
