@@ -14,55 +14,15 @@ import argparse
 import io
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
-from _common import report
+from _common import Server, report
 from PIL import Image
-
-
-def _port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, model: str, extra: list[str], serial: bool = False):
-        self.port, self.data = _port(), tempfile.mkdtemp(prefix="huajia-bench-")
-        self.url = f"http://127.0.0.1:{self.port}"
-        where = ["--port", str(self.port), "--data-dir", self.data, "--nsfw", "blur"]
-        if serial:
-            command = [sys.executable, str(Path(__file__).parent / "_serial_serve.py"),
-                       "--model", model, *where]
-        else:
-            command = [sys.executable, "-m", "huajia", "serve", "--model", model, *where,
-                       "--rate", "100000", "--burst", "100000", *extra]
-        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def __enter__(self):
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read().decode()[-2000:])
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise RuntimeError("server did not start")
-
-    def __exit__(self, *exc):
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
 
 
 def _generate(url: str, body: dict) -> tuple[float, bytes]:

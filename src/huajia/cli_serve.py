@@ -27,6 +27,10 @@ def serve(
     max_cost: float = typer.Option(300.0, "--max-cost", help="Megapixel-steps one request may "
                                    "cost (size x steps x 2 x prompt chunks x n x thinking's "
                                    "passes); more is a 400 before any work."),
+    max_connections_per_client: int = typer.Option(
+        64, "--max-connections-per-client", help="Connections one address may hold at once."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", help="Seconds a connection "
+                                         "has to send its request headers (idle, slowloris)."),
     images_mb: int = typer.Option(1024, "--images-mb",
                                   help="Cap of the result files behind url responses."),
     nsfw: str = typer.Option("blur", help="Image safety policy: blur, refuse or off."),
@@ -58,7 +62,9 @@ def serve(
                          images_max_bytes=images_mb * 1024**2, max_cost=max_cost, nsfw=nsfw,
                          lora_dir=lora_dir,
                          clip_model=clip_model, vlm_url=vlm_url, vlm_model=vlm_model,
-                         vlm_key=vlm_key, model_aliases=parse_aliases(model_alias))
+                         vlm_key=vlm_key, model_aliases=parse_aliases(model_alias),
+                         max_connections_per_client=max_connections_per_client,
+                         header_timeout_s=header_timeout)
     console.print(f"huajia serving {model} on http://{host}:{port} (data in {data_dir})")
     uvicorn.Server(server_config(create_app(config), config, host, port, log_level="warning")).run()
 
