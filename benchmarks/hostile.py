@@ -37,10 +37,14 @@ def _png(width: int, height: int) -> bytes:
     return out.getvalue()
 
 
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
 def _cases(url: str) -> list[tuple[str, str, str, dict, set[int]]]:
     """(name, method, path, httpx kwargs, statuses that count as handled correctly)."""
     gen = "/v1/images/generations"
-    big_png = _png(20000, 20000)
+    big_png = _b64(_png(20000, 20000))
     return [
         ("666 BREAKs", "POST", gen, {"json": {"prompt": " BREAK ".join(["a"] * 667)}}, {400}),
         ("weight nan", "POST", gen, {"json": {"prompt": "(circle:nan)"}}, {400}),
@@ -63,10 +67,11 @@ def _cases(url: str) -> list[tuple[str, str, str, dict, set[int]]]:
          {400, 422}),
         ("100 MB body", "POST", gen, {"content": b"x" * (100 * 1024**2),
                                       "headers": {"content-type": "application/json"}}, {413}),
-        ("20000² PNG verify", "POST", "/v1/provenance/verify",
-         {"files": {"image": ("big.png", big_png, "image/png")}}, {400}),
+        ("20000² PNG verify", "POST", "/v1/provenance/verify", {"json": {"image": big_png}}, {400}),
+        ("13000² PNG verify", "POST", "/v1/provenance/verify", {"json": {"image": _b64(_png(13000, 13000))}},
+         {400}),
         ("not an image verify", "POST", "/v1/provenance/verify",
-         {"files": {"image": ("x.png", b"GIF89a" + b"\0" * 50, "image/png")}}, {400}),
+         {"json": {"image": _b64(b"GIF89a" + b"\0" * 50)}}, {400}),
         ("file traversal", "GET", "/v1/images/files/..%2F..%2Fjobs.sqlite", {}, {400, 403, 404}),
         ("unsigned file", "GET", "/v1/images/files/0123456789abcdef.png", {}, {401, 403, 404}),
         ("unknown job", "GET", "/v1/jobs/nope", {}, {404}),

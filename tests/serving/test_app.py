@@ -159,6 +159,8 @@ def test_api_keys_and_rate_limit(tmp_path, sd_dir):
         limited = client.post("/v1/jobs", json=BODY, headers=auth)
         assert _error(limited, 429)["type"] == "rate_limit_error"
         assert int(limited.headers["Retry-After"]) >= 1
+        verify = client.post("/v1/provenance/verify", json={"image": "AAAA"}, headers=auth)
+        assert _error(verify, 429)["type"] == "rate_limit_error"  # verifying is limited too
         # a signed URL works without the key until it expires; an unsigned one does not
         job = client.post("/v1/jobs", json=BODY, headers={"Authorization": "Bearer x"})
         assert job.status_code == 401

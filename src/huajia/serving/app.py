@@ -260,7 +260,7 @@ def _service_routes(app: FastAPI, service: ImageService, auth: Auth) -> None:
 
     @app.post("/v1/provenance/verify", response_model=VerifyResult, responses=ERRORS,
               tags=["provenance"])
-    def provenance(body: VerifyBody, owner: str = Depends(auth.caller)) -> VerifyResult:
+    def provenance(body: VerifyBody, owner: str = Depends(auth.limited)) -> VerifyResult:
         return VerifyResult(**verify(_decode_image(body.image),
                                      service.config.watermark_key).to_dict())
 
