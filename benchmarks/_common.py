@@ -80,4 +80,8 @@ class Server:
 
     def __exit__(self, *exc):
         self.proc.terminate()
-        self.proc.wait(timeout=30)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # the queue is durable: nothing acknowledged is lost
+            self.proc.wait()

@@ -137,6 +137,27 @@ def train_decoder(
     console.print(f"refined: {model_dir / 'vae'}")
 
 
+@app.command("features")
+def train_features_command(
+    out: Path = typer.Option(..., "--out", help="Folder for the network, its card and record."),
+    images: int = typer.Option(12000, help="Oracle renders to train on."),
+    epochs: int = typer.Option(6),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train the world feature network (FID/KID/IS features of `huajia eval`) on oracle renders."""
+    from huajia.training.features import FeatureRecipe, train_features
+    from huajia.world.dataset import prepare_out_dir
+
+    recipe = FeatureRecipe(images=images, epochs=epochs, seed=seed)
+    if images < recipe.batch:
+        raise HuajiaError(f"--images {images} is fewer than one batch ({recipe.batch}); use at least 1000")
+    prepare_out_dir(out)
+    with stage_progress() as progress:
+        record = train_features(recipe, out, progress=progress)
+    accuracy = ", ".join(f"{k} {v:.3f}" for k, v in record["holdout_accuracy"].items())
+    console.print(f"{out}\nheld-out accuracy: {accuracy}")
+
+
 @app.command("card")
 def model_card(
     model_dir: Path = typer.Argument(..., help="A model folder written by 'train base'."),

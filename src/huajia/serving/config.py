@@ -50,6 +50,7 @@ class ServeConfig:
     body_timeout_s: float = 120.0  # ... or that takes longer than this in all
     header_timeout_s: float = 10.0  # a connection's request headers must arrive within this
     max_connections_per_client: int = 64  # connections one address may hold at once
+    shutdown_timeout_s: float = 10.0  # a stop waits this long for open requests (jobs persist)
     max_cost: float = 300.0  # megapixel-steps one request may cost (serving/budget.py)
     url_ttl_s: int = 24 * 3600  # how long a signed result URL works without a key
 
@@ -58,6 +59,9 @@ class ServeConfig:
             raise HuajiaError(f"nsfw='{self.nsfw}' is not a policy; use blur, refuse or off")
         if self.max_batch < 1:
             raise HuajiaError("max_batch must be at least 1")
+        if self.max_connections_per_client < 1 or self.header_timeout_s <= 0:
+            raise HuajiaError("--max-connections-per-client must be at least 1 and "
+                              "--header-timeout positive")
         if self.lora_dir is not None and not Path(self.lora_dir).is_dir():
             raise HuajiaError(f"--lora-dir '{self.lora_dir}' is not a folder")
         if self.clip_model is not None and not Path(self.clip_model).is_dir():

@@ -101,6 +101,8 @@ def server_config(app, config, host: str, port: int, **extra):
 
     limits = ConnectionLimits(header_timeout_s=config.header_timeout_s,
                               max_per_client=config.max_connections_per_client)
+    # a stop waits this long for open requests; their jobs are in the durable queue either way
+    extra.setdefault("timeout_graceful_shutdown", config.shutdown_timeout_s)
     return uvicorn.Config(app, host=host, port=port, http=guarded_protocol(limits), **extra)
 
 
