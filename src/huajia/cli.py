@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from huajia.cli_common import console, print_shapes_result, progress_bar, vocabulary_option
+from huajia.cli_eval import register as register_metrics
 from huajia.cli_paint import register as register_painting
 from huajia.cli_serve import register as register_serving
 from huajia.cli_train import app as train_app
@@ -33,6 +34,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(train_app, name="train")
 register_painting(app)
 register_serving(app)
+register_metrics(eval_app)
 
 
 def _out_file(path: Path) -> Path:

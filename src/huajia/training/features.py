@@ -143,7 +143,8 @@ def train_features(recipe: FeatureRecipe, out: str | Path, progress: Progress | 
             if progress and done % 10 == 0:
                 progress(f"train (loss {loss.item():.3f})", done, steps)
     net = net.cpu()
-    record = {"recipe": asdict(recipe), "steps": steps, "parameters": sum(p.numel() for p in net.parameters()),
+    record = {"recipe": asdict(recipe), "steps": steps,
+              "parameters": sum(p.numel() for p in net.parameters()),
               "holdout_accuracy": accuracy(net, test_images, test_labels),
               "wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu}
     folder = net.save(out)
