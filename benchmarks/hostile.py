@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import base64
 import io
-import json
 import socket
 import statistics
 import subprocess
@@ -59,7 +58,8 @@ def _cases(url: str) -> list[tuple[str, str, str, dict, set[int]]]:
         ("seed 2**63-1, n=2", "POST", gen, {"json": {"prompt": "a red circle", "n": 2, "steps": 2,
                                                      "seed": 2**63 - 1}}, {200, 400}),
         ("size 7x7", "POST", gen, {"json": {"prompt": "a red circle", "size": "7x7"}}, {400}),
-        ("unknown model", "POST", gen, {"json": {"prompt": "a red circle", "model": "../../etc"}}, {400, 404}),
+        ("unknown model", "POST", gen, {"json": {"prompt": "a red circle", "model": "../../etc"}},
+         {400, 404}),
         ("LoRA traversal", "POST", gen, {"json": {"prompt": "a red circle", "loras": ["../../x"]}}, {400}),
         ("obfuscated blocked prompt", "POST", gen, {"json": {"prompt": "a nudе (Cyrillic е) figure"}}, {400}),
         ("pinyin blocked prompt", "POST", gen, {"json": {"prompt": "luo ti tupian"}}, {400}),
@@ -172,8 +172,9 @@ def worst_accepted(server: Server) -> list[dict]:
     options = ThinkOptions(**think)
     bodies = [
         ("plain default", {"prompt": "a red circle"}, job_cost((128, 128), 20, 1, 1, None)),
-        ("n 10 × 150 steps × 6 chunks, 2048² out", {"prompt": breaks, "n": 10, "steps": 150,
-                                                   "size": "2048x2048"}, job_cost((128, 128), 150, 10, 6, None)),
+        ("n 10 × 150 steps × 6 chunks, 2048² out",
+         {"prompt": breaks, "n": 10, "steps": 150, "size": "2048x2048"},
+         job_cost((128, 128), 150, 10, 6, None)),
         ("thinking, n 4 × 150 steps", {"prompt": "two red circles", "think": True, "n": 4,
                                        "steps": 150, **think}, job_cost((128, 128), 150, 4, 1, options)),
     ]
@@ -186,7 +187,8 @@ def worst_accepted(server: Server) -> list[dict]:
                                   timeout=1800)
             wall = time.perf_counter() - start
         rows.append({"request": name, "status": response.status_code, "cost": round(cost, 1),
-                     "wall_s": round(wall, 1), "peak_rss_increase_mb": round((rss.peak - rss.start) / 2**20, 1)})
+                     "wall_s": round(wall, 1),
+                     "peak_rss_increase_mb": round((rss.peak - rss.start) / 2**20, 1)})
         print(rows[-1], flush=True)
     return rows
 
@@ -252,8 +254,8 @@ def filter_rates() -> dict:
 
 def pytest_checks() -> dict:
     results = {}
-    for name, target in (("schemathesis", "tests/serving/test_schemathesis.py"),
-                         ("kill_9", "tests/serving/test_live.py::test_kill_9_with_jobs_queued_loses_nothing")):
+    kill_9 = "tests/serving/test_live.py::test_kill_9_with_jobs_queued_loses_nothing"
+    for name, target in (("schemathesis", "tests/serving/test_schemathesis.py"), ("kill_9", kill_9)):
         done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:warnings", target],
                               cwd=ROOT, capture_output=True, text=True, timeout=1200)
         results[name] = {"passed": done.returncode == 0, "summary": done.stdout.strip().splitlines()[-1]}
@@ -279,8 +281,8 @@ def main() -> None:
               f"{w['wall_s']} s, +{w['peak_rss_increase_mb']} MB", f"status {w['status']}"] for w in worst]
     rows += [["/health p50 / p99, 100 in flight (ms)",
               f"{load['health_p50_ms']:.1f} / {load['health_p99_ms']:.1f}", "p99 ≤ 100"],
-             ["job status p50 / p99 (ms)", f"{load['job_status_p50_ms']:.1f} / {load['job_status_p99_ms']:.1f}",
-              "p99 ≤ 100"],
+             ["job status p50 / p99 (ms)",
+              f"{load['job_status_p50_ms']:.1f} / {load['job_status_p99_ms']:.1f}", "p99 ≤ 100"],
              ["web page p99 (ms)", f"{load['web_page_p99_ms']:.1f}", "fast"]]
     rows += [[f"filter: {k} (n={v['n']})", f"{v.get('blocked_rate', v.get('pass_rate')):.3f}",
               "1.000"] for k, v in filters.items()]

@@ -6,7 +6,6 @@ CLIP feature paths (random weights, as diffusers' tests do) and the CLI's bad in
 import io
 import subprocess
 import sys
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -91,12 +90,10 @@ def test_is_kid_precision_recall_and_determinism(world, oracle):
 
 
 def _random_inception(path):
-    from torch_fidelity import feature_extractor_inceptionv3 as fe
+    from huajia.evaluation.metrics.inception import FidInceptionV3
 
-    with mock.patch.object(fe, "load_state_dict_from_url", return_value={}), \
-            mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict"):
-        net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    torch.save(net.state_dict(), path)
+    torch.manual_seed(0)
+    torch.save(FidInceptionV3().state_dict(), path)
 
 
 def test_inception_and_clip_feature_paths(tmp_path, clip_dir, oracle):

@@ -7,9 +7,9 @@ import time
 
 import httpx
 import pytest
+from tests.serving.conftest import LiveServer, make_config
 
 from huajia.serving.app import create_app
-from tests.serving.conftest import LiveServer, make_config
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ precision/recall, diversity) and, where it has classes, logits (Inception Score)
 
 - ``world`` (default) or ``world:DIR``: huajia's world feature network (shipped, or trained
   with ``huajia train features``);
-- ``inception:PATH``: the standard FID Inception v3 weights from a local file (torch-fidelity's
-  network, as torchmetrics uses), so numbers compare with papers;
+- ``inception:PATH``: the standard FID Inception v3 weights from a local file (the network
+  pytorch-fid and torch-fidelity use), so numbers compare with papers;
 - ``clip:DIR``: a local transformers CLIP checkpoint's image embeddings (no classes: no IS).
 """
 
@@ -47,27 +47,14 @@ class InceptionExtractor:
     has_logits = True
 
     def __init__(self, path: str):
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        from huajia.evaluation.metrics.inception import load_fid_inception
 
-        if not Path(path).is_file():
-            raise HuajiaError(f"--features inception:{path}: no such file; pass the FID Inception "
-                              "weights (pt_inception-2015-12-05-6726825d.pth)")
-        try:
-            self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
-                                                   feature_extractor_weights_path=str(path))
-        except (RuntimeError, KeyError, TypeError, AttributeError) as error:
-            raise HuajiaError(f"--features inception:{path} is not the FID Inception v3 network's "
-                              f"weights ({type(error).__name__}); use "
-                              "pt_inception-2015-12-05-6726825d.pth") from None
-        except Exception as error:  # noqa: BLE001 - unpickling a stranger's file fails many ways
-            raise HuajiaError(f"--features inception:{path} could not be read as PyTorch weights "
-                              f"({type(error).__name__})") from None
+        self.net = load_fid_inception(path)
         self.name, self.identity = f"inception:{path}", "inception-" + _file_hash([Path(path)])
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features, logits = self.net(images)
-        return features, logits
+        return self.net(images)
 
 
 class ClipExtractor:
