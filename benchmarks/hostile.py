@@ -210,8 +210,11 @@ def under_load(model: str, seconds: float) -> dict:
             transport = httpx.HTTPTransport(local_address=f"127.0.0.{2 + k % 4}")
             try:
                 with httpx.Client(transport=transport, timeout=seconds + 120) as client:
-                    codes.append(client.post(f"{server.url}/v1/images/generations",
-                                             json={"prompt": "a red circle", "seed": 1000 + k}).status_code)
+                    response = client.post(f"{server.url}/v1/images/generations",
+                                           json={"prompt": "a red circle", "seed": 1000 + k})
+                told_to_return = (response.status_code == 503 and
+                                  response.json()["error"]["code"] == "server_shutting_down")
+                codes.append(0 if told_to_return else response.status_code)
             except httpx.HTTPError:
                 codes.append(-1)  # cut off when the server stops: not an answer
 
@@ -228,11 +231,16 @@ def under_load(model: str, seconds: float) -> dict:
                 page.append(_timed_get(client, "/"))
                 time.sleep(0.05)
             in_flight = 100 - len(codes)
+    for thread in threads:  # the stop answered them; let the answers land
+        thread.join(timeout=30)
     pct = lambda xs, q: statistics.quantiles(xs, n=100)[q - 1] if len(xs) > 2 else max(xs)  # noqa: E731
     return {"samples": len(health), "in_flight_at_end": in_flight,
             "health_p50_ms": statistics.median(health), "health_p99_ms": pct(health, 99),
             "job_status_p50_ms": statistics.median(status), "job_status_p99_ms": pct(status, 99),
             "web_page_p99_ms": pct(page, 99), "finished_during": len([c for c in codes if c == 200]),
+            # at the stop, waiting clients are told (503 server_shutting_down) where their saved
+            # job's result will be; any other answer ≥ 500 is a bug
+            "told_job_saved_at_stop": codes.count(0), "cut_off": codes.count(-1),
             "server_errors": len([c for c in codes if c >= 500])}
 
 
@@ -273,8 +281,9 @@ def main() -> None:
         hostile = battery(server)
         worst = worst_accepted(server)
     load = under_load(args.model, args.load_seconds)
+    hostile["server_errors"] += load["server_errors"]
     checks = pytest_checks() if not args.skip_pytest else {}
-    rows = [["battery answers ≥ 500", hostile["server_errors"], "0"],
+    rows = [["answers ≥ 500 (battery and load)", hostile["server_errors"], "0"],
             ["battery cases not refused as expected", len(hostile["unexpected"]), "0"],
             ["server paths / markup leaked", len(hostile["leaks"]), "0"]]
     rows += [[f"worst accepted: {w['request']} (cost {w['cost']}/{MAX_COST:g})",

@@ -70,3 +70,22 @@ def test_a_normal_keep_alive_client_is_served_twice(server):
         assert client.get("/health").status_code == 200
         time.sleep(0.3)  # under the header timeout between requests
         assert client.get("/v1/models").status_code == 200
+
+
+def test_a_stop_answers_waiting_generations_with_a_503_naming_the_saved_job(tmp_path, sd_dir):
+    import threading
+
+    app = create_app(make_config(tmp_path, sd_dir, shutdown_timeout_s=0.5, max_batch=1))
+    answers = []
+    with LiveServer(app) as live:
+        def generate():
+            answers.append(httpx.post(f"{live.url}/v1/images/generations", timeout=120,
+                                      json={"prompt": "a red circle", "steps": 150, "n": 4}))
+
+        thread = threading.Thread(target=generate)
+        thread.start()
+        time.sleep(1.5)  # submitted and painting
+    thread.join(timeout=60)
+    assert answers and answers[0].status_code == 503, answers
+    error = answers[0].json()["error"]
+    assert error["code"] == "server_shutting_down" and "/v1/jobs/" in error["message"]

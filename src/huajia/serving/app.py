@@ -265,6 +265,22 @@ def _service_routes(app: FastAPI, service: ImageService, auth: Auth) -> None:
                                      service.config.watermark_key).to_dict())
 
 
+async def _waited(service: ImageService, job_id: str) -> Job:
+    """The finished job; a stop (uvicorn cancels open requests after its grace period) or a
+    job still running after the wait is a 503 naming the saved job, never a 500."""
+    poll = f"GET /v1/jobs/{job_id}/result"
+    try:
+        job = await service.wait(job_id)
+    except asyncio.CancelledError:
+        raise ApiError(503, f"the server is stopping; job {job_id} is saved and finishes after the "
+                       f"restart: {poll}", "server_error", code="server_shutting_down",
+                       headers={"Retry-After": "10"}) from None
+    if job is not None and job.state not in FINAL_STATES:
+        raise ApiError(503, f"job {job_id} is still running; {poll} when it is done", "server_error",
+                       code="job_still_running", headers={"Retry-After": "10"})
+    return job
+
+
 def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: SignedFiles) -> None:
     @app.post("/v1/images/generations", response_model=ImagesResponse, responses=ERRORS,
               tags=["images"])
@@ -277,7 +293,7 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
             return files.response(request, body.response_format,
                                   _cache_items(service, spec, hits), **output)
         job_id = service.submit(spec, owner)
-        job = await service.wait(job_id)
+        job = await _waited(service, job_id)
         return files.response(request, body.response_format, _finished(service, job), **output)
 
     @app.get("/v1/images/files/{name}", tags=["images"], responses=ERRORS,

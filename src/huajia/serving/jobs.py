@@ -166,9 +166,10 @@ def _http_fields(cls: type) -> list[str]:
     return [name for name, (_, spec) in params(cls).items() if spec.http]
 
 
-_PATH = re.compile(r"(?<![\w.:/])(?:/[^\s'\"/:,;()]+)*/([^\s'\"/:,;()]+)")
+_PATH = re.compile(r"(?<![\w.:/])(?!/v1/)(?:/[^\s'\"/:,;()]+)*/([^\s'\"/:,;()]+)")  # API routes stay
 
 
 def redact(message: str) -> str:
-    """``message`` without the server's folders: every absolute path shrinks to its last part."""
+    """``message`` without the server's folders: every absolute path shrinks to its last part
+    (the API's own routes, /v1/…, stay whole)."""
     return _PATH.sub(lambda m: m.group(1), message)
