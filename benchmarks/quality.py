@@ -4,9 +4,9 @@ best-of-N with early stopping at about thinking's compute, on the same held-out 
 
     python benchmarks/quality.py [--settings oracle,cfg3,cfg5,cfg7,cfg9,thinking,best-of-10]
                                  [--specs-per-task 6] [--images-per-prompt 2]
-Each setting's numbers are saved in benchmarks/results/quality_parts/ (so settings can run in
-parallel processes); the last run tables every saved part → benchmarks/results/quality.json,
-and draws benchmarks/results/quality.png.
+Each setting's pictures and ShapesEval are saved in benchmarks/results/quality_parts/ (so
+settings can run in parallel processes, and the metrics can be recomputed without painting);
+every run then measures all saved parts → benchmarks/results/quality.json and quality.png.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import argparse
 import json
 
 import numpy as np
+import torch
 from _common import RESULTS, report
+from PIL import Image
 
-from huajia.evaluation.metrics.model_eval import SettingResult, evaluate_setting, reference, report_picture
+from huajia.evaluation.metrics.model_eval import SettingResult, reference, report_picture
 from huajia.evaluation.prompts import shapes_eval_prompts
 
 PARTS = RESULTS / "quality_parts"
@@ -60,53 +62,84 @@ def _generator(name: str, engine, prompts, steps: int):
     raise SystemExit(f"unknown setting {name}; use {', '.join(ORDER)}")
 
 
+def _generate(name: str, engine, prompts, args) -> None:
+    """Paint and judge one setting; its pictures go to quality_parts/NAME/ (so the metrics can
+    be computed, or recomputed with another feature network, without painting again)."""
+    from huajia.evaluation.shapes_eval import run_shapes_eval
+
+    label, cfg, generator = _generator(name, engine, prompts, args.steps)
+    folder = PARTS / name
+    folder.mkdir(parents=True, exist_ok=True)
+    count = [0]
+
+    def keep(index, prompt, picture) -> None:
+        picture.save(folder / f"{count[0]:04d}.png")
+        count[0] += 1
+
+    def tell(done: int) -> None:
+        print(f"{label}: {count[0]}/{len(prompts) * args.images_per_prompt}", flush=True)
+
+    scores = run_shapes_eval(generator, prompts, args.images_per_prompt, progress=tell, on_image=keep)
+    nfe = float(np.mean(generator.nfe)) if getattr(generator, "nfe", None) else (
+        None if name == "oracle" else 2.0 * args.steps)
+    part = {"name": name, "label": label, "cfg": cfg, "nfe": nfe, "n_images": count[0],
+            "specs_per_task": args.specs_per_task,
+            "shapes": {"overall": scores.overall, "tasks": scores.tasks, "by_lang": scores.by_lang}}
+    (PARTS / f"{name}.json").write_text(json.dumps(part, indent=1), encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="embedded")
-    parser.add_argument("--settings", default=",".join(ORDER))
+    parser.add_argument("--settings", default=",".join(ORDER), help="settings to paint ('' : only table)")
     parser.add_argument("--specs-per-task", type=int, default=6)
     parser.add_argument("--images-per-prompt", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     from huajia.engine.engine import Engine
-    from huajia.evaluation.metrics.features import make_extractor
     from huajia.world.parser import unknown_words
 
     prompts = shapes_eval_prompts(args.specs_per_task)
-    extractor = make_extractor("world")
-    real, _ = reference(extractor, prompts)
-    engine = None
     PARTS.mkdir(parents=True, exist_ok=True)
+    engine = None
     for name in [s for s in args.settings.split(",") if s]:
         if name != "oracle" and engine is None:
             engine = Engine(args.model, vocabulary=unknown_words)
-        label, cfg, generator = _generator(name, engine, prompts, args.steps)
-        def tell(stage: str, done: int, total: int) -> None:
-            if done % 24 == 0 or done == total:
-                print(f"{stage}: {done}/{total}", flush=True)
-
-        result = evaluate_setting(label, cfg, generator, prompts, extractor, real, METRICS,
-                                  args.images_per_prompt, progress=tell)
-        nfe = float(np.mean(generator.nfe)) if getattr(generator, "nfe", None) else (
-            None if name == "oracle" else 2.0 * args.steps)
-        part = {"name": name, "label": label, "cfg": cfg, "metrics": result.metrics, "shapes": result.shapes,
-                "nfe": nfe, "n_images": len(result.pictures), "specs_per_task": args.specs_per_task}
-        (PARTS / f"{name}.json").write_text(json.dumps(part, indent=1), encoding="utf-8")
-        report_picture([result], label).save(PARTS / f"{name}.png")
-        print(json.dumps({k: part[k] for k in ("label", "metrics", "nfe")}), flush=True)
-    _table(args)
+        _generate(name, engine, prompts, args)
+    _table(args, prompts)
 
 
-def _table(args) -> None:
-    parts = [json.loads((PARTS / f"{n}.json").read_text()) for n in ORDER if (PARTS / f"{n}.json").is_file()]
+def _table(args, prompts) -> None:
+    """Every painted setting, measured with the shipped world features against the oracle's
+    pictures of the same prompts (other seeds)."""
+    from huajia.evaluation.metrics.compute import measure
+    from huajia.evaluation.metrics.features import extract, make_extractor
+    from huajia.evaluation.metrics.images import read_folder
+
+    extractor = make_extractor("world")
+    real, _ = reference(extractor, prompts)
+    parts, results = [], []
+    for name in ORDER:
+        if not (PARTS / f"{name}.json").is_file():
+            continue
+        part = json.loads((PARTS / f"{name}.json").read_text())
+        pictures = read_folder(PARTS / name)
+        fake, logits = extract(extractor, pictures.images)
+        part["metrics"] = measure(METRICS, real, fake, logits)
+        nearest = torch.cdist(fake.double(), real.double()).min(dim=1).values.tolist()
+        images = [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in pictures.images]
+        texts = [prompts[i // args.images_per_prompt].text for i in range(len(images))]
+        results.append(SettingResult(part["label"], part["cfg"], part["shapes"], part["metrics"],
+                                     images, texts, nearest))
+        parts.append(part)
     rows = [[p["label"], p["metrics"].get("fid"), p["metrics"].get("kid"), p["metrics"].get("is"),
              p["metrics"].get("precision"), p["metrics"].get("recall"), p["metrics"].get("diversity"),
              p["shapes"]["overall"], p["nfe"] if p["nfe"] is not None else "-"] for p in parts]
-    swept = [SettingResult(p["label"], p["cfg"], p["shapes"], p["metrics"]) for p in parts]
-    report_picture(swept, f"{args.model}, world features").save(RESULTS / "quality.png")
+    report_picture(results, f"{args.model}, world features").save(RESULTS / "quality.png")
     report("quality", "Picture quality and correctness on held-out ShapesEval (world features)",
            ["images", "FID", "KID", "IS", "precision", "recall", "diversity", "ShapesEval", "NFE/image"],
-           rows, {"model": args.model, "features": "world", "parts": parts,
+           rows, {"model": args.model, "features": extractor.name, "feature_network": extractor.identity,
+                  "images_per_setting": parts[0]["n_images"] if parts else 0, "parts": parts,
                   "clip_score": "not measured here: no real CLIP is on this machine (a tiny random "
                                 "CLIP in the tests shows only the code path)"})
 

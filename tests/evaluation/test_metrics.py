@@ -157,6 +157,26 @@ def test_eval_images_counts_unreadable_files_and_writes_json(tmp_path, oracle):
     assert {"fid", "kid", "kid_std", "is", "precision", "recall", "diversity"} <= report.keys()
 
 
+def test_clip_score_reads_each_pictures_prompt(tmp_path, clip_dir, oracle):
+    import json
+    import os
+
+    from PIL import PngImagePlugin
+
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    for i, picture in enumerate(_pictures(oracle[1][:12])):
+        info = PngImagePlugin.PngInfo()
+        info.add_text("parameters", f"a red circle\nSteps: 20, Seed: {i}")
+        picture.save(fake / f"{i}.png", pnginfo=info)
+    done = _cli("images", "--real", "world", "--reference-images", "20", "--fake", str(fake),
+                "--metrics", "clip-score,diversity", "--clip-model", str(clip_dir),
+                "--json", str(tmp_path / "c.json"), env={**os.environ, "HUAJIA_CACHE": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert report["clip_score_images"] == 12 and 0 <= report["clip_score"] <= 100
+
+
 def test_eval_model_writes_one_report(tmp_path, sd_dir):
     import json
     import os

@@ -50,10 +50,11 @@ def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
 
 
 def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = 50, seed: int = 0) -> tuple[float, float]:
-    """(mean, standard deviation over subsets); subsets of min(1000, n) images, seeded."""
+    """(mean, standard deviation over subsets); subsets of min(1000, n / 2) images (smaller than
+    the sets, or every subset would be the same), seeded."""
     from torchmetrics.image.kid import KernelInceptionDistance
 
-    size = min(1000, len(real), len(fake))
+    size = max(2, min(1000, min(len(real), len(fake)) // 2))
     metric = KernelInceptionDistance(feature=_Given(real.shape[1]), subsets=subsets, subset_size=size)
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
@@ -106,12 +107,22 @@ def diversity(features: torch.Tensor) -> float:
 
 
 def clip_score(images: torch.Tensor, texts: list[str], folder: str) -> float:
-    from torchmetrics.multimodal.clip_score import CLIPScore
+    """Mean 100 · max(cos(image, text), 0) with a local CLIP, torchmetrics' CLIPScore scale.
+    Not torchmetrics' own class: in 1.9 it breaks on transformers 5, whose
+    ``get_image_features`` returns a model output rather than a tensor."""
+    from transformers import CLIPModel, CLIPProcessor
 
-    metric = CLIPScore(model_name_or_path=folder)
-    for start in range(0, len(images), 32):
-        metric.update(images[start:start + 32], texts[start:start + 32])
-    return float(metric.compute())
+    model, processor = CLIPModel.from_pretrained(folder).eval(), CLIPProcessor.from_pretrained(folder)
+    scores = []
+    with torch.no_grad():
+        for start in range(0, len(images), 32):
+            batch = [x.permute(1, 2, 0).numpy() for x in images[start:start + 32]]
+            inputs = processor(text=texts[start:start + 32], images=batch, return_tensors="pt",
+                               padding=True, truncation=True)
+            out = model(**inputs)
+            cos = nn.functional.cosine_similarity(out.image_embeds, out.text_embeds)
+            scores.append(100 * cos.clamp(min=0))
+    return float(torch.cat(scores).mean())
 
 
 def measure(names: list[str], real: torch.Tensor | None, fake: torch.Tensor,
@@ -128,4 +139,5 @@ def measure(names: list[str], real: torch.Tensor | None, fake: torch.Tensor,
         result["precision"], result["recall"] = precision_recall(real, fake)
     if "diversity" in names:
         result["diversity"] = diversity(fake)
-    return {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in result.items()}
+    return {k: (float(f"{v:.6g}") if isinstance(v, float) and math.isfinite(v) else v)
+            for k, v in result.items()}
