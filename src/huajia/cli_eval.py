@@ -54,6 +54,8 @@ def eval_images(
     clip_model: Path = typer.Option(None, "--clip-model", help="clip-score: a local CLIP checkpoint."),
     reference_images: int = typer.Option(2000, help="--real world: how many oracle renders."),
     json_path: Path = typer.Option(None, "--json", help="Write the numbers here."),
+    out: Path = typer.Option(None, "--out", help="Folder for metrics.json and grid.png (the "
+                             "pictures nearest to the reference and farthest from it)."),
 ) -> None:
     """Measure a folder of pictures against a reference folder (or the world)."""
     from huajia.evaluation.metrics.compute import check_count, clip_score, measure
@@ -91,16 +93,42 @@ def eval_images(
         result["clip_score_images"] = len(keep)
     for key, value in result.items():
         console.print(f"{key}: {value}")
+    if out:
+        from huajia.world.dataset import prepare_out_dir
+
+        prepare_out_dir(out)
+        json_path = json_path or out / "metrics.json"
+        _nearest_grid(fakes, fake_features, real_features).save(out / "grid.png")
+        console.print(f"grid: {out / 'grid.png'}")
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
         console.print(f"report: {json_path}")
 
 
+def _nearest_grid(fakes, fake_features, real_features):
+    """The 6 pictures nearest to the reference's features and the 6 farthest (in red)."""
+    import torch
+    from PIL import Image
+
+    from huajia.drawing import Tile, captioned_grid
+
+    distance = torch.cdist(fake_features.double(), real_features.double()).min(dim=1).values
+    order = distance.argsort().tolist()
+    picks = order[:6] + [i for i in order[-6:] if i not in order[:6]]
+    tiles = [Tile(Image.fromarray(fakes.images[i].permute(1, 2, 0).numpy()),
+                  (fakes.names[i], f"distance {distance[i]:.2f}"), (30, 30, 30) if k < 6 else (190, 30, 30))
+             for k, i in enumerate(picks)]
+    return captioned_grid(tiles, columns=6, tile_px=128, text_lines=2, font_px=11,
+                          title="nearest to the reference (black) and farthest (red)")
+
+
 def eval_model(
     model: str = typer.Option("embedded", help="embedded, a diffusers folder or a hub id."),
     out: Path = typer.Option(..., "--out", help="Folder for report.json and report.png."),
     prompts: Path = typer.Option(None, "--prompts", help="Prompt file (world words); default: ShapesEval."),
+    shapes_eval: bool = typer.Option(False, "--shapes-eval", help="ShapesEval's held-out prompts (the "
+                                     "default without --prompts)."),
     specs_per_task: int = typer.Option(6, help="ShapesEval specs per task (en + zh each)."),
     images_per_prompt: int = typer.Option(2, "--images-per-prompt", "-n", min=1),
     cfg: str = typer.Option("5", help="Comma list of CFG scales, e.g. 3,5,7,9."),
@@ -125,6 +153,8 @@ def eval_model(
         raise HuajiaError(f"--cfg '{cfg}': give numbers separated by commas, e.g. 3,5,7,9") from None
     if not scales or any(not 1 <= c <= 30 for c in scales):
         raise HuajiaError(f"--cfg '{cfg}': each scale must be between 1 and 30")
+    if prompts and shapes_eval:
+        raise HuajiaError("--prompts and --shapes-eval exclude each other; pick one")
     chosen = file_prompts(prompts) if prompts else shapes_eval_prompts(specs_per_task)
     extractor = make_extractor(features)
     prepare_out_dir(out)
