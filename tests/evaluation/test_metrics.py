@@ -149,10 +149,11 @@ def test_eval_images_counts_unreadable_files_and_writes_json(tmp_path, oracle):
         for i, picture in enumerate(_pictures(tensor)):
             picture.save(folder / f"{i}.png")
     (fake / "broken.png").write_bytes(b"not a png")
-    done = _cli("images", "--real", str(real), "--fake", str(fake), "--json", str(tmp_path / "m.json"),
+    done = _cli("images", "--real", str(real), "--fake", str(fake), "--out", str(tmp_path / "out"),
                 env={**os.environ, "HUAJIA_CACHE": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr
-    report = json.loads((tmp_path / "m.json").read_text())
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert Image.open(tmp_path / "out" / "grid.png").size[0] > 500
     assert report["n_fake"] == 20 and report["skipped_unreadable"] == 1
     assert {"fid", "kid", "kid_std", "is", "precision", "recall", "diversity"} <= report.keys()
 
