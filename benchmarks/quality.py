@@ -132,12 +132,15 @@ def _table(args, prompts) -> None:
         results.append(SettingResult(part["label"], part["cfg"], part["shapes"], part["metrics"],
                                      images, texts, nearest))
         parts.append(part)
-    rows = [[p["label"], p["metrics"].get("fid"), p["metrics"].get("kid"), p["metrics"].get("is"),
+    rows = [[p["label"], p["metrics"].get("fid"),
+             f"{p['metrics'].get('kid', 0):.2f} ± {p['metrics'].get('kid_std', 0):.2f}",
+             p["metrics"].get("is"),
              p["metrics"].get("precision"), p["metrics"].get("recall"), p["metrics"].get("diversity"),
              p["shapes"]["overall"], p["nfe"] if p["nfe"] is not None else "-"] for p in parts]
     report_picture(results, f"{args.model}, world features").save(RESULTS / "quality.png")
     report("quality", "Picture quality and correctness on held-out ShapesEval (world features)",
-           ["images", "FID", "KID", "IS", "precision", "recall", "diversity", "ShapesEval", "NFE/image"],
+           ["images", "FID", "KID ± std", "IS", "precision", "recall", "diversity", "ShapesEval",
+            "NFE/image"],
            rows, {"model": args.model, "features": extractor.name, "feature_network": extractor.identity,
                   "images_per_setting": parts[0]["n_images"] if parts else 0, "parts": parts,
                   "clip_score": "not measured here: no real CLIP is on this machine (a tiny random "
