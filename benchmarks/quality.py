@@ -15,11 +15,10 @@ import argparse
 import json
 
 import numpy as np
-import torch
 from _common import RESULTS, report
 from PIL import Image
 
-from huajia.evaluation.metrics.model_eval import SettingResult, reference, report_picture
+from huajia.evaluation.metrics.model_eval import measured, reference, report_picture
 from huajia.evaluation.prompts import shapes_eval_prompts
 
 PARTS = RESULTS / "quality_parts"
@@ -112,9 +111,7 @@ def main() -> None:
 def _table(args, prompts) -> None:
     """Every painted setting, measured with the shipped world features against the oracle's
     pictures of the same prompts (other seeds)."""
-    from huajia.evaluation.metrics.compute import measure
-    from huajia.evaluation.metrics.features import extract, make_extractor
-    from huajia.evaluation.metrics.images import read_folder
+    from huajia.evaluation.metrics.features import make_extractor
 
     extractor = make_extractor("world")
     real, _ = reference(extractor, prompts)
@@ -123,14 +120,13 @@ def _table(args, prompts) -> None:
         if not (PARTS / f"{name}.json").is_file():
             continue
         part = json.loads((PARTS / f"{name}.json").read_text())
-        pictures = read_folder(PARTS / name)
-        fake, logits = extract(extractor, pictures.images)
-        part["metrics"] = measure(METRICS, real, fake, logits)
-        nearest = torch.cdist(fake.double(), real.double()).min(dim=1).values.tolist()
-        images = [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in pictures.images]
-        texts = [prompts[i // args.images_per_prompt].text for i in range(len(images))]
-        results.append(SettingResult(part["label"], part["cfg"], part["shapes"], part["metrics"],
-                                     images, texts, nearest))
+        files = sorted((PARTS / name).glob("*.png"))
+        pictures = [Image.open(f).convert("RGB") for f in files]
+        texts = [prompts[i // args.images_per_prompt].text for i in range(len(pictures))]
+        result = measured(part["label"], part["cfg"], part["shapes"], pictures, texts, extractor, real,
+                          METRICS)
+        part["metrics"] = result.metrics
+        results.append(result)
         parts.append(part)
     rows = [[p["label"], p["metrics"].get("fid"),
              f"{p['metrics'].get('kid', 0):.2f} ± {p['metrics'].get('kid_std', 0):.2f}",

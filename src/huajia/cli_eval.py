@@ -22,26 +22,26 @@ def _metric_list(text: str) -> list[str]:
 
 
 def _prompt_of(path: Path, folder: Path, captions: dict[str, str]) -> str | None:
-    """A picture's prompt: metadata.jsonl's text, else its infotext's first line."""
-    from PIL import Image
+    """A picture's prompt: metadata.jsonl's text, else its infotext's prompt."""
+    from huajia.engine.infotext import parse_infotext, read_infotext
 
     name = str(path.relative_to(folder))
     if name in captions:
         return captions[name]
     try:
-        with Image.open(path) as image:
-            text = image.info.get("parameters")
-    except OSError:
+        return parse_infotext(read_infotext(path))["Prompt"] or None
+    except HuajiaError:  # no infotext: the picture has no known prompt
         return None
-    return text.split("\n", 1)[0] if text else None
 
 
 def _captions(folder: Path) -> dict[str, str]:
-    meta = folder / "metadata.jsonl"
-    if not meta.is_file():
+    from huajia.imagefolder import read_metadata
+
+    if not (folder / "metadata.jsonl").is_file():
         return {}
-    rows = [json.loads(line) for line in meta.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {r["file_name"]: r.get("text") or r.get("prompt") for r in rows if "file_name" in r}
+    rows = read_metadata(folder)
+    return {row["file_name"]: row.get("text") or row.get("prompt") for row in rows
+            if row.get("text") or row.get("prompt")}
 
 
 def eval_images(

@@ -85,22 +85,15 @@ def shapes_eval_prompts(specs_per_task: int = 50, seed: int = 2025) -> list[Eval
 def file_prompts(path) -> list[EvalPrompt]:
     """A prompt file (one per line, '#' comments) as prompts the verifier can judge: every word
     must be one the shapes world knows."""
-    from pathlib import Path
-
+    from huajia.engine.series import read_prompts
     from huajia.world.parser import parse
 
-    path = Path(path)
-    if not path.is_file():
-        raise HuajiaError(f"--prompts '{path}' is not a file; give a text file with one prompt per line")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     prompts = []
-    for number, text in enumerate((t for t in lines if t and not t.startswith("#")), 1):
+    for number, text in enumerate(read_prompts(path), 1):
         parsed = parse(text)
         if parsed.unparsed or not parsed.spec.groups:
             raise HuajiaError(f"--prompts line {number} ({text!r}) has words the shapes world does not "
                               f"know ({', '.join(parsed.unparsed) or 'no objects'}); the verifier and the "
                               "oracle reference cannot judge it")
         prompts.append(EvalPrompt(f"file-{number:03d}", "file", parsed.lang, text, parsed.spec))
-    if not prompts:
-        raise HuajiaError(f"--prompts '{path}' has no prompts; write one prompt per line")
     return prompts

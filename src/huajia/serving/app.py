@@ -33,7 +33,7 @@ from huajia import __version__
 from huajia.engine.styles import load_styles
 from huajia.errors import HuajiaError
 from huajia.serving.config import ServeConfig
-from huajia.serving.connections import RequestGuard
+from huajia.serving.connections import RequestGuard, error_body
 from huajia.serving.jobs import JobSpec, redact
 from huajia.serving.provenance import verify
 from huajia.serving.queue import Job
@@ -66,8 +66,8 @@ class ApiError(Exception):
 
 def _error(status: int, message: str, kind: str, param=None, code=None, headers=None):
     # a client never learns the server's folders (LoRA, model and data paths)
-    body = {"error": {"message": redact(message), "type": kind, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_body(redact(message), code, kind, param), status_code=status,
+                        headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -20,8 +20,10 @@ from fastapi.responses import JSONResponse
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
-def error_body(message: str, code: str, kind: str = "invalid_request_error") -> dict:
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+def error_body(message: str, code: str | None, kind: str = "invalid_request_error",
+               param: str | None = None) -> dict:
+    """OpenAI's error shape (every refusal of the server uses it)."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 @dataclass(frozen=True)
@@ -118,9 +120,7 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            return await self._refuse(scope, send, 413, "request_too_large",
-                                      f"the request body is over {self.limit // 1024**2} MiB; send "
-                                      "less (a prompt is at most 4,000 characters)")
+            return await self._too_large(scope, send)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         chunks, seen, more = [], 0, True
@@ -138,10 +138,13 @@ class RequestGuard:
             seen += len(message.get("body", b""))
             more = message.get("more_body", False)
             if seen > self.limit:
-                return await self._refuse(scope, send, 413, "request_too_large",
-                                          f"the request body is over {self.limit // 1024**2} MiB; "
-                                          "send less (a prompt is at most 4,000 characters)")
+                return await self._too_large(scope, send)
         await self.app(scope, _replay(chunks, receive), send)
+
+    async def _too_large(self, scope, send):
+        return await self._refuse(scope, send, 413, "request_too_large",
+                                  f"the request body is over {self.limit // 1024**2} MiB; send "
+                                  "less (a prompt is at most 4,000 characters)")
 
     @staticmethod
     async def _refuse(scope, send, status: int, code: str, message: str):

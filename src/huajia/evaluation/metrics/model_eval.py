@@ -69,10 +69,17 @@ def evaluate_setting(label: str, cfg: float | None, generator: ImageGenerator,
             progress(label, done[0], total)
 
     scores = run_shapes_eval(generator, prompts, images_per_prompt, progress=advance, on_image=keep)
+    shapes = {"overall": scores.overall, "tasks": scores.tasks, "by_lang": scores.by_lang}
+    return measured(label, cfg, shapes, pictures, texts, extractor, real, metrics)
+
+
+def measured(label: str, cfg: float | None, shapes: dict, pictures: list[Image.Image],
+             texts: list[str], extractor, real: torch.Tensor, metrics: list[str]) -> SettingResult:
+    """A setting's pictures measured against the reference's features, with each picture's
+    distance to its nearest reference picture (for the report's grids)."""
     fake, logits = extract(extractor, to_tensor(pictures, 128))
     values = measure(metrics, real, fake, logits)
     nearest = torch.cdist(fake.double(), real.double()).min(dim=1).values.tolist()
-    shapes = {"overall": scores.overall, "tasks": scores.tasks, "by_lang": scores.by_lang}
     return SettingResult(label, cfg, shapes, values, pictures, texts, nearest)
 
 

@@ -57,13 +57,9 @@ def world_prompt(rng: np.random.Generator, weights: dict[str, float] | None = No
 def read_prompt_file(path: str | Path, world_words: bool) -> tuple[TrainPrompt, ...]:
     """One prompt per line (blank lines and '#' comments skipped). ``world_words``: every word
     must be one the shapes world knows (its verifier is the reward)."""
-    path = Path(path)
-    if not path.is_file():
-        raise HuajiaError(f"--prompts '{path}' is not a file; give a text file with one prompt per line")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    prompts = [line for line in lines if line and not line.startswith("#")]
-    if not prompts:
-        raise HuajiaError(f"--prompts '{path}' has no prompts; write one prompt per line")
+    from huajia.engine.series import read_prompts
+
+    prompts = read_prompts(path)
     if world_words:
         for number, prompt in enumerate(prompts, 1):
             unknown = parse(prompt).unparsed
