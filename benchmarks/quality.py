@@ -112,6 +112,7 @@ def _table(args, prompts) -> None:
     """Every painted setting, measured with the shipped world features against the oracle's
     pictures of the same prompts (other seeds)."""
     from huajia.evaluation.metrics.features import make_extractor
+    from huajia.evaluation.second_judge import judge
 
     extractor = make_extractor("world")
     real, _ = reference(extractor, prompts)
@@ -126,17 +127,23 @@ def _table(args, prompts) -> None:
         result = measured(part["label"], part["cfg"], part["shapes"], pictures, texts, extractor, real,
                           METRICS)
         part["metrics"] = result.metrics
+        # the critic thinking and best-of-N search against is ShapesEval's verifier: a second,
+        # separately written judge says whether their gains are real
+        specs = [prompts[i // args.images_per_prompt].spec for i in range(len(pictures))]
+        verdicts = [judge(picture, spec) for picture, spec in zip(pictures, specs, strict=True)]
+        part["second_judge"] = float(np.mean(verdicts))
         results.append(result)
         parts.append(part)
     rows = [[p["label"], p["metrics"].get("fid"),
              f"{p['metrics'].get('kid', 0):.2f} ± {p['metrics'].get('kid_std', 0):.2f}",
              p["metrics"].get("is"),
              p["metrics"].get("precision"), p["metrics"].get("recall"), p["metrics"].get("diversity"),
-             p["shapes"]["overall"], p["nfe"] if p["nfe"] is not None else "-"] for p in parts]
+             p["shapes"]["overall"], p["second_judge"], p["nfe"] if p["nfe"] is not None else "-"]
+            for p in parts]
     report_picture(results, f"{args.model}, world features").save(RESULTS / "quality.png")
     report("quality", "Picture quality and correctness on held-out ShapesEval (world features)",
            ["images", "FID", "KID ± std", "IS", "precision", "recall", "diversity", "ShapesEval",
-            "NFE/image"],
+            "second judge", "NFE/image"],
            rows, {"model": args.model, "features": extractor.name, "feature_network": extractor.identity,
                   "images_per_setting": parts[0]["n_images"] if parts else 0, "parts": parts,
                   "clip_score": "not measured here: no real CLIP is on this machine (a tiny random "
