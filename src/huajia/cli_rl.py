@@ -25,6 +25,9 @@ def train_rl_command(
     prompts: Path = typer.Option(None, "--prompts", help="Prompt file, one per line (default: the "
                                  "world's training templates, GenEval's task mix)."),
     task_weights: str = typer.Option(None, help="Weigh the world's tasks, e.g. position=3 (others 1)."),
+    anchor: float = typer.Option(0.0, help="GRPO + shapes: weight of a supervised loss on oracle "
+                                 "renders of training scenes (keeps what the base generalised)."),
+    anchor_batch: int = typer.Option(16, help="--anchor: oracle scenes per optimizer step."),
     lora_rank: int = typer.Option(None, help="Train a LoRA of this rank instead of the whole UNet."),
     full: bool = typer.Option(False, "--full", help="Train the whole UNet (the default)."),
     kl: float = typer.Option(0.05, help="KL weight to the starting model (GRPO)."),
@@ -58,7 +61,7 @@ def train_rl_command(
                       group_size=group_size, prompts_per_step=prompts_per_step, lr=lr, kl=kl,
                       sde_window=sde_window, train_timesteps=train_timesteps, eta=eta,
                       lora_rank=lora_rank, seed=seed, prompt_file=str(prompts) if prompts else None,
-                      task_weights=task_weights)
+                      task_weights=task_weights, anchor=anchor, anchor_batch=anchor_batch)
     critic = make_critic(reward, clip_model=clip_model, vlm_url=vlm_url, vlm_model=vlm_model,
                          vlm_key=vlm_key)
     if prompts:

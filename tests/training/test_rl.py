@@ -221,6 +221,7 @@ def test_clip_and_vlm_critics_are_rewards(sd_dir, tmp_path, clip_dir, vlm_url):
     (["--prompts", "{tmp}/words.txt"], "does not know"),
     (["--full", "--lora-rank", "4"], "exclude each other"),
     (["--task-weights", "positon=3"], "unknown task 'positon'"),
+    (["--anchor", "1", "--method", "dpo"], "needs --method grpo"),
 ])
 def test_cli_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, args, message):
     (tmp_path / "words.txt").write_text("a red circle\na purple dragon\n")
@@ -246,3 +247,29 @@ def test_cli_trains_measures_and_writes_the_card(sd_dir, tmp_path):
     card = (out / "model" / "README.md").read_text()
     assert "ShapesEval" in card and "| generation, 20 DDIM steps, CFG 5 |" in card
     assert (out / "model" / "reward_curve.png").is_file()
+
+
+def test_world_anchor_is_deterministic_and_a_step_on_it_lowers_it(sd_dir):
+    from huajia.training.rl.anchor import WorldAnchor
+
+    policy = Policy(_pipe(sd_dir), guidance=5.0)
+    steps = DdimSteps(policy.pipe.scheduler.config, 4, policy.device)
+    anchor = WorldAnchor(policy, steps, weight=1.0, batch=4, seed=0)
+    before = anchor.loss(3, 1)
+    assert torch.equal(before, anchor.loss(3, 1)) and not torch.equal(before, anchor.loss(3, 0))
+    optimizer = torch.optim.SGD(policy.trainable(), lr=1e-2)
+    before.backward()
+    optimizer.step()
+    assert float(anchor.loss(3, 1)) < float(before)
+
+
+def test_anchored_grpo_resumes_bit_for_bit(sd_dir, tmp_path):
+    straight = _train(sd_dir, tmp_path / "a", 2, anchor=1.0, anchor_batch=2)
+    _train(sd_dir, tmp_path / "b", 1, anchor=1.0, anchor_batch=2)
+    resumed = _train(sd_dir, tmp_path / "b", 2, resume=True, anchor=1.0, anchor_batch=2)
+    assert [r.get("anchor_loss") for r in straight.history] == [r.get("anchor_loss") for r in resumed.history]
+    a = StableDiffusionPipeline.from_pretrained(straight.model_dir).unet.state_dict()
+    b = StableDiffusionPipeline.from_pretrained(resumed.model_dir).unet.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(HuajiaError, match="--anchor"):
+        RLRecipe(method="dpo", anchor=1.0)

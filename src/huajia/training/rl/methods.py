@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ from huajia.training.rl.policy import Policy, Rollout, step_log_prob
 
 METHODS = ("grpo", "dpo", "raft")
 CHUNK = 32  # samples per forward pass
+Anchor = Callable[[int], torch.Tensor]  # optimizer step k of this rollout → an extra loss
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,15 @@ def _minibatches(items: list, parts: int, rng: np.random.Generator) -> list[list
             if len(chunk)]
 
 
-def _optimizer_step(policy: Policy, optimizer, settings: UpdateSettings) -> float:
-    """Clip and step; a non-finite gradient (a diverged sample) is dropped, never applied."""
+def _optimizer_step(policy: Policy, optimizer, settings: UpdateSettings, anchor: Anchor | None = None,
+                    k: int = 0, record: list | None = None) -> float:
+    """Add the anchor's loss (if any), clip and step; a non-finite gradient (a diverged sample)
+    is dropped, never applied."""
+    if anchor is not None:
+        loss = anchor(k)
+        loss.backward()
+        if record is not None:
+            record.append(float(loss))
     norm = torch.nn.utils.clip_grad_norm_(policy.trainable(), settings.max_grad_norm)
     if torch.isfinite(norm):
         optimizer.step()
@@ -62,7 +71,8 @@ def _optimizer_step(policy: Policy, optimizer, settings: UpdateSettings) -> floa
 
 
 def grpo_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, rewards: np.ndarray,
-                group_size: int, settings: UpdateSettings, rng: np.random.Generator) -> dict:
+                group_size: int, settings: UpdateSettings, rng: np.random.Generator,
+                anchor: Anchor | None = None) -> dict:
     adv, skipped = group_advantages(rewards, group_size)
     adv = np.clip(adv, -settings.adv_clip, settings.adv_clip)
     n_steps = len(rollout.positions)
@@ -72,8 +82,8 @@ def grpo_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, r
     if not pairs:
         return stats
     advantages = torch.as_tensor(adv, dtype=torch.float32, device=policy.device)
-    kls, clipped = [], []
-    for batch in _minibatches(pairs, settings.updates, rng):
+    kls, clipped, anchored = [], [], []
+    for k, batch in enumerate(_minibatches(pairs, settings.updates, rng)):
         for start in range(0, len(batch), CHUNK):
             part = batch[start:start + CHUNK]
             rows = torch.tensor([b for b, _ in part], device=policy.device)
@@ -88,8 +98,10 @@ def grpo_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, r
             loss.backward()
             kls += kl.detach().tolist()
             clipped += ((ratio - 1).abs() > settings.clip_range).float().tolist()
-        _optimizer_step(policy, optimizer, settings)
+        _optimizer_step(policy, optimizer, settings, anchor, k, anchored)
     stats.update(kl=float(np.mean(kls)), clip_frac=float(np.mean(clipped)))
+    if anchored:
+        stats["anchor_loss"] = float(np.mean(anchored))
     return stats
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from huajia.errors import HuajiaError
+from huajia.training.rl.anchor import WorldAnchor
 from huajia.training.rl.ddim import DdimSteps
 from huajia.training.rl.methods import METHODS, UpdateSettings, dpo_update, grpo_update, raft_update
 from huajia.training.rl.policy import Policy, sample
@@ -51,6 +52,8 @@ class RLRecipe:
     checkpoint_every: int = 5
     prompt_file: str | None = None
     task_weights: str | None = None  # e.g. "position=3": the world's tasks drawn unevenly
+    anchor: float = 0.0  # GRPO + shapes: weight of the supervised loss on oracle renders (anchor.py)
+    anchor_batch: int = 16  # oracle scenes per optimizer step
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -73,6 +76,11 @@ class RLRecipe:
             parse_task_weights(self.task_weights)
             if self.prompt_file:
                 raise HuajiaError("--task-weights weighs the world's tasks; it does not apply to --prompts")
+        if self.anchor < 0 or self.anchor_batch < 1:
+            raise HuajiaError("--anchor must not be negative and --anchor-batch at least 1")
+        if self.anchor and (self.method != "grpo" or self.reward != "shapes"):
+            raise HuajiaError("--anchor trains on the shapes world's oracle renders; it needs "
+                              "--method grpo and --reward shapes")
         if self.lr <= 0 or self.kl < 0 or self.eta <= 0:
             raise HuajiaError("--lr and --eta must be positive and --kl not negative")
 
@@ -108,6 +116,8 @@ class _Run:
         torch.manual_seed(recipe.seed)  # LoRA's initial weights
         self.policy = Policy(pipe, guidance=recipe.guidance, lora_rank=recipe.lora_rank)
         self.steps = DdimSteps(pipe.scheduler.config, recipe.sample_steps, device)
+        self.anchor = (WorldAnchor(self.policy, self.steps, weight=recipe.anchor, batch=recipe.anchor_batch,
+                                   seed=recipe.seed) if recipe.anchor else None)
         self.optimizer = torch.optim.AdamW(self.policy.trainable(), lr=recipe.lr, weight_decay=0.0)
         self.step, self.history, self.cpu_s, self.wall_s = 0, [], 0.0, 0.0
 
@@ -132,7 +142,8 @@ class _Run:
         generator = torch.Generator().manual_seed(r.seed * 7_000_003 + self.step)
         args = (self.policy, self.steps, self.optimizer, rollout, rewards)
         if r.method == "grpo":
-            stats = grpo_update(*args, r.group_size, r.settings(), rng)
+            anchor = (lambda k: self.anchor.loss(self.step, k)) if self.anchor else None
+            stats = grpo_update(*args, r.group_size, r.settings(), rng, anchor)
         elif r.method == "dpo":
             stats = dpo_update(*args, r.group_size, r.settings(), rng, generator)
         else:
@@ -146,7 +157,7 @@ class _Run:
 
 def _check_resume(recipe: RLRecipe, saved: dict) -> None:
     changed = [f.name for f in fields(RLRecipe) if f.name not in _EXTENDABLE
-               and saved.get(f.name) != getattr(recipe, f.name)]
+               and saved.get(f.name, f.default) != getattr(recipe, f.name)]  # older runs lack newer fields
     if changed:
         raise HuajiaError(f"--resume: this run was started with different {', '.join(changed)}; "
                           "resume with the same settings (only --steps and --minutes may change) "
