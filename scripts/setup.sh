@@ -33,3 +33,7 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
   "$PYTHON" -m pip install -q "torch==2.13.0"
 fi
 "$PYTHON" -m pip install -q -e ".[dev]"
+# spandrel (upscalers) without its torchvision requirement: see [upscale] in pyproject.toml
+if ! "$PYTHON" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('spandrel') is None)"; then
+  "$PYTHON" -m pip install -q --no-deps "spandrel>=0.4,<0.5"
+fi

@@ -140,6 +140,45 @@ class _FakeVLM(BaseHTTPRequestHandler):
         pass
 
 
+class _FakeLLM(BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat endpoint that writes detailed prompts: it adds "on a beige
+    background" to a topic, answers nothing usable for "garbage" and too late for "slow"."""
+
+    def do_GET(self):  # noqa: N802 - /models: the reachability probe
+        self._answer(200, {"object": "list", "data": [{"id": "fake"}]})
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        topic = body["messages"][-1]["content"]
+        if "slow" in topic:
+            time.sleep(3)
+        if "garbage" in topic:
+            self._answer(200, {"unexpected": True})
+            return
+        text = f"{topic} on a beige background (seed {body.get('seed')})"
+        self._answer(200, {"choices": [{"message": {"role": "assistant", "content": text}}]})
+
+    def _answer(self, status, body):
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps(body).encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def llm_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeLLM)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
 @pytest.fixture
 def vlm_url():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeVLM)

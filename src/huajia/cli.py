@@ -18,6 +18,8 @@ from rich.table import Table
 
 from huajia.cli_common import console, print_shapes_result, progress_bar, vocabulary_option
 from huajia.cli_eval import register as register_metrics
+from huajia.cli_finish import STYLES_FILE
+from huajia.cli_finish import register as register_finishing
 from huajia.cli_paint import register as register_painting
 from huajia.cli_serve import register as register_serving
 from huajia.cli_train import app as train_app
@@ -33,6 +35,7 @@ app.add_typer(world_app, name="world")
 app.add_typer(eval_app, name="eval")
 app.add_typer(train_app, name="train")
 register_painting(app)
+register_finishing(app)
 register_serving(app)
 register_metrics(eval_app)
 
@@ -210,8 +213,8 @@ def info(image: Path = typer.Argument(..., help="A PNG made by huajia (or A1111)
 
 
 @app.command("styles")
-def styles() -> None:
-    """List the style presets."""
+def styles(styles_file: Path = STYLES_FILE) -> None:
+    """List the style presets (and yours: --styles-file or $HUAJIA_STYLES)."""
     from huajia.engine.styles import load_styles
 
     for style in load_styles().values():

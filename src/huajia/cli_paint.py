@@ -13,6 +13,15 @@ from pathlib import Path
 import typer
 
 from huajia.cli_common import console, progress_bar, vocabulary_option
+from huajia.cli_finish import (
+    LLM_KEY,
+    LLM_MODEL,
+    LLM_URL,
+    STYLES_FILE,
+    WILDCARDS,
+    finishing_fields,
+    make_expander,
+)
 from huajia.drawing import check_font_for
 from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
@@ -45,11 +54,11 @@ def build_request(prompt: str, size: str | None, lora: list[str], **fields) -> G
     return request
 
 
-def open_engine(model: str):
+def open_engine(model: str, expander=None):
     from huajia.engine.engine import Engine
     from huajia.world.parser import unknown_words
 
-    return Engine(model, vocabulary=unknown_words)
+    return Engine(model, vocabulary=unknown_words, expander=expander)
 
 
 def generate(
@@ -64,6 +73,18 @@ def generate(
     scheduler: str = _r("scheduler"),
     guidance_rescale: float = _r("guidance_rescale"),
     upscaler: str = _r("upscaler"),
+    hires_scale: float = _r("hires_scale"),
+    hires_upscaler: str = _r("hires_upscaler"),
+    hires_steps: int = _r("hires_steps"),
+    hires_denoise: float = _r("hires_denoise"),
+    sharpen: float = _r("sharpen"),
+    style_raw: str = _r("style_raw"),
+    expand: str = _r("expand"),
+    wildcards: Path = WILDCARDS,
+    llm_url: str = LLM_URL,
+    llm_model: str = LLM_MODEL,
+    llm_key: str = LLM_KEY,
+    styles_file: Path = STYLES_FILE,
     lora: list[str] = typer.Option([], "--lora", help=LORA_HELP),
     model: str = typer.Option("embedded", help=MODEL_HELP),
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder for the PNGs."),
@@ -74,21 +95,25 @@ def generate(
 
     request = build_request(prompt, size, lora, n=n, seed=seed, steps=steps, guidance=guidance,
                             negative_prompt=negative_prompt, style=style, scheduler=scheduler,
-                            guidance_rescale=guidance_rescale, upscaler=upscaler)
+                            guidance_rescale=guidance_rescale, upscaler=upscaler,
+                            **finishing_fields(hires_scale, hires_upscaler, hires_steps, hires_denoise,
+                                               sharpen, style_raw, expand))
+    expander = make_expander(wildcards, llm_url, llm_model, llm_key)
+    expander.check(request.expand, request.prompt)  # unknown wildcards, no LLM: before any work
     prepare_out_dir(out)
-    engine = open_engine(model)
+    engine = open_engine(model, expander)
     with progress_bar("painting", steps) as advance:
         result = engine.generate(request, on_step=lambda done, total: advance(1))
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     for image, seed_used, infotext in zip(result.images, result.seeds, result.infotexts,
                                           strict=True):
-        path = _free_name(out, seed_used)
+        path = free_name(out, seed_used)
         save_png(image, path, infotext)
         console.print(str(path))
 
 
-def _free_name(folder: Path, seed: int) -> Path:
+def free_name(folder: Path, seed: int) -> Path:
     index = len(list(folder.glob("*.png")))
     while (folder / f"{index:05d}-{seed}.png").exists():
         index += 1
@@ -120,6 +145,18 @@ def think(
     scheduler: str = _r("scheduler"),
     guidance_rescale: float = _r("guidance_rescale"),
     upscaler: str = _r("upscaler"),
+    hires_scale: float = _r("hires_scale"),
+    hires_upscaler: str = _r("hires_upscaler"),
+    hires_steps: int = _r("hires_steps"),
+    hires_denoise: float = _r("hires_denoise"),
+    sharpen: float = _r("sharpen"),
+    style_raw: str = _r("style_raw"),
+    expand: str = _r("expand"),
+    wildcards: Path = WILDCARDS,
+    llm_url: str = LLM_URL,
+    llm_model: str = LLM_MODEL,
+    llm_key: str = LLM_KEY,
+    styles_file: Path = STYLES_FILE,
     model: str = typer.Option("embedded", help=MODEL_HELP),
     clip_model: str = typer.Option(None, help="Local CLIP checkpoint (critic clip)."),
     vlm_url: str = typer.Option(None, help="OpenAI-compatible base URL (critic vlm)."),
@@ -148,17 +185,22 @@ def think(
         request = build_request(prompt, size, lora, n=n, seed=seed, steps=steps,
                                 guidance=guidance, negative_prompt=negative_prompt, style=style,
                                 scheduler=scheduler, guidance_rescale=guidance_rescale,
-                                upscaler=upscaler)
+                                upscaler=upscaler,
+                                **finishing_fields(hires_scale, hires_upscaler, hires_steps,
+                                                   hires_denoise, sharpen, style_raw, expand))
         options = ThinkOptions(pauses=pauses, budget=budget, threshold=threshold,
                                max_repaints=max_repaints, restarts=restarts, steer=steer,
                                compose_tries=compose_tries, region_strength=region_strength,
                                woken_strength=woken_strength, repaint_strength=repaint_strength,
                                restart_below=restart_below)
     critic_impl = make_critic(critic, clip_model, vlm_url, vlm_model, vlm_key)
-    check_plan(critic_impl, plan_prompt(request.prompt))
+    expander = make_expander(wildcards, llm_url, llm_model, llm_key)
+    expander.check(request.expand, request.prompt)
+    if request.expand == "none":  # an expanded prompt is planned once it is written
+        check_plan(critic_impl, plan_prompt(request.prompt))
     check_font_for(request.prompt)  # the timeline speaks the prompt's language
     prepare_out_dir(out)
-    results = Thinker(open_engine(model), critic_impl, options).think_all(
+    results = Thinker(open_engine(model, expander), critic_impl, options).think_all(
         request, on_thought=lambda i, t: console.print(
             f"[cyan]thought[/] {thought_lines(t)}", highlight=False))
     for index, result in enumerate(results, 1):

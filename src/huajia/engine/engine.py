@@ -12,20 +12,24 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from PIL import Image
 
 from huajia.engine import loading
+from huajia.engine.edits import composite, edit_size, latent_mask, read_mask
 from huajia.engine.embeddings import encode_weighted
+from huajia.engine.expansion import PromptExpander
 from huajia.engine.infotext import format_infotext
 from huajia.engine.lora import apply_loras, apply_new_words, lora_hash, lora_name, read_new_words
 from huajia.engine.prompt_weights import plain_text
 from huajia.engine.request import GenerationRequest, GenerationResult, LoraSpec
 from huajia.engine.schedulers import make_scheduler, sampler_label
 from huajia.engine.session import ModelHook, Session
-from huajia.engine.styles import get_style
+from huajia.engine.styles import Style, get_style
+from huajia.engine.upscalers import Upscalers, label, sharpen, target_size
 from huajia.errors import HuajiaError
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, total steps)
@@ -35,7 +39,18 @@ Vocabulary = Callable[[str], Sequence[str]]  # prompt text → the words the mod
 def batch_key(request: GenerationRequest) -> tuple:
     """Requests with equal keys can share one pipeline call."""
     return (request.steps, request.guidance, request.width, request.height, request.scheduler,
-            request.loras, request.guidance_rescale)
+            request.loras, request.guidance_rescale, request.hires_scale, request.hires_upscaler,
+            request.hires_steps, request.hires_denoise)
+
+
+@dataclass(frozen=True)
+class Expanded:
+    """One picture's request after prompt expansion, and what it was expanded from."""
+
+    request: GenerationRequest  # n=1, its own seed, the painted prompt
+    template: str | None  # the prompt as written (None: not expanded)
+    mode: str
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,7 +101,8 @@ class Engine:
     """
 
     def __init__(self, model: str = loading.EMBEDDED, *, device: str | None = None,
-                 pipe=None, vocabulary: Vocabulary | None = None):
+                 pipe=None, vocabulary: Vocabulary | None = None,
+                 expander: PromptExpander | None = None):
         if pipe is None:
             self.source = loading.resolve_model(model)
             self.device, self.dtype = loading.pick_device(device)
@@ -100,6 +116,8 @@ class Engine:
         self.base_scheduler_config = dict(self.pipe.scheduler.config)
         self.model_hash = loading.model_hash(self.source, self.pipe)
         self.vocabulary = vocabulary
+        self.expander = expander or PromptExpander()
+        self.upscalers = Upscalers(self.device)
         self.weighted = hasattr(self.pipe, "tokenizer") and hasattr(self.pipe, "text_encoder")
         self.loaded_loras: tuple = ()
         self.active_loras: tuple = ()
@@ -108,10 +126,10 @@ class Engine:
         self.lora_hashes: dict[str, str] = {}
 
     @classmethod
-    def from_pipe(cls, pipe, *, name: str | None = None,
-                  vocabulary: Vocabulary | None = None) -> Engine:
+    def from_pipe(cls, pipe, *, name: str | None = None, vocabulary: Vocabulary | None = None,
+                  expander: PromptExpander | None = None) -> Engine:
         return cls(name or getattr(pipe, "name_or_path", None) or "custom", pipe=pipe,
-                   vocabulary=vocabulary)
+                   vocabulary=vocabulary, expander=expander)
 
     @property
     def native_size(self) -> int:
@@ -130,15 +148,24 @@ class Engine:
         each denoising run gets a fresh scheduler; all of it is undone on exit."""
         return Session(self, request, hooks)
 
-    def size_of(self, request: GenerationRequest) -> tuple[int, int]:
-        """The size of the pictures ``request`` gets back."""
+    def base_size(self, request: GenerationRequest) -> tuple[int, int]:
+        """The asked size (the model's native size where none was asked)."""
         return request.width or self.native_size, request.height or self.native_size
+
+    def size_of(self, request: GenerationRequest) -> tuple[int, int]:
+        """The size of the pictures ``request`` gets back (the hires fix scales the base)."""
+        base = self.base_size(request)
+        return target_size(base, request.hires_scale) if request.hires_scale > 1 else base
+
+    def hires_size(self, request: GenerationRequest) -> tuple[int, int]:
+        """Where the hires fix's second pass paints: the first pass's size × the scale."""
+        return target_size(self.paint_size(request), request.hires_scale)
 
     def paint_size(self, request: GenerationRequest) -> tuple[int, int]:
         """The size the model paints at: the asked size or, past the model's native resolution
         (a 128 px model asked for 1024x1024), the same shape scaled down to fit it, to be
         upscaled after (``finish``), since a model paints dots at sizes it never saw."""
-        width, height = self.size_of(request)
+        width, height = self.base_size(request)
         native = self.native_size
         if request.upscaler == "none" or max(width, height) <= native:
             return width, height
@@ -146,11 +173,12 @@ class Engine:
         return (max(64, round(width * scale / 8) * 8), max(64, round(height * scale / 8) * 8))
 
     def finish(self, image: Image.Image, request: GenerationRequest) -> Image.Image:
-        """A painted picture at the size ``request`` asked for (upscaled when painted smaller)."""
+        """A painted picture at the size ``request`` asked for (upscaled when painted smaller),
+        sharpened if asked."""
         size = self.size_of(request)
-        if image.size == size:
-            return image
-        return image.resize(size, Image.Resampling.LANCZOS)
+        if image.size != size:
+            image = image.resize(size, Image.Resampling.LANCZOS)
+        return sharpen(image, request.sharpen)
 
     def generate(self, request: GenerationRequest,
                  on_step: ProgressCallback | None = None) -> GenerationResult:
@@ -159,37 +187,152 @@ class Engine:
     def generate_batch(self, requests: Sequence[GenerationRequest],
                        on_step: ProgressCallback | None = None) -> list[GenerationResult]:
         """Several requests in one pipeline call (micro-batching). They must agree on
-        everything but prompt, negative prompt, seed, n and style (see ``batch_key``)."""
-        start = time.perf_counter()
+        everything but prompt, negative prompt, seed, n and style (see ``batch_key``).
+        Requests that expand their prompt paint one expansion per picture."""
         first = requests[0]
         if any(batch_key(r) != batch_key(first) for r in requests):
             raise HuajiaError("requests in one batch must share steps, guidance, size, "
-                              "scheduler and LoRAs")
+                              "scheduler, LoRAs and hires fix")
+        if all(r.expand == "none" for r in requests):
+            return self._paint_batch([Expanded(r, None, "none") for r in requests], on_step)
+        plans = [self.expand(r) for r in requests]
+        painted = self._paint_batch([e for plan in plans for e in plan], on_step)
+        results = []
+        for plan in plans:
+            mine, painted = painted[:len(plan)], painted[len(plan):]
+            results.append(GenerationResult(
+                tuple(i for r in mine for i in r.images), tuple(s for r in mine for s in r.seeds),
+                tuple(t for r in mine for t in r.infotexts), tuple(m for r in mine for m in r.metadata),
+                dict(mine[0].timings), tuple(dict.fromkeys(w for r in mine for w in r.warnings))))
+        return results
+
+    def expand(self, request: GenerationRequest) -> list[Expanded]:
+        """``request`` as the pictures it paints, each with its prompt expanded from its own seed
+        (the same seed gives the same prompt); one entry with the request itself when it does
+        not expand. An expansion that is not a paintable prompt falls back to the original."""
+        if request.expand == "none":
+            return [Expanded(request, None, "none")]
+        self.expander.check(request.expand, request.prompt)
+        out = []
+        for seed in self._seeds(request):
+            expansion = self.expander.expand(request.expand, request.prompt, seed)
+            warnings = expansion.warnings
+            try:
+                single = replace(request, prompt=expansion.prompt, n=1, seed=seed, expand="none")
+            except HuajiaError as error:
+                warnings += (f"the expanded prompt could not be painted ({error}); painted the "
+                             "prompt as written",)
+                single = replace(request, n=1, seed=seed, expand="none")
+            out.append(Expanded(single, request.prompt, request.expand, warnings))
+        return out
+
+    def _paint_batch(self, items: list[Expanded], on_step: ProgressCallback | None) -> list[GenerationResult]:
+        start = time.perf_counter()
+        requests = [item.request for item in items]
+        first = requests[0]
         size = self.paint_size(first)
+        progress = _ProgressCallback(on_step) if on_step else None
         with self.session(first) as run:
             encode_start = time.perf_counter()
             prepared = [self.prepare(r) for r in requests]
             kwargs = _stack([p.kwargs for p in prepared], [r.n for r in requests])
             encode_s = time.perf_counter() - encode_start
-            generators = [torch.Generator(device="cpu").manual_seed(s)
-                          for p in prepared for s in p.seeds]
+            seeds = [s for p in prepared for s in p.seeds]
+            generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
             denoise_start = time.perf_counter()
-            images = [self.finish(image, first) for image in run.denoise(
-                kwargs, generators, size, _ProgressCallback(on_step) if on_step else None)]
+            if first.hires_scale > 1:
+                latents = run.denoise(kwargs, generators, size, progress, output_type="latent")
+                painted = self._hires_pass(run, first, kwargs, latents, seeds, progress)
+            else:
+                painted = run.denoise(kwargs, generators, size, progress)
+        images = [self.finish(image, r) for r, image in zip(
+            [r for r in requests for _ in range(r.n)], painted, strict=True)]
         timings = {"encode_s": encode_s, "denoise_decode_s": time.perf_counter() - denoise_start,
                    "total_s": time.perf_counter() - start, "batch_images": len(generators)}
         results = []
-        for request, prep in zip(requests, prepared, strict=True):
+        for item, prep in zip(items, prepared, strict=True):
+            request = item.request
             mine, images = images[:request.n], images[request.n:]
-            fields = self.infotext_fields(request, size, self.sampler_for(first))
+            fields = self.infotext_fields(request, size, self.sampler_for(first), item)
             results.append(GenerationResult(
                 tuple(mine), tuple(prep.seeds),
                 tuple(self.infotext(request, prep.prompt, prep.negative, {**fields, "Seed": s})
                       for s in prep.seeds),
                 tuple({**fields, "Seed": s, "Prompt": prep.prompt,
                        "Negative prompt": prep.negative} for s in prep.seeds),
-                dict(timings), prep.warnings))
+                dict(timings), item.warnings + prep.warnings))
         return results
+
+    def edit(self, request: GenerationRequest, image: Image.Image, mask: Image.Image | None = None,
+             *, strength: float = 1.0) -> GenerationResult:
+        """Masked inpainting with the same model: the masked area (white, or transparent; see
+        ``edits``) painted again from ``strength`` of the way back into the noise, the rest kept
+        exactly. ``request.width``/``height`` resize the picture first."""
+        area = read_mask(image, mask)
+        return self._repaint_picture(request, image, area, strength, keep_outside=True)
+
+    def vary(self, request: GenerationRequest, image: Image.Image, *,
+             strength: float = 0.6) -> GenerationResult:
+        """Variations of a picture: all of it painted again from ``strength`` of the way back."""
+        area = np.ones((image.height, image.width), dtype=np.float32)
+        return self._repaint_picture(request, image, area, strength, keep_outside=False)
+
+    def _repaint_picture(self, request: GenerationRequest, image: Image.Image, area: np.ndarray,
+                         strength: float, keep_outside: bool) -> GenerationResult:
+        if not 0 < strength <= 1:
+            raise HuajiaError(f"strength={strength} is out of range; use above 0 up to 1")
+        start = time.perf_counter()
+        size = edit_size(image, (request.width, request.height) if request.width else None)
+        picture = image.convert("RGB")
+        if picture.size != size:
+            picture = picture.resize(size, Image.Resampling.LANCZOS)
+            area = np.asarray(Image.fromarray(area * 255).convert("L").resize(size), np.float32) / 255.0
+            area = (area > 0.5).astype(np.float32)
+        with self.session(request) as run:
+            prep = self.prepare(request)
+            latents = run.encode_image(picture)
+            mask = latent_mask(area, tuple(latents.shape[-2:]), latents.device)
+            images = []
+            for seed in prep.seeds:
+                painted = run.decode(run.repaint(prep.kwargs, latents, mask, strength, seed))
+                images.append(composite(painted, picture, area) if keep_outside else painted)
+        images = [sharpen(i, request.sharpen) for i in images]
+        fields = self.infotext_fields(request, size, self.sampler_for(request))
+        fields.update({"Denoising strength": strength, **({"Mask blur": 2} if keep_outside else {})})
+        return GenerationResult(
+            tuple(images), tuple(prep.seeds),
+            tuple(self.infotext(request, prep.prompt, prep.negative, {**fields, "Seed": s})
+                  for s in prep.seeds),
+            tuple({**fields, "Seed": s, "Prompt": prep.prompt, "Negative prompt": prep.negative}
+                  for s in prep.seeds),
+            {"total_s": time.perf_counter() - start}, prep.warnings)
+
+    def hires_fix(self, image: Image.Image, request: GenerationRequest, seed: int) -> Image.Image:
+        """The hires fix on an already painted picture (the thinking loop's result)."""
+        with self.session(request) as run:
+            prep = self.prepare(request)
+            return self._hires_pass(run, request, prep.kwargs, run.encode_image(image), [seed])[0]
+
+    def _hires_pass(self, run: Session, request: GenerationRequest, kwargs: dict,
+                    latents: torch.Tensor, seeds: list[int], progress=None) -> list[Image.Image]:
+        """A1111's hires fix: the first pass's pictures upscaled (in latent space, or decoded
+        and upscaled by Lanczos or a model file), then painted again at the new size from
+        ``hires_denoise`` of the way back into the noise, with each picture's own seed."""
+        target = self.hires_size(request)
+        steps = request.hires_steps or request.steps
+        if request.hires_upscaler.lower() == "latent":
+            scale = run.latent_scale
+            start = torch.nn.functional.interpolate(
+                latents, size=(target[1] // scale, target[0] // scale), mode="bilinear")
+            if int(steps * request.hires_denoise) < 1:
+                return [run.decode(start[i:i + 1]) for i in range(len(start))]
+        else:
+            start = [self.upscalers.upscale(run.decode(latents[i:i + 1]), target, request.hires_upscaler)
+                     for i in range(len(latents))]
+            if int(steps * request.hires_denoise) < 1:
+                return start
+        generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+        return run.img2img(kwargs, start, request.hires_denoise, steps, generators, progress)
 
     def activate_loras(self, loras: tuple[LoraSpec, ...]) -> None:
         """Make ``loras`` the active LoRAs, with any new words they bring (files are loaded
@@ -209,6 +352,8 @@ class Engine:
         every way of painting (plain, batched, thinking) starts from. Call it inside the
         request's session, so its LoRAs' words are known."""
         prompt, negative = get_style(request.style).apply(request.prompt, request.negative_prompt)
+        if request.style_raw:
+            prompt, negative = Style("raw", request.style_raw).apply(prompt, negative)
         warnings = []
         unknown = self.unknown_words(prompt)
         if unknown:
@@ -254,7 +399,7 @@ class Engine:
         return self.lora_hashes[lora.path]
 
     def infotext_fields(self, request: GenerationRequest, size: tuple[int, int],
-                        sampler: str) -> dict:
+                        sampler: str, expanded: Expanded | None = None) -> dict:
         from huajia import __version__
 
         fields: dict[str, object] = {
@@ -266,10 +411,24 @@ class Engine:
             "Model": self.source.name,
         }
         final = self.size_of(request)
-        if final != tuple(size):  # painted at the native size, then upscaled (A1111's keys)
+        if request.hires_scale > 1:  # A1111's hires-fix keys, as its PNG Info reads them
+            fields["Hires upscale"] = f"{request.hires_scale:g}"
+            if request.hires_steps:
+                fields["Hires steps"] = request.hires_steps
+            fields["Hires upscaler"] = label(request.hires_upscaler)
+            fields["Denoising strength"] = request.hires_denoise
+            if final != self.hires_size(request):
+                fields["Hires resize"] = f"{final[0]}x{final[1]}"
+        elif final != tuple(size):  # painted at the native size, then upscaled (A1111's keys)
             fields["Hires resize"] = f"{final[0]}x{final[1]}"
             fields["Hires upscaler"] = request.upscaler.capitalize()
             fields["Denoising strength"] = 0
+        if request.sharpen:
+            fields["Sharpen"] = request.sharpen
+        if expanded is not None and expanded.template is not None:
+            # the prompt as written, under the key A1111's Dynamic Prompts extension uses
+            fields["Template"] = expanded.template
+            fields["Prompt expansion"] = expanded.mode
         if request.style != "none":
             fields["Style"] = request.style
         if request.guidance_rescale:

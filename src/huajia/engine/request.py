@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import KW_ONLY, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from huajia.engine.prompt_weights import parse_weights
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 MAX_PROMPT_CHARS = 4000
 MAX_SEED = 2**63 - 1
 UPSCALERS = ("lanczos", "none")
+HIRES_UPSCALERS = ("latent", "lanczos")  # or (CLI and Python) an upscaler file spandrel loads
+EXPANSIONS = ("none", "wildcards", "llm", "world")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,23 @@ class GenerationRequest:
     upscaler: str = param("lanczos", help="Sizes beyond the model's native resolution: paint "
                           "at the native size, then upscale with this (none: paint at the "
                           "asked size).", choices=UPSCALERS)
+    hires_scale: float = param(1.0, help="Hires fix: paint at the base size, upscale by this, "
+                               "then paint again at the new size (img2img; 1: off).",
+                               low=1.0, high=4.0)
+    hires_upscaler: str = param("lanczos", help="Hires fix upscaler: lanczos, latent or (CLI and "
+                                "Python) an ESRGAN-family file.", max_length=1000)
+    hires_steps: int = param(0, help="Hires fix: steps of the second pass (0: same as steps).",
+                             low=0, high=150)
+    hires_denoise: float = param(0.3, help="Hires fix: denoising strength of the second pass "
+                                 "(the embedded model adds objects above 0.3: docs/finishing.md).",
+                                 low=0.0, high=1.0, aliases=("denoising_strength",))
+    sharpen: float = param(0.0, help="Unsharp mask after decoding (0: off; 1: the 3x3 kernel "
+                           "[[0,-1,0],[-1,5,-1],[0,-1,0]]).", low=0.0, high=5.0)
+    style_raw: str = param("", help="Your own style template, with {prompt} where the prompt "
+                           "goes (applied after the style preset).", max_length=MAX_PROMPT_CHARS)
+    expand: str = param("none", help="Prompt expansion: wildcards ({red|blue}, __colours__), "
+                        "llm (a chat model writes the details) or world (the embedded model's "
+                        "own details).", choices=EXPANSIONS)
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not visible(self.prompt):
@@ -79,6 +99,12 @@ class GenerationRequest:
         parse_weights(self.prompt)  # malformed weight syntax fails here, before any work
         parse_weights(self.negative_prompt)
         get_style(self.style)
+        if self.style_raw and "{prompt}" not in self.style_raw:
+            raise HuajiaError("style_raw needs '{prompt}' where the prompt goes, e.g. "
+                              "'{prompt}, flat colours, soft light'")
+        if self.hires_upscaler.lower() not in HIRES_UPSCALERS and not Path(self.hires_upscaler).is_file():
+            raise HuajiaError(f"hires_upscaler '{self.hires_upscaler}' is neither latent, lanczos nor "
+                              "an upscaler file that exists")
         if self.seed is not None and self.seed + self.n - 1 > MAX_SEED:
             raise HuajiaError(f"seed={self.seed} with n={self.n} runs past {MAX_SEED}; "
                               "use a smaller seed")
@@ -103,14 +129,40 @@ def request_fields(infotext: str) -> dict:
                 fields[name] = kind(info[key])
             except ValueError:
                 raise HuajiaError(f"the infotext's {key} '{info[key]}' is not a number") from None
-    size = info.get("Hires resize") or info.get("Size")
+    if "Hires upscale" in info:  # a hires fix: Size is the first pass's
+        fields.update(_hires_fields(info))
+        size = info.get("Size")
+    else:
+        size = info.get("Hires resize") or info.get("Size")
+        if "Hires upscaler" in info:
+            fields["upscaler"] = info["Hires upscaler"].lower()
     if size:
         fields["width"], fields["height"] = parse_size(size)
-    if "Hires upscaler" in info:
-        fields["upscaler"] = info["Hires upscaler"].lower()
+    if "Sharpen" in info:
+        fields["sharpen"] = _number(info, "Sharpen", float)
     labels = {label: name for name, (_, label) in SCHEDULERS.items()}
     if info.get("Sampler") in labels:
         fields["scheduler"] = labels[info["Sampler"]]
+    return fields
+
+
+def _number(info: dict, key: str, kind: type):
+    try:
+        return kind(info[key])
+    except ValueError:
+        raise HuajiaError(f"the infotext's {key} '{info[key]}' is not a number") from None
+
+
+def _hires_fields(info: dict) -> dict:
+    """A1111's hires-fix keys → the request's hires fields (an upscaler file named by its stem
+    cannot be found again: Lanczos stands in)."""
+    upscaler = info.get("Hires upscaler", "Latent").lower()
+    fields = {"hires_scale": _number(info, "Hires upscale", float),
+              "hires_upscaler": upscaler if upscaler in HIRES_UPSCALERS else "lanczos"}
+    if "Hires steps" in info:
+        fields["hires_steps"] = _number(info, "Hires steps", int)
+    if "Denoising strength" in info:
+        fields["hires_denoise"] = _number(info, "Denoising strength", float)
     return fields
 
 

@@ -154,6 +154,27 @@ class Session:
                     generator=torch.Generator().manual_seed(seed), output_type="latent",
                     callback_on_step_end=_adapter(KeepKnown(known, noise, mask))).images
 
+    def img2img(self, prompt_kwargs: dict, image, strength: float, steps: int, generator,
+                callback=None) -> list:
+        """Image-to-image on the same components: ``image`` (pictures, or latents with the
+        VAE's channels) painted again from ``strength`` of the way back into the noise."""
+        from diffusers import AutoPipelineForImage2Image
+
+        from huajia.errors import HuajiaError
+
+        self.fresh_scheduler()
+        try:
+            pipe = AutoPipelineForImage2Image.from_pipe(self.engine.pipe)
+        except (ValueError, KeyError) as error:
+            raise HuajiaError(f"{type(self.engine.pipe).__name__} has no image-to-image "
+                              f"pipeline for the hires fix or edits ({error})") from None
+        pipe.set_progress_bar_config(disable=True)
+        if torch.is_tensor(image):
+            image = image.to(self.engine.pipe.vae.dtype)
+        return pipe(**prompt_kwargs, image=image, strength=strength, num_inference_steps=steps,
+                    guidance_scale=self.request.guidance, generator=generator,
+                    callback_on_step_end=_adapter(callback)).images
+
     def encode_caption(self, caption: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(1, window, D) embeddings of one caption (its first chunk) and its pooled vector."""
         pipe = self.engine.pipe

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from huajia.engine.engine import Engine, PreparedPrompt
+from huajia.engine.engine import Engine, Expanded, PreparedPrompt
 from huajia.engine.request import GenerationRequest
 from huajia.engine.session import Session
 from huajia.errors import HuajiaError
@@ -58,13 +58,18 @@ class Thinker:
                   on_thought: Callable[[int, Thought], None] | None = None) -> list[ThinkResult]:
         """``request.n`` pictures, one thinking run each, with seeds seed, seed+1, …"""
         seed = request.seed if request.seed is not None else self.engine.prepare_seed()
+        if request.expand != "none":  # each picture thinks about its own expanded prompt
+            return [self.think(e.request, None if on_thought is None else _Numbered(on_thought, i), e)
+                    for i, e in enumerate(self.engine.expand(replace(request, seed=seed)))]
         return [self.think(replace(request, n=1, seed=seed + i),
                            None if on_thought is None else _Numbered(on_thought, i))
                 for i in range(request.n)]
 
     def think(self, request: GenerationRequest,
-              on_thought: Callable[[Thought], None] | None = None) -> ThinkResult:
-        """One picture (``request.n`` must be 1; ``think_all`` paints n)."""
+              on_thought: Callable[[Thought], None] | None = None,
+              expanded: Expanded | None = None) -> ThinkResult:
+        """One picture (``request.n`` must be 1; ``think_all`` paints n). ``expanded``: what
+        the prompt was expanded from (recorded in the infotext)."""
         start = time.perf_counter()
         if request.guidance <= 1.0:  # the regional hooks steer the CFG [uncond, cond] pair
             raise HuajiaError(f"thinking needs guidance above 1 (got {request.guidance}); "
@@ -80,8 +85,11 @@ class Thinker:
             session.attach(RegionalHooks(run.state))
             latents = self._paint(session, run, prepared)
             image, satisfied = self._reflect_and_repaint(session, run, prepared, latents)
+        if request.hires_scale > 1:
+            image = self.engine.hires_fix(image, request, run.seed)
         image = self.engine.finish(image, request)
-        fields = self.engine.infotext_fields(request, run.size, self.engine.sampler_for(request))
+        fields = self.engine.infotext_fields(request, run.size, self.engine.sampler_for(request),
+                                             expanded)
         opts = self.options
         # what reproduces the picture: the request's seed (restarts and parts derive from it),
         # the critic and every think option; 'huajia think --infotext PNG' reads them back

@@ -46,7 +46,8 @@ class WorldAnchor:
 
     @torch.no_grad()
     def _batch(self, rng: np.random.Generator, generator: torch.Generator):
-        scenes = [sampler.sample_scene(rng, "train", seed=int(rng.integers(2**31))) for _ in range(self.batch)]
+        scenes = [sampler.sample_scene(rng, "train", seed=int(rng.integers(2**31)))
+                  for _ in range(self.batch)]
         vae = self.policy.pipe.vae
         pixels = to_tensor([self._render(s) for s in scenes]).to(self.policy.device)
         latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
