@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from huajia.cli_finish import STYLES_FILE
+
 console = Console()
 
 
@@ -41,6 +43,13 @@ def serve(
                                            "use critic 'vlm' (with --vlm-model)."),
     vlm_model: str = typer.Option(None, help="Model name at --vlm-url."),
     vlm_key: str = typer.Option(None, envvar="HUAJIA_VLM_KEY", help="API key for --vlm-url."),
+    wildcards: Path = typer.Option(None, "--wildcards", envvar="HUAJIA_WILDCARDS",
+                                   help="Wildcard folder for expand 'wildcards' (default: built in)."),
+    llm_url: str = typer.Option(None, "--llm-url", help="OpenAI-compatible base URL: lets "
+                                "requests use expand 'llm' (with --llm-model)."),
+    llm_model: str = typer.Option(None, "--llm-model", help="Model name at --llm-url."),
+    llm_key: str = typer.Option(None, "--llm-key", envvar="HUAJIA_LLM_KEY", help="API key for --llm-url."),
+    styles_file: Path = STYLES_FILE,
     model_alias: list[str] = typer.Option(
         [], "--model-alias", help="NAME=MODEL: serve requests for NAME with MODEL (repeatable; "
                                   "dall-e-2, dall-e-3 and gpt-image-1 mean the served model)."),
@@ -64,7 +73,10 @@ def serve(
                          clip_model=clip_model, vlm_url=vlm_url, vlm_model=vlm_model,
                          vlm_key=vlm_key, model_aliases=parse_aliases(model_alias),
                          max_connections_per_client=max_connections_per_client,
-                         header_timeout_s=header_timeout)
+                         header_timeout_s=header_timeout, wildcards_dir=wildcards,
+                         llm_url=llm_url, llm_model=llm_model, llm_key=llm_key)
+    if llm_url:  # a chat model that cannot be reached at all is a one-line error now
+        config.expander().strict_copy().check("llm", "probe")
     console.print(f"huajia serving {model} on http://{host}:{port} (data in {data_dir})")
     uvicorn.Server(server_config(create_app(config), config, host, port, log_level="warning")).run()
 

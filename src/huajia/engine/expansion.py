@@ -60,6 +60,10 @@ class PromptExpander:
         self._manager = None
         self._reached = False
 
+    def strict_copy(self) -> PromptExpander:
+        """The same settings, with an unreachable chat model an error (for start-up checks)."""
+        return PromptExpander(self.wildcards, self.llm, strict=True)
+
     # -- checks -------------------------------------------------------------------------------
     def check(self, mode: str, prompt: str) -> None:
         if mode == "wildcards":

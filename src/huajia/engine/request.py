@@ -146,6 +146,14 @@ def request_fields(infotext: str) -> dict:
     return fields
 
 
+def painted_prompt(infotext: str) -> str:
+    """The prompt an infotext says was painted (styles and expansion applied), LoRA tags
+    dropped: OpenAI's ``revised_prompt``."""
+    from huajia.engine.infotext import parse_infotext
+
+    return _LORA_TAG.sub("", parse_infotext(infotext)["Prompt"]).strip()
+
+
 def _number(info: dict, key: str, kind: type):
     try:
         return kind(info[key])

@@ -34,6 +34,7 @@ from huajia.engine.styles import load_styles
 from huajia.errors import HuajiaError
 from huajia.serving.config import ServeConfig
 from huajia.serving.connections import RequestGuard, error_body
+from huajia.serving.edits import ImageEditForm, ImageVariationForm, read_form
 from huajia.serving.jobs import JobSpec, redact
 from huajia.serving.provenance import verify
 from huajia.serving.queue import Job
@@ -50,7 +51,7 @@ from huajia.serving.schemas import (
     VerifyBody,
     VerifyResult,
 )
-from huajia.serving.service import FINAL_STATES, ImageService, b64, result_item
+from huajia.serving.service import FINAL_STATES, ImageService, b64, png_infotext, result_item
 
 MAX_VERIFY_PIXELS = 16 * 10**6  # provenance checks: 4096x4096 is plenty for any result here
 ERRORS: dict = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 429)}
@@ -296,6 +297,29 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
         job = await _waited(service, job_id)
         return files.response(request, body.response_format, _finished(service, job), **output)
 
+    async def repaint(request: Request, owner: str, form_model, mode: str) -> ImagesResponse:
+        form, image, mask = await read_form(request, form_model)
+        spec = service.prepare_edit(form, image, mask, mode)
+        output = {"output_format": form.output_format, "quality": form.output_compression}
+        hits = service.cached(spec)
+        if hits is not None:
+            return files.response(request, form.response_format,
+                                  _cache_items(service, spec, hits), **output)
+        job = await _waited(service, service.submit(spec, owner))
+        return files.response(request, form.response_format, _finished(service, job), **output)
+
+    @app.post("/v1/images/edits", response_model=ImagesResponse, responses=ERRORS, tags=["images"],
+              openapi_extra=_multipart(ImageEditForm, mask=True))
+    async def edits(request: Request, owner: str = Depends(auth.limited)) -> ImagesResponse:
+        """OpenAI's image edits: the masked area (white, or transparent) painted again."""
+        return await repaint(request, owner, ImageEditForm, "edit")
+
+    @app.post("/v1/images/variations", response_model=ImagesResponse, responses=ERRORS,
+              tags=["images"], openapi_extra=_multipart(ImageVariationForm, mask=False))
+    async def variations(request: Request, owner: str = Depends(auth.limited)) -> ImagesResponse:
+        """OpenAI's image variations: the whole picture painted again (strength 0.6)."""
+        return await repaint(request, owner, ImageVariationForm, "variation")
+
     @app.get("/v1/images/files/{name}", tags=["images"], responses=ERRORS,
              response_class=Response)
     def image_file(name: str, request: Request, sig: str = "", exp: int = 0,
@@ -354,6 +378,17 @@ def _job_routes(app: FastAPI, service: ImageService, auth: Auth, files: SignedFi
                                  headers={"Cache-Control": "no-cache"})
 
 
+def _multipart(form_model, mask: bool) -> dict:
+    """The OpenAPI request body of a multipart form: its text fields and the picture files."""
+    schema = form_model.model_json_schema()
+    schema["properties"]["image"] = {"type": "string", "format": "binary"}
+    if mask:
+        schema["properties"]["mask"] = {"type": "string", "format": "binary"}
+    schema["required"] = ["image", *schema.get("required", [])]
+    return {"requestBody": {"required": True,
+                            "content": {"multipart/form-data": {"schema": schema}}}}
+
+
 def _finished(service: ImageService, job: Job) -> list[tuple[str, bytes, dict]]:
     if job.state == "failed":
         raise ApiError(400, f"generation failed: {job.error}", code="generation_failed")
@@ -368,7 +403,7 @@ def _cache_items(service: ImageService, spec: JobSpec, hits: list[bytes]):
         name = f"{key}.png"
         if service.image_bytes(name) is None:  # the file may have been cleaned up
             service.store_image(name, data)
-        items.append((name, data, result_item(spec, index, name)))
+        items.append((name, data, result_item(spec, index, name, png_infotext(data))))
     return items
 
 

@@ -53,6 +53,12 @@ class ServeConfig:
     shutdown_timeout_s: float = 10.0  # a stop waits this long for open requests (jobs persist)
     max_cost: float = 300.0  # megapixel-steps one request may cost (serving/budget.py)
     url_ttl_s: int = 24 * 3600  # how long a signed result URL works without a key
+    # prompt expansion: a wildcard folder (None: the built-in one) and a chat model for 'llm'
+    wildcards_dir: Path | None = None
+    llm_url: str | None = None
+    llm_model: str | None = None
+    llm_key: str | None = None
+    llm_timeout_s: float = 20.0
 
     def __post_init__(self) -> None:
         if self.nsfw not in ("blur", "refuse", "off"):
@@ -69,6 +75,19 @@ class ServeConfig:
                               "transformers CLIP checkpoint")
         if bool(self.vlm_url) != bool(self.vlm_model):
             raise HuajiaError("the vlm critic needs both --vlm-url and --vlm-model")
+        if bool(self.llm_url) != bool(self.llm_model):
+            raise HuajiaError("prompt expansion by LLM needs both --llm-url and --llm-model")
+        if self.wildcards_dir is not None and not Path(self.wildcards_dir).is_dir():
+            raise HuajiaError(f"--wildcards '{self.wildcards_dir}' is not a folder")
+
+    def expander(self):
+        """The server's prompt expander. Lenient: a chat model that cannot be reached while a
+        job runs leaves its prompt as written (with a warning) instead of failing it."""
+        from huajia.engine.expansion import LlmSettings, PromptExpander
+
+        llm = (LlmSettings(self.llm_url, self.llm_model, self.llm_key, self.llm_timeout_s)
+               if self.llm_url else None)
+        return PromptExpander(self.wildcards_dir, llm, strict=False)
 
     def output_settings(self) -> dict:
         """The settings that change the bytes of a returned picture (part of its cache key)."""

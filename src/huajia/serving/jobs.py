@@ -22,6 +22,7 @@ from huajia.engine.request import GenerationRequest, LoraSpec, parse_size
 from huajia.errors import HuajiaError
 from huajia.params import params
 from huajia.serving.cache import cache_key
+from huajia.serving.edits import EditInput
 from huajia.serving.schemas import OPENAI_STYLES, QUALITY_STEPS
 from huajia.thinking.options import ThinkOptions
 
@@ -90,10 +91,11 @@ class JobSpec:
     think: ThinkOptions | None = None  # None: plain generation
     critic: str = "shapes"
     lora_names: tuple[str, ...] = ()  # as the client named them, one per request.loras entry
+    edit: EditInput | None = None  # an edit or variation of an uploaded picture
 
     @property
     def kind(self) -> str:
-        return "think" if self.think else "generate"
+        return self.edit.mode if self.edit else "think" if self.think else "generate"
 
     @classmethod
     def from_body(cls, body, loras: LoraFolder, seed: int) -> JobSpec:
@@ -126,7 +128,8 @@ class JobSpec:
         request["loras"] = [[name, spec.scale]
                             for name, spec in zip(self.lora_names, self.request.loras, strict=True)]
         return {"version": PAYLOAD_VERSION, "request": request, "critic": self.critic,
-                "think": dataclasses.asdict(self.think) if self.think else None}
+                "think": dataclasses.asdict(self.think) if self.think else None,
+                "edit": self.edit.to_payload() if self.edit else None}
 
     @classmethod
     def from_payload(cls, payload: dict, loras: LoraFolder) -> JobSpec:
@@ -136,11 +139,12 @@ class JobSpec:
         resolved = [loras.resolve(f"{name}:{scale}") for name, scale in fields.pop("loras")]
         request = GenerationRequest(**fields, loras=tuple(spec for spec, _ in resolved))
         think = ThinkOptions(**payload["think"]) if payload["think"] else None
-        return cls(request, think, payload["critic"], tuple(name for _, name in resolved))
+        edit = EditInput.from_payload(payload["edit"]) if payload.get("edit") else None
+        return cls(request, think, payload["critic"], tuple(name for _, name in resolved), edit)
 
     def batch_key(self) -> str:
-        if self.think:
-            return f"think:{uuid.uuid4().hex}"  # thinking jobs run alone
+        if self.think or self.edit:
+            return f"{self.kind}:{uuid.uuid4().hex}"  # thinking jobs and edits run alone
         return repr(batch_key(self.request))
 
     # -- the cache's form ------------------------------------------------------------------
@@ -156,6 +160,7 @@ class JobSpec:
             "think": dataclasses.asdict(self.think) if self.think else None,
             "critic": self.critic if self.think else None,
             "settings": settings,
+            **({"edit": self.edit.identity()} if self.edit else {}),
         }
         return [cache_key(model_identity, {**identity, "seed": self.request.seed + i})
                 for i in range(self.request.n)]

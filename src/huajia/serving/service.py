@@ -13,24 +13,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
 import threading
 import time
 from collections.abc import Callable
 
 from PIL import Image, ImageFilter
 
+from huajia.engine.edits import edit_size, read_mask
 from huajia.engine.engine import Engine
 from huajia.engine.infotext import png_bytes
+from huajia.engine.request import HIRES_UPSCALERS, GenerationRequest, painted_prompt, parse_size
 from huajia.errors import HuajiaError
 from huajia.serving.budget import check_budget, job_cost, prompt_chunks
 from huajia.serving.cache import ResultCache
 from huajia.serving.config import CriticSettings, ServeConfig
+from huajia.serving.edits import EditInput, as_png, describe_picture, open_picture
 from huajia.serving.events import JobEvents
 from huajia.serving.jobs import JobSpec, LoraFolder, redact
 from huajia.serving.provenance import embed_watermark
 from huajia.serving.queue import Job, JobQueue
 from huajia.serving.safety import PromptFilter
-from huajia.serving.schemas import ImageGenerationBody
+from huajia.serving.schemas import QUALITY_STEPS, ImageGenerationBody
 from huajia.thinking.critics import check_plan
 from huajia.thinking.plan import plan_prompt
 from huajia.world.parser import unknown_words
@@ -54,8 +58,9 @@ class ImageService:
         self.prompt_filter = PromptFilter()
         self.loras = LoraFolder(config.lora_dir)
         self.critics = CriticSettings(config)
-        self._engine_factory = engine_factory or (lambda: Engine(config.model,
-                                                                 vocabulary=unknown_words))
+        self.expander = config.expander()
+        self._engine_factory = engine_factory or (lambda: Engine(
+            config.model, vocabulary=unknown_words, expander=self.expander))
         self.engine: Engine | None = None
         self.model_identity = ""
         self._wake = threading.Event()
@@ -107,20 +112,59 @@ class ImageService:
             self.critics.check(body.critic)
             if body.critic == "shapes":  # the verifier must read the prompt: a 400 now
                 check_plan(self.critics.make("shapes"), plan_prompt(body.prompt))
-        seed = int.from_bytes(hashlib.sha256(f"{time.time_ns()}".encode()).digest()[:4], "big")
-        spec = JobSpec.from_body(body, self.loras, seed)
+        if body.hires_upscaler.lower() not in HIRES_UPSCALERS:
+            raise HuajiaError(f"hires_upscaler '{body.hires_upscaler}' is not one of "
+                              f"{', '.join(HIRES_UPSCALERS)} (upscaler files are for the CLI)")
+        self.expander.check(body.expand, body.prompt)  # unknown wildcards, no LLM: a 400 now
+        spec = JobSpec.from_body(body, self.loras, self._fresh_seed())
         self.check_cost(spec)
         return spec
 
-    def check_cost(self, spec: JobSpec) -> None:
-        """Refuse, before it is queued, a job whose cost would pass ``max_cost``."""
+    @staticmethod
+    def _fresh_seed() -> int:
+        return int.from_bytes(hashlib.sha256(f"{time.time_ns()}".encode()).digest()[:4], "big")
+
+    def prepare_edit(self, form, image_data: bytes, mask_data: bytes | None, mode: str) -> JobSpec:
+        """An edit or variation form (``serving.edits``) → the job; every 400 happens here."""
+        self.resolve_model(form.model)
+        if form.background == "transparent":
+            raise HuajiaError("background 'transparent' is not supported: the models paint "
+                              "opaque pictures; use background 'auto' or 'opaque'")
+        image = open_picture(image_data, "image")
+        mask = open_picture(mask_data, "mask") if mask_data else None
+        if mode == "edit":
+            read_mask(image, mask)  # another size, an empty mask, no mask and no alpha: 400
+        prompt = form.prompt or describe_picture(image)
+        self.prompt_filter.require_safe(prompt)
+        width = height = None
+        if form.size and form.size != "auto":
+            width, height = parse_size(form.size)
+        request = GenerationRequest(
+            prompt, n=form.n, seed=form.seed if form.seed is not None else self._fresh_seed(),
+            steps=form.steps or QUALITY_STEPS[form.quality], guidance=form.guidance,
+            negative_prompt=form.negative_prompt, style=form.style, sharpen=form.sharpen,
+            width=width, height=height)
+        size = edit_size(image, (width, height) if width else None)
+        self.check_cost(JobSpec(request), size=size, factor=form.strength)
+        return JobSpec(request, edit=EditInput(mode, as_png(image), as_png(mask) if mask else None,
+                                               form.strength))
+
+    def check_cost(self, spec: JobSpec, size: tuple[int, int] | None = None,
+                   factor: float = 1.0) -> None:
+        """Refuse, before it is queued, a job whose cost would pass ``max_cost`` (``size`` and
+        ``factor``: an edit's size and strength)."""
         request, engine = spec.request, self.engine
-        size = engine.paint_size(request) if engine else (request.width or 512,
-                                                           request.height or 512)
+        size = size or (engine.paint_size(request) if engine else (request.width or 512,
+                                                                   request.height or 512))
         tokenizer = getattr(engine.pipe, "tokenizer", None) if engine else None
         chunks = max(prompt_chunks(request.prompt, tokenizer),
                      prompt_chunks(request.negative_prompt or " ", tokenizer))
-        cost = job_cost(size, request.steps, request.n, chunks, spec.think)
+        cost = job_cost(size, request.steps, request.n, chunks, spec.think) * factor
+        if request.hires_scale > 1:  # the second pass, at the scaled size
+            hires = engine.hires_size(request) if engine else \
+                tuple(round(side * request.hires_scale) for side in size)
+            steps = request.hires_steps or request.steps
+            cost += job_cost(hires, steps, request.n, chunks, None) * request.hires_denoise
         check_budget(cost, self.config.max_cost, size, request.steps, request.n, chunks,
                      spec.think is not None)
 
@@ -190,7 +234,7 @@ class ImageService:
         key = self.queue.oldest_batch_key()
         if key is None:
             return []
-        limit = 1 if key.startswith("think:") else self.config.max_batch
+        limit = 1 if key.startswith(("think:", "edit:", "variation:")) else self.config.max_batch
         count, oldest = self.queue.waiting(key)
         if count < limit and oldest is not None:
             # wait for company, but never keep the oldest job waiting past the window
@@ -204,7 +248,9 @@ class ImageService:
         for job in jobs:
             self.events.publish(job.id, {"type": "running", "batch": len(jobs)})
         specs = [JobSpec.from_payload(job.payload, self.loras) for job in jobs]
-        if specs[0].think:
+        if specs[0].edit:
+            outputs = [self._edit(specs[0])]
+        elif specs[0].think:
             outputs = [self._think(jobs[0], specs[0])]
         else:
             outputs = self._generate(jobs, specs)
@@ -219,6 +265,14 @@ class ImageService:
         results = self.engine.generate_batch([s.request for s in specs],
                                              on_step=_BatchProgress(self, jobs))
         return [list(zip(r.images, r.infotexts, strict=True)) for r in results]
+
+    def _edit(self, spec: JobSpec) -> list[tuple[Image.Image, str]]:
+        image, mask = spec.edit.pictures()
+        if spec.edit.mode == "edit":
+            result = self.engine.edit(spec.request, image, mask, strength=spec.edit.strength)
+        else:
+            result = self.engine.vary(spec.request, image, strength=spec.edit.strength)
+        return list(zip(result.images, result.infotexts, strict=True))
 
     def _think(self, job: Job, spec: JobSpec) -> list[tuple[Image.Image, str]]:
         from huajia.thinking.loop import Thinker
@@ -236,7 +290,7 @@ class ImageService:
         name = f"{key}.png"
         self.store_image(name, data)
         self.cache.put(key, data)
-        return result_item(spec, index, name)
+        return result_item(spec, index, name, infotext)
 
     def _screen(self, image: Image.Image) -> Image.Image:
         """The NSFW policy: blur what nudenet flags, or refuse the whole job."""
@@ -255,8 +309,17 @@ class ImageService:
         return image.filter(ImageFilter.GaussianBlur(radius=max(image.size) / 16))
 
 
-def result_item(spec: JobSpec, index: int, name: str) -> dict:
-    return {"file": name, "seed": spec.request.seed + index, "revised_prompt": spec.request.prompt}
+def result_item(spec: JobSpec, index: int, name: str, infotext: str | None) -> dict:
+    """One image of a job's result; ``revised_prompt`` is the prompt actually painted (styles
+    and expansion applied), read from the picture's infotext, as OpenAI means it."""
+    revised = painted_prompt(infotext) if infotext else spec.request.prompt
+    return {"file": name, "seed": spec.request.seed + index, "revised_prompt": revised}
+
+
+def png_infotext(data: bytes) -> str | None:
+    with Image.open(io.BytesIO(data)) as image:
+        text = image.info.get("parameters")
+    return str(text) if text else None
 
 
 class _BatchProgress:
