@@ -26,6 +26,10 @@ def test_detect_tells_our_pictures_apart(tmp_path):
     (("serve", "--api-keys", "/nonexistent-keys.txt"), "API key file"),
     (("serve", "--nsfw", "maybe"), "nsfw='maybe'"),
     (("serve", "--lora-dir", "/nonexistent-loras"), "--lora-dir"),
+    (("serve", "--llm-url", "http://127.0.0.1:9/v1", "--llm-model", "m"), "cannot reach the LLM"),
+    (("serve", "--llm-url", "http://127.0.0.1:9/v1"), "--llm-model"),
+    (("serve", "--wildcards", "/nonexistent-wildcards"), "--wildcards"),
+    (("serve", "--styles-file", "/nonexistent-styles.json"), "styles file"),
 ])
 def test_bad_serve_and_detect_input_is_one_line(args, needle):
     done = huajia(*args)

@@ -85,20 +85,24 @@ class EngineGenerator:
 
     def __init__(self, engine, steps: int = 20, guidance: float = 5.0,
                  scheduler: str | None = None, guidance_rescale: float = 0.0,
-                 loras: tuple = ()):
+                 loras: tuple = (), **fields):
         self.engine = engine
         self.steps, self.guidance, self.scheduler = steps, guidance, scheduler
         self.guidance_rescale, self.loras = guidance_rescale, loras
+        self.fields = fields  # more GenerationRequest fields (hires fix, sharpen, upscaler, …)
         self.name = engine.source.name + (" + LoRA" if loras else "")
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int],
                  side: int) -> list[Image.Image]:
         from huajia.engine.request import GenerationRequest
 
+        # a hires fix returns its base size × the scale: ask for the base that gives ``side``
+        base = round(side / self.fields.get("hires_scale", 1.0) / 8) * 8
         requests = [GenerationRequest(
             prompt=prompt, seed=first_seed, n=count, steps=self.steps, guidance=self.guidance,
-            scheduler=self.scheduler, guidance_rescale=self.guidance_rescale, width=side,
-            height=side, loras=self.loras) for prompt, first_seed, count in _runs(prompts, seeds)]
+            scheduler=self.scheduler, guidance_rescale=self.guidance_rescale, width=base,
+            height=base, loras=self.loras, **self.fields)
+            for prompt, first_seed, count in _runs(prompts, seeds)]
         return [im for result in self.engine.generate_batch(requests) for im in result.images]
 
 
