@@ -174,3 +174,17 @@ def test_thinking_paints_with_the_requested_lora(engine, tmp_path):
     assert "Lora" in taught.infotext and "Lora" not in plain.infotext
     assert not np.array_equal(np.asarray(plain.image), np.asarray(taught.image))
     assert np.array_equal(np.asarray(thinker.think(_request()).image), np.asarray(plain.image))
+
+
+def test_each_picture_thinks_about_its_own_expansion_and_gets_the_hires_fix(engine):
+    from huajia.engine.infotext import parse_infotext
+
+    request = replace(_request("a {red|blue} circle"), n=2, expand="wildcards", hires_scale=1.5,
+                      hires_steps=2)
+    results = Thinker(engine, ShapesCritic(), ThinkOptions(pauses=1, max_repaints=0,
+                                                           restarts=0)).think_all(request)
+    infos = [parse_infotext(r.infotext) for r in results]
+    assert [i["Template"] for i in infos] == ["a {red|blue} circle"] * 2
+    assert all(i["Prompt"] in ("a red circle", "a blue circle") for i in infos)
+    assert [r.seed for r in results] == [3, 4] and all(i["Hires upscale"] == "1.5" for i in infos)
+    assert all(r.image.size == (96, 96) for r in results)
