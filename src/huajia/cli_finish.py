@@ -75,10 +75,9 @@ def edit(
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder for the PNGs."),
 ) -> None:
     """Inpaint: paint the masked area again with the same model; the rest stays as it was."""
-    from huajia.cli_paint import free_name, open_engine
+    from huajia.cli_paint import open_engine, write_results
     from huajia.drawing import load_image
     from huajia.engine.edits import edit_size, read_mask
-    from huajia.engine.infotext import save_png
     from huajia.world.dataset import prepare_out_dir
 
     request = GenerationRequest(prompt, n=n, seed=seed, steps=steps, guidance=guidance,
@@ -92,13 +91,7 @@ def edit(
     prepare_out_dir(out)
     with console.status("painting the masked area"):
         result = open_engine(model).edit(request, picture, area_mask, strength=strength)
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
-    for picture_out, seed_used, infotext in zip(result.images, result.seeds, result.infotexts,
-                                                strict=True):
-        path = free_name(out, seed_used)
-        save_png(picture_out, path, infotext)
-        console.print(str(path))
+    write_results(result, out)
 
 
 def upscale(

@@ -90,7 +90,6 @@ def generate(
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder for the PNGs."),
 ) -> None:
     """Generate images; each PNG carries A1111 'parameters' infotext."""
-    from huajia.engine.infotext import save_png
     from huajia.world.dataset import prepare_out_dir
 
     request = build_request(prompt, size, lora, n=n, seed=seed, steps=steps, guidance=guidance,
@@ -102,8 +101,16 @@ def generate(
     expander.check(request.expand, request.prompt)  # unknown wildcards, no LLM: before any work
     prepare_out_dir(out)
     engine = open_engine(model, expander)
-    with progress_bar("painting", steps) as advance:
+    second = int((request.hires_steps or steps) * request.hires_denoise) if request.hires_scale > 1 else 0
+    with progress_bar("painting", steps + second) as advance:
         result = engine.generate(request, on_step=lambda done, total: advance(1))
+    write_results(result, out)
+
+
+def write_results(result, out: Path) -> None:
+    """A result's warnings, then its PNGs (infotext inside) under ``out``, one path a line."""
+    from huajia.engine.infotext import save_png
+
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     for image, seed_used, infotext in zip(result.images, result.seeds, result.infotexts,
