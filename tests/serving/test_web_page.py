@@ -36,6 +36,18 @@ def test_page_paints_while_thinking_and_shows_the_timeline(tmp_path, sd_dir):
         image = page.locator("#gallery img").first
         assert page.evaluate("(img) => img.naturalWidth", image.element_handle()) == 64
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        # the edit form: upload a picture and a mask, get the repainted picture in the gallery
+        from PIL import Image
+
+        Image.new("RGB", (64, 64), "white").save(tmp_path / "in.png")
+        mask = Image.new("L", (64, 64), 0)
+        mask.paste(255, (32, 0, 64, 64))
+        mask.save(tmp_path / "mask.png")
+        page.set_input_files("#edit-image", str(tmp_path / "in.png"))
+        page.set_input_files("#edit-mask", str(tmp_path / "mask.png"))
+        page.click("#edit-go")
+        page.wait_for_function("document.querySelectorAll('#gallery img').length === 2", timeout=120_000)
+        assert "a green triangle" in page.locator("#gallery figcaption").first.inner_text()
         # bad input shows the API's one-line message, not a broken page
         page.fill("#prompt", "a n.u.d.e figure")
         page.click("#go")
