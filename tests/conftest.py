@@ -171,20 +171,22 @@ class _FakeLLM(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def llm_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeLLM)
+def _local_endpoint(handler):
+    """An OpenAI-style base URL served by ``handler`` on a free local port, for one test."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}/v1"
     server.shutdown()
+
+
+@pytest.fixture
+def llm_url():
+    yield from _local_endpoint(_FakeLLM)
 
 
 @pytest.fixture
 def vlm_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeVLM)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
+    yield from _local_endpoint(_FakeVLM)
 
 
 @pytest.fixture
