@@ -17,6 +17,7 @@ from PIL import Image, ImageFilter
 from huajia.errors import HuajiaError
 
 MIN_SIDE, MAX_SIDE = 64, 2048
+FEATHER_PX = 2  # the blend's soft inner edge (A1111's "Mask blur")
 
 
 def edit_size(image: Image.Image, size: tuple[int, int] | None) -> tuple[int, int]:
@@ -57,7 +58,7 @@ def latent_mask(mask: np.ndarray, latent_shape: tuple[int, int], device) -> torc
 
 
 def composite(painted: Image.Image, original: Image.Image, mask: np.ndarray,
-              feather: int = 2) -> Image.Image:
+              feather: int = FEATHER_PX) -> Image.Image:
     """``painted`` inside the mask, ``original`` exactly outside it."""
     hard = Image.fromarray((mask * 255).astype(np.uint8))
     soft = np.asarray(hard.filter(ImageFilter.GaussianBlur(feather)), dtype=np.float32) / 255.0

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from huajia.engine import loading
-from huajia.engine.edits import composite, edit_size, latent_mask, read_mask
+from huajia.engine.edits import FEATHER_PX, composite, edit_size, latent_mask, read_mask
 from huajia.engine.embeddings import encode_weighted
 from huajia.engine.expansion import PromptExpander
 from huajia.engine.infotext import format_infotext
@@ -254,14 +254,19 @@ class Engine:
             request = item.request
             mine, images = images[:request.n], images[request.n:]
             fields = self.infotext_fields(request, size, self.sampler_for(first), item)
-            results.append(GenerationResult(
-                tuple(mine), tuple(prep.seeds),
-                tuple(self.infotext(request, prep.prompt, prep.negative, {**fields, "Seed": s})
-                      for s in prep.seeds),
-                tuple({**fields, "Seed": s, "Prompt": prep.prompt,
-                       "Negative prompt": prep.negative} for s in prep.seeds),
-                dict(timings), item.warnings + prep.warnings))
+            results.append(self._result(request, prep, mine, fields, dict(timings), item.warnings))
         return results
+
+    def _result(self, request: GenerationRequest, prep: PreparedPrompt, images: list,
+                fields: dict, timings: dict, warnings: tuple[str, ...] = ()) -> GenerationResult:
+        """The result of ``request``'s pictures: one infotext and metadata record per seed."""
+        return GenerationResult(
+            tuple(images), tuple(prep.seeds),
+            tuple(self.infotext(request, prep.prompt, prep.negative, {**fields, "Seed": s})
+                  for s in prep.seeds),
+            tuple({**fields, "Seed": s, "Prompt": prep.prompt, "Negative prompt": prep.negative}
+                  for s in prep.seeds),
+            timings, warnings + prep.warnings)
 
     def edit(self, request: GenerationRequest, image: Image.Image, mask: Image.Image | None = None,
              *, strength: float = 1.0) -> GenerationResult:
@@ -298,14 +303,9 @@ class Engine:
                 images.append(composite(painted, picture, area) if keep_outside else painted)
         images = [sharpen(i, request.sharpen) for i in images]
         fields = self.infotext_fields(request, size, self.sampler_for(request))
-        fields.update({"Denoising strength": strength, **({"Mask blur": 2} if keep_outside else {})})
-        return GenerationResult(
-            tuple(images), tuple(prep.seeds),
-            tuple(self.infotext(request, prep.prompt, prep.negative, {**fields, "Seed": s})
-                  for s in prep.seeds),
-            tuple({**fields, "Seed": s, "Prompt": prep.prompt, "Negative prompt": prep.negative}
-                  for s in prep.seeds),
-            {"total_s": time.perf_counter() - start}, prep.warnings)
+        fields.update({"Denoising strength": strength,
+                       **({"Mask blur": FEATHER_PX} if keep_outside else {})})
+        return self._result(request, prep, images, fields, {"total_s": time.perf_counter() - start})
 
     def hires_fix(self, image: Image.Image, request: GenerationRequest, seed: int) -> Image.Image:
         """The hires fix on an already painted picture (the thinking loop's result)."""
@@ -324,13 +324,12 @@ class Engine:
             scale = run.latent_scale
             start = torch.nn.functional.interpolate(
                 latents, size=(target[1] // scale, target[0] // scale), mode="bilinear")
-            if int(steps * request.hires_denoise) < 1:
-                return [run.decode(start[i:i + 1]) for i in range(len(start))]
         else:
             start = [self.upscalers.upscale(run.decode(latents[i:i + 1]), target, request.hires_upscaler)
                      for i in range(len(latents))]
-            if int(steps * request.hires_denoise) < 1:
-                return start
+        if int(steps * request.hires_denoise) < 1:  # no step to paint: the upscaled pictures
+            return [run.decode(start[i:i + 1]) for i in range(len(start))] if torch.is_tensor(start) \
+                else start
         generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
         return run.img2img(kwargs, start, request.hires_denoise, steps, generators, progress)
 
