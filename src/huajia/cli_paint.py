@@ -142,6 +142,8 @@ def think(
     woken_strength: float = _t("woken_strength"),
     repaint_strength: float = _t("repaint_strength"),
     restart_below: float = _t("restart_below"),
+    part_steps: int = _t("part_steps"),
+    first_look: float = _t("first_look"),
     n: int = _r("n", "-n"),
     seed: int = _r("seed"),
     steps: int = _r("steps"),
@@ -199,7 +201,8 @@ def think(
                                max_repaints=max_repaints, restarts=restarts, steer=steer,
                                compose_tries=compose_tries, region_strength=region_strength,
                                woken_strength=woken_strength, repaint_strength=repaint_strength,
-                               restart_below=restart_below)
+                               restart_below=restart_below, part_steps=part_steps,
+                               first_look=first_look)
     critic_impl = make_critic(critic, clip_model, vlm_url, vlm_model, vlm_key)
     expander = make_expander(wildcards, llm_url, llm_model, llm_key)
     expander.check(request.expand, request.prompt)

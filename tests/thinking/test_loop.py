@@ -188,3 +188,34 @@ def test_each_picture_thinks_about_its_own_expansion_and_gets_the_hires_fix(engi
     assert all(i["Prompt"] in ("a red circle", "a blue circle") for i in infos)
     assert [r.seed for r in results] == [3, 4] and all(i["Hires upscale"] == "1.5" for i in infos)
     assert all(r.image.size == (96, 96) for r in results)
+
+
+def test_parts_paint_at_part_steps_and_the_stages_are_timed(engine):
+    options = ThinkOptions(pauses=0, max_repaints=1, restarts=0, compose_tries=1, part_steps=2)
+    result = Thinker(engine, ShapesCritic(), options).think(_request())
+    regions = len(result.plan.regions)
+    assert result.nfe == 2 * 6 + regions * 2 * 2  # first pass + one 2-step part per region
+    timings = result.timings
+    assert timings["compose_nfe"] == regions * 2 * 2 and timings["paint_nfe"] == 2 * 6
+    stages = sum(v for k, v in timings.items() if k.endswith("_s") and k != "total_s")
+    assert 0 < stages <= timings["total_s"]
+
+
+def test_the_first_look_comes_when_asked_and_old_infotexts_keep_their_options():
+    from huajia.thinking.options import options_from_infotext
+    from huajia.thinking.run import pause_steps
+
+    assert min(pause_steps(ThinkOptions(pauses=3), 20)) == 7
+    assert min(pause_steps(ThinkOptions(pauses=3, first_look=0.2), 20)) == 4
+    assert pause_steps(ThinkOptions(pauses=1, first_look=0.8), 20) == {16}
+    old = 'a\nSteps: 6, Think options: "{\\"pauses\\":1,\\"compose_tries\\":2}", Critic: shapes'
+    options, critic = options_from_infotext(old)
+    assert (options.part_steps, options.first_look, options.compose_tries) == (0, 0.35, 2)
+
+
+def test_thinking_guides_every_step_whatever_the_cutoff(engine):
+    options = ThinkOptions(pauses=1, max_repaints=0, restarts=0, compose_tries=0)
+    cut = Thinker(engine, ShapesCritic(), options).think(replace(_request(), cfg_cutoff=0.3))
+    full = Thinker(engine, ShapesCritic(), options).think(_request())
+    assert np.array_equal(np.asarray(cut.image), np.asarray(full.image))
+    assert "CFG cutoff" not in cut.infotext

@@ -24,6 +24,7 @@ from huajia.engine.embeddings import encode_weighted
 from huajia.engine.expansion import PromptExpander
 from huajia.engine.infotext import format_infotext
 from huajia.engine.lora import apply_loras, apply_new_words, lora_hash, lora_name, read_new_words
+from huajia.engine.parallel import SplitBatch
 from huajia.engine.prompt_weights import plain_text
 from huajia.engine.request import GenerationRequest, GenerationResult, LoraSpec
 from huajia.engine.schedulers import make_scheduler, sampler_label
@@ -39,8 +40,8 @@ Vocabulary = Callable[[str], Sequence[str]]  # prompt text → the words the mod
 def batch_key(request: GenerationRequest) -> tuple:
     """Requests with equal keys can share one pipeline call."""
     return (request.steps, request.guidance, request.width, request.height, request.scheduler,
-            request.loras, request.guidance_rescale, request.hires_scale, request.hires_upscaler,
-            request.hires_steps, request.hires_denoise)
+            request.loras, request.guidance_rescale, request.cfg_cutoff, request.hires_scale,
+            request.hires_upscaler, request.hires_steps, request.hires_denoise)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class Engine:
 
     def __init__(self, model: str = loading.EMBEDDED, *, device: str | None = None,
                  pipe=None, vocabulary: Vocabulary | None = None,
-                 expander: PromptExpander | None = None):
+                 expander: PromptExpander | None = None, split_batch: bool = True):
         if pipe is None:
             self.source = loading.resolve_model(model)
             self.device, self.dtype = loading.pick_device(device)
@@ -118,6 +119,10 @@ class Engine:
         self.vocabulary = vocabulary
         self.expander = expander or PromptExpander()
         self.upscalers = Upscalers(self.device)
+        # on CPU, a micro-batch runs as parts on the cores (``parallel``); GPUs batch natively
+        cores = torch.get_num_threads()
+        self.split = SplitBatch(min(cores, 4)) if split_batch and cores > 1 and \
+            torch.device(self.device).type == "cpu" else None
         self.weighted = hasattr(self.pipe, "tokenizer") and hasattr(self.pipe, "text_encoder")
         self.loaded_loras: tuple = ()
         self.active_loras: tuple = ()
@@ -432,6 +437,8 @@ class Engine:
             fields["Style"] = request.style
         if request.guidance_rescale:
             fields["CFG rescale"] = request.guidance_rescale
+        if request.cfg_cutoff < 1:
+            fields["CFG cutoff"] = request.cfg_cutoff
         if request.loras:
             # names, not paths: a server's pictures must not reveal its folders; the
             # <lora:name:scale> tags go in the prompt (``infotext``), as A1111 applies them

@@ -71,6 +71,9 @@ class GenerationRequest:
                                         "server's LoRA folder).", max_length=8, cli=False,
                                         http=False)
     guidance_rescale: float = param(0.0, help="CFG rescale (0: off).", low=0.0, high=1.0)
+    cfg_cutoff: float = param(1.0, help="Guidance on this first fraction of the steps, then "
+                              "the conditional pass alone at half the cost (1: every step; "
+                              "diffusers' CFG-cutoff callback).", low=0.0, high=1.0)
     upscaler: str = param("lanczos", help="Sizes beyond the model's native resolution: paint "
                           "at the native size, then upscale with this (none: paint at the "
                           "asked size).", choices=UPSCALERS)
@@ -122,7 +125,7 @@ def request_fields(infotext: str) -> dict:
     fields: dict = {"prompt": _LORA_TAG.sub("", info["Prompt"]).strip(),
                     "negative_prompt": info.get("Negative prompt", "")}
     numbers = {"Steps": ("steps", int), "CFG scale": ("guidance", float), "Seed": ("seed", int),
-               "CFG rescale": ("guidance_rescale", float)}
+               "CFG rescale": ("guidance_rescale", float), "CFG cutoff": ("cfg_cutoff", float)}
     for key, (name, kind) in numbers.items():
         if key in info:
             try:

@@ -102,6 +102,8 @@ class Session:
         pipe = self.engine.pipe
         self._saved = (pipe.scheduler, self.engine.active_loras)
         self.engine.activate_loras(self.request.loras)
+        if self.engine.split is not None:
+            self.engine.split.attach(self.engine.denoiser)
         for hook in self.hooks:
             hook.attach(self.engine.denoiser)
         return self
@@ -114,6 +116,8 @@ class Session:
     def __exit__(self, *exc) -> None:
         for hook in self.hooks:
             hook.close()
+        if self.engine.split is not None:
+            self.engine.split.close()
         scheduler, loras = self._saved
         self.engine.pipe.scheduler = scheduler
         self.engine.activate_loras(loras)
@@ -129,12 +133,14 @@ class Session:
         """One run of the text-to-image pipeline from fresh noise; returns its images (PIL, or
         latents with ``output_type='latent'``)."""
         self.fresh_scheduler()
-        request = self.request
-        return self.engine.pipe(
+        request, pipe = self.request, self.engine.pipe
+        cutoff = CfgCutoff.for_request(request, pipe)
+        extra = {"callback_on_step_end_tensor_inputs": cutoff.tensor_inputs} if cutoff else {}
+        return pipe(
             **prompt_kwargs, num_inference_steps=request.steps, guidance_scale=request.guidance,
             guidance_rescale=request.guidance_rescale, width=size[0], height=size[1],
             num_images_per_prompt=1, generator=generator, output_type=output_type,
-            callback_on_step_end=_adapter(callback)).images
+            callback_on_step_end=_adapter(callback, cutoff), **extra).images
 
     def repaint(self, prompt_kwargs: dict, latents: torch.Tensor, mask: torch.Tensor,
                 strength: float, seed: int) -> torch.Tensor:
@@ -198,17 +204,54 @@ class Session:
         return int(self.engine.pipe.vae_scale_factor)
 
 
-def _adapter(callback: StepCallback | None):
-    """A diffusers ``callback_on_step_end`` that shows ``callback`` a ``DenoiseStep``."""
-    if callback is None:
+class CfgCutoff:
+    """Classifier-free guidance on the first ``fraction`` of the steps only (diffusers'
+    ``SDCFGCutoffCallback``, batch-safe): after that the pipeline runs the conditional half
+    of the batch alone, so each later step costs one network pass instead of two."""
+
+    TENSORS = ("prompt_embeds", "add_text_embeds", "add_time_ids")  # [uncond, cond] pairs
+
+    def __init__(self, cutoff_step: int, tensor_inputs: list[str]):
+        self.cutoff_step, self.tensor_inputs = cutoff_step, tensor_inputs
+
+    @classmethod
+    def for_request(cls, request, pipe) -> CfgCutoff | None:
+        if request.cfg_cutoff >= 1 or request.guidance <= 1:
+            return None
+        known = list(getattr(pipe, "_callback_tensor_inputs", ()))
+        if "prompt_embeds" not in known:
+            from huajia.errors import HuajiaError
+
+            raise HuajiaError(f"cfg_cutoff needs a pipeline whose step callback sees "
+                              f"prompt_embeds ({type(pipe).__name__} does not); use cfg_cutoff 1")
+        inputs = ["latents"] + [name for name in cls.TENSORS if name in known]
+        # the step after which guidance stops; at least one guided step
+        return cls(max(1, round(request.cfg_cutoff * request.steps)) - 1, inputs)
+
+    def __call__(self, pipe, index: int, kwargs: dict) -> None:
+        if index != self.cutoff_step or not index + 1 < pipe.num_timesteps:
+            return
+        pipe._guidance_scale = 0.0
+        for name in self.tensor_inputs[1:]:
+            if kwargs.get(name) is not None:
+                kwargs[name] = kwargs[name].chunk(2)[1]
+
+
+def _adapter(callback: StepCallback | None, cutoff: CfgCutoff | None = None):
+    """A diffusers ``callback_on_step_end`` that shows ``callback`` a ``DenoiseStep`` (and
+    stops guidance at the cutoff)."""
+    if callback is None and cutoff is None:
         return None
 
     def step_end(pipe, index, timestep, kwargs):
-        step = DenoiseStep(index, pipe.num_timesteps, kwargs["latents"], pipe.scheduler)
-        callback(step)
-        kwargs["latents"] = step.latents
-        if step.interrupted:
-            pipe._interrupt = True
+        if callback is not None:
+            step = DenoiseStep(index, pipe.num_timesteps, kwargs["latents"], pipe.scheduler)
+            callback(step)
+            kwargs["latents"] = step.latents
+            if step.interrupted:
+                pipe._interrupt = True
+        if cutoff is not None:
+            cutoff(pipe, index, kwargs)
         return kwargs
 
     return step_end

@@ -15,19 +15,23 @@ from huajia.thinking.plan import plan_prompt
 
 class ThinkingGenerator:
     def __init__(self, engine, critic: Critic, options: ThinkOptions, steps: int = 20,
-                 guidance: float = 5.0, name: str = "thinking"):
+                 guidance: float = 5.0, name: str = "thinking", **fields):
         self.thinker = Thinker(engine, critic, options)
         self.steps, self.guidance, self.name = steps, guidance, name
+        self.fields = fields  # more GenerationRequest fields (scheduler, …)
         self.nfe: list[int] = []
+        self.timings: list[dict] = []  # per picture: seconds per stage (``ThinkResult``)
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int],
                  side: int) -> list[Image.Image]:
         images = []
         for prompt, seed in zip(prompts, seeds, strict=True):
             request = GenerationRequest(prompt, seed=seed, steps=self.steps,
-                                        guidance=self.guidance, width=side, height=side)
+                                        guidance=self.guidance, width=side, height=side,
+                                        **self.fields)
             result = self.thinker.think(request)
             self.nfe.append(result.nfe)
+            self.timings.append(result.timings)
             images.append(result.image)
         return images
 

@@ -77,6 +77,9 @@ class Thinker:
         if request.n != 1:
             raise HuajiaError(f"think paints one picture per call (n={request.n}); use "
                               "Thinker.think_all for n pictures")
+        # the looks, the steering and the regional prompts work on the guided [uncond, cond]
+        # pair, so thinking guides every step
+        request = replace(request, cfg_cutoff=1.0)
         plan = plan_prompt(request.prompt)
         check_plan(self.critic, plan)
         with self.engine.session(request) as session:
@@ -85,9 +88,10 @@ class Thinker:
             session.attach(RegionalHooks(run.state))
             latents = self._paint(session, run, prepared)
             image, satisfied = self._reflect_and_repaint(session, run, prepared, latents)
-        if request.hires_scale > 1:
-            image = self.engine.hires_fix(image, request, run.seed)
-        image = self.engine.finish(image, request)
+        with run.watch("finish"):
+            if request.hires_scale > 1:
+                image = self.engine.hires_fix(image, request, run.seed)
+            image = self.engine.finish(image, request)
         fields = self.engine.infotext_fields(request, run.size, self.engine.sampler_for(request),
                                              expanded)
         opts = self.options
@@ -99,6 +103,7 @@ class Thinker:
         infotext = self.engine.infotext(request, prepared.prompt, prepared.negative, fields)
         result = ThinkResult(image, plan, run.thoughts, run.frames, run.state.calls, satisfied,
                              run.seed, infotext)
+        result.timings.update(stage_seconds(run.watch))
         result.timings["total_s"] = time.perf_counter() - start
         return result
 
@@ -132,8 +137,9 @@ class Thinker:
             run.state.strength.fill_(self.options.region_strength)
             run.state.boost.zero_()
             generator = torch.Generator(device="cpu").manual_seed(run.noise_seed())
-            latents = session.denoise(prepared.kwargs, generator, run.size, callback,
-                                      output_type="latent")
+            with run.watch("paint"):
+                latents = session.denoise(prepared.kwargs, generator, run.size, callback,
+                                          output_type="latent")
             if not run.restart:
                 return latents
             run.restart, run.stop_looking, run.attempt = False, False, run.attempt + 1
@@ -146,13 +152,16 @@ class Thinker:
         and keep the best picture seen."""
         opts, state, steps = self.options, run.state, run.request.steps
         seed = run.noise_seed()
-        image = session.decode(latents)
+        watch = run.watch
+        with watch("decode"):
+            image = session.decode(latents)
         best = (-1.0, image, False)
         parts: dict[int, Part] = {}  # the best part painted alone so far, per region
         carried: list[Thought] = []  # the compose thoughts behind the next picture
         title, repaints = run.text("title_finished"), 0
         for attempt in range(opts.max_repaints + 1):
-            critique = self.critic.inspect(image, run.plan, opts.threshold)
+            with watch("critique"):
+                critique = self.critic.inspect(image, run.plan, opts.threshold)
             mean = float(np.mean([r.score or 0.0 for r in critique.reports]))
             said = [run.think(steps, "reflect" if attempt == 0 else "repaint", report.region,
                               report.observation,
@@ -173,16 +182,20 @@ class Thinker:
                        if r.score is not None and r.score < opts.threshold]
             fresh = self._composable(run, image, failing, parts)
             if fresh:
-                image, carried = self._compose(run, image, fresh, parts, seed)
-                latents = session.encode_image(image)
+                with watch("compose"):
+                    image, carried = self._compose(run, image, fresh, parts, seed)
+                with watch("encode"):
+                    latents = session.encode_image(image)
                 title = run.text("title_composed", regions=", ".join(f"#{r}" for r in fresh))
                 continue
             mask = state.masks[failing].amax(0, keepdim=True).to(latents.dtype)
             for r in failing:
                 state.boost[r] = min(2.0, float(state.boost[r]) + 0.75)
-            latents = session.repaint(prepared.kwargs, latents, mask, opts.repaint_strength,
-                                      seed + 1 + attempt)
-            image, repaints = session.decode(latents), repaints + 1
+            with watch("repaint"):
+                latents = session.repaint(prepared.kwargs, latents, mask, opts.repaint_strength,
+                                          seed + 1 + attempt)
+            with watch("decode"):
+                image, repaints = session.decode(latents), repaints + 1
             title = run.text("title_repainted", n=repaints)
         score, image, satisfied = best
         run.think(steps, "stop", None, run.text("done"),
@@ -241,10 +254,12 @@ class Thinker:
         state.boost.zero_()
         try:
             for k in range(opts.compose_tries):
-                if run.no_room_for(2 * run.request.steps):
+                steps = opts.part_steps or run.request.steps
+                if run.no_room_for(2 * steps):
                     break
                 caption = part_caption(sub, tries)
-                part_request = replace(run.request, prompt=caption, seed=seed + k, n=1)
+                part_request = replace(run.request, prompt=caption, seed=seed + k, n=1,
+                                       steps=steps)
                 picture = self.engine.generate(part_request).images[0]
                 critique, tries = self.critic.inspect(picture, sub, opts.threshold), tries + 1
                 if best is None or mean_score(critique) > best.score:
@@ -266,6 +281,16 @@ class _Numbered:
 
     def __call__(self, thought: Thought) -> None:
         self.on_thought(self.index, thought)
+
+
+def stage_seconds(watch) -> dict[str, float]:
+    """A run's stopwatch as timings (seconds and NFE per stage; painting net of the looks
+    taken inside it) and the number of starts."""
+    out = {f"{stage}_s": value for stage, value in watch.seconds.items()}
+    out.update({f"{stage}_nfe": value for stage, value in watch.nfe.items() if value})
+    if "paint_s" in out:
+        out["paint_s"] -= out.get("preview_s", 0.0) + out.get("look_s", 0.0)
+    return out
 
 
 def _plan_key(opts: ThinkOptions) -> str:

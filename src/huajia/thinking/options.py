@@ -58,8 +58,20 @@ class ThinkOptions:
                                "(this many checked seeds) and pasted into its box; 0: repaint "
                                "in place only.", low=0, high=6)
 
+    # a part is one group of objects on a plain canvas: it needs fewer steps than the picture
+    part_steps: int = param(0, help="Steps for a region painted alone (0: the request's "
+                            "steps).", low=0, high=150)
+    # when the first look (which decides restarts) comes, as a fraction of the schedule; the
+    # other pauses follow it up to 65 %
+    first_look: float = param(0.35, help="When the first look comes, as a fraction of the "
+                              "steps (restarts are judged there).", low=0.05, high=0.95)
+
     def __post_init__(self) -> None:
         check(self)
+
+
+# what options missing from an older run's infotext were then (so it repaints the same)
+BEFORE_RECORDED = {"part_steps": 0, "first_look": 0.35}
 
 
 def options_text(options: ThinkOptions) -> str:
@@ -76,7 +88,7 @@ def options_from_infotext(infotext: str) -> tuple[ThinkOptions, str]:
         raise HuajiaError("this infotext records no 'Think options' (not a thinking run, or "
                           "made by an older huajia); pass the options as flags")
     try:
-        values = json.loads(info["Think options"])
+        values = {**BEFORE_RECORDED, **json.loads(info["Think options"])}
         return ThinkOptions(**values), info.get("Critic", "shapes")
     except (ValueError, TypeError) as error:
         raise HuajiaError(f"the infotext's 'Think options' cannot be read ({error}); pass the "

@@ -8,7 +8,10 @@ steers or lets the run go on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +52,25 @@ class Frame:
     thoughts: tuple[Thought, ...]
 
 
+class Stopwatch:
+    """Seconds and network evaluations (``calls()``) spent per stage of a run
+    (``with watch("look"): …``), for its timings."""
+
+    def __init__(self, calls: Callable[[], int] = lambda: 0):
+        self.calls = calls
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.nfe: dict[str, int] = defaultdict(int)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start, calls = time.perf_counter(), self.calls()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
+            self.nfe[stage] += self.calls() - calls
+
+
 @dataclass
 class ThinkRun:
     """Everything one run of the loop knows; thrown away when the run ends."""
@@ -67,6 +89,10 @@ class ThinkRun:
     replay: int | None = None  # -1: a fresh start; k: start k painted again as the best look
     restart: bool = False
     stop_looking: bool = False
+    watch: Stopwatch = field(default_factory=Stopwatch)
+
+    def __post_init__(self) -> None:
+        self.watch.calls = lambda: self.state.calls
 
     @property
     def lang(self) -> str:
@@ -102,10 +128,13 @@ def mean_score(critique: Critique) -> float:
 
 
 def pause_steps(options: ThinkOptions, steps: int) -> set[int]:
-    """The steps after which the loop looks: spread over 35–65 % of the schedule."""
+    """The steps after which the loop looks: spread from the first look to 65 % of the
+    schedule."""
     if not options.pauses:
         return set()
-    return {int(round(s)) for s in np.linspace(0.35, 0.65, options.pauses).round(2) * steps}
+    first = options.first_look
+    spread = np.linspace(first, max(first, 0.65), options.pauses).round(2)
+    return {int(round(s)) for s in spread * steps}
 
 
 class PauseCallback:
@@ -122,9 +151,11 @@ class PauseCallback:
         if step.index not in self.pauses or run.stop_looking or run.over_budget():
             return
         state = run.state
-        preview = self.session.decode(step.x0(state.last_input, state.last_timestep,
-                                              state.last_guided))
-        critique = self.critic.inspect(preview, run.plan, opts.threshold)
+        with run.watch("preview"):
+            preview = self.session.decode(step.x0(state.last_input, state.last_timestep,
+                                                  state.last_guided))
+        with run.watch("look"):
+            critique = self.critic.inspect(preview, run.plan, opts.threshold)
         if step.index == self.first_pause and run.replay is None and \
                 self._restart(step, critique, preview):
             return

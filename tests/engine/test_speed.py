@@ -1,0 +1,90 @@
+"""The speed settings: the CFG cutoff (guidance on the first steps only) is batch-safe, halves
+the network's batch after the cutoff, is recorded in the infotext and repaints the same
+pixels from it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from huajia.engine.engine import Engine
+from huajia.engine.request import GenerationRequest, request_fields
+from huajia.errors import HuajiaError
+
+
+class _Batches:
+    """Records the batch size of every denoiser call."""
+
+    def __init__(self, denoiser):
+        self.sizes: list[int] = []
+        self.handle = denoiser.register_forward_pre_hook(self._seen, with_kwargs=True)
+
+    def _seen(self, module, args, kwargs):
+        sample = args[0] if args else kwargs["sample"]
+        self.sizes.append(int(sample.shape[0]))
+
+    def close(self):
+        self.handle.remove()
+
+
+def _request(**fields):
+    return GenerationRequest("a red circle", seed=4, steps=4, width=64, height=64, **fields)
+
+
+@pytest.fixture(scope="module")
+def sd_engine(sd_dir):
+    return Engine(str(sd_dir))
+
+
+def test_cutoff_halves_the_batch_after_the_guided_steps(sd_engine):
+    batches = _Batches(sd_engine.denoiser)
+    try:
+        result = sd_engine.generate(_request(n=2, cfg_cutoff=0.5))
+    finally:
+        batches.close()
+    assert batches.sizes == [4, 4, 2, 2]  # [uncond, cond] x 2 pictures, then cond alone
+    assert len(result.images) == 2 and "CFG cutoff: 0.5" in result.infotexts[0]
+    assert not np.array_equal(np.asarray(result.images[0]), np.asarray(result.images[1]))
+
+
+def test_cutoff_changes_the_picture_and_repaints_from_its_infotext(sd_engine):
+    cut = sd_engine.generate(_request(cfg_cutoff=0.5))
+    full = sd_engine.generate(_request())
+    assert "CFG cutoff" not in full.infotexts[0]
+    assert not np.array_equal(np.asarray(cut.images[0]), np.asarray(full.images[0]))
+    fields = request_fields(cut.infotexts[0])
+    assert fields["cfg_cutoff"] == 0.5
+    again = sd_engine.generate(GenerationRequest(**fields))
+    assert np.array_equal(np.asarray(again.images[0]), np.asarray(cut.images[0]))
+
+
+def test_cutoff_keeps_at_least_one_guided_step_and_is_off_without_guidance(sd_engine):
+    batches = _Batches(sd_engine.denoiser)
+    try:
+        sd_engine.generate(_request(cfg_cutoff=0.0))
+        sd_engine.generate(_request(cfg_cutoff=0.5, guidance=1.0))
+    finally:
+        batches.close()
+    assert batches.sizes == [2, 1, 1, 1, 1, 1, 1, 1]
+
+
+def test_cutoff_on_sdxl_halves_its_added_conditions_too(sdxl_dir):
+    engine = Engine(str(sdxl_dir))
+    batches = _Batches(engine.denoiser)
+    try:
+        result = engine.generate(_request(n=2, cfg_cutoff=0.5))
+    finally:
+        batches.close()
+    assert batches.sizes == [4, 4, 2, 2] and len(result.images) == 2
+
+
+def test_cutoff_needs_a_pipeline_that_shows_its_embeddings(sd_engine, monkeypatch):
+    monkeypatch.setattr(type(sd_engine.pipe), "_callback_tensor_inputs", ["latents"])
+    with pytest.raises(HuajiaError, match="cfg_cutoff needs a pipeline"):
+        sd_engine.generate(_request(cfg_cutoff=0.5))
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_cutoff_out_of_range_is_a_clear_error(value):
+    with pytest.raises(HuajiaError, match="cfg_cutoff"):
+        _request(cfg_cutoff=value)
