@@ -64,15 +64,14 @@ def measure(engine: Engine, setting: str, prompts, images_per_prompt: int) -> di
 def plot(results: dict, path) -> None:
     panels = []
     for guidance in sorted({r["guidance"] for r in results.values()}):
-        series = {}
-        for scheduler in SCHEDULERS:
-            points = [results.get(f"{scheduler}:{n}:{guidance:g}") for n in STEPS]
-            if all(points):
-                series[scheduler] = [p["overall"] for p in points]
-        if series:
-            panels.append(line_chart(series, f"held-out ShapesEval, CFG {guidance:g}",
-                                     x_label="steps " + ", ".join(map(str, STEPS)),
-                                     y_range=(0.0, 0.8)))
+        steps = [n for n in STEPS if all(f"{s}:{n}:{guidance:g}" in results for s in SCHEDULERS)]
+        if len(steps) < 2:
+            continue
+        series = {s: [results[f"{s}:{n}:{guidance:g}"]["overall"] for n in steps]
+                  for s in SCHEDULERS}
+        panels.append(line_chart(series, f"held-out ShapesEval, CFG {guidance:g}",
+                                 x_label="steps " + ", ".join(map(str, steps)),
+                                 y_range=(0.3, 0.7)))
     if panels:
         sheet = Image.new("RGB", (panels[0].width, sum(p.height for p in panels)), "white")
         for i, panel in enumerate(panels):

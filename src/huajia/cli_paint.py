@@ -72,6 +72,7 @@ def generate(
     style: str = _r("style"),
     scheduler: str = _r("scheduler"),
     guidance_rescale: float = _r("guidance_rescale"),
+    cfg_cutoff: float = _r("cfg_cutoff"),
     upscaler: str = _r("upscaler"),
     hires_scale: float = _r("hires_scale"),
     hires_upscaler: str = _r("hires_upscaler"),
@@ -94,7 +95,8 @@ def generate(
 
     request = build_request(prompt, size, lora, n=n, seed=seed, steps=steps, guidance=guidance,
                             negative_prompt=negative_prompt, style=style, scheduler=scheduler,
-                            guidance_rescale=guidance_rescale, upscaler=upscaler,
+                            guidance_rescale=guidance_rescale, cfg_cutoff=cfg_cutoff,
+                            upscaler=upscaler,
                             **finishing_fields(hires_scale, hires_upscaler, hires_steps, hires_denoise,
                                                sharpen, style_raw, expand))
     expander = make_expander(wildcards, llm_url, llm_model, llm_key)
@@ -153,6 +155,7 @@ def think(
     style: str = _r("style"),
     scheduler: str = _r("scheduler"),
     guidance_rescale: float = _r("guidance_rescale"),
+    cfg_cutoff: float = _r("cfg_cutoff"),
     upscaler: str = _r("upscaler"),
     hires_scale: float = _r("hires_scale"),
     hires_upscaler: str = _r("hires_upscaler"),
@@ -194,7 +197,7 @@ def think(
         request = build_request(prompt, size, lora, n=n, seed=seed, steps=steps,
                                 guidance=guidance, negative_prompt=negative_prompt, style=style,
                                 scheduler=scheduler, guidance_rescale=guidance_rescale,
-                                upscaler=upscaler,
+                                cfg_cutoff=cfg_cutoff, upscaler=upscaler,
                                 **finishing_fields(hires_scale, hires_upscaler, hires_steps,
                                                    hires_denoise, sharpen, style_raw, expand))
         options = ThinkOptions(pauses=pauses, budget=budget, threshold=threshold,

@@ -143,7 +143,10 @@ def test_cancel_a_queued_job(tmp_path, sd_dir):
 def test_api_keys_and_rate_limit(tmp_path, sd_dir):
     app = create_app(make_config(tmp_path, sd_dir, api_keys=(KEY,), rate=0.01, burst=2))
     with TestClient(app) as client:
-        assert client.get("/health").status_code == 200
+        health = client.get("/health")
+        assert health.status_code == 200
+        # the model was loaded and warmed up (one step) before the first client
+        assert set(health.json()["start"]) == {"load_s", "warm_up_s"}
         for path in ("/", "/v1/models", "/v1/styles", "/v1/jobs/x", "/openapi.json", "/docs",
                      "/v1/images/files/x.png"):
             assert _error(client.get(path), 401)["type"] == "authentication_error"

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import loud_lora
 from tests.serving.conftest import make_config
 
+from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
 from huajia.serving.app import create_app
 from huajia.serving.config import ServeConfig
@@ -39,7 +40,8 @@ def test_equivalent_requests_share_a_cache_key():
     assert _keys(_spec(quality="hd", steps=3)) == plain  # given steps win over quality
     no_steps = {k: v for k, v in BODY.items() if k != "steps"}
     auto = JobSpec.from_body(ImageGenerationBody(**no_steps, quality="auto"), LoraFolder(None), 1)
-    assert _keys(auto) == _keys(_spec(steps=20))  # 'auto' quality is the default 20 steps
+    default = GenerationRequest.__dataclass_fields__["steps"].default
+    assert _keys(auto) == _keys(_spec(steps=default))  # 'auto' quality: the default steps
     for change in ({"seed": 8}, {"guidance": 4.0}, {"style": "cartoon"}, {"think": True}):
         assert _keys(_spec(**change)) != plain, change
     assert _keys(_spec(n=2))[0] == plain[0]  # image k of n is image k alone with seed+k

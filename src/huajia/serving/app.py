@@ -234,7 +234,8 @@ def _private_docs(app: FastAPI, auth: Auth) -> None:
 def _service_routes(app: FastAPI, service: ImageService, auth: Auth) -> None:
     @app.get("/health", tags=["service"])
     def health() -> dict:
-        return {"status": "ok", "model": service.model_id, "queue": service.queue.counts()}
+        return {"status": "ok", "model": service.model_id, "queue": service.queue.counts(),
+                "start": {k: round(v, 3) for k, v in service.start_times.items()}}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(owner: str = Depends(auth.caller)) -> HTMLResponse:
