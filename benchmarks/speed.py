@@ -19,6 +19,7 @@ import torch
 from _common import RESULTS, report
 
 from huajia.engine.engine import Engine
+from huajia.engine.parallel import SplitBatch
 from huajia.engine.request import GenerationRequest
 
 PROMPT = "two red circles left of a blue square"
@@ -169,7 +170,30 @@ def tricks(engine: Engine, repeats: int) -> tuple[list, dict]:
             rows.append([f"{label}, batch {batch}", round(seconds * 1000, 1),
                          f"{base / seconds:.2f}", round(diff, 4), kept])
             print(rows[-1], flush=True)
+        if torch.get_num_threads() > 1:  # the batch in parts on the cores vs torch's threads
+            split = _Split(unet)
+            seconds = measure("split across cores", unet, batch, split)
+            diff = out[f"split across cores bs{batch}"]["max_diff"]
+            rows.append([f"batch split across {split.hook.workers} cores, batch {batch}",
+                         round(seconds * 1000, 1), f"{base / seconds:.2f}", round(diff, 6),
+                         "kept (batch >= 4)"])
+            print(rows[-1], flush=True)
     return rows, out
+
+
+class _Split:
+    """The batch split across the cores (``SplitBatch``, from batch 2) while inside."""
+
+    def __init__(self, unet):
+        self.unet, self.hook = unet, SplitBatch(torch.get_num_threads(), min_batch=2)
+
+    def __enter__(self):
+        self.hook.attach(self.unet)
+        return self
+
+    def __exit__(self, *exc):
+        self.hook.close()
+        return False
 
 
 class _nothing:

@@ -39,9 +39,9 @@ def digests(images) -> list[str]:
 def embedded():
     from huajia import Engine
 
-    # a micro-batch split across the cores (engine/parallel) moves low bits (tested there,
-    # at most 2 levels); the goldens pin the one-call path
-    return Engine("embedded", split_batch=False)
+    # a micro-batch split across the cores and the frozen trace (engine/parallel) move low
+    # bits (tested there, at most 2 levels); the goldens pin the eager one-call path
+    return Engine("embedded", split_batch=False, trace=False)
 
 
 def test_generate_is_unchanged(embedded):
@@ -93,8 +93,9 @@ def test_tiny_pipeline_and_server_are_unchanged(sd_dir, tmp_path):
     from huajia import Engine, GenerationRequest, ShapesCritic, Thinker, ThinkOptions
     from huajia.serving.app import create_app
     from huajia.serving.config import ServeConfig
+    from huajia.serving.service import ImageService
 
-    engine = Engine(str(sd_dir), split_batch=False)
+    engine = Engine(str(sd_dir), split_batch=False, trace=False)
     result = engine.generate(GenerationRequest("a red circle left of a blue square", seed=7,
                                                steps=3, width=64, height=64, n=2))
     assert digests(result.images) == GOLDEN["cases"]["tiny_generate"]
@@ -105,7 +106,9 @@ def test_tiny_pipeline_and_server_are_unchanged(sd_dir, tmp_path):
     assert digests([thought.image]) == GOLDEN["cases"]["tiny_think"]
     config = ServeConfig(data_dir=tmp_path / "data", model=str(sd_dir), nsfw="off",
                          batch_wait_s=0.02, rate=1000.0, burst=1000)
-    with TestClient(create_app(config)) as client:
+    # the server's engine, eager and unsplit like the goldens' (see ``embedded``)
+    service = ImageService(config, lambda: Engine(str(sd_dir), split_batch=False, trace=False))
+    with TestClient(create_app(config, service)) as client:
         body = {"prompt": "a red circle left of a blue square", "seed": 7, "steps": 3,
                 "size": "64x64", "n": 2}
         data = client.post("/v1/images/generations", json=body).json()["data"]

@@ -107,9 +107,9 @@ def test_a_micro_batch_split_across_cores_paints_the_same_pictures(sd_dir, monke
     import torch
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    split = Engine(str(sd_dir))
-    whole = Engine(str(sd_dir), split_batch=False)
-    assert split.split is not None and whole.split is None
+    split = Engine(str(sd_dir), trace=False)
+    whole = Engine(str(sd_dir), split_batch=False, trace=False)
+    assert split.split.workers == 2 and whole.split is None
     request = _request(n=3)
     batches = _Batches(split.denoiser)  # a pre-hook sees the whole batch before the split
     try:
@@ -123,3 +123,52 @@ def test_a_micro_batch_split_across_cores_paints_the_same_pictures(sd_dir, monke
     again = split.generate(request)
     assert all(np.array_equal(np.asarray(a), np.asarray(b))
                for a, b in zip(ours.images, again.images, strict=True))
+
+
+def _close(a, b, levels=2):
+    return all(np.abs(np.asarray(x, int) - np.asarray(y, int)).max() <= levels
+               for x, y in zip(a.images, b.images, strict=True))
+
+
+def test_the_frozen_trace_paints_what_eager_paints_and_follows_weight_changes(sd_dir):
+    import torch
+
+    traced = Engine(str(sd_dir), split_batch=False)
+    eager = Engine(str(sd_dir), split_batch=False, trace=False)
+    traces = traced.split.traces
+    assert eager.split is None
+    first = traced.generate(_request())  # 8 calls, fewer than it takes to pay for a trace
+    assert not traces._traces
+    traced.warm_up()  # a server's start: traced at once
+    assert len(traces._traces) == 1
+    ours, theirs = traced.generate(_request(n=2)), eager.generate(_request(n=2))
+    assert _close(ours, theirs) and _close(first, eager.generate(_request()))
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
+               zip(ours.images, traced.generate(_request(n=2)).images, strict=True))
+    with torch.no_grad():  # weights changed in place (training): the trace is made again
+        for unet in (traced.denoiser, eager.denoiser):
+            unet.conv_out.bias.add_(0.5)
+    traced.warm_up()
+    assert _close(traced.generate(_request()), eager.generate(_request()))
+
+
+def test_a_lora_on_a_traced_engine_paints_as_on_an_eager_one(sd_dir, tmp_path):
+    from tests.conftest import loud_lora
+
+    from huajia.engine.request import LoraSpec
+
+    lora = (LoraSpec(str(loud_lora(sd_dir, tmp_path)), 0.8),)
+    traced = Engine(str(sd_dir), split_batch=False)
+    eager = Engine(str(sd_dir), split_batch=False, trace=False)
+    traced.warm_up()
+    plain = traced.generate(_request())
+    with_lora = traced.generate(_request(loras=lora))
+    assert _close(with_lora, eager.generate(_request(loras=lora)))
+    assert not _close(with_lora, plain, levels=10)
+    assert _close(traced.generate(_request()), plain)  # and off again
+
+
+def test_sdxl_calls_with_added_conditions_stay_eager(sdxl_dir):
+    engine = Engine(str(sdxl_dir), split_batch=False)
+    engine.warm_up()
+    assert not engine.split.traces._traces

@@ -103,7 +103,8 @@ class Engine:
 
     def __init__(self, model: str = loading.EMBEDDED, *, device: str | None = None,
                  pipe=None, vocabulary: Vocabulary | None = None,
-                 expander: PromptExpander | None = None, split_batch: bool = True):
+                 expander: PromptExpander | None = None, split_batch: bool = True,
+                 trace: bool = True):
         if pipe is None:
             self.source = loading.resolve_model(model)
             self.device, self.dtype = loading.pick_device(device)
@@ -119,10 +120,12 @@ class Engine:
         self.vocabulary = vocabulary
         self.expander = expander or PromptExpander()
         self.upscalers = Upscalers(self.device)
-        # on CPU, a micro-batch runs as parts on the cores (``parallel``); GPUs batch natively
-        cores = torch.get_num_threads()
-        self.split = SplitBatch(min(cores, 4)) if split_batch and cores > 1 and \
-            torch.device(self.device).type == "cpu" else None
+        # on CPU the denoiser runs as a frozen trace and a micro-batch as parts on the cores
+        # (``parallel``); GPUs batch natively
+        cores = torch.get_num_threads() if split_batch else 1
+        on_cpu = torch.device(self.device).type == "cpu"
+        self.split = SplitBatch(min(cores, 4), trace=trace, state=lambda: self.active_loras) \
+            if on_cpu and (cores > 1 or trace) else None
         self.weighted = hasattr(self.pipe, "tokenizer") and hasattr(self.pipe, "text_encoder")
         self.loaded_loras: tuple = ()
         self.active_loras: tuple = ()
@@ -135,6 +138,13 @@ class Engine:
                   expander: PromptExpander | None = None) -> Engine:
         return cls(name or getattr(pipe, "name_or_path", None) or "custom", pipe=pipe,
                    vocabulary=vocabulary, expander=expander)
+
+    def warm_up(self) -> None:
+        """One denoising step through every component (and the denoiser's trace made now),
+        so the first real request does not pay the set-up."""
+        if self.split is not None and self.split.traces is not None:
+            self.split.traces.trace_next()
+        self.generate(GenerationRequest("warm-up", seed=0, steps=1))
 
     @property
     def native_size(self) -> int:

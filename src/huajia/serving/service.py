@@ -79,7 +79,7 @@ class ImageService:
         loaded = time.perf_counter()
         # one step through every component before the first client: its first call pays
         # the kernels' set-up (oneDNN primitives, lazy imports) instead
-        self.engine.generate(GenerationRequest("warm-up", seed=0, steps=1))
+        self.engine.warm_up()
         self.start_times = {"load_s": loaded - started, "warm_up_s": time.perf_counter() - loaded}
         recovered = self.queue.recover()
         if recovered:

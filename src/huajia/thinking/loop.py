@@ -254,7 +254,7 @@ class Thinker:
         state.boost.zero_()
         try:
             for k in range(opts.compose_tries):
-                steps = opts.part_steps or run.request.steps
+                steps = min(opts.part_steps or run.request.steps, run.request.steps)
                 if run.no_room_for(2 * steps):
                     break
                 caption = part_caption(sub, tries)
