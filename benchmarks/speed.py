@@ -26,7 +26,8 @@ PROMPT = "two red circles left of a blue square"
 
 
 def _best(fn, repeats: int) -> float:
-    fn()  # warm-up
+    for _ in range(2):  # warm-up (TorchScript optimises a new shape after two runs)
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -64,16 +65,21 @@ def _setting(request: GenerationRequest, scheduler: str) -> str:
     return f"{request.scheduler or scheduler}:{request.steps}:{request.guidance:g}{cutoff}"
 
 
-def generation_rows(engine: Engine, repeats: int) -> tuple[list, dict]:
+def generation_rows(model: str, repeats: int) -> tuple[list, dict]:
+    """Plain diffusers, huajia's engine doing the same work eagerly (what the request seam
+    costs), and huajia's defaults (frozen trace, batch split across the cores)."""
+    eager = Engine(model, split_batch=False, trace=False)
+    fast = Engine(model)
+    fast.warm_up()
     defaults = GenerationRequest(PROMPT)
     same = {"steps": 20, "guidance": 5.0}
     own = "ddim"  # the embedded model's own scheduler
-    settings = [("plain diffusers, 20 DDIM, CFG 5", None, "ddim:20:5"),
-                ("huajia, same work", same, "ddim:20:5"),
-                ("huajia defaults", {}, _setting(defaults, own))]
+    settings = [("plain diffusers, 20 DDIM, CFG 5", eager, None, "ddim:20:5"),
+                ("huajia, same work, eager", eager, same, "ddim:20:5"),
+                ("huajia defaults (trace + split)", fast, {}, _setting(defaults, own))]
     rows, out = [], {}
     plain_bs1 = plain_bs8 = None
-    for label, fields, setting in settings:
+    for label, engine, fields, setting in settings:
         one = _best(_plain(engine, 1) if fields is None else _huajia(engine, 1, **fields), repeats)
         eight = _best(_plain(engine, 8) if fields is None else _huajia(engine, 8, **fields),
                       max(2, repeats // 2))
@@ -170,6 +176,11 @@ def tricks(engine: Engine, repeats: int) -> tuple[list, dict]:
             rows.append([f"{label}, batch {batch}", round(seconds * 1000, 1),
                          f"{base / seconds:.2f}", round(diff, 4), kept])
             print(rows[-1], flush=True)
+        seconds = measure("frozen trace", _traced(unet, latent, width), batch)
+        diff = out[f"frozen trace bs{batch}"]["max_diff"]
+        rows.append([f"frozen TorchScript trace, batch {batch}", round(seconds * 1000, 1),
+                     f"{base / seconds:.2f}", round(diff, 6), "kept"])
+        print(rows[-1], flush=True)
         if torch.get_num_threads() > 1:  # the batch in parts on the cores vs torch's threads
             split = _Split(unet)
             seconds = measure("split across cores", unet, batch, split)
@@ -179,6 +190,25 @@ def tricks(engine: Engine, repeats: int) -> tuple[list, dict]:
                          "kept (batch >= 4)"])
             print(rows[-1], flush=True)
     return rows, out
+
+
+def _traced(unet, latent: int, width: int):
+    """The engine's frozen trace of ``unet``, callable like the module (``.sample``)."""
+    from huajia.engine.parallel import FrozenTraces
+
+    traces = FrozenTraces(after=0)
+    x = (torch.randn(2, 4, latent, latent), torch.full((2,), 500), torch.randn(2, 77, width))
+    start = time.perf_counter()
+    traced = traces.get(unet, x[0], x[1:], {})
+    _traced.seconds = time.perf_counter() - start
+
+    def call(sample, timestep, hidden):
+        class Out:
+            pass
+        out = Out()
+        out.sample = traced(sample, timestep, hidden)
+        return out
+    return call
 
 
 class _Split:
@@ -242,8 +272,13 @@ def main() -> None:
                         "(about two minutes of compiling).")
     args = parser.parse_args()
     boot = start_up(args.model)
-    engine = Engine(args.model)
-    gen_rows, gen = generation_rows(engine, args.repeats)
+    traced = Engine(args.model)
+    start = time.perf_counter()
+    traced.warm_up()
+    boot["warm_up_with_trace_s"] = time.perf_counter() - start
+    del traced
+    engine = Engine(args.model, split_batch=False, trace=False)
+    gen_rows, gen = generation_rows(args.model, args.repeats)
     unet_rows, unet = unet_efficiency(engine, args.repeats)
     trick_rows, trick = tricks(engine, args.repeats)
     if args.compile:

@@ -20,6 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
+# recorded with the models' own DDIM sampler, before UniPC became the default (issue 32)
+OWN = "model"
 GOLDEN = json.loads((Path(__file__).parent / "data" / "golden_pixels.json").read_text())
 pytestmark = pytest.mark.skipif(
     (torch.__version__, torch.backends.cpu.get_cpu_capability()) != (GOLDEN["torch"],
@@ -48,11 +50,11 @@ def test_generate_is_unchanged(embedded):
     from huajia import GenerationRequest
 
     result = embedded.generate(GenerationRequest("two red circles left of a blue square",
-                                                 seed=11, steps=6, n=2))
+                                                 seed=11, steps=6, n=2, scheduler=OWN))
     assert digests(result.images) == GOLDEN["cases"]["generate"]
     result = embedded.generate(GenerationRequest("(红色:1.3)圆形 BREAK 一个蓝色正方形",
                                                  negative_prompt="绿色", seed=5, steps=6,
-                                                 style="minimalist"))
+                                                 style="minimalist", scheduler=OWN))
     assert digests(result.images) == GOLDEN["cases"]["generate_zh_weights_style"]
 
 
@@ -61,7 +63,7 @@ def _think(engine, prompt: str, seed: int):
 
     options = ThinkOptions(pauses=2, restarts=1, max_repaints=1, compose_tries=1)
     return Thinker(engine, ShapesCritic(), options).think(
-        GenerationRequest(prompt, seed=seed, steps=8))
+        GenerationRequest(prompt, seed=seed, steps=8, scheduler=OWN))
 
 
 def test_think_is_unchanged_and_does_not_inherit_a_scheduler(embedded):
@@ -83,7 +85,8 @@ def test_think_is_unchanged_and_does_not_inherit_a_scheduler(embedded):
 def test_series_is_unchanged(embedded):
     from huajia.engine.series import make_series
 
-    panels = make_series(embedded, ["a red circle", "一个蓝色正方形"], seed=2, steps=6)
+    panels = make_series(embedded, ["a red circle", "一个蓝色正方形"], seed=2, steps=6,
+                         scheduler=OWN)
     assert digests(p.image for p in panels) == GOLDEN["cases"]["series"]
 
 
@@ -97,12 +100,13 @@ def test_tiny_pipeline_and_server_are_unchanged(sd_dir, tmp_path):
 
     engine = Engine(str(sd_dir), split_batch=False, trace=False)
     result = engine.generate(GenerationRequest("a red circle left of a blue square", seed=7,
-                                               steps=3, width=64, height=64, n=2))
+                                               steps=3, width=64, height=64, n=2,
+                                               scheduler=OWN))
     assert digests(result.images) == GOLDEN["cases"]["tiny_generate"]
     thought = Thinker(engine, ShapesCritic(), ThinkOptions(pauses=2, max_repaints=1,
                                                            restarts=1)).think(
         GenerationRequest("two red circles left of a blue square", seed=3, steps=6, width=64,
-                          height=64))
+                          height=64, scheduler=OWN))
     assert digests([thought.image]) == GOLDEN["cases"]["tiny_think"]
     config = ServeConfig(data_dir=tmp_path / "data", model=str(sd_dir), nsfw="off",
                          batch_wait_s=0.02, rate=1000.0, burst=1000)
@@ -110,11 +114,12 @@ def test_tiny_pipeline_and_server_are_unchanged(sd_dir, tmp_path):
     service = ImageService(config, lambda: Engine(str(sd_dir), split_batch=False, trace=False))
     with TestClient(create_app(config, service)) as client:
         body = {"prompt": "a red circle left of a blue square", "seed": 7, "steps": 3,
-                "size": "64x64", "n": 2}
+                "size": "64x64", "n": 2, "scheduler": OWN}
         data = client.post("/v1/images/generations", json=body).json()["data"]
         assert digests(_decoded(d) for d in data) == GOLDEN["cases"]["server_generate"]
         body = {"prompt": "two red circles left of a blue square", "seed": 3, "steps": 6,
-                "size": "64x64", "think": True, "pauses": 2, "max_repaints": 1, "restarts": 1}
+                "size": "64x64", "think": True, "pauses": 2, "max_repaints": 1, "restarts": 1,
+                "scheduler": OWN}
         data = client.post("/v1/images/generations", json=body).json()["data"]
         assert digests(_decoded(d) for d in data) == GOLDEN["cases"]["server_think"]
 

@@ -38,7 +38,7 @@ def test_a_generate_does_not_leak_its_scheduler_or_lora_into_thinking(sd_dir, tm
     after = _think(used)
     fresh = _think(Engine(str(sd_dir)))
     assert np.array_equal(_pixels(after.image), _pixels(fresh.image))
-    assert after.infotext == fresh.infotext and "Sampler: DDIM" in after.infotext
+    assert after.infotext == fresh.infotext and "Sampler: UniPC" in after.infotext  # the default
     assert not used.denoiser._forward_hooks and not used.denoiser._forward_pre_hooks
 
 

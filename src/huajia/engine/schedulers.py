@@ -25,8 +25,9 @@ def _class(class_name: str):
 
 
 def make_scheduler(name: str | None, base_config: dict):
-    """A fresh scheduler: ``name`` (None: the pipeline's own class) on the pipeline's config."""
-    if name is None:
+    """A fresh scheduler: ``name`` (None or 'model': the pipeline's own class) on the
+    pipeline's config."""
+    if name in (None, "model"):
         class_name = base_config.get("_class_name", "DDIMScheduler")
         known = [cls for cls, _ in SCHEDULERS.values() if cls == class_name]
         cls = _class(known[0] if known else "DDIMScheduler")

@@ -15,10 +15,12 @@ from huajia.thinking.plan import plan_prompt
 
 class ThinkingGenerator:
     def __init__(self, engine, critic: Critic, options: ThinkOptions, steps: int = 20,
-                 guidance: float = 5.0, name: str = "thinking", **fields):
+                 guidance: float = 5.0, name: str = "thinking", scheduler: str | None = None,
+                 **fields):
         self.thinker = Thinker(engine, critic, options)
         self.steps, self.guidance, self.name = steps, guidance, name
-        self.fields = fields  # more GenerationRequest fields (scheduler, …)
+        # the recorded benchmarks' sampler: the model's own (None), unless asked
+        self.fields = {"scheduler": scheduler, **fields}  # more GenerationRequest fields
         self.nfe: list[int] = []
         self.timings: list[dict] = []  # per picture: seconds per stage (``ThinkResult``)
 
@@ -42,8 +44,9 @@ class BestOfNGenerator:
     critic is satisfied with, as thinking does."""
 
     def __init__(self, engine, critic: Critic, n: int, steps: int = 20, guidance: float = 5.0,
-                 threshold: float = 90.0, early_stop: bool = True):
+                 threshold: float = 90.0, early_stop: bool = True, scheduler: str | None = None):
         self.engine, self.critic, self.n = engine, critic, n
+        self.scheduler = scheduler
         self.steps, self.guidance, self.threshold = steps, guidance, threshold
         self.early_stop = early_stop
         self.name = f"best-of-{n}"
@@ -57,7 +60,8 @@ class BestOfNGenerator:
             best, tried = (-1.0, None), 0
             for k in range(self.n):
                 request = GenerationRequest(prompt, seed=seed * 1000 + k, steps=self.steps,
-                                            guidance=self.guidance, width=side, height=side)
+                                            guidance=self.guidance, width=side, height=side,
+                                            scheduler=self.scheduler)
                 image = self.engine.generate(request).images[0]
                 critique = self.critic.inspect(image, plan, self.threshold)
                 tried += 1
