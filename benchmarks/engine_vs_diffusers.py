@@ -24,7 +24,8 @@ def _plain(engine: Engine, batch: int, steps: int, seed: int) -> None:
 
 
 def _huajia(engine: Engine, batch: int, steps: int, seed: int) -> None:
-    engine.generate(GenerationRequest(PROMPT, seed=seed, n=batch, steps=steps, guidance=5.0))
+    engine.generate(GenerationRequest(PROMPT, seed=seed, n=batch, steps=steps, guidance=5.0,
+                                      scheduler="model"))
 
 
 def _best(fn, repeats: int) -> float:

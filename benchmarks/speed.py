@@ -72,7 +72,7 @@ def generation_rows(model: str, repeats: int) -> tuple[list, dict]:
     fast = Engine(model)
     fast.warm_up()
     defaults = GenerationRequest(PROMPT)
-    same = {"steps": 20, "guidance": 5.0}
+    same = {"steps": 20, "guidance": 5.0, "scheduler": "model"}
     own = "ddim"  # the embedded model's own scheduler
     settings = [("plain diffusers, 20 DDIM, CFG 5", eager, None, "ddim:20:5"),
                 ("huajia, same work, eager", eager, same, "ddim:20:5"),

@@ -17,8 +17,11 @@ from huajia.engine.request import MAX_PROMPT_CHARS, GenerationRequest
 from huajia.params import params
 from huajia.thinking.options import CRITICS, ThinkOptions
 
-# OpenAI's quality words → denoising steps (when ``steps`` is not given)
-QUALITY_STEPS = {"low": 10, "standard": 20, "auto": 20, "medium": 20, "hd": 40, "high": 40}
+# OpenAI's quality words → denoising steps (when ``steps`` is not given): the default, fewer
+# for low, more for hd and high
+_DEFAULT_STEPS = GenerationRequest.__dataclass_fields__["steps"].default
+QUALITY_STEPS = {"low": 10, "standard": _DEFAULT_STEPS, "auto": _DEFAULT_STEPS,
+                 "medium": _DEFAULT_STEPS, "hd": 28, "high": 40}
 # OpenAI's style words: a preset of the same name, and the guidance used when none is given
 # (vivid: stronger guidance, more saturated and contrasted; natural: gentler)
 OPENAI_STYLES = {"vivid": 7.5, "natural": 4.0}
