@@ -69,9 +69,10 @@ def plot(results: dict, path) -> None:
             continue
         series = {s: [results[f"{s}:{n}:{guidance:g}"]["overall"] for n in steps]
                   for s in SCHEDULERS}
-        panels.append(line_chart(series, f"held-out ShapesEval, CFG {guidance:g}",
-                                 x_label="steps " + ", ".join(map(str, steps)),
-                                 y_range=(0.3, 0.7)))
+        pictures = next(iter(results.values()))["n_images"]
+        panels.append(line_chart(series, f"held-out ShapesEval ({pictures} pictures each), CFG "
+                                 f"{guidance:g}; x: {', '.join(map(str, steps))} steps",
+                                 x_label="steps", y_range=(0.3, 0.7)))
     if panels:
         sheet = Image.new("RGB", (panels[0].width, sum(p.height for p in panels)), "white")
         for i, panel in enumerate(panels):

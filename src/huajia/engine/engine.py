@@ -120,7 +120,7 @@ class Engine:
         self.vocabulary = vocabulary
         self.expander = expander or PromptExpander()
         self.upscalers = Upscalers(self.device)
-        # on CPU the denoiser runs as a frozen trace and a micro-batch as parts on the cores
+        # on CPU the denoiser runs as a frozen trace and its batch as parts on the cores
         # (``parallel``); GPUs batch natively
         cores = torch.get_num_threads() if split_batch else 1
         on_cpu = torch.device(self.device).type == "cpu"

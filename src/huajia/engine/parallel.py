@@ -7,7 +7,8 @@ the batch split across the cores.
   again when they change (training, a LoRA); calls with extra conditioning (SDXL's added
   conditions, ControlNet residuals) or with autograd stay eager.
 - torch's intra-op threads barely help small convolutions, while separate samples scale
-  almost linearly, so a micro-batch runs as one part per core, each with one intra-op thread.
+  almost linearly, so a batch (a single picture's [uncond, cond] pair too) runs as one part
+  per core, each with one intra-op thread.
 benchmarks/speed.py measures both.
 """
 
@@ -38,7 +39,7 @@ class SplitBatch:
     only; batches below ``min_batch`` and autograd runs go through unchanged), each part
     through the frozen trace when ``trace`` (and the call allows it)."""
 
-    def __init__(self, workers: int, min_batch: int = 4, trace: bool = False,
+    def __init__(self, workers: int, min_batch: int = 2, trace: bool = False,
                  state: Callable[[], tuple] = tuple, trace_after: int = 40):
         self.workers, self.min_batch = max(1, workers), min_batch
         self.traces = FrozenTraces(state, trace_after) if trace else None
