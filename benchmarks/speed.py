@@ -176,13 +176,13 @@ def tricks(engine: Engine, repeats: int) -> tuple[list, dict]:
             rows.append([f"{label}, batch {batch}", round(seconds * 1000, 1),
                          f"{base / seconds:.2f}", round(diff, 4), kept])
             print(rows[-1], flush=True)
-        seconds = measure("frozen trace", _traced(unet, latent, width), batch)
+        seconds = measure("frozen trace", unet, batch, _Attached(unet, SplitBatch(1, trace=True)))
         diff = out[f"frozen trace bs{batch}"]["max_diff"]
         rows.append([f"frozen TorchScript trace, batch {batch}", round(seconds * 1000, 1),
                      f"{base / seconds:.2f}", round(diff, 6), "kept"])
         print(rows[-1], flush=True)
         if torch.get_num_threads() > 1:  # the batch in parts on the cores vs torch's threads
-            split = _Split(unet)
+            split = _Attached(unet, SplitBatch(torch.get_num_threads()))
             seconds = measure("split across cores", unet, batch, split)
             diff = out[f"split across cores bs{batch}"]["max_diff"]
             rows.append([f"batch split across {split.hook.workers} cores, batch {batch}",
@@ -192,30 +192,14 @@ def tricks(engine: Engine, repeats: int) -> tuple[list, dict]:
     return rows, out
 
 
-def _traced(unet, latent: int, width: int):
-    """The engine's frozen trace of ``unet``, callable like the module (``.sample``)."""
-    from huajia.engine.parallel import FrozenTraces
+class _Attached:
+    """The engine's CPU hook (``SplitBatch``) on ``unet`` while inside: the frozen trace made
+    at the first call, or the batch split across the cores."""
 
-    traces = FrozenTraces(after=0)
-    x = (torch.randn(2, 4, latent, latent), torch.full((2,), 500), torch.randn(2, 77, width))
-    start = time.perf_counter()
-    traced = traces.get(unet, x[0], x[1:], {})
-    _traced.seconds = time.perf_counter() - start
-
-    def call(sample, timestep, hidden):
-        class Out:
-            pass
-        out = Out()
-        out.sample = traced(sample, timestep, hidden)
-        return out
-    return call
-
-
-class _Split:
-    """The batch split across the cores (``SplitBatch``, from batch 2) while inside."""
-
-    def __init__(self, unet):
-        self.unet, self.hook = unet, SplitBatch(torch.get_num_threads(), min_batch=2)
+    def __init__(self, unet, hook: SplitBatch):
+        self.unet, self.hook = unet, hook
+        if hook.traces is not None:
+            hook.traces.trace_next()
 
     def __enter__(self):
         self.hook.attach(self.unet)

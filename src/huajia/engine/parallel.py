@@ -93,12 +93,11 @@ class SplitBatch:
             return self._call(sample, args, kwargs)
 
     def _call(self, sample, args, kwargs):
-        if self.traces is not None:
-            traced = self.traces.get(self._module, sample, args, kwargs)
-            if traced is not None:
-                timestep, hidden = _plain_inputs(args, kwargs)
-                out = traced(sample, timestep, hidden)
-                return (out,) if kwargs.get("return_dict") is False else _Output(out)
+        inputs = _plain_inputs(args, kwargs) if self.traces is not None else None
+        traced = self.traces.get(self._module, sample, *inputs) if inputs else None
+        if traced is not None:
+            out = traced(sample, *inputs)
+            return (out,) if kwargs.get("return_dict") is False else _Output(out)
         return self._forward(sample, *args, **kwargs)
 
 
@@ -160,16 +159,15 @@ class FrozenTraces:
     def trace_next(self) -> None:
         self._now = True
 
-    def get(self, module, sample, args, kwargs):
-        inputs = _plain_inputs(args, kwargs)
-        if inputs is None or type(module).__name__ != "UNet2DConditionModel":
+    def get(self, module, sample, timestep, hidden):
+        """The trace for a plain call (see ``_plain_inputs``), or None: stay eager."""
+        if type(module).__name__ != "UNet2DConditionModel":
             return None
-        timestep, hidden = inputs
         key = (tuple(sample.shape[1:]), sample.dtype, str(sample.device), timestep.ndim,
                tuple(hidden.shape[1:]))
         with self._lock:  # the split's parts ask at once
-            stamp = (self.state(), sum(p._version for p in module.parameters()),
-                     sum(1 for _ in module.parameters()))
+            versions = [p._version for p in module.parameters()]
+            stamp = (self.state(), sum(versions), len(versions))
             if stamp != self._stamp:
                 self._traces, self._calls, self._stamp = {}, {}, stamp
             if key not in self._traces:

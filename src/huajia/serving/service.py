@@ -77,8 +77,8 @@ class ImageService:
         self.engine = self._engine_factory()
         self.model_identity = f"{self.engine.source.name}@{self.engine.model_hash}"
         loaded = time.perf_counter()
-        # one step through every component before the first client: its first call pays
-        # the kernels' set-up (oneDNN primitives, lazy imports) instead
+        # one step through every component, and the denoiser's trace, before the first
+        # client: a request would otherwise pay them (docs/speed.md: server start)
         self.engine.warm_up()
         self.start_times = {"load_s": loaded - started, "warm_up_s": time.perf_counter() - loaded}
         recovered = self.queue.recover()
