@@ -76,15 +76,28 @@ def test_a_stop_answers_waiting_generations_with_a_503_naming_the_saved_job(tmp_
     import threading
 
     app = create_app(make_config(tmp_path, sd_dir, shutdown_timeout_s=0.5, max_batch=1))
-    answers = []
+    answers, painting, answered = [], threading.Event(), threading.Event()
     with LiveServer(app) as live:
+        engine = app.state.service.engine
+        paint = engine.generate_batch
+
+        def held_paint(*args, **kwargs):
+            # the job is painting until its client has its answer: a fast machine would
+            # otherwise finish it before the stop, and the test would race the sampler
+            painting.set()
+            answered.wait(timeout=60)
+            return paint(*args, **kwargs)
+
+        engine.generate_batch = held_paint
+
         def generate():
             answers.append(httpx.post(f"{live.url}/v1/images/generations", timeout=120,
-                                      json={"prompt": "a red circle", "steps": 150, "n": 4}))
+                                      json={"prompt": "a red circle", "steps": 4}))
+            answered.set()
 
         thread = threading.Thread(target=generate)
         thread.start()
-        time.sleep(1.5)  # submitted and painting
+        assert painting.wait(timeout=60), "the job never started painting"
     thread.join(timeout=60)
     assert answers and answers[0].status_code == 503, answers
     error = answers[0].json()["error"]
