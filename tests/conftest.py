@@ -89,6 +89,19 @@ def sd_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the whole run (2 CPUs, as this machine has); tests that start Serve
+    shut it down again, so the batch and curation actors find the CPUs free."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
 def sdxl_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-sdxl")
     tiny_sdxl().save_pretrained(folder)

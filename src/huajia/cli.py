@@ -16,6 +16,7 @@ import click
 import typer
 from rich.table import Table
 
+from huajia.cli_batch import register as register_batch
 from huajia.cli_common import console, print_shapes_result, progress_bar, vocabulary_option
 from huajia.cli_eval import register as register_metrics
 from huajia.cli_finish import STYLES_FILE
@@ -37,6 +38,7 @@ app.add_typer(train_app, name="train")
 register_painting(app)
 register_finishing(app)
 register_serving(app)
+register_batch(app)
 register_metrics(eval_app)
 
 
@@ -233,7 +235,9 @@ def curate_command(
     min_similarity: float = typer.Option(None, help="Verifier/CLIP image-text score."),
     clip_model: str = typer.Option("shapes-verifier", help="Local CLIP folder, or the verifier."),
     nsfw_threshold: float = typer.Option(None, help="Drop at or above this nudenet score."),
-    np_workers: int = typer.Option(1, "--np", help="Worker processes."),
+    np_workers: int = typer.Option(1, "--np", help="Worker processes (Ray actors with --ray)."),
+    ray: str = typer.Option(None, "--ray", help="Run the operators on Ray Data: 'local', 'auto', "
+                            "HOST:PORT or ray://HOST:PORT."),
 ) -> None:
     """Filter an image/caption dataset (Data-Juicer operators) into a clean imagefolder."""
     from huajia.curation.report import write_report
@@ -249,6 +253,14 @@ def curate_command(
         recipe = Recipe(data, str(out), tuple(steps), np_workers)
     else:
         raise HuajiaError("pass --config FILE.yaml, or --data DIR --out DIR with filter flags")
+    if ray:
+        from dataclasses import replace
+
+        recipe = replace(recipe, ray=ray)
+    if recipe.ray:
+        from huajia.ray_cluster import connect
+
+        connect(recipe.ray)  # an unreachable cluster is one line before any work
     prepare_out_dir(recipe.out_dir)
     total = sum(1 for _ in iter_samples(recipe.dataset_path, recipe.text_key, recipe.image_key))
     with progress_bar("curating", total) as advance:

@@ -50,6 +50,10 @@ def serve(
     llm_model: str = typer.Option(None, "--llm-model", help="Model name at --llm-url."),
     llm_key: str = typer.Option(None, "--llm-key", envvar="HUAJIA_LLM_KEY", help="API key for --llm-url."),
     styles_file: Path = STYLES_FILE,
+    ray: str = typer.Option(None, "--ray", help="Serve on Ray Serve: 'local' (start Ray here), "
+                            "'auto', HOST:PORT or ray://HOST:PORT (docs/ray.md)."),
+    ray_config: Path = typer.Option(None, "--ray-config", help="YAML: replicas, autoscaling, "
+                                    "batching of the Ray deployments (docs/ray/ray-config.yaml)."),
     model_alias: list[str] = typer.Option(
         [], "--model-alias", help="NAME=MODEL: serve requests for NAME with MODEL (repeatable; "
                                   "dall-e-2, dall-e-3 and gpt-image-1 mean the served model)."),
@@ -77,8 +81,32 @@ def serve(
                          llm_url=llm_url, llm_model=llm_model, llm_key=llm_key)
     if llm_url:  # a chat model that cannot be reached at all is a one-line error now
         config.expander().strict_copy().check("llm", "probe")
+    if ray or ray_config:
+        _serve_on_ray(config, ray or "local", ray_config, host, port)
+        return
     console.print(f"huajia serving {model} on http://{host}:{port} (data in {data_dir})")
     uvicorn.Server(server_config(create_app(config), config, host, port, log_level="warning")).run()
+
+
+def _serve_on_ray(config, address: str, settings_file: Path | None, host: str, port: int) -> None:
+    import time
+
+    from huajia.ray_cluster import require_ray
+
+    require_ray()
+    from ray import serve
+
+    from huajia.serving.ray import RaySettings, serve_on_ray
+
+    settings = RaySettings.from_yaml(settings_file) if settings_file else RaySettings()
+    seconds = serve_on_ray(config, settings, address, host, port)
+    console.print(f"huajia serving {config.model} on Ray Serve at http://{host}:{port} "
+                  f"(ready in {seconds:.1f} s; data in {config.data_dir}); Ctrl-C stops it")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        serve.shutdown()
 
 
 def detect(image: Path = typer.Argument(..., help="A picture to check (PNG, JPEG, WebP).")) -> None:

@@ -1,6 +1,8 @@
 """Run a curation recipe over a dataset, streaming: workers open each image once and apply the
 per-image filters; the main process drops perceptual duplicates and writes the clean imagefolder,
-the Data-Juicer style export, ``dropped.jsonl`` (a reason per file) and the report.
+the Data-Juicer style export, ``dropped.jsonl`` (a reason per file) and the report. The
+per-image work runs here, in ``np`` processes, or on Ray Data (``ray``: an actor pool of ``np``
+workers) — the same operators in the same order, so the same files are kept and dropped.
 
 A file that is missing, empty, truncated, corrupt or not an image is dropped with that reason —
 it never stops the run.
@@ -9,6 +11,7 @@ it never stops the run.
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -36,6 +39,7 @@ class Recipe:
     text_key: str = "text"
     image_key: str = "image"
     export_path: str | None = None
+    ray: str | None = None  # a Ray address: the per-image work runs on Ray Data
 
 
 def load_config(path: str | Path, out_dir: str | None = None) -> Recipe:
@@ -60,9 +64,11 @@ def load_config(path: str | Path, out_dir: str | None = None) -> Recipe:
     out = out_dir or (str(Path(export).parent) if export else None)
     if out is None:
         raise HuajiaError("say where results go: set export_path in the config or pass --out")
+    # Data-Juicer's own switch: executor_type: ray (with ray_address)
+    ray = str(data.get("ray_address") or "auto") if data.get("executor_type") == "ray" else None
     return Recipe(str(data["dataset_path"]), out, tuple(steps), int(data.get("np", 1)),
                   text_keys[0] if isinstance(text_keys, list) else text_keys,
-                  data.get("image_key", "image"), export)
+                  data.get("image_key", "image"), export, ray)
 
 
 @dataclass
@@ -117,7 +123,37 @@ def _inspect(sample: Sample) -> Outcome:
     return outcome
 
 
+class _RayInspector:
+    """Ray Data's callable class: one actor's operators, made once, applied to each sample."""
+
+    def __init__(self, process: tuple[tuple[str, dict], ...]):
+        _init_worker(process)
+
+    def __call__(self, batch: dict) -> dict:
+        return {"outcome": [pickle.dumps(_inspect(pickle.loads(data)))
+                            for data in batch["sample"]]}
+
+
+def _on_ray(recipe: Recipe, samples: Iterator[Sample]) -> Iterator[Outcome]:
+    """The per-image work on Ray Data, in the dataset's order (so duplicates resolve as in a
+    local run: the first copy is kept)."""
+    from huajia.ray_cluster import connect
+
+    ray = connect(recipe.ray)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the command has its own
+    context.execution_options.preserve_order = True
+    dataset = ray.data.from_items([{"sample": pickle.dumps(s)} for s in samples])
+    inspected = dataset.map_batches(_RayInspector, fn_constructor_args=(recipe.process,),
+                                    batch_size=16, concurrency=max(1, recipe.np), num_cpus=1)
+    for row in inspected.iter_rows():
+        yield pickle.loads(row["outcome"])
+
+
 def _outcomes(recipe: Recipe, samples: Iterator[Sample]) -> Iterator[Outcome]:
+    if recipe.ray:
+        yield from _on_ray(recipe, samples)
+        return
     if recipe.np <= 1:
         _init_worker(recipe.process)
         yield from map(_inspect, samples)

@@ -9,6 +9,7 @@ and restored by ``engine.session(request)`` (see ``session``).
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from huajia.engine import loading
 from huajia.engine.edits import FEATHER_PX, composite, edit_size, latent_mask, read_mask
 from huajia.engine.embeddings import encode_weighted
 from huajia.engine.expansion import PromptExpander
+from huajia.engine.facts import ModelFacts
 from huajia.engine.infotext import format_infotext
 from huajia.engine.lora import apply_loras, apply_new_words, lora_hash, lora_name, read_new_words
 from huajia.engine.parallel import SplitBatch
@@ -30,7 +32,7 @@ from huajia.engine.request import GenerationRequest, GenerationResult, LoraSpec
 from huajia.engine.schedulers import make_scheduler, sampler_label
 from huajia.engine.session import ModelHook, Session
 from huajia.engine.styles import Style, get_style
-from huajia.engine.upscalers import Upscalers, label, sharpen, target_size
+from huajia.engine.upscalers import Upscalers, label, sharpen
 from huajia.errors import HuajiaError
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, total steps)
@@ -104,7 +106,7 @@ class Engine:
     def __init__(self, model: str = loading.EMBEDDED, *, device: str | None = None,
                  pipe=None, vocabulary: Vocabulary | None = None,
                  expander: PromptExpander | None = None, split_batch: bool = True,
-                 trace: bool = True):
+                 trace: bool = True, trace_after: int = 40):
         if pipe is None:
             self.source = loading.resolve_model(model)
             self.device, self.dtype = loading.pick_device(device)
@@ -124,7 +126,8 @@ class Engine:
         # (``parallel``); GPUs batch natively
         cores = torch.get_num_threads() if split_batch else 1
         on_cpu = torch.device(self.device).type == "cpu"
-        self.split = SplitBatch(min(cores, 4), trace=trace, state=lambda: self.active_loras) \
+        self.split = SplitBatch(min(cores, 4), trace=trace, state=lambda: self.active_loras,
+                                trace_after=trace_after) \
             if on_cpu and (cores > 1 or trace) else None
         self.weighted = hasattr(self.pipe, "tokenizer") and hasattr(self.pipe, "text_encoder")
         self.loaded_loras: tuple = ()
@@ -163,29 +166,23 @@ class Engine:
         each denoising run gets a fresh scheduler; all of it is undone on exit."""
         return Session(self, request, hooks)
 
+    @functools.cached_property
+    def facts(self) -> ModelFacts:
+        """Name, hash, native size and tokenizer: what a front end needs to bound a request."""
+        return ModelFacts(self.source.name, self.model_hash, self.native_size,
+                          getattr(self.pipe, "tokenizer", None))
+
     def base_size(self, request: GenerationRequest) -> tuple[int, int]:
-        """The asked size (the model's native size where none was asked)."""
-        return request.width or self.native_size, request.height or self.native_size
+        return self.facts.base_size(request)
 
     def size_of(self, request: GenerationRequest) -> tuple[int, int]:
-        """The size of the pictures ``request`` gets back (the hires fix scales the base)."""
-        base = self.base_size(request)
-        return target_size(base, request.hires_scale) if request.hires_scale > 1 else base
+        return self.facts.size_of(request)
 
     def hires_size(self, request: GenerationRequest) -> tuple[int, int]:
-        """Where the hires fix's second pass paints: the first pass's size × the scale."""
-        return target_size(self.paint_size(request), request.hires_scale)
+        return self.facts.hires_size(request)
 
     def paint_size(self, request: GenerationRequest) -> tuple[int, int]:
-        """The size the model paints at: the asked size or, past the model's native resolution
-        (a 128 px model asked for 1024x1024), the same shape scaled down to fit it, to be
-        upscaled after (``finish``), since a model paints dots at sizes it never saw."""
-        width, height = self.base_size(request)
-        native = self.native_size
-        if request.upscaler == "none" or max(width, height) <= native:
-            return width, height
-        scale = native / max(width, height)
-        return (max(64, round(width * scale / 8) * 8), max(64, round(height * scale / 8) * 8))
+        return self.facts.paint_size(request)
 
     def finish(self, image: Image.Image, request: GenerationRequest) -> Image.Image:
         """A painted picture at the size ``request`` asked for (upscaled when painted smaller),

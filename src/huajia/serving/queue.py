@@ -128,6 +128,14 @@ class JobQueue:
              job.id, job.claim))
         return cursor.rowcount == 1
 
+    def release(self, job: Job) -> bool:
+        """A claimed job whose painter died goes back to the queue (under the same claim, so a
+        cancelled or re-claimed job stays as it is). Its attempts count stays."""
+        cursor = self._connect().execute(
+            "UPDATE jobs SET state = 'queued', claim = NULL, updated = ? WHERE id = ? AND "
+            "state = 'running' AND claim = ?", (time.time(), job.id, job.claim))
+        return cursor.rowcount == 1
+
     def cancel(self, job_id: str) -> bool:
         cursor = self._connect().execute(
             "UPDATE jobs SET state = 'cancelled', updated = ? WHERE id = ? AND state IN "

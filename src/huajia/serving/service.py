@@ -1,7 +1,8 @@
 """The image service behind the HTTP API: durable jobs, one engine worker, micro-batching, cache.
 
-A request becomes a job on disk (SQLite, WAL) before it is acknowledged. One worker thread owns
-the engine (pipelines are not thread-safe) and takes the oldest queued job together with every
+A request becomes a job on disk (SQLite, WAL) before it is acknowledged. One worker thread claims
+jobs for the painter (``serving.painter``: the engine in this process, whose pipeline is not
+thread-safe, or Ray replicas, several jobs in flight): it takes the oldest queued job with every
 queued job that can share its pipeline call (same steps, guidance, size, scheduler, LoRAs), up to
 ``max_batch``, after waiting at most ``batch_wait_s`` for company. Results are content-addressed:
 each image's key hashes the model, every parameter and its seed, so a repeat is served from the
@@ -17,11 +18,13 @@ import io
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image, ImageFilter
 
 from huajia.engine.edits import edit_size, read_mask
 from huajia.engine.engine import Engine
+from huajia.engine.facts import ModelFacts
 from huajia.engine.infotext import png_bytes
 from huajia.engine.request import HIRES_UPSCALERS, GenerationRequest, painted_prompt, parse_size
 from huajia.errors import HuajiaError
@@ -31,6 +34,7 @@ from huajia.serving.config import CriticSettings, ServeConfig
 from huajia.serving.edits import EditInput, as_png, describe_picture, open_picture
 from huajia.serving.events import JobEvents
 from huajia.serving.jobs import JobSpec, LoraFolder, redact
+from huajia.serving.painter import LocalPainter, Painter, PainterLost
 from huajia.serving.provenance import embed_watermark
 from huajia.serving.queue import Job, JobQueue
 from huajia.serving.safety import PromptFilter
@@ -40,6 +44,8 @@ from huajia.thinking.plan import plan_prompt
 from huajia.world.parser import unknown_words
 
 FINAL_STATES = ("done", "failed", "cancelled")
+MAX_ATTEMPTS = 4  # a job whose painter died under it this often fails instead of looping
+RETRY_WAIT_S = 1.0
 
 
 class Cancelled(Exception):
@@ -47,7 +53,8 @@ class Cancelled(Exception):
 
 
 class ImageService:
-    def __init__(self, config: ServeConfig, engine_factory: Callable[[], Engine] | None = None):
+    def __init__(self, config: ServeConfig,
+                 painter_factory: Callable[[ImageService], Painter] | None = None):
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.queue = JobQueue(config.data_dir / "jobs.sqlite")
@@ -59,9 +66,9 @@ class ImageService:
         self.loras = LoraFolder(config.lora_dir)
         self.critics = CriticSettings(config)
         self.expander = config.expander()
-        self._engine_factory = engine_factory or (lambda: Engine(
-            config.model, vocabulary=unknown_words, expander=self.expander))
-        self.engine: Engine | None = None
+        self._painter_factory = painter_factory or local_painter
+        self.painter: Painter | None = None
+        self.facts: ModelFacts | None = None
         self.model_identity = ""
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -74,12 +81,13 @@ class ImageService:
     def start(self) -> None:
         """Load the model, put jobs a crash left 'running' back in line, start the worker."""
         started = time.perf_counter()
-        self.engine = self._engine_factory()
-        self.model_identity = f"{self.engine.source.name}@{self.engine.model_hash}"
+        self.painter = self._painter_factory(self)
+        self.facts = self.painter.facts
+        self.model_identity = f"{self.facts.name}@{self.facts.model_hash}"
         loaded = time.perf_counter()
         # one step through every component, and the denoiser's trace, before the first
         # client: a request would otherwise pay them (docs/speed.md: server start)
-        self.engine.warm_up()
+        self.painter.warm_up()
         self.start_times = {"load_s": loaded - started, "warm_up_s": time.perf_counter() - loaded}
         recovered = self.queue.recover()
         if recovered:
@@ -94,8 +102,13 @@ class ImageService:
             self._worker.join(timeout=30)
 
     @property
+    def engine(self) -> Engine | None:
+        """The engine when it is in this process (not behind Ray)."""
+        return getattr(self.painter, "engine", None)
+
+    @property
     def model_id(self) -> str:
-        return self.engine.source.name if self.engine else self.config.model
+        return self.facts.name if self.facts else self.config.model
 
     def model_names(self) -> list[str]:
         """The served model's id and every alias of it."""
@@ -160,15 +173,15 @@ class ImageService:
                    factor: float = 1.0) -> None:
         """Refuse, before it is queued, a job whose cost would pass ``max_cost`` (``size`` and
         ``factor``: an edit's size and strength)."""
-        request, engine = spec.request, self.engine
-        size = size or (engine.paint_size(request) if engine else (request.width or 512,
-                                                                   request.height or 512))
-        tokenizer = getattr(engine.pipe, "tokenizer", None) if engine else None
+        request, facts = spec.request, self.facts
+        size = size or (facts.paint_size(request) if facts else (request.width or 512,
+                                                                 request.height or 512))
+        tokenizer = facts.tokenizer if facts else None
         chunks = max(prompt_chunks(request.prompt, tokenizer),
                      prompt_chunks(request.negative_prompt or " ", tokenizer))
         cost = job_cost(size, request.steps, request.n, chunks, spec.think) * factor
         if request.hires_scale > 1:  # the second pass, at the scaled size
-            hires = engine.hires_size(request) if engine else \
+            hires = facts.hires_size(request) if facts else \
                 tuple(round(side * request.hires_scale) for side in size)
             steps = request.hires_steps or request.steps
             cost += job_cost(hires, steps, request.n, chunks, None) * request.hires_denoise
@@ -218,24 +231,56 @@ class ImageService:
 
     # -- the worker ----------------------------------------------------------------------
     def _run(self) -> None:
+        """Claim jobs and paint them: one batch at a time in this process, or up to the
+        painter's ``concurrency`` at once when the painter is remote (Ray replicas)."""
+        slots = threading.BoundedSemaphore(self.painter.concurrency)
+        pool = ThreadPoolExecutor(self.painter.concurrency, thread_name_prefix="huajia-paint") \
+            if self.painter.concurrency > 1 else None
         while not self._stop.is_set():
+            if not slots.acquire(timeout=0.5):
+                continue
             jobs = self._next_batch()
             if not jobs:
+                slots.release()
                 self._wake.wait(timeout=0.5)
                 self._wake.clear()
                 continue
             self.batches.append(len(jobs))
-            try:
-                self._execute(jobs)
-            except Cancelled:
-                for job in jobs:
-                    self.events.publish(job.id, {"type": "cancelled"})
-            except Exception as error:  # noqa: BLE001 - a failed job must not stop the worker
-                message = redact(str(error).splitlines()[0]) if str(error) else \
-                    type(error).__name__
-                for job in jobs:
-                    self.queue.finish(job, error=message)
-                    self.events.publish(job.id, {"type": "failed", "error": message})
+            if pool is None:
+                self._attempt(jobs, slots)
+            else:
+                pool.submit(self._attempt, jobs, slots)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)  # unfinished jobs are recovered
+
+    def _attempt(self, jobs: list[Job], slots: threading.BoundedSemaphore) -> None:
+        try:
+            self._execute(jobs)
+        except Cancelled:
+            for job in jobs:
+                self.events.publish(job.id, {"type": "cancelled"})
+        except PainterLost as error:
+            # a replica died under it: queue it again, up to a limit, after a pause in which
+            # the cluster notices the loss (else the retry may meet the same dead replica)
+            self._stop.wait(RETRY_WAIT_S)
+            for job in jobs:
+                if job.attempts < MAX_ATTEMPTS and self.queue.release(job):
+                    self.events.publish(job.id, {"type": "requeued", "reason": str(error)})
+                else:
+                    self._fail(job, f"the painter died under this job {job.attempts} times "
+                               f"({error})")
+            self._wake.set()
+        except Exception as error:  # noqa: BLE001 - a failed job must not stop the worker
+            message = redact(str(error).splitlines()[0]) if str(error) else \
+                type(error).__name__
+            for job in jobs:
+                self._fail(job, message)
+        finally:
+            slots.release()
+
+    def _fail(self, job: Job, message: str) -> None:
+        self.queue.finish(job, error=message)
+        self.events.publish(job.id, {"type": "failed", "error": message})
 
     def _next_batch(self) -> list[Job]:
         key = self.queue.oldest_batch_key()
@@ -255,39 +300,21 @@ class ImageService:
         for job in jobs:
             self.events.publish(job.id, {"type": "running", "batch": len(jobs)})
         specs = [JobSpec.from_payload(job.payload, self.loras) for job in jobs]
-        if specs[0].edit:
-            outputs = [self._edit(specs[0])]
-        elif specs[0].think:
-            outputs = [self._think(jobs[0], specs[0])]
+        painter, first = self.painter, specs[0]
+        if first.edit:
+            outputs = [painter.edit(first)]
+        elif first.think:
+            outputs = [painter.think(first, on_thought=lambda i, t: self.events.publish(
+                jobs[0].id, {"type": "thought", "image": i, **t.to_dict()}))]
         else:
-            outputs = self._generate(jobs, specs)
+            progress = _BatchProgress(self, jobs) if painter.streams_progress else None
+            outputs = painter.generate(specs, on_step=progress)
         for job, spec, images in zip(jobs, specs, outputs, strict=True):
             items = [self._store(spec, index, key, image, infotext)
                      for index, (key, (image, infotext)) in enumerate(zip(
                          self.image_keys(spec), images, strict=True))]
             if self.queue.finish(job, result={"images": items, "created": int(time.time())}):
                 self.events.publish(job.id, {"type": "done", "images": len(items)})
-
-    def _generate(self, jobs: list[Job], specs: list[JobSpec]) -> list[list[tuple[Image.Image, str]]]:
-        results = self.engine.generate_batch([s.request for s in specs],
-                                             on_step=_BatchProgress(self, jobs))
-        return [list(zip(r.images, r.infotexts, strict=True)) for r in results]
-
-    def _edit(self, spec: JobSpec) -> list[tuple[Image.Image, str]]:
-        image, mask = spec.edit.pictures()
-        if spec.edit.mode == "edit":
-            result = self.engine.edit(spec.request, image, mask, strength=spec.edit.strength)
-        else:
-            result = self.engine.vary(spec.request, image, strength=spec.edit.strength)
-        return list(zip(result.images, result.infotexts, strict=True))
-
-    def _think(self, job: Job, spec: JobSpec) -> list[tuple[Image.Image, str]]:
-        from huajia.thinking.loop import Thinker
-
-        thinker = Thinker(self.engine, self.critics.make(spec.critic), spec.think)
-        results = thinker.think_all(spec.request, on_thought=lambda i, t: self.events.publish(
-            job.id, {"type": "thought", "image": i, **t.to_dict()}))
-        return [(result.image, result.infotext) for result in results]
 
     def _store(self, spec: JobSpec, index: int, key: str, image: Image.Image,
                infotext: str) -> dict:
@@ -342,6 +369,13 @@ class _BatchProgress:
             raise Cancelled()
         for job in self.jobs:
             self.service.events.publish(job.id, {"type": "progress", "step": done, "total": total})
+
+
+def local_painter(service: ImageService) -> LocalPainter:
+    """The default: the server's model in this process."""
+    config = service.config
+    engine = Engine(config.model, vocabulary=unknown_words, expander=service.expander)
+    return LocalPainter(engine, service.critics)
 
 
 def b64(data: bytes) -> str:

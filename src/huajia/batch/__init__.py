@@ -1,0 +1,2 @@
+"""``huajia batch``: many requests from a JSON-lines file into an HF imagefolder, locally or on
+Ray Data, resumable."""

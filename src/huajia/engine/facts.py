@@ -1,0 +1,44 @@
+"""What a front end must know of a model without holding its weights: its name and hash (cache
+keys), its native size (the sizes it paints at, so a request's cost is bounded before any work)
+and its tokenizer (prompt chunks). The Engine answers its own size questions through it, and a
+Ray ingress gets one from a model replica once (``serving.ray``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from huajia.engine.request import GenerationRequest
+from huajia.engine.upscalers import target_size
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    name: str
+    model_hash: str
+    native_size: int
+    tokenizer: Any = None
+
+    def base_size(self, request: GenerationRequest) -> tuple[int, int]:
+        """The asked size (the model's native size where none was asked)."""
+        return request.width or self.native_size, request.height or self.native_size
+
+    def size_of(self, request: GenerationRequest) -> tuple[int, int]:
+        """The size of the pictures ``request`` gets back (the hires fix scales the base)."""
+        base = self.base_size(request)
+        return target_size(base, request.hires_scale) if request.hires_scale > 1 else base
+
+    def hires_size(self, request: GenerationRequest) -> tuple[int, int]:
+        """Where the hires fix's second pass paints: the first pass's size × the scale."""
+        return target_size(self.paint_size(request), request.hires_scale)
+
+    def paint_size(self, request: GenerationRequest) -> tuple[int, int]:
+        """The size the model paints at: the asked size or, past the model's native resolution
+        (a 128 px model asked for 1024x1024), the same shape scaled down to fit it, to be
+        upscaled after (``Engine.finish``), since a model paints dots at sizes it never saw."""
+        width, height = self.base_size(request)
+        native = self.native_size
+        if request.upscaler == "none" or max(width, height) <= native:
+            return width, height
+        scale = native / max(width, height)
+        return (max(64, round(width * scale / 8) * 8), max(64, round(height * scale / 8) * 8))

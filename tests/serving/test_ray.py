@@ -1,0 +1,93 @@
+"""The app on Ray Serve (one shared local Ray): the openai SDK gets pictures, errors keep
+OpenAI's shape, and a model replica killed mid-job costs a re-run, never a lost or doubled job."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from tests.serving.conftest import free_port, make_config
+
+from huajia.errors import HuajiaError
+from huajia.serving.app import create_app
+from huajia.serving.queue import JobQueue
+
+BAD = {"prompt": "a red circle", "n": 99}
+
+
+@pytest.fixture(scope="module")
+def ray_server(ray_cluster, tmp_path_factory, sd_dir):
+    from ray import serve
+
+    from huajia.serving.ray import RaySettings, serve_on_ray
+
+    port = free_port()
+    config = make_config(tmp_path_factory.mktemp("ray-serve"), sd_dir)
+    settings = RaySettings.from_dict({"model": {"num_replicas": 1,
+                                                "ray_actor_options": {"num_cpus": 1}},
+                                      "in_flight": 4})
+    serve_on_ray(config, settings, "local", "127.0.0.1", port, name="huajia-test")
+    yield f"http://127.0.0.1:{port}", config
+    serve.shutdown()
+
+
+def test_the_openai_sdk_gets_pictures_and_errors_keep_their_shape(ray_server, tmp_path, sd_dir):
+    openai = pytest.importorskip("openai")
+    url, _ = ray_server
+    sdk = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+    result = sdk.images.generate(prompt="two red circles", n=2, extra_body={"steps": 3})
+    assert len(result.data) == 2 and result.data[0].b64_json
+    again = sdk.images.generate(prompt="two red circles", n=2, extra_body={"steps": 3,
+                                                                           "seed": 7})
+    cached = sdk.images.generate(prompt="two red circles", n=2, extra_body={"steps": 3,
+                                                                            "seed": 7})
+    assert [d.b64_json for d in again.data] == [d.b64_json for d in cached.data]
+    with pytest.raises(openai.BadRequestError):
+        sdk.images.generate(prompt="a red circle", n=99)
+    over_ray = httpx.post(f"{url}/v1/images/generations", json=BAD, timeout=30)
+    with TestClient(create_app(make_config(tmp_path, sd_dir))) as client:
+        here = client.post("/v1/images/generations", json=BAD)
+    assert over_ray.status_code == here.status_code == 400
+    assert over_ray.json() == here.json() and set(here.json()["error"]) >= {"message", "type"}
+
+
+def test_a_replica_killed_mid_job_costs_a_rerun_and_the_job_completes_once(ray_server,
+                                                                           ray_cluster):
+    ray = ray_cluster
+    url, config = ray_server
+    job = httpx.post(f"{url}/v1/jobs", json={"prompt": "a blue square", "steps": 100, "n": 2,
+                                             "seed": 3}, timeout=30).json()
+    queue = JobQueue(config.data_dir / "jobs.sqlite")
+    deadline = time.monotonic() + 60
+    while queue.get(job["id"]).state != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)  # the replica is painting (the job takes seconds)
+    replica = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                   if "#Model#" in a["name"])
+    ray.kill(ray.get_actor(replica, namespace="serve"), no_restart=True)
+    deadline = time.monotonic() + 120
+    while (state := queue.get(job["id"]).state) not in ("done", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    final = queue.get(job["id"])
+    assert state == "done", final.error
+    assert final.attempts == 2 and queue.completions(job["id"]) == 1
+    result = httpx.get(f"{url}/v1/jobs/{job['id']}/result", timeout=30).json()
+    assert len(result["data"]) == 2
+
+
+def test_ray_settings_errors_are_one_line(tmp_path):
+    from huajia.serving.ray import RaySettings, build_app
+
+    with pytest.raises(HuajiaError, match="unknown Ray setting 'replicas'"):
+        RaySettings.from_dict({"replicas": 2})
+    with pytest.raises(HuajiaError, match="unknown model deployment option 'min_replicas'"):
+        RaySettings.from_dict({"model": {"min_replicas": 1}})
+    (tmp_path / "bad.yaml").write_text("model: [unclosed")
+    with pytest.raises(HuajiaError, match="not valid YAML"):
+        RaySettings.from_yaml(tmp_path / "bad.yaml")
+    with pytest.raises(HuajiaError, match="unknown server setting 'datadir'"):
+        build_app({"datadir": "x"})
