@@ -51,7 +51,8 @@ class Server:
     """A real ``huajia serve`` process (or the single-lock baseline, ``serial``) on a free port,
     with rate limits lifted unless ``extra`` sets its own."""
 
-    def __init__(self, model: str, extra: list[str], serial: bool = False):
+    def __init__(self, model: str, extra: list[str], serial: bool = False,
+                 env: dict | None = None):
         self.port, self.data = _port(), tempfile.mkdtemp(prefix="huajia-bench-")
         self.url = f"http://127.0.0.1:{self.port}"
         where = ["--port", str(self.port), "--data-dir", self.data, "--nsfw", "blur"]
@@ -64,7 +65,9 @@ class Server:
                        *limits, *extra]
         self.log = Path(self.data) / "server.log"  # a file: a pipe nobody reads fills and blocks
         with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+            self.started = time.perf_counter()
+            self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log,
+                                         env={**os.environ, **(env or {})})
 
     def __enter__(self):
         deadline = time.monotonic() + 180
@@ -73,6 +76,7 @@ class Server:
                 raise RuntimeError(self.log.read_text(errors="replace")[-2000:])
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    self.ready_s = time.perf_counter() - self.started  # start to first health
                     return self
             except httpx.HTTPError:
                 time.sleep(0.3)

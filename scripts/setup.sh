@@ -32,7 +32,8 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
   echo "setup: installing torch==2.13.0 (CPU build)"
   "$PYTHON" -m pip install -q "torch==2.13.0"
 fi
-"$PYTHON" -m pip install -q -e ".[dev]"
+# Ray is optional for users ([ray]); the suite tests serve/batch/curate on a local Ray
+"$PYTHON" -m pip install -q -e ".[dev,ray]"
 # spandrel (upscalers) without its torchvision requirement: see [upscale] in pyproject.toml
 if ! "$PYTHON" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('spandrel') is None)"; then
   "$PYTHON" -m pip install -q --no-deps "spandrel>=0.4,<0.5"

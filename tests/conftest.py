@@ -88,6 +88,32 @@ def sd_dir(tmp_path_factory):
     return folder
 
 
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """``huajia ARGS`` run by ``huajia.cli.main`` in this process: (exit code, stdout, stderr),
+    as a user's shell sees them, without a subprocess's seconds of imports."""
+    import warnings
+
+    from huajia.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        for name in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
+            monkeypatch.setenv(name, "error")  # what main() sets, undone after the test
+        monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        monkeypatch.setattr("sys.argv", ["huajia", *args])
+        capsys.readouterr()
+        with warnings.catch_warnings():
+            try:
+                main()
+                code = 0
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray for the whole run (2 CPUs, as this machine has); tests that start Serve

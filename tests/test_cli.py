@@ -1,4 +1,5 @@
-"""The command line as a user meets it: real subprocesses, exit codes, one-line errors."""
+"""The command line as a user meets it: exit codes, one-line errors (in this process through
+``main``, as the shell runs it, and in a real subprocess)."""
 
 import json
 import subprocess
@@ -26,11 +27,18 @@ def huajia(*args: str) -> subprocess.CompletedProcess:
     (("train", "card", "/tmp"), "has no training.json"),
     (("think", "a red circle", "--lora", "/nope/x.safetensors"), "LoRA '/nope/x.safetensors'"),
 ])
-def test_bad_input_is_one_line_exit_2(args, needle):
-    done = huajia(*args)
+def test_bad_input_is_one_line_exit_2(args, needle, cli):
+    code, _, stderr = cli(*args)
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], stderr
+
+
+def test_a_bad_input_in_a_real_process_is_one_line_exit_2():
+    done = huajia("world", "render", "a magenta circle")
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0]
+    assert len(lines) == 1 and "'magenta'" in lines[0]
 
 
 def test_render_parse_verify_round_trip(tmp_path):

@@ -96,6 +96,7 @@ def test_tiny_pipeline_and_server_are_unchanged(sd_dir, tmp_path):
     from huajia import Engine, GenerationRequest, ShapesCritic, Thinker, ThinkOptions
     from huajia.serving.app import create_app
     from huajia.serving.config import ServeConfig
+    from huajia.serving.painter import LocalPainter
     from huajia.serving.service import ImageService
 
     engine = Engine(str(sd_dir), split_batch=False, trace=False)
@@ -111,7 +112,8 @@ def test_tiny_pipeline_and_server_are_unchanged(sd_dir, tmp_path):
     config = ServeConfig(data_dir=tmp_path / "data", model=str(sd_dir), nsfw="off",
                          batch_wait_s=0.02, rate=1000.0, burst=1000)
     # the server's engine, eager and unsplit like the goldens' (see ``embedded``)
-    service = ImageService(config, lambda: Engine(str(sd_dir), split_batch=False, trace=False))
+    service = ImageService(config, lambda service: LocalPainter(
+        Engine(str(sd_dir), split_batch=False, trace=False), service.critics))
     with TestClient(create_app(config, service)) as client:
         body = {"prompt": "a red circle left of a blue square", "seed": 7, "steps": 3,
                 "size": "64x64", "n": 2, "scheduler": OWN}

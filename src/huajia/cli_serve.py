@@ -89,11 +89,12 @@ def serve(
 
 
 def _serve_on_ray(config, address: str, settings_file: Path | None, host: str, port: int) -> None:
+    import signal
     import time
 
     from huajia.ray_cluster import require_ray
 
-    require_ray()
+    ray = require_ray()
     from ray import serve
 
     from huajia.serving.ray import RaySettings, serve_on_ray
@@ -102,11 +103,16 @@ def _serve_on_ray(config, address: str, settings_file: Path | None, host: str, p
     seconds = serve_on_ray(config, settings, address, host, port)
     console.print(f"huajia serving {config.model} on Ray Serve at http://{host}:{port} "
                   f"(ready in {seconds:.1f} s; data in {config.data_dir}); Ctrl-C stops it")
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # a stop leaves no Ray processes behind
     try:
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
         serve.shutdown()
+        ray.shutdown()
 
 
 def detect(image: Path = typer.Argument(..., help="A picture to check (PNG, JPEG, WebP).")) -> None:

@@ -134,3 +134,18 @@ def test_config_errors_are_clear(tmp_path):
     assert parse_bytes("1.5MB") == 1_500_000 and parse_bytes("2KiB") == 2048
     with pytest.raises(HuajiaError, match="byte size"):
         parse_bytes("lots")
+
+
+def test_curate_on_ray_keeps_and_drops_exactly_what_a_local_run_does(salted, tmp_path,
+                                                                     ray_cluster):
+    steps = (("image_shape_filter", {"min_width": 64, "min_height": 64}),
+             ("image_aspect_ratio_filter", {"min_ratio": 0.5, "max_ratio": 2.0}),
+             ("image_deduplicator", {"method": "phash"}))
+    here = curate(Recipe(str(salted), str(tmp_path / "here"), steps))
+    there = curate(Recipe(str(salted), str(tmp_path / "ray"), steps, np=2, ray="local"))
+    assert here.to_dict() == there.to_dict() and here.kept == 20
+    assert dict(here.stats) == dict(there.stats)
+    for name in ("metadata.jsonl", "dropped.jsonl"):
+        assert (tmp_path / "here" / name).read_text() == (tmp_path / "ray" / name).read_text()
+    assert sorted(p.name for p in (tmp_path / "here/images").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "ray/images").iterdir())

@@ -4,6 +4,7 @@ OpenAI's shape, and a model replica killed mid-job costs a re-run, never a lost 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -91,3 +92,23 @@ def test_ray_settings_errors_are_one_line(tmp_path):
         RaySettings.from_yaml(tmp_path / "bad.yaml")
     with pytest.raises(HuajiaError, match="unknown server setting 'datadir'"):
         build_app({"datadir": "x"})
+
+
+def test_the_config_files_in_docs_validate_and_build():
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from huajia.serving.ray import INGRESS, MODEL, RaySettings, build_app
+
+    docs = Path(__file__).parents[2] / "docs" / "ray"
+    settings = RaySettings.from_yaml(docs / "ray-config.yaml")
+    assert settings.model["autoscaling_config"]["max_replicas"] == 2
+    serve_config = yaml.safe_load((docs / "serve-config.yaml").read_text())
+    ServeDeploySchema.parse_obj(serve_config)  # Ray Serve's own check of `serve deploy` files
+    kuberay = yaml.safe_load((docs / "rayservice.yaml").read_text())
+    assert kuberay["kind"] == "RayService"
+    assert yaml.safe_load(kuberay["spec"]["serveConfigV2"]) == serve_config
+    application = serve_config["applications"][0]
+    assert {d["name"] for d in application["deployments"]} == {MODEL, INGRESS}
+    assert application["import_path"] == "huajia.serving.ray:build_app"
+    build_app(application["args"])

@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -223,14 +221,12 @@ def test_clip_and_vlm_critics_are_rewards(sd_dir, tmp_path, clip_dir, vlm_url):
     (["--task-weights", "positon=3"], "unknown task 'positon'"),
     (["--anchor", "1", "--method", "dpo"], "needs --method grpo"),
 ])
-def test_cli_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, args, message):
+def test_cli_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, args, message, cli):
     (tmp_path / "words.txt").write_text("a red circle\na purple dragon\n")
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "huajia", "train", "rl", "--out", str(out),
-                           *[a.format(tmp=tmp_path) for a in args]], capture_output=True, text=True,
-                          timeout=300)
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr
+    code, _, stderr = cli("train", "rl", "--out", str(out), *[a.format(tmp=tmp_path) for a in args])
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0], stderr
     assert not out.exists()
 
 
