@@ -26,6 +26,10 @@ def huajia(*args: str) -> subprocess.CompletedProcess:
      "--reg-data '/nope' is not a folder"),
     (("train", "card", "/tmp"), "has no training.json"),
     (("think", "a red circle", "--lora", "/nope/x.safetensors"), "LoRA '/nope/x.safetensors'"),
+    (("serve", "--ray", "127.0.0.1:1"), "cannot reach the Ray cluster at '127.0.0.1:1'"),
+    (("serve", "--ray", "local", "--ray-config", "/nope.yaml"), "cannot read Ray config"),
+    (("curate", "--data", ".", "--out", "/tmp/x", "--ray", "127.0.0.1:1"), "cannot reach the Ray"),
+    (("batch", "/nope.jsonl", "--out", "/tmp/x"), "cannot read batch file '/nope.jsonl'"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle, cli):
     code, _, stderr = cli(*args)

@@ -22,10 +22,10 @@ def require_ray():
 def connect(address: str, num_cpus: int | None = None):
     """``ray`` connected to ``address`` (a no-op when this process already is)."""
     ray = require_ray()
+    if address not in ("local", "auto"):
+        _probe(address)  # even when this process is already connected: a wrong address is wrong
     if ray.is_initialized():
         return ray
-    if address not in ("local", "auto"):
-        _probe(address)
     try:
         ray.init(address=None if address == "local" else address, include_dashboard=False,
                  num_cpus=num_cpus if address == "local" else None, log_to_driver=False,

@@ -16,11 +16,13 @@ from huajia.batch.lines import read_lines
 from huajia.batch.runner import BatchOutput, BatchSettings, run_batch
 
 
-def _prompts(path, count=12):
+def _prompts(path, count=12, think=False):
     words = ["a red circle", "two blue squares", "一个绿色的三角形", "a yellow star"]
     lines = [{"prompt": words[k % 4], "seed": k, "steps": 2, "n": 1 + k % 2} for k in range(count)]
     if count > 3:
         lines[3]["size"] = "64x64"
+    if think:
+        lines[1].update(think=True, size="64x64", n=1)  # thinks: plans, looks, repaints
     path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
     return path
 
@@ -32,16 +34,18 @@ def _folder(out):
 
 
 def test_twelve_lines_here_and_on_ray_are_bit_identical(tmp_path, sd_dir, ray_cluster):
-    lines, errors = read_lines(_prompts(tmp_path / "p.jsonl"))
+    lines, errors = read_lines(_prompts(tmp_path / "p.jsonl", think=True))
     assert not errors and len(lines) == 12
     settings = BatchSettings(str(sd_dir), threads=1)
     here = run_batch(lines, tmp_path / "here", settings)
     on_ray = run_batch(lines, tmp_path / "ray", settings, ray_address="local", workers=2)
-    assert here.written == on_ray.written == 18
+    assert here.written == on_ray.written == 17
     pictures, rows = _folder(tmp_path / "here")
     assert (pictures, rows) == _folder(tmp_path / "ray")
     row = json.loads(rows[0])
     assert row["file_name"].startswith("images/") and row["text"] and "Steps: 2" in row["infotext"]
+    thought = next(json.loads(r) for r in rows if json.loads(r)["think"])
+    assert thought["line"] == 2 and "Think options" in thought["infotext"]
     again = run_batch(lines, tmp_path / "ray", settings, ray_address="local", workers=2)
     assert again.written == 0 and again.skipped_lines == 12
 

@@ -80,8 +80,12 @@ def test_a_replica_killed_mid_job_costs_a_rerun_and_the_job_completes_once(ray_s
     assert len(result["data"]) == 2
 
 
-def test_ray_settings_errors_are_one_line(tmp_path):
+def test_ray_settings_fill_defaults_and_errors_are_one_line(tmp_path):
     from huajia.serving.ray import RaySettings, build_app
+
+    scaled = RaySettings.from_dict({"model": {"autoscaling_config": {"max_replicas": 3}}}).model
+    assert "num_replicas" not in scaled and scaled["max_ongoing_requests"] == 16
+    assert RaySettings.from_dict({"threads": 2}).replica_threads() == 2
 
     with pytest.raises(HuajiaError, match="unknown Ray setting 'replicas'"):
         RaySettings.from_dict({"replicas": 2})

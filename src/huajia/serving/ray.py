@@ -39,14 +39,26 @@ _DEPLOYMENT_KEYS = ("num_replicas", "autoscaling_config", "ray_actor_options",
                     "health_check_timeout_s", "graceful_shutdown_timeout_s")
 
 
+# a replica takes as many calls as @serve.batch can join (Ray Serve's default is 5)
+MODEL_DEFAULTS = {"num_replicas": 1, "ray_actor_options": {"num_cpus": 1},
+                  "max_ongoing_requests": 16}
+INGRESS_DEFAULTS = {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}}
+
+
+def _with_defaults(options: dict, defaults: dict) -> dict:
+    """A deployment's options over the defaults (a fixed count only without an autoscaler)."""
+    merged = {**defaults, **options}
+    if "autoscaling_config" in options and "num_replicas" not in options:
+        merged.pop("num_replicas")
+    return merged
+
+
 @dataclass(frozen=True)
 class RaySettings:
     """How the application is laid out on the cluster (``--ray-config FILE.yaml``)."""
 
-    model: dict = field(default_factory=lambda: {"num_replicas": 1,
-                                                 "ray_actor_options": {"num_cpus": 1}})
-    ingress: dict = field(default_factory=lambda: {"num_replicas": 1,
-                                                   "ray_actor_options": {"num_cpus": 0}})
+    model: dict = field(default_factory=lambda: dict(MODEL_DEFAULTS))
+    ingress: dict = field(default_factory=lambda: dict(INGRESS_DEFAULTS))
     max_batch_size: int = 8  # @serve.batch on a model replica
     batch_wait_timeout_s: float = 0.05
     in_flight: int = 8  # jobs the ingress keeps at the model replicas at once
@@ -65,6 +77,8 @@ class RaySettings:
             if bad:
                 raise HuajiaError(f"unknown {name} deployment option '{bad[0]}'; Ray Serve's "
                                   f"are {', '.join(_DEPLOYMENT_KEYS)}")
+        for name, defaults in (("model", MODEL_DEFAULTS), ("ingress", INGRESS_DEFAULTS)):
+            data[name] = _with_defaults(data.get(name) or {}, defaults)
         settings = cls(**{k: v for k, v in data.items() if v is not None})
         if settings.in_flight < 1 or settings.max_batch_size < 1:
             raise HuajiaError("in_flight and max_batch_size must be at least 1")
