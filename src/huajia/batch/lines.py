@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huajia.engine.request import GenerationRequest, LoraSpec, parse_size
-from huajia.errors import HuajiaError
+from huajia.errors import HuajiaError, refuse_unknown
 from huajia.params import params
 
 EXTRA_FIELDS = ("size", "think")
@@ -67,10 +67,7 @@ def parse_line(number: int, text: str, think: bool, names: dict[str, str]) -> Ba
                           "line, e.g. {\"prompt\": \"a red circle\", \"seed\": 1}") from None
     if not isinstance(row, dict):
         raise HuajiaError(f"a line is a JSON object, not {type(row).__name__}")
-    unknown = sorted(set(row) - set(names) - set(EXTRA_FIELDS))
-    if unknown:
-        raise HuajiaError(f"unknown field '{unknown[0]}'; the fields are "
-                          f"{', '.join(sorted({*names.values(), *EXTRA_FIELDS}))}")
+    refuse_unknown(set(row) - set(names), {*names.values(), *EXTRA_FIELDS}, "field")
     if "prompt" not in row:
         raise HuajiaError("no 'prompt'")
     fields = {names[key]: value for key, value in row.items() if key not in EXTRA_FIELDS}

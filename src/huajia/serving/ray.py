@@ -28,7 +28,7 @@ from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
 from huajia.engine.facts import ModelFacts
-from huajia.errors import HuajiaError
+from huajia.errors import HuajiaError, refuse_unknown
 from huajia.serving.config import CriticSettings, ServeConfig
 from huajia.serving.jobs import JobSpec, LoraFolder
 from huajia.serving.painter import LocalPainter, PainterLost, Pictures
@@ -67,16 +67,10 @@ class RaySettings:
     @classmethod
     def from_dict(cls, data: dict | None) -> RaySettings:
         data = dict(data or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise HuajiaError(f"unknown Ray setting '{unknown[0]}'; the settings are "
-                              f"{', '.join(sorted(known))}")
+        refuse_unknown(data, {f.name for f in dataclasses.fields(cls)}, "Ray setting")
         for name in ("model", "ingress"):
-            bad = sorted(set(data.get(name) or {}) - set(_DEPLOYMENT_KEYS))
-            if bad:
-                raise HuajiaError(f"unknown {name} deployment option '{bad[0]}'; Ray Serve's "
-                                  f"are {', '.join(_DEPLOYMENT_KEYS)}")
+            refuse_unknown(data.get(name) or {}, _DEPLOYMENT_KEYS, f"{name} deployment option",
+                           "Ray Serve deployment options")
         for name, defaults in (("model", MODEL_DEFAULTS), ("ingress", INGRESS_DEFAULTS)):
             data[name] = _with_defaults(data.get(name) or {}, defaults)
         settings = cls(**{k: v for k, v in data.items() if v is not None})
@@ -116,10 +110,7 @@ def config_to_args(config: ServeConfig) -> dict:
 
 def config_from_args(args: dict) -> ServeConfig:
     fields = {f.name: f for f in dataclasses.fields(ServeConfig)}
-    unknown = sorted(set(args) - set(fields))
-    if unknown:
-        raise HuajiaError(f"unknown server setting '{unknown[0]}'; the settings are "
-                          f"{', '.join(sorted(fields))}")
+    refuse_unknown(args, fields, "server setting")
     values = {}
     for name, value in args.items():
         kind = str(fields[name].type)
