@@ -19,6 +19,7 @@ from _common import RESULTS, report
 
 from huajia.drawing import Tile, captioned_grid
 from huajia.engine.engine import Engine
+from huajia.engine.request import LoraSpec
 from huajia.evaluation.generators import EngineGenerator
 from huajia.evaluation.model_report import report_model
 from huajia.evaluation.prompts import TASKS, shapes_eval_prompts
@@ -41,8 +42,10 @@ def _cache_key(path: str, args) -> str:
     """What a cached report depends on: the model's denoiser weights and the eval's size."""
     from huajia.engine.loading import resolve_model
 
-    folder = Path(resolve_model(path).location) / "unet"
-    stamp = [(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in sorted(folder.glob("*"))]
+    model, _, lora = path.partition("+")
+    folder = Path(resolve_model(model).location) / "unet"
+    files = sorted(folder.glob("*")) + ([Path(lora)] if lora else [])
+    stamp = [(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files]
     key = [path, stamp, args.specs_per_task, args.images_per_prompt]
     if args.prompt_seed != PROMPT_SEED:  # keys of the default prompt set stay as they were
         key.append(args.prompt_seed)
@@ -60,7 +63,9 @@ def _evaluate(label: str, path: str, prompts, keep, args) -> tuple[dict, list]:
         saved = json.loads((cache / "report.json").read_text())
         if saved["key"] == key:
             return saved["report"], [Image.open(cache / f"{k}.png").convert("RGB") for k in keep]
-    generator = EngineGenerator(Engine(path, vocabulary=unknown_words))
+    model, _, lora = path.partition("+")  # MODEL+LORA: a LoRA run's file on its base
+    loras = (LoraSpec(lora),) if lora else ()
+    generator = EngineGenerator(Engine(model, vocabulary=unknown_words), loras=loras)
     scores = report_model(generator, prompts, args.images_per_prompt, keep=keep)
     cache.mkdir(parents=True, exist_ok=True)
     for k in keep:
@@ -71,7 +76,8 @@ def _evaluate(label: str, path: str, prompts, keep, args) -> tuple[dict, list]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", action="append", required=True, help="LABEL=PATH (repeatable).")
+    parser.add_argument("--model", action="append", required=True,
+                        help="LABEL=PATH or LABEL=PATH+LORA (repeatable).")
     parser.add_argument("--cpu-minutes", action="append", default=[], help="LABEL=MINUTES.")
     parser.add_argument("--specs-per-task", type=int, default=12)
     parser.add_argument("--images-per-prompt", type=int, default=2)
