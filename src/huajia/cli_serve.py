@@ -103,6 +103,7 @@ def _serve_on_ray(config, address: str, settings_file: Path | None, host: str, p
     seconds = serve_on_ray(config, settings, address, host, port)
     console.print(f"huajia serving {config.model} on Ray Serve at http://{host}:{port} "
                   f"(ready in {seconds:.1f} s; data in {config.data_dir}); Ctrl-C stops it")
+
     def stop(*_):
         raise KeyboardInterrupt
 

@@ -88,9 +88,9 @@ class LinePainter:
 
 
 def _fields(line: BatchLine) -> dict:
-    fields = dataclasses.asdict(line.request)
+    """The request's parameters as plain values (the prompt is the row's ``text``)."""
+    fields = line.to_dict()["request"]
     fields.pop("prompt")
-    fields["loras"] = [f"{lora['path']}:{lora['scale']}" for lora in fields["loras"]]
     return fields
 
 
