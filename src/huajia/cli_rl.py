@@ -20,6 +20,12 @@ def train_rl_command(
     method: str = typer.Option("grpo", help="grpo (policy gradient), dpo (Diffusion-DPO) or raft."),
     steps: int = typer.Option(200, help="RL steps (one rollout and update each)."),
     minutes: float = typer.Option(None, help="Also stop after this many CPU minutes."),
+    wall_minutes: float = typer.Option(None, help="Also stop after this many minutes of wall time "
+                                       "(the bound to use on a GPU)."),
+    snapshot_every: int = typer.Option(None, help="Keep the UNet every K steps in OUT/snapshots "
+                                       "(to measure the run's curve afterwards)."),
+    micro_batch: int = typer.Option(32, help="Samples per forward pass of an update (a GPU takes "
+                                    "hundreds)."),
     group_size: int = typer.Option(8, help="Pictures per prompt (compared with each other)."),
     prompts_per_step: int = typer.Option(4, help="Prompts per RL step."),
     prompts: Path = typer.Option(None, "--prompts", help="Prompt file, one per line (default: the "
@@ -58,6 +64,7 @@ def train_rl_command(
     if full and lora_rank:
         raise HuajiaError("--full and --lora-rank exclude each other; pick one")
     recipe = RLRecipe(model=model, reward=reward, method=method, steps=steps, minutes=minutes,
+                      wall_minutes=wall_minutes, snapshot_every=snapshot_every, micro_batch=micro_batch,
                       group_size=group_size, prompts_per_step=prompts_per_step, lr=lr, kl=kl,
                       sde_window=sde_window, train_timesteps=train_timesteps, eta=eta,
                       lora_rank=lora_rank, seed=seed, prompt_file=str(prompts) if prompts else None,

@@ -102,6 +102,19 @@ def test_one_grpo_step_moves_the_policy_toward_the_higher_reward_sample(sd_dir, 
     assert kl.sum() > 0  # and the policy has left the reference
 
 
+def test_an_update_is_the_same_in_one_pass_or_in_many(sd_dir):
+    from dataclasses import replace
+
+    weights = []
+    for micro_batch in (1, 32):  # the CPU's 32 against a GPU's one pass for everything
+        policy, steps, rollout = _rollout(sd_dir)
+        optimizer = torch.optim.SGD(policy.trainable(), lr=1e-3)
+        grpo_update(policy, steps, optimizer, rollout, np.array([1.0, 0.0]), 2,
+                    replace(SETTINGS, micro_batch=micro_batch), np.random.default_rng(0))
+        weights.append([p.detach().clone() for p in policy.trainable()])
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(*weights, strict=True))
+
+
 def test_dpo_and_raft_prefer_the_winner(sd_dir):
     for method in ("dpo", "raft"):
         policy, steps, rollout = _rollout(sd_dir)
@@ -269,3 +282,39 @@ def test_anchored_grpo_resumes_bit_for_bit(sd_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(HuajiaError, match="--anchor"):
         RLRecipe(method="dpo", anchor=1.0)
+
+
+def test_wall_budget_stops_and_snapshots_keep_the_unet(sd_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from huajia.training.rl.snapshots import UNET_FILE, list_snapshots, with_unet
+
+    result = _train(sd_dir, tmp_path / "w", 5, wall_minutes=1e-9, snapshot_every=1)
+    assert len(result.history) == 1  # the budget is looked at before each step
+    (step, path), = list_snapshots(tmp_path / "w")
+    assert step == 1
+    folder = with_unet(sd_dir, load_file(path), tmp_path / "snap")
+    exported, kept = load_file(result.model_dir / UNET_FILE), load_file(folder / UNET_FILE)
+    assert all(torch.equal(exported[k], kept[k]) for k in exported)
+    resumed = _train(sd_dir, tmp_path / "w", 2, resume=True, wall_minutes=10.0, snapshot_every=1)
+    assert len(resumed.history) == 2 and [s for s, _ in list_snapshots(tmp_path / "w")] == [1, 2]
+    with pytest.raises(HuajiaError, match="snapshot-every"):
+        RLRecipe(snapshot_every=5, lora_rank=4)
+
+
+def test_a_unet_travels_in_parts_of_bounded_size(sd_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from huajia.training.rl.snapshots import UNET_FILE, read_shards, write_shards
+
+    state = load_file(sd_dir / UNET_FILE)
+    total = sum(v.numel() * v.element_size() for v in state.values())
+    paths = write_shards(state, tmp_path / "parts", "best_unet", max_bytes=total // 2 + 70_000)
+    assert len(paths) == 2 and all(p.stat().st_size <= total // 2 + 70_000 for p in paths)
+    back = read_shards(tmp_path / "parts", "best_unet")
+    assert set(back) == set(state) and all(torch.equal(back[k], state[k]) for k in state)
+    paths[1].unlink()
+    with pytest.raises(HuajiaError, match="1 of the 2 parts"):
+        read_shards(tmp_path / "parts", "best_unet")
+    with pytest.raises(HuajiaError, match="does not fit"):
+        write_shards(state, tmp_path / "small", "x", max_bytes=100)

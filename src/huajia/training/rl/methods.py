@@ -22,7 +22,6 @@ from huajia.training.rl.ddim import DdimSteps
 from huajia.training.rl.policy import Policy, Rollout, step_log_prob
 
 METHODS = ("grpo", "dpo", "raft")
-CHUNK = 32  # samples per forward pass
 Anchor = Callable[[int], torch.Tensor]  # optimizer step k of this rollout → an extra loss
 
 
@@ -36,6 +35,7 @@ class UpdateSettings:
     updates: int
     dpo_beta: float
     max_grad_norm: float = 1.0
+    micro_batch: int = 32  # samples per forward pass (a GPU takes hundreds)
 
 
 def group_advantages(rewards: np.ndarray, group_size: int) -> tuple[np.ndarray, int]:
@@ -84,8 +84,8 @@ def grpo_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, r
     advantages = torch.as_tensor(adv, dtype=torch.float32, device=policy.device)
     kls, clipped, anchored = [], [], []
     for k, batch in enumerate(_minibatches(pairs, settings.updates, rng)):
-        for start in range(0, len(batch), CHUNK):
-            part = batch[start:start + CHUNK]
+        for start in range(0, len(batch), settings.micro_batch):
+            part = batch[start:start + settings.micro_batch]
             rows = torch.tensor([b for b, _ in part], device=policy.device)
             cols = torch.tensor([c for _, c in part], device=policy.device)
             logp, kl = step_log_prob(policy, steps, rollout, rows, cols, settings.eta, with_reference=True)
@@ -155,8 +155,9 @@ def dpo_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, re
     items = [pair for pair in pairs for _ in range(settings.train_timesteps)]
     implicit, drift = [], []
     for batch in _minibatches(items, settings.updates, rng):
-        for start in range(0, len(batch), CHUNK // 2):
-            part = batch[start:start + CHUNK // 2]
+        half = max(1, settings.micro_batch // 2)  # winner and loser share a pass
+        for start in range(0, len(batch), half):
+            part = batch[start:start + half]
             index = torch.tensor([w for w, _ in part] + [lo for _, lo in part], device=policy.device)
             x0, cond = rollout.latents[index], rollout.cond[index]
             noisy, t, target = _shared_noise(steps, x0, 2, generator)
@@ -186,8 +187,8 @@ def raft_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, r
     items = [w for w in winners for _ in range(settings.train_timesteps)]
     drift = []
     for batch in _minibatches(items, settings.updates, rng):
-        for start in range(0, len(batch), CHUNK):
-            index = torch.tensor(batch[start:start + CHUNK], device=policy.device)
+        for start in range(0, len(batch), settings.micro_batch):
+            index = torch.tensor(batch[start:start + settings.micro_batch], device=policy.device)
             x0, cond = rollout.latents[index], rollout.cond[index]
             noisy, t, target = _shared_noise(steps, x0, 1, generator)
             errors = _errors(policy.predict, noisy, t, cond, target)

@@ -1,5 +1,5 @@
 """``train_rl``: the RL loop — sample a group per prompt, score it with the critic, update —
-seeded, resumable (checkpoint every K steps, bit-for-bit), bounded by steps and CPU minutes,
+seeded, resumable (checkpoint every K steps, bit-for-bit), bounded by steps, CPU minutes and wall minutes,
 exported as a diffusers pipeline folder (or a LoRA) with its reward curve."""
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from huajia.training.rl.methods import METHODS, UpdateSettings, dpo_update, grpo
 from huajia.training.rl.policy import Policy, sample
 from huajia.training.rl.prompts import PromptSource, parse_task_weights, read_prompt_file
 from huajia.training.rl.rewards import REWARDS, CriticReward
+from huajia.training.rl.snapshots import save_snapshot
 
 Progress = Callable[[int, int, dict], None]  # (done, total, last step's record)
 CHECKPOINT = "checkpoints/rl.pt"
 # Settings a resumed run may change (how long it runs); every other field must match.
-_EXTENDABLE = ("steps", "minutes", "checkpoint_every")
+_EXTENDABLE = ("steps", "minutes", "wall_minutes", "checkpoint_every", "snapshot_every")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +35,7 @@ class RLRecipe:
     method: str = "grpo"
     steps: int = 200  # RL steps (one rollout + update each)
     minutes: float | None = None  # stop after this many CPU minutes (process time)
+    wall_minutes: float | None = None  # stop after this many minutes of wall time (a GPU's bound)
     prompts_per_step: int = 4
     group_size: int = 8
     sample_steps: int = 20  # the deployed default: 20 DDIM steps
@@ -50,6 +52,8 @@ class RLRecipe:
     lora_rank: int | None = None  # None: the whole UNet learns
     seed: int = 0
     checkpoint_every: int = 5
+    snapshot_every: int | None = None  # keep the UNet every K steps (OUT/snapshots, snapshots.py)
+    micro_batch: int = 32  # samples per forward pass of an update (a GPU takes hundreds)
     prompt_file: str | None = None
     task_weights: str | None = None  # e.g. "position=3": the world's tasks drawn unevenly
     anchor: float = 0.0  # GRPO + shapes: weight of the supervised loss on oracle renders (anchor.py)
@@ -64,7 +68,7 @@ class RLRecipe:
             raise HuajiaError(f"--group-size {self.group_size}: a group needs at least 2 pictures "
                               "(advantages and pairs compare pictures of one prompt); use 4-16")
         for name in ("steps", "prompts_per_step", "sample_steps", "train_timesteps", "updates",
-                     "checkpoint_every"):
+                     "checkpoint_every", "micro_batch"):
             if getattr(self, name) < 1:
                 raise HuajiaError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not 1 <= self.sde_window <= self.sample_steps:
@@ -72,6 +76,9 @@ class RLRecipe:
                               f"{self.sample_steps} steps")
         if self.lora_rank is not None and self.lora_rank < 1:
             raise HuajiaError(f"--lora-rank {self.lora_rank} must be at least 1 (or use --full)")
+        if self.snapshot_every is not None and (self.snapshot_every < 1 or self.lora_rank):
+            raise HuajiaError("--snapshot-every keeps the whole UNet every K steps (K at least 1); "
+                              "a LoRA run's checkpoints already hold its few weights")
         if self.task_weights:
             parse_task_weights(self.task_weights)
             if self.prompt_file:
@@ -90,7 +97,8 @@ class RLRecipe:
     def settings(self) -> UpdateSettings:
         return UpdateSettings(eta=self.eta, kl=self.kl, clip_range=self.clip_range,
                               adv_clip=self.adv_clip, train_timesteps=self.train_timesteps,
-                              updates=self.updates, dpo_beta=self.dpo_beta)
+                              updates=self.updates, dpo_beta=self.dpo_beta,
+                              micro_batch=self.micro_batch)
 
     @property
     def stochastic_steps(self) -> tuple[int, ...]:
@@ -194,7 +202,8 @@ def train_rl(recipe: RLRecipe, out: str | Path, *, resume: bool = False, critic=
     log.write_text("".join(json.dumps(r) + "\n" for r in run.history), encoding="utf-8")
     progress = progress or (lambda done, total, record: None)
     budget = recipe.minutes * 60 if recipe.minutes else float("inf")
-    while run.step < recipe.steps and run.cpu_s < budget:
+    wall_budget = recipe.wall_minutes * 60 if recipe.wall_minutes else float("inf")
+    while run.step < recipe.steps and run.cpu_s < budget and run.wall_s < wall_budget:
         cpu, wall = time.process_time(), time.perf_counter()
         record = run.one_step()
         run.cpu_s += time.process_time() - cpu
@@ -205,6 +214,8 @@ def train_rl(recipe: RLRecipe, out: str | Path, *, resume: bool = False, critic=
             lines.write(json.dumps(record) + "\n")
         run.step += 1
         progress(run.step, recipe.steps, record)
+        if recipe.snapshot_every and run.step % recipe.snapshot_every == 0:
+            save_snapshot(run.policy.unet, out, run.step)
         if run.step % recipe.checkpoint_every == 0:
             _save(checkpoint, run.state())
     _save(checkpoint, run.state())
