@@ -233,6 +233,8 @@ def test_clip_and_vlm_critics_are_rewards(sd_dir, tmp_path, clip_dir, vlm_url):
     (["--full", "--lora-rank", "4"], "exclude each other"),
     (["--task-weights", "positon=3"], "unknown task 'positon'"),
     (["--anchor", "1", "--method", "dpo"], "needs --method grpo"),
+    (["--lora-rank", "4", "--snapshot-every", "5"], "--snapshot-every keeps the whole UNet"),
+    (["--micro-batch", "0"], "micro-batch must be at least 1"),
 ])
 def test_cli_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path, args, message, cli):
     (tmp_path / "words.txt").write_text("a red circle\na purple dragon\n")
