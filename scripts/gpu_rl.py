@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from huajia.drawing import line_chart
 from huajia.engine.engine import Engine
@@ -99,7 +100,7 @@ def run(args) -> None:
     per_eval = max(1.0, curve[0]["seconds"])
     left = args.eval_minutes * 60 - per_eval
     for step, path in _pick(snapshots, int(left // per_eval)):
-        state = read_state(path) if path else None
+        state = load_file(path) if path else None
         folder = with_unet(result.model_dir, state, work / "eval_model") if state else result.model_dir
         curve.append({"step": step, **validate(folder, args.val_specs, args.val_images)})
         print(f"validation at step {step}: {curve[-1]['overall']:.3f} "
@@ -110,7 +111,7 @@ def run(args) -> None:
         if name == "last" and step == best["step"]:
             continue
         path = dict(snapshots).get(step)
-        state = read_state(path) if path else read_state(result.model_dir / UNET_FILE)
+        state = load_file(path) if path else load_file(result.model_dir / UNET_FILE)
         write_shards({k: v.half() for k, v in state.items()}, results, f"{name}_unet", PART_BYTES)
     record = {"recipe": recipe.to_dict(), "summary": summary(result.history), "kept": states,
               "base_unet_sha256": unet_hash(Path(base.location)), "validation_seed": VALIDATION_SEED,
@@ -125,12 +126,6 @@ def run(args) -> None:
                y_range=(0.0, 1.0)).save(
         results / "validation_curve.png")
     print(f"best step {best['step']} ({best['overall']:.3f}); {record['total_s']:.0f} s in all", flush=True)
-
-
-def read_state(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(path)
 
 
 def assemble(args) -> None:

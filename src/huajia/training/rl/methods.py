@@ -154,8 +154,8 @@ def dpo_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, re
         return stats
     items = [pair for pair in pairs for _ in range(settings.train_timesteps)]
     implicit, drift = [], []
+    half = max(1, settings.micro_batch // 2)  # winner and loser share a pass
     for batch in _minibatches(items, settings.updates, rng):
-        half = max(1, settings.micro_batch // 2)  # winner and loser share a pass
         for start in range(0, len(batch), half):
             part = batch[start:start + half]
             index = torch.tensor([w for w, _ in part] + [lo for _, lo in part], device=policy.device)
