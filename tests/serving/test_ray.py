@@ -25,7 +25,7 @@ def ray_server(ray_cluster, tmp_path_factory, sd_dir):
     from huajia.serving.ray import RaySettings, serve_on_ray
 
     port = free_port()
-    config = make_config(tmp_path_factory.mktemp("ray-serve"), sd_dir)
+    config = make_config(tmp_path_factory.mktemp("ray-serve"), sd_dir, max_cost=1000)
     settings = RaySettings.from_dict({"model": {"num_replicas": 1,
                                                 "ray_actor_options": {"num_cpus": 1}},
                                       "in_flight": 4})
@@ -58,14 +58,15 @@ def test_a_replica_killed_mid_job_costs_a_rerun_and_the_job_completes_once(ray_s
                                                                            ray_cluster):
     ray = ray_cluster
     url, config = ray_server
-    job = httpx.post(f"{url}/v1/jobs", json={"prompt": "a blue square", "steps": 100, "n": 2,
+    job = httpx.post(f"{url}/v1/jobs", json={"prompt": "a blue square", "steps": 150, "n": 4,
                                              "seed": 3}, timeout=30).json()
     queue = JobQueue(config.data_dir / "jobs.sqlite")
     deadline = time.monotonic() + 60
     while queue.get(job["id"]).state != "running":
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    time.sleep(0.5)  # the replica is painting (the job takes seconds)
+    time.sleep(0.3)  # the replica is painting: 4 × 150 steps take seconds even on a fast CPU
+    assert queue.get(job["id"]).state == "running", "the job ended before the kill; make it longer"
     replica = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                    if "#Model#" in a["name"])
     ray.kill(ray.get_actor(replica, namespace="serve"), no_restart=True)
@@ -77,7 +78,7 @@ def test_a_replica_killed_mid_job_costs_a_rerun_and_the_job_completes_once(ray_s
     assert state == "done", final.error
     assert final.attempts == 2 and queue.completions(job["id"]) == 1
     result = httpx.get(f"{url}/v1/jobs/{job['id']}/result", timeout=30).json()
-    assert len(result["data"]) == 2
+    assert len(result["data"]) == 4
 
 
 def test_ray_settings_fill_defaults_and_errors_are_one_line(tmp_path):
