@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything huajia needs on a fresh machine: a CJK font (Chinese text in pictures),
-# PyTorch's CPU build (before anything that depends on torch, so pip never pulls CUDA wheels)
-# and the package itself with its dev tools. Safe to run again: it skips what is there.
+# and every Python package at the version in requirements.lock (PyTorch's CPU build included),
+# then huajia itself. Safe to run again: it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -28,13 +28,13 @@ if ! command -v chromium >/dev/null; then
   fi
 fi
 
-if ! "$PYTHON" -c "import torch" 2>/dev/null; then
-  echo "setup: installing torch==2.13.0 (CPU build)"
-  "$PYTHON" -m pip install -q "torch==2.13.0"
+# Everything Python from requirements.lock (scripts/lock.sh writes it): the versions the suite
+# was tested with, PyTorch's CPU build included. --no-deps installs exactly the lock, so pip never
+# pulls a CUDA torch or torchvision (spandrel asks for it; huajia stands in for what needs it).
+torch_source=()
+if ! compgen -G "${PIP_FIND_LINKS:-/opt/wheels}/torch-2.13.0+cpu-*.whl" >/dev/null; then
+  torch_source=(--extra-index-url https://download.pytorch.org/whl/cpu)
 fi
-# Ray is optional for users ([ray]); the suite tests serve/batch/curate on a local Ray
-"$PYTHON" -m pip install -q -e ".[dev,ray]"
-# spandrel (upscalers) without its torchvision requirement: see [upscale] in pyproject.toml
-if ! "$PYTHON" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('spandrel') is None)"; then
-  "$PYTHON" -m pip install -q --no-deps "spandrel>=0.4,<0.5"
-fi
+echo "setup: installing requirements.lock"
+"$PYTHON" -m pip install -q --no-deps "${torch_source[@]}" -r requirements.lock
+"$PYTHON" -m pip install -q --no-deps -e .
