@@ -44,6 +44,17 @@ def _text_config(tokenizer, width: int) -> CLIPTextConfig:
                           eos_token_id=tokenizer.eos_token_id)
 
 
+def _text_encoder(tokenizer, width: int, cls=CLIPTextModel):
+    """A tiny CLIP text encoder with trained-like output norms: a fresh one's last LayerNorm
+    has zero bias, so its embeddings average 0 (A1111's weight renormalisation divides by that
+    mean) and, with the random UNet, pictures can come out NaN where real models paint."""
+    encoder = cls(_text_config(tokenizer, width))
+    norm = getattr(encoder, "text_model", encoder).final_layer_norm  # transformers 5 flattened it
+    with torch.no_grad():  # its own generator: the other components' weights stay as they were
+        norm.bias.copy_(0.5 * torch.randn(width, generator=torch.Generator().manual_seed(1)))
+    return encoder
+
+
 def _vae():
     return AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3,
                          down_block_types=("DownEncoderBlock2D",) * 2,
@@ -63,7 +74,7 @@ def tiny_sd() -> StableDiffusionPipeline:
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer()
     return StableDiffusionPipeline(
-        vae=_vae(), text_encoder=CLIPTextModel(_text_config(tokenizer, 32)), tokenizer=tokenizer,
+        vae=_vae(), text_encoder=_text_encoder(tokenizer, 32), tokenizer=tokenizer,
         unet=_unet(cross_attention_dim=32), scheduler=C.build_scheduler(), safety_checker=None,
         feature_extractor=None, requires_safety_checker=False)
 
@@ -75,8 +86,8 @@ def tiny_sdxl() -> StableDiffusionXLPipeline:
                  addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
                  projection_class_embeddings_input_dim=32 + 6 * 8)
     return StableDiffusionXLPipeline(
-        vae=_vae(), text_encoder=CLIPTextModel(_text_config(tokenizer, 32)),
-        text_encoder_2=CLIPTextModelWithProjection(_text_config(tokenizer, 32)),
+        vae=_vae(), text_encoder=_text_encoder(tokenizer, 32),
+        text_encoder_2=_text_encoder(tokenizer, 32, CLIPTextModelWithProjection),
         tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet,
         scheduler=EulerDiscreteScheduler(prediction_type="epsilon"))
 

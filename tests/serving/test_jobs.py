@@ -104,6 +104,24 @@ def test_what_a_worker_could_not_run_is_refused_at_submit(server):
     assert service.queue.counts() == {}  # nothing was queued
 
 
+def test_a_nan_picture_is_an_openai_error_not_a_black_image(server, sd_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from tests.conftest import loud_lora
+
+    client, folder = server
+    weights = load_file(loud_lora(sd_dir, tmp_path))
+    save_file({k: v * float("inf") for k, v in weights.items()}, folder / "inf.safetensors")
+    response = client.post("/v1/images/generations", json={**BODY, "loras": ["inf"]})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == "generation_failed" and "NaN" in error["message"]
+    assert "at step 1 of" in error["message"] and "LoRAs less weight" in error["message"]
+    assert str(folder) not in error["message"]
+    assert client.post("/v1/images/generations", json=BODY).status_code == 200  # still serving
+
+
 def test_a_server_with_a_vlm_accepts_the_vlm_critic(tmp_path, sd_dir):
     config = make_config(tmp_path, sd_dir, vlm_url="http://127.0.0.1:9/v1", vlm_model="m")
     app = create_app(config)

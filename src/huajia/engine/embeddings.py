@@ -60,11 +60,22 @@ def _encode_chunks(tokenizer, text_encoder, chunks, penultimate: bool,
         hidden = output.hidden_states[-2] if penultimate else output[0]
         if pooled is None:
             pooled = getattr(output, "text_embeds", None)
-        weight = torch.tensor(padded_weights, device=device, dtype=hidden.dtype)[None, :, None]
-        original_mean = hidden.mean()
-        weighted = hidden * weight
-        hidden_states.append(weighted * (original_mean / weighted.mean()))
+        hidden_states.append(_weighted(hidden, padded_weights))
     return torch.cat(hidden_states, dim=1), pooled
+
+
+def _weighted(hidden: torch.Tensor, weights: list[float]) -> torch.Tensor:
+    """``hidden`` with each token scaled by its weight, then its mean restored (A1111).
+
+    The restoration divides by the weighted mean, which is about 0 when the encoder's last
+    LayerNorm has no bias (a fresh CLIP; the embedded model's is small too): 0 / 0 is NaN and
+    a tiny denominator blows the embeddings up. A factor outside 0.1-10 comes from such a mean,
+    not from the weights, so it is not applied."""
+    if all(w == 1.0 for w in weights):
+        return hidden
+    weighted = hidden * torch.tensor(weights, device=hidden.device, dtype=hidden.dtype)[None, :, None]
+    factor = hidden.mean() / weighted.mean()
+    return weighted * factor if torch.isfinite(factor) and 0.1 <= factor <= 10 else weighted
 
 
 def _even(tokenizer, prompt: str, negative: str):

@@ -11,21 +11,40 @@ Step callbacks are small classes in the style of diffusers' ``PipelineCallback``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from huajia.engine.embeddings import encode_weighted
 from huajia.engine.images import to_pil, to_tensor
 from huajia.engine.schedulers import make_scheduler
+from huajia.errors import HuajiaError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from huajia.engine.engine import Engine
-    from huajia.engine.request import GenerationRequest
+    from huajia.engine.parallel import SplitBatch
+    from huajia.engine.request import GenerationRequest, LoraSpec
+
+
+class Holder(Protocol):
+    """What a session needs of the engine that opened it (``Engine`` is one); a protocol, so
+    this module does not import the engine that imports it."""
+
+    pipe: Any
+    dtype: torch.dtype
+    base_scheduler_config: dict
+    active_loras: tuple[LoraSpec, ...]
+    split: SplitBatch | None
+
+    @property
+    def denoiser(self) -> torch.nn.Module: ...
+
+    def activate_loras(self, loras: tuple[LoraSpec, ...]) -> None: ...
+
+    def sampler_for(self, request: GenerationRequest) -> str: ...
 
 
 class ModelHook(Protocol):
@@ -93,7 +112,7 @@ class KeepKnown:
 
 
 class Session:
-    def __init__(self, engine: Engine, request: GenerationRequest,
+    def __init__(self, engine: Holder, request: GenerationRequest,
                  hooks: Sequence[ModelHook] = ()):
         self.engine, self.request, self.hooks = engine, request, tuple(hooks)
         self._saved: tuple | None = None
@@ -136,11 +155,12 @@ class Session:
         request, pipe = self.request, self.engine.pipe
         cutoff = CfgCutoff.for_request(request, pipe)
         extra = {"callback_on_step_end_tensor_inputs": cutoff.tensor_inputs} if cutoff else {}
-        return pipe(
+        images = pipe(
             **prompt_kwargs, num_inference_steps=request.steps, guidance_scale=request.guidance,
             guidance_rescale=request.guidance_rescale, width=size[0], height=size[1],
-            num_images_per_prompt=1, generator=generator, output_type=output_type,
-            callback_on_step_end=_adapter(callback, cutoff), **extra).images
+            num_images_per_prompt=1, generator=generator, output_type=_tensor_type(output_type),
+            callback_on_step_end=self._adapter(callback, cutoff), **extra).images
+        return self._pictures(images) if output_type == "pil" else images
 
     def repaint(self, prompt_kwargs: dict, latents: torch.Tensor, mask: torch.Tensor,
                 strength: float, seed: int) -> torch.Tensor:
@@ -158,15 +178,13 @@ class Session:
         return pipe(**prompt_kwargs, image=known, strength=strength,
                     num_inference_steps=request.steps, guidance_scale=request.guidance,
                     generator=torch.Generator().manual_seed(seed), output_type="latent",
-                    callback_on_step_end=_adapter(KeepKnown(known, noise, mask))).images
+                    callback_on_step_end=self._adapter(KeepKnown(known, noise, mask))).images
 
     def img2img(self, prompt_kwargs: dict, image, strength: float, steps: int, generator,
                 callback=None) -> list:
         """Image-to-image on the same components: ``image`` (pictures, or latents with the
         VAE's channels) painted again from ``strength`` of the way back into the noise."""
         from diffusers import AutoPipelineForImage2Image
-
-        from huajia.errors import HuajiaError
 
         self.fresh_scheduler()
         try:
@@ -177,9 +195,10 @@ class Session:
         pipe.set_progress_bar_config(disable=True)
         if torch.is_tensor(image):
             image = image.to(self.engine.pipe.vae.dtype)
-        return pipe(**prompt_kwargs, image=image, strength=strength, num_inference_steps=steps,
-                    guidance_scale=self.request.guidance, generator=generator,
-                    callback_on_step_end=_adapter(callback)).images
+        images = pipe(**prompt_kwargs, image=image, strength=strength, num_inference_steps=steps,
+                      guidance_scale=self.request.guidance, generator=generator, output_type="pt",
+                      callback_on_step_end=self._adapter(callback)).images
+        return self._pictures(images)
 
     def encode_caption(self, caption: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(1, window, D) embeddings of one caption (its first chunk) and its pooled vector."""
@@ -191,7 +210,29 @@ class Session:
         vae = self.engine.pipe.vae
         with torch.no_grad():
             pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
+        if not torch.isfinite(pixels[:1]).all():
+            raise self._not_finite("in the VAE's decode")
         return to_pil(pixels[:1])[0]
+
+    # -- non-finite results are errors, never black pictures (A1111's NansException) -----------
+    def _adapter(self, callback: StepCallback | None, cutoff: CfgCutoff | None = None):
+        return _adapter(callback, cutoff, on_not_finite=self._not_finite)
+
+    def _pictures(self, images: torch.Tensor) -> list:
+        """PIL pictures of a pipeline's ``pt`` output (what ``output_type='pil'`` would give),
+        after checking that the VAE decoded finite pixels."""
+        if not torch.isfinite(images).all():
+            raise self._not_finite("in the VAE's decode")
+        processor = self.engine.pipe.image_processor
+        return processor.numpy_to_pil(processor.pt_to_numpy(images))
+
+    def _not_finite(self, where: str) -> HuajiaError:
+        engine = self.engine
+        return HuajiaError(
+            f"the picture became NaN or infinite {where} (sampler "
+            f"'{engine.sampler_for(self.request)}', {str(engine.dtype).removeprefix('torch.')}); "
+            "paint in float32, try another sampler (--scheduler, e.g. dpmpp_2m) or give the "
+            "LoRAs less weight")
 
     def encode_image(self, image: Image.Image) -> torch.Tensor:
         vae = self.engine.pipe.vae
@@ -220,8 +261,6 @@ class CfgCutoff:
             return None
         known = list(getattr(pipe, "_callback_tensor_inputs", ()))
         if "prompt_embeds" not in known:
-            from huajia.errors import HuajiaError
-
             raise HuajiaError(f"cfg_cutoff needs a pipeline whose step callback sees "
                               f"prompt_embeds ({type(pipe).__name__} does not); use cfg_cutoff 1")
         inputs = ["latents"] + [name for name in cls.TENSORS if name in known]
@@ -237,13 +276,19 @@ class CfgCutoff:
                 kwargs[name] = kwargs[name].chunk(2)[1]
 
 
-def _adapter(callback: StepCallback | None, cutoff: CfgCutoff | None = None):
-    """A diffusers ``callback_on_step_end`` that shows ``callback`` a ``DenoiseStep`` (and
-    stops guidance at the cutoff)."""
-    if callback is None and cutoff is None:
-        return None
+def _tensor_type(output_type: str) -> str:
+    """The pipeline's output type: pictures come back as tensors so NaN can be seen."""
+    return "pt" if output_type == "pil" else output_type
+
+
+def _adapter(callback: StepCallback | None, cutoff: CfgCutoff | None = None, *,
+             on_not_finite: Callable[[str], Exception]):
+    """A diffusers ``callback_on_step_end`` that stops the run at the first step whose latents
+    are not finite, shows ``callback`` a ``DenoiseStep`` and stops guidance at the cutoff."""
 
     def step_end(pipe, index, timestep, kwargs):
+        if not torch.isfinite(kwargs["latents"]).all():
+            raise on_not_finite(f"at step {index + 1} of {pipe.num_timesteps}")
         if callback is not None:
             step = DenoiseStep(index, pipe.num_timesteps, kwargs["latents"], pipe.scheduler)
             callback(step)
