@@ -10,12 +10,12 @@ demo: setup
 	$(PYTHON) -m huajia demo --out demo-out
 
 test: setup
-	$(PYTHON) -m ruff check src tests benchmarks scripts
+	$(PYTHON) -m ruff check src tests benchmarks scripts && $(PYTHON) scripts/check_imports.py
 	$(PYTHON) -m pytest
 	PYTHON=$(PYTHON) bash scripts/min_versions.sh
 
 lint:
-	$(PYTHON) -m ruff check src tests benchmarks scripts
+	$(PYTHON) -m ruff check src tests benchmarks scripts && $(PYTHON) scripts/check_imports.py
 
 bench: setup
 	$(PYTHON) benchmarks/verifier_speed.py

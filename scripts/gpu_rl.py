@@ -40,7 +40,8 @@ from huajia.evaluation.generators import EngineGenerator
 from huajia.evaluation.model_report import report_model
 from huajia.evaluation.prompts import shapes_eval_prompts
 from huajia.thinking.critics import make_critic
-from huajia.training.rl.run import RLRecipe, summary, train_rl
+from huajia.training.rl.records import summary
+from huajia.training.rl.run import RLRecipe, train_rl
 from huajia.training.rl.snapshots import UNET_FILE, list_snapshots, read_shards, with_unet, write_shards
 from huajia.world.parser import unknown_words
 

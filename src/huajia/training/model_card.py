@@ -1,5 +1,6 @@
-"""The embedded model's card: a README.md in the model folder with the recipe, the wall time,
-the hardware and the measured ShapesEval scores (huggingface model-card style)."""
+"""Model cards: a README.md in the model folder with the recipe, the wall time, the hardware and
+the measured ShapesEval scores (huggingface model-card style) — the embedded model's card
+(``write_model_card``) and an RL fine-tune's (``write_rl_card``)."""
 
 from __future__ import annotations
 
@@ -61,10 +62,8 @@ def _rl_section(training: dict) -> str:
     rl = training.get("rl")
     if not rl:
         return ""
-    from huajia.training.rl.export import command
-
     s = rl["summary"]
-    return (f"\n## RL fine-tune\n`{command(rl['recipe'])}` (model: the supervised model above)\n\n"
+    return (f"\n## RL fine-tune\n`{rl_command(rl['recipe'])}` (model: the supervised model above)\n\n"
             f"- {rl['recipe']['method'].upper()} on the {rl['recipe']['reward']} critic, {s['steps']} steps, "
             f"{rl['cpu_s'] / 60:.1f} CPU minutes on {rl['hardware']}\n"
             f"- reward {s['reward_first']:.3f} → {s['reward_last']:.3f}, pass rate {s['pass_first']:.3f} → "
@@ -160,5 +159,62 @@ def write_model_card(model_dir: str | Path, evaluations: list[dict]) -> Path:
         loss=training.get("final_unet_loss"),
         decoder=_decoder_line(training), evaluation=evaluation, rl=_rl_section(training))
     path = model_dir / "README.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+_RL_CARD = """# RL fine-tune ({method}, {reward} critic)
+
+`{command}`
+
+Started from `{model}`; {steps} RL steps ({pictures} pictures), {cpu:.1f} CPU minutes
+({wall:.1f} min wall) on {hardware}. Reward (mean critic credit, 0–1) {r0:.3f} → {r1:.3f};
+pass rate {p0:.3f} → {p1:.3f} (first → last tenth of the run).
+
+![reward curve](reward_curve.png)
+
+## Recipe
+```json
+{recipe}
+```
+
+## ShapesEval (held-out prompts, plain generation at the default settings)
+{evaluation}
+"""
+
+
+def rl_command(recipe: dict) -> str:
+    """The ``huajia train rl`` command of one RL recipe."""
+    parts = [f"huajia train rl --model {recipe['model']} --reward {recipe['reward']} --method "
+             f"{recipe['method']} --steps {recipe['steps']} --group-size {recipe['group_size']}"]
+    parts.append(f"--lora-rank {recipe['lora_rank']}" if recipe.get("lora_rank") else "--full")
+    parts.append(f"--prompts-per-step {recipe['prompts_per_step']} --sde-window "
+                 f"{recipe['sde_window']} --train-timesteps {recipe['train_timesteps']} --eta "
+                 f"{recipe['eta']:g}")
+    if recipe.get("prompt_file"):
+        parts.append(f"--prompts {recipe['prompt_file']}")
+    if recipe.get("task_weights"):
+        parts.append(f"--task-weights {recipe['task_weights']}")
+    parts.append(f"--kl {recipe['kl']} --lr {recipe['lr']} --seed {recipe['seed']} --out OUT")
+    return " ".join(parts)
+
+
+def write_rl_card(folder: Path, record: dict, evaluations: list[dict]) -> Path:
+    """README.md for an RL result (``record``: rl.json less its history); ``evaluations``:
+    ShapesEval summaries ({setting, overall, tasks})."""
+    training = folder / "training.json"
+    if training.is_file() and "recipe" in json.loads(training.read_text()):
+        return write_model_card(folder, evaluations)  # huajia's own model: its card gains an RL section
+    recipe, s = record["recipe"], record["summary"]
+    curve = folder.parent / "reward_curve.png"
+    if not (folder / "reward_curve.png").exists() and curve.exists():
+        (folder / "reward_curve.png").write_bytes(curve.read_bytes())
+    text = _RL_CARD.format(method=recipe["method"].upper(), reward=recipe["reward"],
+                           command=rl_command(recipe), model=recipe["model"], steps=s["steps"],
+                           pictures=s["steps"] * recipe["prompts_per_step"] * recipe["group_size"],
+                           cpu=record["cpu_s"] / 60, wall=record["wall_s"] / 60, hardware=record["hardware"],
+                           r0=s["reward_first"], r1=s["reward_last"], p0=s["pass_first"], p1=s["pass_last"],
+                           recipe=json.dumps(recipe, indent=1), evaluation=evaluation_tables(evaluations))
+    path = folder / "README.md"
     path.write_text(text, encoding="utf-8")
     return path

@@ -1,6 +1,6 @@
 """What a finished RL run leaves: ``OUT/reward_curve.png``, ``OUT/rl.json`` (recipe, per-step
 record, summary) and ``OUT/model`` (a diffusers pipeline folder) or ``OUT/lora`` (a LoRA in
-diffusers' format), each with a card."""
+diffusers' format), each with a card (written by training/model_card.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from huajia.engine.loading import resolve_model
 from huajia.engine.lora import WEIGHT_NAME
 from huajia.training.base import hardware
 from huajia.training.components import make_portable
+from huajia.training.model_card import write_rl_card as write_card  # cli_rl imports it from here
+from huajia.training.rl.records import RLResult, summary, write_json
 
 
 def reward_curve(history: list[dict], title: str):
@@ -23,8 +25,6 @@ def reward_curve(history: list[dict], title: str):
 
 
 def rl_record(run) -> dict:
-    from huajia.training.rl.run import summary
-
     return {"recipe": run.recipe.to_dict(), "summary": summary(run.history), "cpu_s": run.cpu_s,
             "wall_s": run.wall_s, "hardware": hardware(), "device": str(run.policy.device)}
 
@@ -35,9 +35,7 @@ def rl_card_record(out: Path) -> dict:
     return {k: v for k, v in data.items() if k != "history"}
 
 
-def export(run, out: Path):
-    from huajia.training.rl.run import RLResult, write_json
-
+def export(run, out: Path) -> RLResult:
     recipe, history = run.recipe, run.history
     out.mkdir(parents=True, exist_ok=True)
     record = rl_record(run)
@@ -73,60 +71,3 @@ def _save_lora(run, folder: Path) -> Path:
     StableDiffusionPipeline.save_lora_weights(
         folder, unet_lora_layers=get_peft_model_state_dict(run.policy.unet), weight_name=WEIGHT_NAME)
     return folder / WEIGHT_NAME
-
-
-_CARD = """# RL fine-tune ({method}, {reward} critic)
-
-`{command}`
-
-Started from `{model}`; {steps} RL steps ({pictures} pictures), {cpu:.1f} CPU minutes
-({wall:.1f} min wall) on {hardware}. Reward (mean critic credit, 0–1) {r0:.3f} → {r1:.3f};
-pass rate {p0:.3f} → {p1:.3f} (first → last tenth of the run).
-
-![reward curve](reward_curve.png)
-
-## Recipe
-```json
-{recipe}
-```
-
-## ShapesEval (held-out prompts, plain generation at the default settings)
-{evaluation}
-"""
-
-
-def command(recipe: dict) -> str:
-    parts = [f"huajia train rl --model {recipe['model']} --reward {recipe['reward']} --method "
-             f"{recipe['method']} --steps {recipe['steps']} --group-size {recipe['group_size']}"]
-    parts.append(f"--lora-rank {recipe['lora_rank']}" if recipe.get("lora_rank") else "--full")
-    parts.append(f"--prompts-per-step {recipe['prompts_per_step']} --sde-window "
-                 f"{recipe['sde_window']} --train-timesteps {recipe['train_timesteps']} --eta "
-                 f"{recipe['eta']:g}")
-    if recipe.get("prompt_file"):
-        parts.append(f"--prompts {recipe['prompt_file']}")
-    if recipe.get("task_weights"):
-        parts.append(f"--task-weights {recipe['task_weights']}")
-    parts.append(f"--kl {recipe['kl']} --lr {recipe['lr']} --seed {recipe['seed']} --out OUT")
-    return " ".join(parts)
-
-
-def write_card(folder: Path, record: dict, evaluations: list[dict]) -> Path:
-    """README.md for an RL result; ``evaluations``: ShapesEval summaries ({setting, overall, tasks})."""
-    from huajia.training.model_card import evaluation_tables, write_model_card
-
-    training = folder / "training.json"
-    if training.is_file() and "recipe" in json.loads(training.read_text()):
-        return write_model_card(folder, evaluations)  # huajia's own model: its card gains an RL section
-    recipe, s = record["recipe"], record["summary"]
-    curve = folder.parent / "reward_curve.png"
-    if not (folder / "reward_curve.png").exists() and curve.exists():
-        (folder / "reward_curve.png").write_bytes(curve.read_bytes())
-    text = _CARD.format(method=recipe["method"].upper(), reward=recipe["reward"], command=command(recipe),
-                        model=recipe["model"], steps=s["steps"],
-                        pictures=s["steps"] * recipe["prompts_per_step"] * recipe["group_size"],
-                        cpu=record["cpu_s"] / 60, wall=record["wall_s"] / 60, hardware=record["hardware"],
-                        r0=s["reward_first"], r1=s["reward_last"], p0=s["pass_first"], p1=s["pass_last"],
-                        recipe=json.dumps(recipe, indent=1), evaluation=evaluation_tables(evaluations))
-    path = folder / "README.md"
-    path.write_text(text, encoding="utf-8")
-    return path

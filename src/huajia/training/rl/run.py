@@ -16,9 +16,11 @@ import torch
 from huajia.errors import HuajiaError
 from huajia.training.rl.anchor import WorldAnchor
 from huajia.training.rl.ddim import DdimSteps
+from huajia.training.rl.export import export
 from huajia.training.rl.methods import METHODS, UpdateSettings, dpo_update, grpo_update, raft_update
 from huajia.training.rl.policy import Policy, sample
 from huajia.training.rl.prompts import PromptSource, parse_task_weights, read_prompt_file
+from huajia.training.rl.records import RLResult
 from huajia.training.rl.rewards import REWARDS, CriticReward
 from huajia.training.rl.snapshots import save_snapshot
 
@@ -105,14 +107,6 @@ class RLRecipe:
         return tuple(range(self.sde_window)) if self.method == "grpo" else ()
 
 
-@dataclass(frozen=True)
-class RLResult:
-    out: Path
-    model_dir: Path | None  # the exported pipeline (full fine-tune)
-    lora: Path | None  # the exported LoRA file
-    history: list[dict]
-
-
 class _Run:
     """Everything one run holds: the policy, its optimizer, the prompt source and the record."""
 
@@ -183,8 +177,6 @@ def train_rl(recipe: RLRecipe, out: str | Path, *, resume: bool = False, critic=
              progress: Progress | None = None) -> RLResult:
     """Run ``recipe`` into ``out``. ``critic``: the reward's critic (built by the caller, so its
     errors come before any work); ``pipe``: an already loaded pipeline (fp32, on its device)."""
-    from huajia.training.rl.export import export
-
     out = Path(out)
     checkpoint = out / CHECKPOINT
     if checkpoint.exists() and not resume:
@@ -227,17 +219,3 @@ def load_history(out: str | Path) -> list[dict]:
     if not path.exists():
         raise HuajiaError(f"no RL run in '{out}'")
     return torch.load(path, map_location="cpu", weights_only=False)["history"]
-
-
-def summary(history: list[dict]) -> dict:
-    """First and last tenth of the run's reward and pass rate (the curve in two numbers each)."""
-    k = max(1, len(history) // 10)
-    mean = lambda rows, key: float(np.mean([r[key] for r in rows])) if rows else 0.0  # noqa: E731
-    return {"steps": len(history), "reward_first": mean(history[:k], "reward"),
-            "reward_last": mean(history[-k:], "reward"), "pass_first": mean(history[:k], "pass_rate"),
-            "pass_last": mean(history[-k:], "pass_rate"),
-            "cpu_minutes": (history[-1]["cpu_s"] / 60) if history else 0.0}
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
