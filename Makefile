@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make demo` (main job) and `make test`.
 PYTHON ?= python3
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test test-latest lint bench
 
 setup:
 	bash scripts/setup.sh
@@ -13,6 +13,10 @@ test: setup
 	$(PYTHON) -m ruff check src tests benchmarks scripts && $(PYTHON) scripts/check_imports.py
 	$(PYTHON) -m pytest
 	PYTHON=$(PYTHON) bash scripts/min_versions.sh
+
+# the suite against the newest versions pyproject allows, not the lock (not in CI)
+test-latest:
+	PYTHON=$(PYTHON) bash scripts/test_latest.sh
 
 lint:
 	$(PYTHON) -m ruff check src tests benchmarks scripts && $(PYTHON) scripts/check_imports.py
