@@ -1,54 +1,63 @@
-"""Re-record the embedded model's golden pixels (tests/data/golden_pixels.json) after the
-shipped model changes on purpose (a retrain, an RL round). The tiny-pipeline cases are left as
-they are: they guard the code, not the weights.
+"""Record golden pixels (tests/data/golden_pixels.json) on this machine's torch and CPU kind.
 
-Run: python scripts/record_goldens.py "why the pixels changed"
+    python scripts/record_goldens.py "why the pixels changed"
+        re-records the embedded model's cases, after the shipped model changed on purpose (a
+        retrain, an RL round); the tiny-pipeline cases are left as they are: they guard the
+        code, not the weights.
+    python scripts/record_goldens.py --all "what this recording is"
+        records every case for a torch and CPU kind that has no recording yet (the test skips
+        there); check first that the code paints what the previous code painted.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.test_golden import _think, digests  # noqa: E402
+from tests.conftest import tiny_sd  # noqa: E402
+from tests.test_golden import (  # noqa: E402
+    PLATFORM,
+    embedded_engine,
+    generate_cases,
+    series_cases,
+    think_cases,
+    tiny_cases,
+)
 
-from huajia import Engine, GenerationRequest  # noqa: E402
-from huajia.engine.series import make_series  # noqa: E402
+NUMBERS = ("think_nfe", "think_zh_nfe", "think_phases")  # kept beside the cases, not in them
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python scripts/record_goldens.py 'why the pixels changed'")
+    args = sys.argv[1:]
+    everything = args[:1] == ["--all"]
+    if len(args) != 1 + everything:
+        raise SystemExit(__doc__)
     path = ROOT / "tests" / "data" / "golden_pixels.json"
     golden = json.loads(path.read_text())
-    if (torch.__version__, torch.backends.cpu.get_cpu_capability()) != (golden["torch"],
-                                                                         golden["cpu"]):
-        raise SystemExit("record on the torch and CPU kind the file names, or the test skips")
-    engine = Engine("embedded")
-    cases = golden["cases"]
-    cases["generate"] = digests(engine.generate(GenerationRequest(
-        "two red circles left of a blue square", seed=11, steps=6, n=2)).images)
-    cases["generate_zh_weights_style"] = digests(engine.generate(GenerationRequest(
-        "(红色:1.3)圆形 BREAK 一个蓝色正方形", negative_prompt="绿色", seed=5, steps=6,
-        style="minimalist")).images)
-    cases["generate_euler_a"] = digests(engine.generate(GenerationRequest(
-        "a yellow star", seed=2, steps=6, scheduler="euler_a")).images)
-    result = _think(engine, "two red circles left of a blue square", 3)
-    cases["think"], golden["think_nfe"] = digests([result.image]), result.nfe
-    golden["think_phases"] = [t.phase for t in result.thoughts]
-    result = _think(engine, "一个绿色三角形在一个红色圆形上面", 4)
-    cases["think_zh"], golden["think_zh_nfe"] = digests([result.image]), result.nfe
-    cases["series"] = digests(p.image for p in make_series(
-        engine, ["a red circle", "一个蓝色正方形"], seed=2, steps=6))
-    golden["embedded_recorded"] = sys.argv[1]
+    recording = golden["platforms"].get(PLATFORM)
+    if (recording is None) != everything:
+        raise SystemExit(f"{PLATFORM} has {'no' if recording is None else 'a'} recording; "
+                         f"{'record it with --all' if recording is None else 'drop --all'}")
+    engine = embedded_engine()
+    observed = {**generate_cases(engine), **think_cases(engine), **series_cases(engine)}
+    if everything:
+        with tempfile.TemporaryDirectory() as folder:
+            model = Path(folder) / "tiny-sd"
+            tiny_sd().save_pretrained(model)
+            observed.update(tiny_cases(model, Path(folder)))
+        recording = {"recorded": args[-1], "cases": {}}
+    else:
+        recording["embedded_recorded"] = args[-1]
+    for name, value in observed.items():
+        (recording if name in NUMBERS else recording["cases"])[name] = value
+    golden["platforms"][PLATFORM] = recording
     path.write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n")
-    print(f"re-recorded the embedded model's cases in {path}")
+    print(f"recorded {len(observed)} cases for {PLATFORM} in {path}")
 
 
 if __name__ == "__main__":
