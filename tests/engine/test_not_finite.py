@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tests.conftest import _text_config, loud_lora, tiny_sd
 from transformers import CLIPTextModel
 
 from huajia.engine.embeddings import encode_weighted
 from huajia.engine.engine import Engine
 from huajia.engine.request import GenerationRequest, LoraSpec
 from huajia.errors import HuajiaError
-from tests.conftest import _text_config, loud_lora, tiny_sd
 
 SMALL = {"steps": 3, "width": 64, "height": 64, "seed": 1}
 

@@ -106,7 +106,6 @@ def test_what_a_worker_could_not_run_is_refused_at_submit(server):
 
 def test_a_nan_picture_is_an_openai_error_not_a_black_image(server, sd_dir, tmp_path):
     from safetensors.torch import load_file, save_file
-
     from tests.conftest import loud_lora
 
     client, folder = server
