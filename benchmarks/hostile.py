@@ -277,7 +277,7 @@ def main() -> None:
     parser.add_argument("--skip-pytest", action="store_true")
     args = parser.parse_args()
     filters = filter_rates()
-    with Server(args.model, ["--header-timeout", "2"]) as server:
+    with Server(args.model, ["--header-timeout-s", "2"]) as server:
         hostile = battery(server)
         worst = worst_accepted(server)
     load = under_load(args.model, args.load_seconds)

@@ -66,7 +66,7 @@ def cache_latency(server: Server, count: int) -> dict:
 
 
 def watermark_survival(images: list[bytes]) -> dict:
-    from huajia.serving.provenance import verify
+    from huajia.serving.provenance import check_provenance
     from huajia.world import sampler
     from huajia.world.render import render
 
@@ -86,11 +86,11 @@ def watermark_survival(images: list[bytes]) -> dict:
                "resize1.5": lambda im: scale(im, 1.5),
                "jpeg75+resize0.75": lambda im: jpeg(scale(im, 0.75), 75)}
     pictures = [Image.open(io.BytesIO(data)) for data in images]
-    survival = {name: float(np.mean([verify(attack(p)).made_here for p in pictures]))
+    survival = {name: float(np.mean([check_provenance(attack(p)).made_here for p in pictures]))
                 for name, attack in attacks.items()}
     foreign = [render(sampler.sample_scene(np.random.default_rng(i), "train", seed=i), 128)
                for i in range(200)]
-    survival["false_positive_rate"] = float(np.mean([verify(p).made_here for p in foreign]))
+    survival["false_positive_rate"] = float(np.mean([check_provenance(p).made_here for p in foreign]))
     return survival
 
 
@@ -103,8 +103,8 @@ def main() -> None:
     args = parser.parse_args()
     rows, results = [], {}
     for mode, extra in (("serial (one lock)", None),
-                        ("huajia (micro-batching)", ["--max-batch", "8", "--batch-wait-ms",
-                                                     "30"])):
+                        ("huajia (micro-batching)", ["--max-batch", "8", "--batch-wait-s",
+                                                     "0.03"])):
         with Server(args.model, extra or [], serial=extra is None) as server:
             for concurrency in (1, 4, 8):
                 run = throughput(server, concurrency, args.requests, args.steps, concurrency * 1000)

@@ -31,6 +31,19 @@ GOLDEN = RECORDINGS["platforms"].get(PLATFORM, {})
 pytestmark = pytest.mark.skipif(not GOLDEN, reason=f"no golden pixels recorded on {PLATFORM}")
 
 
+# some CPU kernels split their sums by thread, so the pixels depend on the thread count too:
+# recordings and tests use 2 threads (the 2-core machines CI and developers have)
+THREADS = 2
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _recorded_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(before)
+
+
 def digest(image: Image.Image) -> str:
     return hashlib.sha256(np.asarray(image.convert("RGB")).tobytes()).hexdigest()[:16]
 

@@ -4,9 +4,9 @@ version its range allows, so setup.sh installs what the suite was tested with.""
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 

@@ -17,13 +17,21 @@ import typer
 from rich.table import Table
 
 from huajia.cli_batch import register as register_batch
-from huajia.cli_common import console, print_shapes_result, progress_bar, vocabulary_option
+from huajia.cli_common import (
+    STYLES_FILE,
+    Given,
+    Options,
+    console,
+    print_shapes_result,
+    progress_bar,
+    vocabulary_options,
+)
 from huajia.cli_eval import register as register_metrics
-from huajia.cli_finish import STYLES_FILE
 from huajia.cli_finish import register as register_finishing
 from huajia.cli_paint import register as register_painting
 from huajia.cli_serve import register as register_serving
 from huajia.cli_train import app as train_app
+from huajia.curation.runner import FilterOptions
 from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
 
@@ -121,6 +129,8 @@ def world_verify(
 
 
 @eval_app.command("shapes")
+@vocabulary_options(request=Options(GenerationRequest, build=False,
+                                    only=("steps", "guidance", "scheduler")))
 def eval_shapes(
     model: str = typer.Option("oracle", help="oracle, oracle-perturbed, random, embedded, or a "
                                              "diffusers pipeline folder / hub id."),
@@ -130,11 +140,16 @@ def eval_shapes(
     specs_per_task: int = typer.Option(50, "--specs-per-task",
                                        help="Specs per task; each gives an en and a zh prompt."),
     size: int = typer.Option(128, help="Image side in pixels (64-512)."),
-    steps: int = vocabulary_option(GenerationRequest, "steps"),
-    guidance: float = vocabulary_option(GenerationRequest, "guidance"),
-    scheduler: str = vocabulary_option(GenerationRequest, "scheduler"),
+    *,
+    request: Given,
 ) -> None:
     """ShapesEval: GenEval-style compositional benchmark on held-out prompts (en + zh)."""
+    GenerationRequest("check", **request.values)  # every request's checks, before a model loads
+    _shapes_eval(model, json_path, out, images_per_prompt, specs_per_task, size, request.values)
+
+
+def _shapes_eval(model: str, json_path: Path | None, out: Path | None, images_per_prompt: int,
+                 specs_per_task: int, size: int, engine_options: dict) -> None:
     from huajia.evaluation.generators import make_generator
     from huajia.evaluation.prompts import shapes_eval_prompts
     from huajia.evaluation.report import failure_sheet, write_json
@@ -145,9 +160,6 @@ def eval_shapes(
         prepare_out_dir(out)
     if json_path is not None:
         _out_file(json_path)
-    # the same checks as every request, before a model loads
-    GenerationRequest("check", steps=steps, guidance=guidance, scheduler=scheduler)
-    engine_options = {"steps": steps, "guidance": guidance, "scheduler": scheduler}
     plain = model in ("oracle", "oracle-perturbed", "random") or model.startswith("oracle-vae")
     generator = make_generator(model) if plain else make_generator(model, **engine_options)
     prompts = shapes_eval_prompts(specs_per_task)
@@ -193,8 +205,8 @@ def demo(out: Path = typer.Option(Path("demo-out"), "--out", help="Where results
     pace = (time.perf_counter() - started) / 12
     console.print(f"generated grid: {out / 'grid.png'} ({pace:.1f} s a picture, so ShapesEval "
                   f"takes about {(pictures - 12) * pace / 60:.0f} min)")
-    eval_shapes(model=model, json_path=out / "shapes_eval.json", out=out, images_per_prompt=2,
-                specs_per_task=specs_per_task, size=128, steps=20, guidance=5.0, scheduler=None)
+    _shapes_eval(model, out / "shapes_eval.json", out, 2, specs_per_task, 128,
+                 {"steps": 20, "guidance": 5.0, "scheduler": None})
 
 
 def _demo_minutes(pictures: int) -> str:
@@ -224,20 +236,17 @@ def styles(styles_file: Path = STYLES_FILE) -> None:
 
 
 @app.command("curate")
+@vocabulary_options(filters=FilterOptions)
 def curate_command(
     config: Path = typer.Option(None, "--config", help="A Data-Juicer YAML config."),
     data: str = typer.Option(None, "--data", help="Dataset (without --config)."),
     out: Path = typer.Option(None, "--out", help="Clean imagefolder + report go here."),
-    min_width: int = typer.Option(None), min_height: int = typer.Option(None),
-    min_ratio: float = typer.Option(None), max_ratio: float = typer.Option(None),
-    max_size: str = typer.Option(None, help="e.g. 5MB"),
-    dedup: str = typer.Option(None, help="phash, dhash, whash or ahash"),
-    min_similarity: float = typer.Option(None, help="Verifier/CLIP image-text score."),
-    clip_model: str = typer.Option("shapes-verifier", help="Local CLIP folder, or the verifier."),
-    nsfw_threshold: float = typer.Option(None, help="Drop at or above this nudenet score."),
-    np_workers: int = typer.Option(1, "--np", help="Worker processes (Ray actors with --ray)."),
+    workers: int = typer.Option(1, "--workers", "--np",
+                                help="Worker processes (Ray actors with --ray)."),
     ray: str = typer.Option(None, "--ray", help="Run the operators on Ray Data: 'local', 'auto', "
                             "HOST:PORT or ray://HOST:PORT."),
+    *,
+    filters: FilterOptions,
 ) -> None:
     """Filter an image/caption dataset (Data-Juicer operators) into a clean imagefolder."""
     from huajia.curation.report import write_report
@@ -248,9 +257,7 @@ def curate_command(
     if config is not None:
         recipe = load_config(config, str(out) if out else None)
     elif data and out:
-        steps = _flag_steps(min_width, min_height, min_ratio, max_ratio, max_size, dedup,
-                            min_similarity, clip_model, nsfw_threshold)
-        recipe = Recipe(data, str(out), tuple(steps), np_workers)
+        recipe = Recipe(data, str(out), filters.steps(), workers)
     else:
         raise HuajiaError("pass --config FILE.yaml, or --data DIR --out DIR with filter flags")
     if ray:
@@ -275,27 +282,6 @@ def curate_command(
         table.add_row(op, str(count), reasons)
     console.print(table)
     console.print(f"{recipe.out_dir}/metadata.jsonl\n{json_path}\n{png_path}")
-
-
-def _flag_steps(min_width, min_height, min_ratio, max_ratio, max_size, dedup, min_similarity,
-                clip_model, nsfw_threshold) -> list[tuple[str, dict]]:
-    steps: list[tuple[str, dict]] = []
-    if min_width or min_height:
-        steps.append(("image_shape_filter", {"min_width": min_width or 1,
-                                             "min_height": min_height or 1}))
-    if min_ratio is not None or max_ratio is not None:
-        steps.append(("image_aspect_ratio_filter", {"min_ratio": min_ratio or 0.0,
-                                                    "max_ratio": max_ratio or 1e9}))
-    if max_size:
-        steps.append(("image_size_filter", {"max_size": max_size}))
-    if min_similarity is not None:
-        steps.append(("image_text_similarity_filter", {"hf_clip": clip_model,
-                                                       "min_score": min_similarity}))
-    if nsfw_threshold is not None:
-        steps.append(("image_nsfw_filter", {"score_threshold": nsfw_threshold}))
-    if dedup:
-        steps.append(("image_deduplicator", {"method": dedup}))
-    return steps
 
 
 @app.command("version")

@@ -4,16 +4,16 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import typer
 
-from huajia.cli_common import console, progress_bar
+from huajia.cli_common import MODEL_HELP, Options, console, progress_bar, vocabulary_options
 from huajia.ray_cluster import ADDRESS_HELP
-from huajia.thinking.options import CRITICS
+from huajia.thinking.options import CriticOptions
 
 
+@vocabulary_options(critics=Options(CriticOptions, only=("critic",)))
 def batch(
     prompts: Path = typer.Argument(..., help="JSON lines: one request a line, with the Python "
                                    "API's names, e.g. {\"prompt\": \"a red circle\", \"seed\": 1, "
@@ -21,42 +21,37 @@ def batch(
     out: Path = typer.Option(..., "--out", help="The imagefolder: images/ and metadata.jsonl "
                              "(a rerun skips what is there)."),
     ray: str = typer.Option(None, "--ray", help=ADDRESS_HELP + " Omitted: paint here."),
-    workers: int = typer.Option(2, "--workers", min=1, max=256,
+    workers: int = typer.Option(2, "--workers", "--np", min=1, max=256,
                                 help="Engines on Ray (an actor each)."),
     threads: int = typer.Option(None, "--threads", min=1, max=256,
                                 help="Torch threads per engine (default: 1 on Ray, all here)."),
     think: bool = typer.Option(False, "--think", help="Think while painting every line (a "
-                               "line's \"think\" overrides)."),
-    critic: str = typer.Option("shapes", help=f"Thinking's critic: {', '.join(CRITICS[:1])}."),
+                               "line's \"think\" overrides; the shapes critic judges)."),
     lora: list[str] = typer.Option([], "--lora", help="PATH[:SCALE] for every line, repeatable."),
-    model: str = typer.Option("embedded", help="embedded, a diffusers folder or a hub id."),
+    model: str = typer.Option("embedded", help=MODEL_HELP),
+    *,
+    critics: CriticOptions,
 ) -> None:
     """Paint every line of a batch file into an HF imagefolder (resumable)."""
-    from huajia.batch.lines import read_lines
+    from huajia.batch.lines import read_lines, with_loras
     from huajia.batch.runner import BatchSettings, pictures_to_paint, run_batch
     from huajia.engine.loading import resolve_model
-    from huajia.engine.lora import check_lora_paths
-    from huajia.engine.request import LoraSpec
     from huajia.errors import HuajiaError
 
-    if critic != "shapes":
-        raise HuajiaError(f"batch thinking uses the shapes critic; '{critic}' is for "
+    name = critics.critic
+    if name != "shapes":
+        raise HuajiaError(f"batch thinking uses the shapes critic; '{name}' is for "
                           "'huajia think' and the server")
     resolve_model(model)
-    extra = tuple(LoraSpec.parse(text) for text in lora)
-    check_lora_paths(extra)
     lines, errors = read_lines(prompts, think)
     for error in errors:  # each named by its line; the good lines still run
         print(f"error: {error.line(prompts)}", file=sys.stderr)
-    lines = [replace(line, request=replace(line.request, loras=line.request.loras + extra))
-             for line in lines]
-    for line in lines:
-        check_lora_paths(line.request.loras)
+    lines = with_loras(lines, lora)
     if ray:
         from huajia.ray_cluster import connect
 
         connect(ray)  # an unreachable cluster is one line before any work
-    settings = BatchSettings(model, threads or (1 if ray else None), critic=critic)
+    settings = BatchSettings(model, threads or (1 if ray else None), critic=name)
     total = pictures_to_paint(lines, out)
     with progress_bar("painting", total) as advance:
         summary = run_batch(lines, out, settings, ray, workers, progress=advance)

@@ -1,61 +1,32 @@
-"""The finishing options the painting commands share (hires fix, sharpen, custom styles, prompt
-expansion), and ``huajia edit`` and ``huajia upscale``."""
+"""``huajia edit`` (inpaint a masked area) and ``huajia upscale``."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from huajia.cli_common import console, vocabulary_option
+from huajia.cli_common import (
+    MODEL_HELP,
+    STYLES_FILE,
+    Options,
+    console,
+    open_engine,
+    vocabulary_options,
+    write_results,
+)
 from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
 
+if TYPE_CHECKING:
+    from huajia.cli_common import Given
 
-def _r(name: str, *short: str):
-    return vocabulary_option(GenerationRequest, name, *short)
-
-
-def use_styles_file(path: Path | None) -> Path | None:
-    """``--styles-file``: the user's styles for this command (as $HUAJIA_STYLES), read now so
-    a broken file is a one-line error before any work."""
-    from huajia.engine.styles import STYLES_ENV, load_styles
-
-    if path is not None:
-        load_styles(path)
-        os.environ[STYLES_ENV] = str(path)
-    return path
+EDIT_REQUEST = Options(GenerationRequest, build=False, only=(
+    "n", "seed", "steps", "guidance", "negative_prompt", "style", "sharpen"))
 
 
-STYLES_FILE = typer.Option(None, "--styles-file", callback=use_styles_file, is_eager=True,
-                           help="Your own styles (JSON list of {name, prompt, negative_prompt}); "
-                                "same as $HUAJIA_STYLES.")
-WILDCARDS = typer.Option(None, "--wildcards", envvar="HUAJIA_WILDCARDS",
-                         help="Folder of NAME.txt wildcard files for --expand wildcards "
-                              "(default: the shapes world's words).")
-LLM_URL = typer.Option(None, "--llm-url", help="--expand llm: OpenAI-compatible base URL.")
-LLM_MODEL = typer.Option(None, "--llm-model", help="--expand llm: model name.")
-LLM_KEY = typer.Option(None, "--llm-key", envvar="HUAJIA_LLM_KEY", help="--expand llm: API key.")
-
-
-def make_expander(wildcards: Path | None, llm_url: str | None, llm_model: str | None,
-                  llm_key: str | None, strict: bool = True):
-    from huajia.engine.expansion import LlmSettings, PromptExpander
-
-    if bool(llm_url) != bool(llm_model):
-        raise HuajiaError("--llm-url and --llm-model go together; give both")
-    llm = LlmSettings(llm_url, llm_model, llm_key) if llm_url else None
-    return PromptExpander(wildcards, llm, strict=strict)
-
-
-def finishing_fields(hires_scale, hires_upscaler, hires_steps, hires_denoise, sharpen, style_raw,
-                     expand) -> dict:
-    return {"hires_scale": hires_scale, "hires_upscaler": hires_upscaler, "hires_steps": hires_steps,
-            "hires_denoise": hires_denoise, "sharpen": sharpen, "style_raw": style_raw,
-            "expand": expand}
-
-
+@vocabulary_options(request=EDIT_REQUEST)
 def edit(
     image: Path = typer.Argument(..., help="The picture to edit."),
     prompt: str = typer.Argument(..., help="What to paint in the masked area."),
@@ -63,25 +34,18 @@ def edit(
                               "omitted: the picture's transparent pixels."),
     strength: float = typer.Option(1.0, help="How far back into the noise the area starts "
                                    "(1: painted anew; 0.5 keeps its colours and layout)."),
-    n: int = _r("n", "-n"),
-    seed: int = _r("seed"),
-    steps: int = _r("steps"),
-    guidance: float = _r("guidance"),
-    negative_prompt: str = _r("negative_prompt"),
-    style: str = _r("style"),
-    sharpen: float = _r("sharpen"),
     styles_file: Path = STYLES_FILE,
-    model: str = typer.Option("embedded", help="embedded, a diffusers folder or a hub id."),
+    model: str = typer.Option("embedded", help=MODEL_HELP),
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder for the PNGs."),
+    *,
+    request: Given,
 ) -> None:
     """Inpaint: paint the masked area again with the same model; the rest stays as it was."""
-    from huajia.cli_paint import open_engine, write_results
     from huajia.drawing import load_image
     from huajia.engine.edits import edit_size, read_mask
     from huajia.world.dataset import prepare_out_dir
 
-    request = GenerationRequest(prompt, n=n, seed=seed, steps=steps, guidance=guidance,
-                                negative_prompt=negative_prompt, style=style, sharpen=sharpen)
+    painted = GenerationRequest(prompt, **request.values)
     picture = load_image(image)
     area_mask = load_image(mask) if mask is not None else None
     read_mask(picture, area_mask)  # size and emptiness: errors before the model loads
@@ -90,7 +54,7 @@ def edit(
         raise HuajiaError(f"--strength {strength} is out of range; use above 0 up to 1")
     prepare_out_dir(out)
     with console.status("painting the masked area"):
-        result = open_engine(model).edit(request, picture, area_mask, strength=strength)
+        result = open_engine(model).edit(painted, picture, area_mask, strength=strength)
     write_results(result, out)
 
 

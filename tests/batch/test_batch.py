@@ -50,24 +50,54 @@ def test_twelve_lines_here_and_on_ray_are_bit_identical(tmp_path, sd_dir, ray_cl
     assert again.written == 0 and again.skipped_lines == 12
 
 
+# ``huajia batch`` that stops where a kill hurts most, however fast the machine paints: four
+# pictures written, the fifth on disk without its metadata row. It says so in a file, then
+# waits to be killed.
+HELD_BATCH = """
+import os, sys, threading
+from pathlib import Path
+from huajia.batch import runner
+
+marker, sys.argv = Path(sys.argv[1]), ["huajia", *sys.argv[2:]]
+write, written = runner.BatchOutput.write, []
+
+def held(self, name, data, row):
+    if len(written) == 4:
+        (self.folder / name).write_bytes(data)
+        marker.with_suffix(".tmp").write_text(name)
+        os.replace(marker.with_suffix(".tmp"), marker)
+        threading.Event().wait()
+    write(self, name, data, row)
+    written.append(name)
+
+runner.BatchOutput.write = held
+from huajia.cli import main
+main()
+"""
+
+
 def test_a_killed_run_resumes_and_writes_each_picture_once(tmp_path, sd_dir):
     prompts = _prompts(tmp_path / "p.jsonl", 10)
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "huajia", "batch", str(prompts), "--out", str(out),
-               "--model", str(sd_dir), "--threads", "1"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metadata = out / "metadata.jsonl"
-    deadline = time.monotonic() + 120
-    while not metadata.exists() or len(metadata.read_text().splitlines()) < 4:
-        assert proc.poll() is None and time.monotonic() < deadline
+    out, marker = tmp_path / "out", tmp_path / "held"
+    arguments = ["batch", str(prompts), "--out", str(out), "--model", str(sd_dir),
+                 "--threads", "1"]
+    with open(tmp_path / "stderr", "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", HELD_BATCH, str(marker), *arguments],
+                                stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.monotonic() + 300  # ends a hung test; a slow machine only waits longer
+    while not marker.exists():
+        assert proc.poll() is None, (tmp_path / "stderr").read_text()[-2000:]
+        assert time.monotonic() < deadline
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    written = len(metadata.read_text().splitlines())
-    assert 4 <= written < 15  # the kill left work behind
+    metadata = out / "metadata.jsonl"
+    assert len(metadata.read_text().splitlines()) == 4  # the kill left work behind
+    assert (out / marker.read_text()).is_file()  # and a picture without its row
     with open(metadata, "a") as handle:
         handle.write('{"file_name": "images/000010-1.png", "te')  # a row torn by the kill
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "huajia", *arguments], capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     names = [json.loads(x)["file_name"] for x in metadata.read_text().splitlines()]
     assert len(names) == len(set(names)) == 15

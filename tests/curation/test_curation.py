@@ -44,7 +44,7 @@ def test_salted_folder_exact_counts(salted, tmp_path):
     recipe = Recipe(str(salted), str(tmp_path / "clean"), (
         ("image_shape_filter", {"min_width": 64, "min_height": 64}),
         ("image_aspect_ratio_filter", {"min_ratio": 0.5, "max_ratio": 2.0}),
-        ("image_deduplicator", {"method": "phash"})), np=2)
+        ("image_deduplicator", {"method": "phash"})), workers=2)
     report = curate(recipe)
     assert report.total == 31 and report.kept == 20
     assert dict(report.dropped) == {"load": 4, "image_shape_filter": 2,
@@ -142,7 +142,7 @@ def test_curate_on_ray_keeps_and_drops_exactly_what_a_local_run_does(salted, tmp
              ("image_aspect_ratio_filter", {"min_ratio": 0.5, "max_ratio": 2.0}),
              ("image_deduplicator", {"method": "phash"}))
     here = curate(Recipe(str(salted), str(tmp_path / "here"), steps))
-    there = curate(Recipe(str(salted), str(tmp_path / "ray"), steps, np=2, ray="local"))
+    there = curate(Recipe(str(salted), str(tmp_path / "ray"), steps, workers=2, ray="local"))
     assert here.to_dict() == there.to_dict() and here.kept == 20
     assert dict(here.stats) == dict(there.stats)
     for name in ("metadata.jsonl", "dropped.jsonl"):

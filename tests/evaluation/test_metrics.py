@@ -15,7 +15,7 @@ from PIL import Image, ImageFilter
 from huajia.errors import HuajiaError
 from huajia.evaluation.metrics.compute import measure
 from huajia.evaluation.metrics.features import extract, make_extractor
-from huajia.evaluation.metrics.images import to_tensor, world_renders
+from huajia.evaluation.metrics.images import batch_tensor, world_renders
 
 ALL = ["fid", "kid", "is", "precision-recall", "diversity"]
 
@@ -46,7 +46,7 @@ def _noisy(picture, sigma, rng):
 
 
 def _fid(extractor, real, pictures):
-    fake = to_tensor(pictures, 128)
+    fake = batch_tensor(pictures, 128)
     return measure(["fid"], extract(extractor, real)[0], extract(extractor, fake)[0], None)["fid"]
 
 
@@ -77,7 +77,7 @@ def test_is_kid_precision_recall_and_determinism(world, oracle):
     other_f, other_logits = extract(world, other)
     varied = measure(ALL, real_f, other_f, other_logits)
     spec = SceneSpec((ObjectGroup("circle", 1, "red", "solid", "large"),))
-    one_class = to_tensor([render(scene_for(spec, s)) for s in range(100)], 128)
+    one_class = batch_tensor([render(scene_for(spec, s)) for s in range(100)], 128)
     one_f, one_logits = extract(world, one_class)
     narrow = measure(ALL, real_f, one_f, one_logits)
     assert varied["is"] > 3 * narrow["is"] and narrow["is"] < 2.0

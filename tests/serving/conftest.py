@@ -32,6 +32,15 @@ def client(tmp_path_factory, sd_dir):
         yield test_client
 
 
+def wait_for(condition, what: str, timeout: float = 120.0) -> None:
+    """Poll ``condition`` until it holds. ``timeout`` only ends a hung test (it is no measure
+    of speed), so it is generous: a slow machine waits longer, it does not fail."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up after {timeout:g} s waiting for {what}"
+        time.sleep(0.02)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -61,3 +70,8 @@ class LiveServer:
     def __exit__(self, *exc):
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+    @property
+    def connections(self) -> int:
+        """How many connections the server holds open (as it sees them, not as clients do)."""
+        return len(self.server.server_state.connections)

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from tests.serving.conftest import KEY, make_config
+from tests.serving.conftest import KEY, make_config, wait_for
 
 from huajia.engine.infotext import parse_infotext
 from huajia.serving.app import create_app
+from huajia.serving.service import FINAL_STATES
 
 BODY = {"prompt": "a red circle left of a blue square", "seed": 7, "steps": 3, "size": "64x64"}
 
@@ -116,28 +117,40 @@ def test_thinking_job_streams_thoughts(client):
 
 
 def test_compatible_jobs_share_one_batch(tmp_path, sd_dir):
-    app = create_app(make_config(tmp_path, sd_dir, batch_wait_s=1.0, max_batch=4))
+    # a window far longer than the posts take, however slow the machine: each batch is claimed
+    # the moment its fourth job arrives, so the batches depend on the jobs, not on a clock
+    app = create_app(make_config(tmp_path, sd_dir, batch_wait_s=600.0, max_batch=4))
     with TestClient(app) as client:
-        ids = [client.post("/v1/jobs", json={**BODY, "prompt": f"{k} red circles", "seed": k})
-               .json()["id"] for k in range(2, 6)]
-        deadline = time.monotonic() + 60
-        while any(client.get(f"/v1/jobs/{i}").json()["status"] != "done" for i in ids):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        assert app.state.service.batches == [4]
-        # a job that cannot share the call (other size) waits for its own batch
-        assert client.post("/v1/images/generations", json={**BODY, "size": "128x128"}).status_code == 200
-        assert app.state.service.batches == [4, 1]
+        service = app.state.service
+        paint, calls = service.painter.generate, []
+
+        def recorded(specs, on_step=None):
+            calls.append([spec.request.width for spec in specs])
+            return paint(specs, on_step=on_step)
+
+        service.painter.generate = recorded
+        # jobs of another size arrive in between: they cannot share the call, so they wait for
+        # their own batch
+        sizes = [64, 128, 64, 64, 128, 64, 128, 128]
+        ids = [client.post("/v1/jobs", json={**BODY, "prompt": f"{k} red circles", "seed": k,
+                                             "size": f"{side}x{side}"}).json()["id"]
+               for k, side in enumerate(sizes, start=2)]
+        wait_for(lambda: all(client.get(f"/v1/jobs/{i}").json()["status"] in FINAL_STATES
+                             for i in ids), "the eight jobs")
+        assert [client.get(f"/v1/jobs/{i}").json()["status"] for i in ids] == ["done"] * 8
+        assert service.batches == [4, 4] and calls == [[64] * 4, [128] * 4]
 
 
 def test_cancel_a_queued_job(tmp_path, sd_dir):
-    app = create_app(make_config(tmp_path, sd_dir, batch_wait_s=5.0, max_batch=8))
+    # the job waits for seven companions that never come: it is still queued at the cancel
+    app = create_app(make_config(tmp_path, sd_dir, batch_wait_s=600.0, max_batch=8))
     with TestClient(app) as client:
         job = client.post("/v1/jobs", json=BODY).json()
         cancelled = client.post(f"/v1/jobs/{job['id']}/cancel").json()
         assert cancelled["status"] == "cancelled"
         error = _error(client.get(f"/v1/jobs/{job['id']}/result"), 409)
         assert "cancelled" in error["message"]
+        assert app.state.service.batches == []  # never painted
 
 
 def test_api_keys_and_rate_limit(tmp_path, sd_dir):
@@ -171,6 +184,8 @@ def test_api_keys_and_rate_limit(tmp_path, sd_dir):
 
 def test_signed_urls_expire(tmp_path, sd_dir):
     app = create_app(make_config(tmp_path, sd_dir, api_keys=(KEY,), url_ttl_s=1))
+    now = [time.time()]
+    app.state.files.clock = lambda: now[0]  # the URLs' clock stands still until moved here
     auth = {"Authorization": f"Bearer {KEY}"}
     with TestClient(app) as client:
         body = client.post("/v1/images/generations", json={**BODY, "response_format": "url"},
@@ -179,7 +194,7 @@ def test_signed_urls_expire(tmp_path, sd_dir):
         assert "exp=" in path and client.get(path).status_code == 200  # no key needed
         forged = path.replace("exp=", "exp=9")  # a later expiry breaks the signature
         assert client.get(forged).status_code == 401
-        time.sleep(2.1)
+        now[0] += 2  # past the expiry
         assert _error(client.get(path), 401)["type"]  # expired: the key is needed again
         assert client.get(path, headers=auth).status_code == 200
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from huajia.serving.provenance import MIN_CORRELATION, embed_watermark, verify
+from huajia.serving.provenance import MIN_CORRELATION, check_provenance, embed_watermark
 from huajia.world import sampler
 from huajia.world.render import render
 
@@ -29,18 +29,18 @@ def test_watermark_survives_mild_reencoding(attack):
         elif attack.startswith("resize"):
             side = round(128 * float(attack[6:]))
             marked = marked.resize((side, side), Image.LANCZOS)
-        assert verify(marked).made_here, attack
+        assert check_provenance(marked).made_here, attack
 
 
 def test_unmarked_pictures_are_not_ours_and_the_mark_is_faint():
     for picture in _pictures(12):
-        assert verify(picture).watermark_score < MIN_CORRELATION
-        assert not verify(_jpeg(picture, 75)).made_here
+        assert check_provenance(picture).watermark_score < MIN_CORRELATION
+        assert not check_provenance(_jpeg(picture, 75)).made_here
         marked = np.asarray(embed_watermark(picture), dtype=float)
         assert np.abs(marked - np.asarray(picture, dtype=float)).max() <= 6  # ±3 levels + headroom
 
 
 def test_another_key_does_not_match():
     marked = embed_watermark(_pictures(1)[0], key="huajia")
-    assert verify(marked, key="huajia").made_here
-    assert not verify(marked, key="someone-else").made_here
+    assert check_provenance(marked, key="huajia").made_here
+    assert not check_provenance(marked, key="someone-else").made_here

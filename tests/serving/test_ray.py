@@ -3,13 +3,15 @@ OpenAI's shape, and a model replica killed mid-job costs a re-run, never a lost 
 
 from __future__ import annotations
 
-import time
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from tests.serving.conftest import free_port, make_config
+from tests.serving.conftest import free_port, make_config, wait_for
 
 from huajia.errors import HuajiaError
 from huajia.serving.app import create_app
@@ -18,14 +20,59 @@ from huajia.serving.queue import JobQueue
 BAD = {"prompt": "a red circle", "n": 99}
 
 
+class HeldChat:
+    """A chat model for expand 'llm' whose first answer waits until ``release``: while it
+    waits, a model replica is inside a job (expanding its prompt), so the test knows when a
+    kill lands mid-job, however fast the machine paints."""
+
+    def __init__(self):
+        self.asked, self.release = threading.Event(), threading.Event()
+        held = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if not held.asked.is_set():
+                    held.asked.set()
+                    held.release.wait(timeout=300)
+                text = body["messages"][-1]["content"]
+                reply = {"choices": [{"message": {"role": "assistant", "content": text}}]}
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(json.dumps(reply).encode())
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the replica asking was killed
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+
+
 @pytest.fixture(scope="module")
-def ray_server(ray_cluster, tmp_path_factory, sd_dir):
+def chat():
+    held = HeldChat()
+    yield held
+    held.close()
+
+
+@pytest.fixture(scope="module")
+def ray_server(ray_cluster, tmp_path_factory, sd_dir, chat):
     from ray import serve
 
     from huajia.serving.ray import RaySettings, serve_on_ray
 
     port = free_port()
-    config = make_config(tmp_path_factory.mktemp("ray-serve"), sd_dir, max_cost=1000)
+    config = make_config(tmp_path_factory.mktemp("ray-serve"), sd_dir, max_cost=1000,
+                         llm_url=chat.url, llm_model="held")
     settings = RaySettings.from_dict({"model": {"num_replicas": 1,
                                                 "ray_actor_options": {"num_cpus": 1}},
                                       "in_flight": 4})
@@ -55,27 +102,22 @@ def test_the_openai_sdk_gets_pictures_and_errors_keep_their_shape(ray_server, tm
 
 
 def test_a_replica_killed_mid_job_costs_a_rerun_and_the_job_completes_once(ray_server,
-                                                                           ray_cluster):
+                                                                           ray_cluster, chat):
     ray = ray_cluster
     url, config = ray_server
-    job = httpx.post(f"{url}/v1/jobs", json={"prompt": "a blue square", "steps": 150, "n": 4,
-                                             "seed": 3}, timeout=30).json()
+    job = httpx.post(f"{url}/v1/jobs", json={"prompt": "a blue square", "steps": 3, "n": 4,
+                                             "seed": 3, "expand": "llm"}, timeout=30).json()
     queue = JobQueue(config.data_dir / "jobs.sqlite")
-    deadline = time.monotonic() + 60
-    while queue.get(job["id"]).state != "running":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    time.sleep(0.3)  # the replica is painting: 4 × 150 steps take seconds even on a fast CPU
-    assert queue.get(job["id"]).state == "running", "the job ended before the kill; make it longer"
+    # the replica asks the chat model for the first picture's prompt and waits for its answer
+    assert chat.asked.wait(timeout=120), "the job never reached a model replica"
+    assert queue.get(job["id"]).state == "running"
     replica = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                    if "#Model#" in a["name"])
     ray.kill(ray.get_actor(replica, namespace="serve"), no_restart=True)
-    deadline = time.monotonic() + 120
-    while (state := queue.get(job["id"]).state) not in ("done", "failed"):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    chat.release.set()  # the killed replica is not there to read the answer
+    wait_for(lambda: queue.get(job["id"]).state in ("done", "failed"), "the job to end", 300)
     final = queue.get(job["id"])
-    assert state == "done", final.error
+    assert final.state == "done", final.error
     assert final.attempts == 2 and queue.completions(job["id"]) == 1
     result = httpx.get(f"{url}/v1/jobs/{job['id']}/result", timeout=30).json()
     assert len(result["data"]) == 4

@@ -338,11 +338,10 @@ def test_cli_defaults_are_the_recipe_defaults_and_a_recipe_file_fills_the_rest(t
     command = typer.main.get_command(app).commands["train"].commands["lora"]
     defaults = {f.name: f.default for f in dataclasses.fields(LoraRecipe)}
     for option in command.params:
-        name = "sample_prompts" if option.name == "sample_prompt" else option.name
+        name = option.name
         if name in defaults and defaults[name] is not dataclasses.MISSING:
-            expected = () if name == "sample_prompts" else defaults[name]
-            got = tuple(option.default) if name == "sample_prompts" else option.default
-            assert got == expected or (name == "reg_data" and got is None), name
+            got = tuple(option.default) if isinstance(defaults[name], tuple) else option.default
+            assert got == defaults[name], name
     path = tmp_path / "lora.yaml"
     path.write_text("ema_decay: 0.99\nnew_words: [hexagon, 六边形]\nrank: 8\n", encoding="utf-8")
     recipe = recipe_from_file(path, data="d", out="o", rank=4)

@@ -232,7 +232,8 @@ def test_clip_and_vlm_critics_are_rewards(sd_dir, tmp_path, clip_dir, vlm_url):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--reward", "beauty"], "unknown reward"),
+    (["--reward", "beauty"], "unknown critic 'beauty'"),  # --reward: --critic's older name
+    (["--critic", "vlm"], "the vlm critic needs --vlm-url"),
     (["--method", "ppo"], "unknown method"),
     (["--group-size", "1"], "at least 2 pictures"),
     (["--model", "{tmp}"], "not a diffusers pipeline"),

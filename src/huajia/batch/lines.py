@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,3 +119,17 @@ def read_lines(path: str | Path, think: bool = False) -> tuple[list[BatchLine], 
         except HuajiaError as error:
             bad.append(LineError(number, str(error)))
     return good, bad
+
+
+def with_loras(lines: list[BatchLine], extra: Sequence[str]) -> list[BatchLine]:
+    """``lines`` with the LoRAs every line takes (``--lora PATH[:SCALE]``) after their own; every
+    LoRA file is checked to exist before any work."""
+    from huajia.engine.lora import check_lora_paths
+
+    loras = tuple(LoraSpec.parse(text) for text in extra)
+    check_lora_paths(loras)
+    merged = [dataclasses.replace(line, request=dataclasses.replace(
+        line.request, loras=line.request.loras + loras)) for line in lines]
+    for line in merged:
+        check_lora_paths(line.request.loras)
+    return merged

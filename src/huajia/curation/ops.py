@@ -34,7 +34,10 @@ def parse_bytes(text: str | int) -> int:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class OpDecision:
+    """One operator's decision on one sample (not ``world.verifier.Verdict``, a picture's check
+    against its prompt)."""
+
     keep: bool
     reason: str = ""
     stat: float | None = None  # the measured value, for histograms
@@ -62,14 +65,14 @@ class ImageShapeFilter:
                  max_height: int = 2**31, any_or_all: str = "any"):
         self.min_w, self.max_w, self.min_h, self.max_h = min_width, max_width, min_height, max_height
 
-    def __call__(self, sample: Sample, image: Image.Image) -> Verdict:
+    def __call__(self, sample: Sample, image: Image.Image) -> OpDecision:
         w, h = image.size
         ok = self.min_w <= w <= self.max_w and self.min_h <= h <= self.max_h
         limits = [f"{name} {bounds(low, high, 1, 2**31)}" for name, low, high in
                   (("width", self.min_w, self.max_w), ("height", self.min_h, self.max_h))
                   if low > 1 or high < 2**31]
         reason = "" if ok else f"{w}x{h} outside {', '.join(limits)}"
-        return Verdict(ok, reason, float(min(w, h)))
+        return OpDecision(ok, reason, float(min(w, h)))
 
 
 class ImageAspectRatioFilter:
@@ -78,10 +81,10 @@ class ImageAspectRatioFilter:
     def __init__(self, min_ratio: float = 0.333, max_ratio: float = 3.0, any_or_all: str = "any"):
         self.min_ratio, self.max_ratio = float(min_ratio), float(max_ratio)
 
-    def __call__(self, sample: Sample, image: Image.Image) -> Verdict:
+    def __call__(self, sample: Sample, image: Image.Image) -> OpDecision:
         ratio = image.size[0] / image.size[1]
         ok = self.min_ratio <= ratio <= self.max_ratio
-        return Verdict(ok, "" if ok else f"aspect ratio {ratio:.2f} outside "
+        return OpDecision(ok, "" if ok else f"aspect ratio {ratio:.2f} outside "
                        f"{bounds(self.min_ratio, self.max_ratio, 0, 1e9)}", ratio)
 
 
@@ -92,10 +95,10 @@ class ImageSizeFilter:
                  any_or_all: str = "any"):
         self.min_bytes, self.max_bytes = parse_bytes(min_size), parse_bytes(max_size)
 
-    def __call__(self, sample: Sample, image: Image.Image) -> Verdict:
+    def __call__(self, sample: Sample, image: Image.Image) -> OpDecision:
         size = sample.path.stat().st_size
         ok = self.min_bytes <= size <= self.max_bytes
-        return Verdict(ok, "" if ok else f"file size {size} B outside "
+        return OpDecision(ok, "" if ok else f"file size {size} B outside "
                        f"{bounds(self.min_bytes, self.max_bytes, 0, parse_bytes('1TB'), ' B')}",
                        float(size))
 
@@ -149,10 +152,10 @@ class ImageTextSimilarityFilter:
             self._clip = ClipScorer(self.hf_clip)
         return self._clip.score(image.convert("RGB"), sample.text) / 250.0  # back to cosine
 
-    def __call__(self, sample: Sample, image: Image.Image) -> Verdict:
+    def __call__(self, sample: Sample, image: Image.Image) -> OpDecision:
         score = self._score(sample, image)
         ok = self.min_score <= score <= self.max_score
-        return Verdict(ok, "" if ok else f"image-text score {score:.2f} outside "
+        return OpDecision(ok, "" if ok else f"image-text score {score:.2f} outside "
                        f"{self.min_score}-{self.max_score}", score)
 
 
@@ -166,14 +169,14 @@ class ImageNsfwFilter:
         self.threshold = float(score_threshold)
         self._detector = None
 
-    def __call__(self, sample: Sample, image: Image.Image) -> Verdict:
+    def __call__(self, sample: Sample, image: Image.Image) -> OpDecision:
         if self._detector is None:
             from huajia.scorers.nsfw import NsfwDetector
 
             self._detector = NsfwDetector()
         score = self._detector.score(image)
         ok = score < self.threshold
-        return Verdict(ok, "" if ok else f"nsfw score {score:.2f} ≥ {self.threshold}", score)
+        return OpDecision(ok, "" if ok else f"nsfw score {score:.2f} ≥ {self.threshold}", score)
 
 
 OPERATORS = {op.name: op for op in (ImageShapeFilter, ImageAspectRatioFilter, ImageSizeFilter,

@@ -1,8 +1,8 @@
 """Run a curation recipe over a dataset, streaming: workers open each image once and apply the
 per-image filters; the main process drops perceptual duplicates and writes the clean imagefolder,
 the Data-Juicer style export, ``dropped.jsonl`` (a reason per file) and the report. The
-per-image work runs here, in ``np`` processes, or on Ray Data (``ray``: an actor pool of ``np``
-workers) — the same operators in the same order, so the same files are kept and dropped.
+per-image work runs here, in ``workers`` processes, or on Ray Data (``ray``: an actor pool of
+that many) — the same operators in the same order, so the same files are kept and dropped.
 
 A file that is missing, empty, truncated, corrupt or not an image is dropped with that reason —
 it never stops the run.
@@ -26,8 +26,55 @@ from PIL import Image
 from huajia.curation.ops import ImageDeduplicator, make_operator
 from huajia.errors import HuajiaError
 from huajia.imagefolder import Sample, iter_samples
+from huajia.params import check, param
 
 LOADER = "load"  # the pseudo-operator that drops unreadable files
+
+
+@dataclass(frozen=True, kw_only=True)
+class FilterOptions:
+    """The filters ``huajia curate --data DIR --out DIR`` builds from its flags (a Data-Juicer
+    YAML names its operators itself); ``steps()`` are the operators, in Data-Juicer's order."""
+
+    min_width: int | None = param(None, help="Drop pictures narrower than this.", unit="pixels",
+                                  low=1)
+    min_height: int | None = param(None, help="Drop pictures lower than this.", unit="pixels",
+                                   low=1)
+    min_ratio: float | None = param(None, help="Drop pictures whose width / height is below "
+                                    "this.", low=0.0)
+    max_ratio: float | None = param(None, help="Drop pictures whose width / height is above "
+                                    "this.", low=0.0)
+    max_size: str | None = param(None, help="Drop files larger than this, e.g. 5MB.")
+    dedup: str | None = param(None, help="Drop perceptual duplicates by this hash.",
+                              choices=ImageDeduplicator.METHODS)
+    min_similarity: float | None = param(None, help="Drop pictures whose image-text score is "
+                                         "below this (the verifier's, or CLIP's).")
+    clip_model: str = param("shapes-verifier", help="What scores image and text for "
+                            "--min-similarity: a local CLIP folder, or the shapes verifier.")
+    nsfw_threshold: float | None = param(None, help="Drop pictures at or above this nudenet "
+                                         "score.", low=0.0, high=1.0)
+
+    def __post_init__(self) -> None:
+        check(self)
+
+    def steps(self) -> tuple[tuple[str, dict], ...]:
+        steps: list[tuple[str, dict]] = []
+        if self.min_width or self.min_height:
+            steps.append(("image_shape_filter", {"min_width": self.min_width or 1,
+                                                 "min_height": self.min_height or 1}))
+        if self.min_ratio is not None or self.max_ratio is not None:
+            steps.append(("image_aspect_ratio_filter", {"min_ratio": self.min_ratio or 0.0,
+                                                        "max_ratio": self.max_ratio or 1e9}))
+        if self.max_size:
+            steps.append(("image_size_filter", {"max_size": self.max_size}))
+        if self.min_similarity is not None:
+            steps.append(("image_text_similarity_filter", {"hf_clip": self.clip_model,
+                                                           "min_score": self.min_similarity}))
+        if self.nsfw_threshold is not None:
+            steps.append(("image_nsfw_filter", {"score_threshold": self.nsfw_threshold}))
+        if self.dedup:
+            steps.append(("image_deduplicator", {"method": self.dedup}))
+        return tuple(steps)
 
 
 @dataclass(frozen=True)
@@ -35,7 +82,7 @@ class Recipe:
     dataset_path: str
     out_dir: str
     process: tuple[tuple[str, dict], ...]
-    np: int = 1
+    workers: int = 1  # processes (Ray actors with ``ray``); a Data-Juicer config's ``np``
     text_key: str = "text"
     image_key: str = "image"
     export_path: str | None = None
@@ -145,7 +192,7 @@ def _on_ray(recipe: Recipe, samples: Iterator[Sample]) -> Iterator[Outcome]:
     context.execution_options.preserve_order = True
     dataset = ray.data.from_items([{"sample": pickle.dumps(s)} for s in samples])
     inspected = dataset.map_batches(_RayInspector, fn_constructor_args=(recipe.process,),
-                                    batch_size=16, concurrency=max(1, recipe.np), num_cpus=1)
+                                    batch_size=16, concurrency=max(1, recipe.workers), num_cpus=1)
     for row in inspected.iter_rows():
         yield pickle.loads(row["outcome"])
 
@@ -154,11 +201,11 @@ def _outcomes(recipe: Recipe, samples: Iterator[Sample]) -> Iterator[Outcome]:
     if recipe.ray:
         yield from _on_ray(recipe, samples)
         return
-    if recipe.np <= 1:
+    if recipe.workers <= 1:
         _init_worker(recipe.process)
         yield from map(_inspect, samples)
         return
-    with ProcessPoolExecutor(recipe.np, initializer=_init_worker,
+    with ProcessPoolExecutor(recipe.workers, initializer=_init_worker,
                              initargs=(recipe.process,)) as pool:
         while chunk := list(islice(samples, 256)):  # bounded: streaming, not all at once
             yield from pool.map(_inspect, chunk, chunksize=8)

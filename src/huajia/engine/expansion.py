@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from huajia.errors import HuajiaError
+from huajia.params import check, param
 
 _WILDCARD = re.compile(r"__([^_\s{}|]+(?:_[^_\s{}|]+)*)__")  # names may hold single underscores
 MAX_EXPANDED_CHARS = 4000
@@ -34,6 +35,36 @@ class LlmSettings:
     model: str
     key: str | None = None
     timeout_s: float = 20.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpansionOptions:
+    """Where expansion's words come from (a wildcard folder; a chat model for expand 'llm'):
+    the options of ``generate``, ``think`` and ``serve``, declared once."""
+
+    wildcards: Path | None = param(None, help="Folder of NAME.txt wildcard files for expand "
+                                   "'wildcards' (default: the shapes world's words).",
+                                   aliases=("wildcards_dir",), env="HUAJIA_WILDCARDS", http=False)
+    llm_url: str | None = param(None, help="expand llm: an OpenAI-compatible base URL (with "
+                                "--llm-model).", http=False)
+    llm_model: str | None = param(None, help="expand llm: the model name at --llm-url.",
+                                  http=False)
+    llm_key: str | None = param(None, help="expand llm: the API key.", env="HUAJIA_LLM_KEY",
+                                http=False)
+    llm_timeout_s: float = param(20.0, help="expand llm: how long one answer may take.",
+                                 unit="seconds", low=0.1, http=False)
+
+    def __post_init__(self) -> None:
+        check(self)
+        if bool(self.llm_url) != bool(self.llm_model):
+            raise HuajiaError("--llm-url and --llm-model go together; give both")
+
+    def expander(self, strict: bool = True) -> PromptExpander:
+        """``strict``: a chat model that cannot be reached is an error (the CLI); lenient (the
+        server), the prompt is painted as written, with a warning."""
+        llm = (LlmSettings(self.llm_url, self.llm_model, self.llm_key, self.llm_timeout_s)
+               if self.llm_url else None)
+        return PromptExpander(self.wildcards, llm, strict=strict)
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ class GenerationRequest:
                               low=64, high=2048, multiple_of=8, cli=False, http=False)
     height: int | None = param(None, help="Height in pixels (omitted: the model's native "
                                "size).", low=64, high=2048, multiple_of=8, cli=False, http=False)
-    n: int = param(1, help="Number of images.", low=1, high=10)
+    n: int = param(1, help="Number of images.", low=1, high=10, short="-n")
     style: str = param("none", help="Style preset (see 'huajia styles' or GET /v1/styles).")
     scheduler: str | None = param("unipc", help="Sampler ('model': the model's own).",
                                   choices=(*SCHEDULERS, "model"))

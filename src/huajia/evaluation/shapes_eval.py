@@ -17,6 +17,9 @@ from huajia.world.render import check_side
 from huajia.world.verifier import verify
 
 MAX_KEPT_FAILURES = 48  # failure pictures kept for the contact sheet
+# what a model card's ShapesEval measures: plain generation at the generators' defaults
+CARD_SETTING = "generation, 20 DDIM steps, CFG 5"
+CARD_IMAGES_PER_PROMPT = 2
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,10 @@ class ShapesEvalResult:
             out[lang] = sum(per_task) / len(per_task) if per_task else 0.0
         return out
 
+    def summary(self) -> dict:
+        """The scores a model card records."""
+        return {"overall": self.overall, "tasks": self.tasks}
+
     def to_dict(self) -> dict:
         return {"model": self.model, "overall": self.overall, "tasks": self.tasks,
                 "by_lang": self.by_lang, "images_per_prompt": self.images_per_prompt,
@@ -101,3 +108,24 @@ def run_shapes_eval(generator: ImageGenerator, prompts: Sequence[EvalPrompt],
         if progress:
             progress(len(batch))
     return result
+
+
+def card_pictures(specs_per_task: int) -> int:
+    """How many pictures ``card_shapes_eval`` paints (for a progress bar)."""
+    from huajia.evaluation.prompts import shapes_eval_prompts
+
+    return len(shapes_eval_prompts(specs_per_task)) * CARD_IMAGES_PER_PROMPT
+
+
+def card_shapes_eval(model: str, specs_per_task: int, loras: Sequence[str] = (),
+                     progress: Callable[[int], None] | None = None) -> ShapesEvalResult:
+    """ShapesEval as a model card records it: held-out prompts (``specs_per_task`` specs per
+    task, en + zh), 2 pictures each, painted by ``model`` (a name ``make_generator`` knows:
+    a pipeline folder, 'embedded', 'oracle-vae:DIR', …) with ``loras`` (files) applied."""
+    from huajia.engine.request import LoraSpec
+    from huajia.evaluation.generators import make_generator
+    from huajia.evaluation.prompts import shapes_eval_prompts
+
+    options = {"loras": tuple(LoraSpec(str(path)) for path in loras)} if loras else {}
+    return run_shapes_eval(make_generator(model, **options), shapes_eval_prompts(specs_per_task),
+                           CARD_IMAGES_PER_PROMPT, progress=progress)

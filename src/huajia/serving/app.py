@@ -17,6 +17,7 @@ import json
 import secrets
 import time
 import urllib.parse
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Literal
@@ -36,7 +37,7 @@ from huajia.serving.config import ServeConfig
 from huajia.serving.connections import RequestGuard, error_body
 from huajia.serving.edits import ImageEditForm, ImageVariationForm, read_form
 from huajia.serving.jobs import JobSpec, redact
-from huajia.serving.provenance import verify
+from huajia.serving.provenance import check_provenance
 from huajia.serving.queue import Job
 from huajia.serving.ratelimit import TokenBuckets
 from huajia.serving.schemas import (
@@ -162,7 +163,7 @@ def create_app(config: ServeConfig, service: ImageService | None = None) -> Fast
     app.add_middleware(RequestGuard, limit=config.max_body_bytes, idle_s=config.body_idle_s,
                        timeout_s=config.body_timeout_s)
     _install_error_handlers(app)
-    files = SignedFiles(_secret(service), service)
+    files = app.state.files = SignedFiles(_secret(service), service)
     if auth.keys:
         _private_docs(app, auth)
     _service_routes(app, service, auth)
@@ -172,19 +173,21 @@ def create_app(config: ServeConfig, service: ImageService | None = None) -> Fast
 
 
 class SignedFiles:
-    """Result images by URL: signed names work without a key (for <img> tags)."""
+    """Result images by URL: signed names work without a key (for <img> tags) until they
+    expire (``clock``: the wall clock, seconds since the epoch; tests move it)."""
 
-    def __init__(self, secret: bytes, service: ImageService):
-        self.secret, self.service = secret, service
+    def __init__(self, secret: bytes, service: ImageService,
+                 clock: Callable[[], float] = time.time):
+        self.secret, self.service, self.clock = secret, service, clock
 
     def url(self, request: Request, name: str) -> str:
-        expires = int(time.time()) + self.service.config.url_ttl_s
+        expires = int(self.clock()) + self.service.config.url_ttl_s
         return (f"{str(request.base_url).rstrip('/')}/v1/images/files/{name}"
                 f"?exp={expires}&sig={_signature(self.secret, name, expires)}")
 
     def valid(self, name: str, sig: str, expires: int) -> bool:
         """A signature of this name and expiry, not yet expired."""
-        return expires >= time.time() and hmac.compare_digest(
+        return expires >= self.clock() and hmac.compare_digest(
             sig.encode(), _signature(self.secret, name, expires).encode())
 
     def response(self, request: Request, response_format: str,
@@ -263,8 +266,8 @@ def _service_routes(app: FastAPI, service: ImageService, auth: Auth) -> None:
     @app.post("/v1/provenance/verify", response_model=VerifyResult, responses=ERRORS,
               tags=["provenance"])
     def provenance(body: VerifyBody, owner: str = Depends(auth.limited)) -> VerifyResult:
-        return VerifyResult(**verify(_decode_image(body.image),
-                                     service.config.watermark_key).to_dict())
+        return VerifyResult(**check_provenance(_decode_image(body.image),
+                                               service.config.watermark_key).to_dict())
 
 
 async def _waited(service: ImageService, job_id: str) -> Job:

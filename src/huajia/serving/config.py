@@ -1,14 +1,19 @@
-"""The server's settings, one frozen object (``huajia serve`` flags map onto it), and the
-critics a thinking job may ask for."""
+"""The server's settings, one frozen object whose fields are declared once with their names,
+defaults, units and help (``huajia.params``): ``huajia serve``'s flags, a Ray config file's
+``args`` and the Python API all take them. Also the critics a thinking job may ask for."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from huajia.engine.expansion import ExpansionOptions
 from huajia.errors import HuajiaError
+from huajia.params import check, param, params, same_as
+from huajia.thinking.options import CriticOptions
 
 DEFAULT_ALIASES = (("dall-e-2", ""), ("dall-e-3", ""), ("gpt-image-1", ""))
+MB = 1024**2
 
 
 def parse_aliases(texts: list[str]) -> tuple[tuple[str, str], ...]:
@@ -22,43 +27,78 @@ def parse_aliases(texts: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(aliases.items())
 
 
+def read_api_keys(path: str | Path) -> tuple[str, ...]:
+    """One key per line; blank lines and '#' comments are ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise HuajiaError(f"API key file '{path}' does not exist; write one key per line")
+    keys = tuple(line.split()[0] for line in path.read_text().splitlines()
+                 if line.strip() and not line.lstrip().startswith("#"))
+    if not keys:
+        raise HuajiaError(f"API key file '{path}' holds no keys; write one key per line")
+    return keys
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServeConfig:
-    data_dir: Path = Path("huajia-data")  # queue, cache, result images
-    model: str = "embedded"
-    api_keys: tuple[str, ...] = ()  # empty: no authentication
-    rate: float = 2.0  # requests per second per key (token bucket)
-    burst: int = 20
-    max_batch: int = 8  # micro-batching: compatible jobs run together, up to this many
-    batch_wait_s: float = 0.05  # how long the oldest job may wait for company
-    cache_max_bytes: int = 1024**3
-    images_max_bytes: int = 1024**3  # result files (url responses), oldest dropped first
-    nsfw: str = "blur"  # blur | refuse | off
-    nsfw_threshold: float = 0.5
-    watermark_key: str = "huajia"
-    lora_dir: Path | None = None  # LoRA names resolve here; None: LoRAs are refused
+    data_dir: Path = param(Path("huajia-data"), help="Queue, cache and result images live here.")
+    model: str = param("embedded", help="embedded, a diffusers folder or a hub id.")
+    api_keys: tuple[str, ...] = param((), help="File with one API key per line (omitted: no "
+                                      "authentication).", cli_type=Path, parse=read_api_keys)
+    rate: float = param(2.0, help="Requests per second per API key (token bucket).", low=0.0)
+    burst: int = param(20, help="Requests a key may send at once.", low=1)
+    max_batch: int = param(8, help="Micro-batching: compatible jobs run together, up to this "
+                           "many.", low=1)
+    batch_wait_s: float = param(0.05, help="How long the oldest job may wait for batch "
+                                "company.", unit="seconds", low=0.0,
+                                scaled_aliases=(("batch_wait_ms", 1e-3, "ms"),))
+    cache_max_bytes: int = param(1024 * MB, help="Result cache size cap.", unit="bytes", low=0,
+                                 scaled_aliases=(("cache_mb", MB, "MiB"),))
+    images_max_bytes: int = param(1024 * MB, help="Cap of the result files behind url "
+                                  "responses (oldest dropped first).", unit="bytes", low=0,
+                                  scaled_aliases=(("images_mb", MB, "MiB"),))
+    nsfw: str = param("blur", help="Image safety policy.", choices=("blur", "refuse", "off"))
+    nsfw_threshold: float = param(0.5, help="nudenet score at or above which a picture is "
+                                  "unsafe.", low=0.0, high=1.0)
+    watermark_key: str = param("huajia", help="Key of the invisible watermark (huajia detect "
+                               "reads the default).", env="HUAJIA_WATERMARK_KEY")
+    lora_dir: Path | None = param(None, help="Folder of LoRAs clients may name (omitted: LoRAs "
+                                  "are refused).")
     # the critics thinking jobs may use beside the world's verifier (None: refused at submit)
-    clip_model: str | None = None  # a local transformers CLIP folder
-    vlm_url: str | None = None  # an OpenAI-compatible base URL
-    vlm_model: str | None = None
-    vlm_key: str | None = None
-    vlm_timeout_s: float = 30.0
+    clip_model: str | None = same_as(CriticOptions, "clip_model")
+    vlm_url: str | None = same_as(CriticOptions, "vlm_url")
+    vlm_model: str | None = same_as(CriticOptions, "vlm_model")
+    vlm_key: str | None = same_as(CriticOptions, "vlm_key")
+    vlm_timeout_s: float = same_as(CriticOptions, "vlm_timeout_s")
     # names apps send (OpenAI's models) → the served model ("": whatever is served)
-    model_aliases: tuple[tuple[str, str], ...] = DEFAULT_ALIASES
-    max_body_bytes: int = 16 * 1024**2  # a request body beyond this is a 413, unread
-    body_idle_s: float = 10.0  # a body that sends nothing this long is a 408
-    body_timeout_s: float = 120.0  # ... or that takes longer than this in all
-    header_timeout_s: float = 10.0  # a connection's request headers must arrive within this
-    max_connections_per_client: int = 64  # connections one address may hold at once
-    shutdown_timeout_s: float = 10.0  # a stop waits this long for open requests (jobs persist)
-    max_cost: float = 300.0  # megapixel-steps one request may cost (serving/budget.py)
-    url_ttl_s: int = 24 * 3600  # how long a signed result URL works without a key
+    model_aliases: tuple[tuple[str, str], ...] = param(
+        DEFAULT_ALIASES, help="NAME=MODEL: serve requests for NAME with MODEL (repeatable; "
+        "dall-e-2, dall-e-3 and gpt-image-1 mean the served model).", aliases=("model_alias",),
+        cli_type=list[str], parse=parse_aliases)
+    max_body_bytes: int = param(16 * MB, help="A request body beyond this is a 413, unread.",
+                                unit="bytes", low=1)
+    body_idle_s: float = param(10.0, help="A body that sends nothing this long is a 408.",
+                               unit="seconds", low=0.0)
+    body_timeout_s: float = param(120.0, help="A body that takes longer than this in all is a "
+                                  "408.", unit="seconds", low=0.0)
+    header_timeout_s: float = param(10.0, help="How long a connection has to send its request "
+                                    "headers (idle, slowloris).", unit="seconds", low=0.0,
+                                    aliases=("header_timeout",))
+    max_connections_per_client: int = param(64, help="Connections one address may hold at "
+                                            "once.", low=1)
+    shutdown_timeout_s: float = param(10.0, help="How long a stop waits for open requests (jobs "
+                                      "persist).", unit="seconds", low=0.0)
+    max_cost: float = param(300.0, help="Megapixel-steps one request may cost (size x steps x 2 "
+                            "x prompt chunks x n x thinking's passes); more is a 400 before any "
+                            "work.", unit="megapixel-steps", low=0.0)
+    url_ttl_s: int = param(24 * 3600, help="How long a signed result URL works without a key.",
+                           unit="seconds", low=1)
     # prompt expansion: a wildcard folder (None: the built-in one) and a chat model for 'llm'
-    wildcards_dir: Path | None = None
-    llm_url: str | None = None
-    llm_model: str | None = None
-    llm_key: str | None = None
-    llm_timeout_s: float = 20.0
+    wildcards: Path | None = same_as(ExpansionOptions, "wildcards")
+    llm_url: str | None = same_as(ExpansionOptions, "llm_url")
+    llm_model: str | None = same_as(ExpansionOptions, "llm_model")
+    llm_key: str | None = same_as(ExpansionOptions, "llm_key")
+    llm_timeout_s: float = same_as(ExpansionOptions, "llm_timeout_s")
 
     def __post_init__(self) -> None:
         if self.nsfw not in ("blur", "refuse", "off"):
@@ -67,7 +107,7 @@ class ServeConfig:
             raise HuajiaError("max_batch must be at least 1")
         if self.max_connections_per_client < 1 or self.header_timeout_s <= 0:
             raise HuajiaError("--max-connections-per-client must be at least 1 and "
-                              "--header-timeout positive")
+                              "--header-timeout-s positive")
         if self.lora_dir is not None and not Path(self.lora_dir).is_dir():
             raise HuajiaError(f"--lora-dir '{self.lora_dir}' is not a folder")
         if self.clip_model is not None and not Path(self.clip_model).is_dir():
@@ -77,17 +117,22 @@ class ServeConfig:
             raise HuajiaError("the vlm critic needs both --vlm-url and --vlm-model")
         if bool(self.llm_url) != bool(self.llm_model):
             raise HuajiaError("prompt expansion by LLM needs both --llm-url and --llm-model")
-        if self.wildcards_dir is not None and not Path(self.wildcards_dir).is_dir():
-            raise HuajiaError(f"--wildcards '{self.wildcards_dir}' is not a folder")
+        if self.wildcards is not None and not Path(self.wildcards).is_dir():
+            raise HuajiaError(f"--wildcards '{self.wildcards}' is not a folder")
+        check(self)
 
     def expander(self):
         """The server's prompt expander. Lenient: a chat model that cannot be reached while a
         job runs leaves its prompt as written (with a warning) instead of failing it."""
-        from huajia.engine.expansion import LlmSettings, PromptExpander
+        return self.expansion().expander(strict=False)
 
-        llm = (LlmSettings(self.llm_url, self.llm_model, self.llm_key, self.llm_timeout_s)
-               if self.llm_url else None)
-        return PromptExpander(self.wildcards_dir, llm, strict=False)
+    def expansion(self) -> ExpansionOptions:
+        return ExpansionOptions(**{name: getattr(self, name) for name in params(ExpansionOptions)})
+
+    def critics(self, critic: str) -> CriticOptions:
+        """The critic options of a thinking job that asks for ``critic``."""
+        return CriticOptions(critic=critic, **{name: getattr(self, name)
+                                               for name in params(CriticOptions) if name != "critic"})
 
     def output_settings(self) -> dict:
         """The settings that change the bytes of a returned picture (part of its cache key)."""
@@ -115,23 +160,8 @@ class CriticSettings:
 
     def make(self, name: str):
         """The critic (built once per server; the CLIP model loads on first use)."""
-        from huajia.thinking.critics import make_critic
-
         self.check(name)
         if name not in self._made:
-            c = self.config
-            self._made[name] = make_critic(name, c.clip_model, c.vlm_url, c.vlm_model,
-                                           c.vlm_key, c.vlm_timeout_s)
+            self._made[name] = self.config.critics(name).make()
         return self._made[name]
 
-
-def read_api_keys(path: str | Path) -> tuple[str, ...]:
-    """One key per line; blank lines and '#' comments are ignored."""
-    path = Path(path)
-    if not path.is_file():
-        raise HuajiaError(f"API key file '{path}' does not exist; write one key per line")
-    keys = tuple(line.split()[0] for line in path.read_text().splitlines()
-                 if line.strip() and not line.lstrip().startswith("#"))
-    if not keys:
-        raise HuajiaError(f"API key file '{path}' holds no keys; write one key per line")
-    return keys

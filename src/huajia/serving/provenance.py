@@ -85,8 +85,9 @@ class Provenance:
                 "infotext_says_huajia": self.infotext_says_huajia}
 
 
-def verify(image: Image.Image, key: str = "huajia") -> Provenance:
-    """The watermark decides; the infotext (easily copied or stripped) is reported alongside."""
+def check_provenance(image: Image.Image, key: str = "huajia") -> Provenance:
+    """Was ``image`` made here? The watermark decides; the infotext (easily copied or stripped)
+    is reported alongside. (Not ``world.verifier.verify``, a picture checked against a prompt.)"""
     score = watermark_correlation(image, key)
     text = image.info.get("parameters")
     return Provenance(score >= MIN_CORRELATION, score, MIN_CORRELATION, text,

@@ -29,6 +29,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
 from huajia.engine.facts import ModelFacts
 from huajia.errors import HuajiaError, refuse_unknown
+from huajia.params import canonical
 from huajia.serving.config import CriticSettings, ServeConfig
 from huajia.serving.jobs import JobSpec, LoraFolder
 from huajia.serving.painter import LocalPainter, PainterLost, Pictures
@@ -109,6 +110,7 @@ def config_to_args(config: ServeConfig) -> dict:
 
 
 def config_from_args(args: dict) -> ServeConfig:
+    args = canonical(ServeConfig, args)  # older names (wildcards_dir, cache_mb) too
     fields = {f.name: f for f in dataclasses.fields(ServeConfig)}
     refuse_unknown(args, fields, "server setting")
     values = {}

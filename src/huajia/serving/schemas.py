@@ -1,9 +1,9 @@
 """The HTTP API's request and response bodies (pydantic), shaped like the OpenAI Images API.
 
 OpenAI's fields (model, prompt, n, size, quality, style, response_format, user) keep their
-meaning, so the official SDK works unchanged; huajia's own fields are built from the request
-vocabulary (``GenerationRequest``, ``ThinkOptions``: same names, defaults and limits as the CLI
-and the Python API). Unknown fields are refused with a message naming them.
+meaning, so the official SDK works unchanged; huajia's own fields are built from the
+vocabulary (``GenerationRequest``, ``ThinkOptions``, ``CriticOptions``: same names, defaults and
+limits as the CLI and the Python API). Unknown fields are refused with a message naming them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
 
 from huajia.engine.request import MAX_PROMPT_CHARS, GenerationRequest
 from huajia.params import params
-from huajia.thinking.options import CRITICS, ThinkOptions
+from huajia.thinking.options import CriticOptions, ThinkOptions
 
 # OpenAI's quality words → denoising steps (when ``steps`` is not given): the default, fewer
 # for low, more for hd and high
@@ -30,7 +30,7 @@ OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
 class _OpenAIFields(BaseModel):
     """The OpenAI Images API's own fields, and the ones whose HTTP form differs from Python's
-    (size for width/height, LoRA names for paths, think and critic)."""
+    (size for width/height, LoRA names for paths, think)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -60,7 +60,6 @@ class _OpenAIFields(BaseModel):
                              description="LoRA names from the server's LoRA folder, "
                                          "'NAME' or 'NAME:SCALE'.")
     think: bool = Field(False, description="Run the thinking loop (plan, pause, steer, repaint).")
-    critic: Literal[CRITICS] = Field("shapes", description="Who judges while thinking.")
 
 
 def vocabulary_fields(cls: type) -> dict:
@@ -86,7 +85,8 @@ def vocabulary_fields(cls: type) -> dict:
 ImageGenerationBody = create_model(
     "ImageGenerationBody", __base__=_OpenAIFields,
     __doc__="POST /v1/images/generations and /v1/jobs: OpenAI's body plus huajia's parameters.",
-    **vocabulary_fields(GenerationRequest), **vocabulary_fields(ThinkOptions))
+    **vocabulary_fields(GenerationRequest), **vocabulary_fields(ThinkOptions),
+    **vocabulary_fields(CriticOptions))
 
 
 class ImageData(BaseModel):

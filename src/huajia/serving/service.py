@@ -283,18 +283,20 @@ class ImageService:
         self.events.publish(job.id, {"type": "failed", "error": message})
 
     def _next_batch(self) -> list[Job]:
-        key = self.queue.oldest_batch_key()
-        if key is None:
-            return []
-        limit = 1 if key.startswith(("think:", "edit:", "variation:")) else self.config.max_batch
-        count, oldest = self.queue.waiting(key)
-        if count < limit and oldest is not None:
+        while True:  # a loop, not recursion: a long --batch-wait-ms waits many rounds
+            key = self.queue.oldest_batch_key()
+            if key is None:
+                return []
+            limit = 1 if key.startswith(("think:", "edit:", "variation:")) else \
+                self.config.max_batch
+            count, oldest = self.queue.waiting(key)
             # wait for company, but never keep the oldest job waiting past the window
-            remaining = self.config.batch_wait_s - (time.time() - oldest)
-            if remaining > 0:
-                self._stop.wait(min(remaining, 0.05))
-                return self._next_batch() if not self._stop.is_set() else []
-        return self.queue.claim(limit=limit, batch_key=key)
+            remaining = self.config.batch_wait_s - (time.time() - oldest) \
+                if count < limit and oldest is not None else 0.0
+            if remaining <= 0:
+                return self.queue.claim(limit=limit, batch_key=key)
+            if self._stop.wait(min(remaining, 0.05)):
+                return []
 
     def _execute(self, jobs: list[Job]) -> None:
         for job in jobs:

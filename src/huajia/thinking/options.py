@@ -1,5 +1,6 @@
-"""How the thinking loop thinks: ``ThinkOptions``, declared once with names, defaults, limits
-and help (``huajia.params``) for the CLI, the Python API and the HTTP API alike."""
+"""How the thinking loop thinks (``ThinkOptions``) and who judges (``CriticOptions``: the critic
+and where its model is), declared once with names, defaults, limits and help
+(``huajia.params``) for the CLI, the Python API and the HTTP API alike."""
 
 from __future__ import annotations
 
@@ -69,6 +70,38 @@ class ThinkOptions:
 
     def __post_init__(self) -> None:
         check(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CriticOptions:
+    """Which critic judges the pictures, and where its model is: the options of ``think``,
+    ``compare``, ``batch``, ``train rl`` (its reward) and ``serve`` (the critics its thinking
+    jobs may ask for), declared once. ``make()`` builds the critic; its errors (no folder, no
+    endpoint) come before any work."""
+
+    critic: str = param("shapes", help="Who judges the pictures: shapes (the world's exact "
+                        "verifier), clip (a local CLIP) or vlm (a vision model behind an "
+                        "OpenAI-compatible endpoint).", choices=CRITICS, aliases=("reward",))
+    clip_model: str | None = param(None, help="critic clip: a local CLIP checkpoint folder.",
+                                   http=False)
+    vlm_url: str | None = param(None, help="critic vlm: an OpenAI-compatible base URL, e.g. "
+                                "http://localhost:8000/v1 (with --vlm-model).", http=False)
+    vlm_model: str | None = param(None, help="critic vlm: the model name at --vlm-url.",
+                                  http=False)
+    vlm_key: str | None = param(None, help="critic vlm: the API key.", env="HUAJIA_VLM_KEY",
+                                http=False)
+    vlm_timeout_s: float = param(30.0, help="critic vlm: how long one answer may take.",
+                                 unit="seconds", low=0.1, http=False)
+
+    def __post_init__(self) -> None:
+        check(self)
+
+    def make(self):
+        """The critic these options name (``thinking.critics.make_critic``)."""
+        from huajia.thinking.critics import make_critic
+
+        return make_critic(self.critic, self.clip_model, self.vlm_url, self.vlm_model,
+                           self.vlm_key, self.vlm_timeout_s)
 
 
 # what options missing from an older run's infotext were then (so it repaints the same)

@@ -14,7 +14,6 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,38 +25,13 @@ from huajia.engine.images import to_tensor
 from huajia.engine.loading import dtype_kwargs, pick_device
 from huajia.errors import HuajiaError
 from huajia.training import components as C
+from huajia.training.recipes import BaseRecipe
 from huajia.world import captions, sampler
 from huajia.world.dataset import described_spec
 from huajia.world.render import render
 from huajia.world.spec import Scene
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
-
-
-@dataclass(frozen=True)
-class BaseRecipe:
-    size: C.ModelSize = field(default_factory=C.ModelSize)
-    seed: int = 0
-    n_scenes: int = 24_000
-    vae_steps: int = 3_000
-    vae_batch: int = 16
-    vae_crop: int = 64
-    vae_lr: float = 6e-4
-    unet_steps: int = 2_000
-    unet_batch: int = 32
-    unet_lr: float = 4e-4
-    warmup: int = 100
-    caption_dropout: float = 0.1
-    colour_drop: float = 0.3  # captions that name no colour (see world.dataset.described_spec)
-    min_snr_gamma: float = 5.0
-    min_snr_floor: float = 1.0  # see components.snr_loss_weights
-    checkpoint_every: int = 200
-    # Fine-tune: start the UNet + text encoder from this pipeline folder and keep its tokenizer
-    # and VAE (no tokenizer or VAE stage); None trains everything from scratch.
-    init_from: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def training_device() -> torch.device:

@@ -9,7 +9,6 @@ sampling steps do not turn prediction errors into saturated colour casts).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -17,26 +16,10 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
+from huajia.training.recipes import ModelSize
+
 SPECIAL_TOKENS = ("<|pad|>", "<|startoftext|>", "<|endoftext|>")
 MAX_TOKENS = 77  # as Stable Diffusion: prompts beyond this are chunked by the engine
-
-
-@dataclass(frozen=True)
-class ModelSize:
-    """Every size knob of the embedded model (recorded in the model card)."""
-
-    image_side: int = 128
-    vocab_size: int = 2048
-    text_width: int = 256
-    text_layers: int = 3
-    vae_channels: tuple[int, ...] = (16, 32, 64, 128)
-    latent_channels: int = 4
-    unet_channels: tuple[int, ...] = (64, 128, 256)
-    unet_layers_per_block: int = 1
-    unet_heads: int = 8
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def train_tokenizer(texts: list[str], size: ModelSize) -> PreTrainedTokenizerFast:

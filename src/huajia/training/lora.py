@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,85 +23,16 @@ from PIL import Image
 from huajia.engine.lora import WEIGHT_NAME, embeddings_path
 from huajia.errors import HuajiaError
 from huajia.imagefolder import read_metadata
+from huajia.params import canonical
 from huajia.training.components import ema_update, snr_loss_weights
 from huajia.training.new_words import NewWords
+from huajia.training.recipes import LoraRecipe
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 # kohya's LoCon: also the ResNet 3x3 convolutions, where a new shape's outline lives at
 # the small latent sizes (attention only sees where things go, not their corners)
 UNET_CONV_TARGETS = ["conv1", "conv2"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
-LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear")
-
-
-@dataclass(frozen=True, kw_only=True)
-class LoraRecipe:
-    """A LoRA training run. The defaults are the best recipe measured on the embedded model
-    (docs/lora.md: LoCon on attention and convolutions, rank 16, alpha 16, lr 1e-3, a
-    text-encoder LoRA at 3e-4); ``benchmarks/lora_concept.py`` takes its defaults from here.
-    Data with alpha masks should add ``mask_weight=3`` (the best measured masked loss)."""
-
-    data: str
-    out: str
-    model: str = "embedded"
-    rank: int = 16
-    alpha: float = 16.0
-    steps: int = 800
-    lr: float = 1e-3
-    batch: int = 8
-    precision: str = "fp32"  # fp32 | bf16 | fp16
-    gradient_checkpointing: bool = False
-    train_text_encoder: bool = True
-    seed: int = 0
-    sample_every: int = 100
-    sample_prompts: tuple[str, ...] = ()
-    caption_dropout: float = 0.05
-    # kohya's reg images / DreamBooth prior preservation: pictures of what the model already
-    # knows, half of every batch, so the LoRA teaches the new concept without forgetting
-    reg_data: str | None = None
-    prior_loss_weight: float = 1.0
-    # What the reg half is pulled towards: "images" (DreamBooth: the reg pictures' own noise)
-    # or "base" (the frozen base model's prediction on them, adapters off): it penalises any
-    # change of the base model's behaviour on old prompts, with far less variance.
-    prior_target: str = "images"
-    # Min-SNR-γ loss weights (as kohya's --min_snr_gamma; 0: plain MSE). The very noisy and
-    # the nearly clean timesteps carry little signal and much variance, which otherwise
-    # drowns a small dataset's gradient.
-    min_snr_gamma: float = 5.0
-    text_encoder_lr: float | None = 3e-4  # as kohya's --text_encoder_lr (None: lr)
-    conv_rank: int = 16  # as kohya's LoCon conv_dim (0: attention only)
-    conv_alpha: float = 16.0
-    # as kohya's --lr_scheduler / --lr_warmup_steps (diffusers' get_scheduler); constant by
-    # default: cosine did no better on the hexagon benchmark (README)
-    lr_scheduler: str = "constant"
-    lr_warmup_steps: int = 0
-    # pivotal tuning: these words (e.g. "hexagon", "六边形") become new tokens with learned
-    # embeddings beside the LoRA (training/new_words.py), at new_word_lr (None: lr)
-    new_words: tuple[str, ...] = ()
-    new_word_lr: float | None = None
-    new_word_init: str | None = None  # start the new words from this word (kohya's --init_word)
-    # kohya's masked loss with alpha masks: an image's alpha channel marks its subject, whose
-    # pixels weigh mask_weight times the rest (1: off). A small new shape is a few latent
-    # pixels of each picture; unweighted, the background's error drowns its gradient.
-    mask_weight: float = 1.0
-    # EMA of the adapter weights (as diffusers' --use_ema; 0: off): the saved LoRA is the
-    # average of the last ~1/(1-decay) steps, not one noisy iterate of a constant-lr run
-    ema_decay: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.lr_scheduler not in LR_SCHEDULERS:
-            raise HuajiaError(f"lr scheduler '{self.lr_scheduler}' is unknown; use one of "
-                              f"{', '.join(LR_SCHEDULERS)}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise HuajiaError(f"precision '{self.precision}' is unknown; use fp32, bf16 or fp16")
-        if self.prior_target not in ("images", "base"):
-            raise HuajiaError(f"prior target '{self.prior_target}' is unknown; use images or base")
-        if self.rank < 1 or self.steps < 1 or self.conv_rank < 0:
-            raise HuajiaError("rank and steps must be at least 1 (conv_rank at least 0)")
-        if self.mask_weight < 1 or not 0 <= self.ema_decay < 1:
-            raise HuajiaError("mask weight must be at least 1 and EMA decay in [0, 1)")
-
-
 def _load_examples(folder: str, side: int) -> tuple[list[np.ndarray], list[np.ndarray],
                                                    list[list[str]]]:
     """Images resized to ``side``, their alpha masks (all ones without an alpha channel; the
@@ -449,6 +380,7 @@ def recipe_from_file(path: str | Path, **overrides) -> LoraRecipe:
         raise HuajiaError(f"cannot read the recipe '{path}': {error}") from error
     if not isinstance(data, dict):
         raise HuajiaError(f"the recipe '{path}' is not a mapping of LoraRecipe fields")
+    data = canonical(LoraRecipe, data)  # older names (sample_prompt, text_encoder) too
     known = {f.name for f in dataclasses.fields(LoraRecipe)}
     unknown = sorted(set(data) - known)
     if unknown:

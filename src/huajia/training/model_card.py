@@ -64,7 +64,7 @@ def _rl_section(training: dict) -> str:
         return ""
     s = rl["summary"]
     return (f"\n## RL fine-tune\n`{rl_command(rl['recipe'])}` (model: the supervised model above)\n\n"
-            f"- {rl['recipe']['method'].upper()} on the {rl['recipe']['reward']} critic, {s['steps']} steps, "
+            f"- {rl['recipe']['method'].upper()} on the {_critic(rl['recipe'])} critic, {s['steps']} steps, "
             f"{rl['cpu_s'] / 60:.1f} CPU minutes on {rl['hardware']}\n"
             f"- reward {s['reward_first']:.3f} → {s['reward_last']:.3f}, pass rate {s['pass_first']:.3f} → "
             f"{s['pass_last']:.3f} (first → last tenth of the run)\n\n![reward curve](reward_curve.png)\n"
@@ -183,9 +183,14 @@ pass rate {p0:.3f} → {p1:.3f} (first → last tenth of the run).
 """
 
 
+def _critic(recipe: dict) -> str:
+    """The RL recipe's critic (records written before its rename call it "reward")."""
+    return recipe.get("critic", recipe.get("reward"))
+
+
 def rl_command(recipe: dict) -> str:
     """The ``huajia train rl`` command of one RL recipe."""
-    parts = [f"huajia train rl --model {recipe['model']} --reward {recipe['reward']} --method "
+    parts = [f"huajia train rl --model {recipe['model']} --critic {_critic(recipe)} --method "
              f"{recipe['method']} --steps {recipe['steps']} --group-size {recipe['group_size']}"]
     parts.append(f"--lora-rank {recipe['lora_rank']}" if recipe.get("lora_rank") else "--full")
     parts.append(f"--prompts-per-step {recipe['prompts_per_step']} --sde-window "
@@ -209,7 +214,7 @@ def write_rl_card(folder: Path, record: dict, evaluations: list[dict]) -> Path:
     curve = folder.parent / "reward_curve.png"
     if not (folder / "reward_curve.png").exists() and curve.exists():
         (folder / "reward_curve.png").write_bytes(curve.read_bytes())
-    text = _RL_CARD.format(method=recipe["method"].upper(), reward=recipe["reward"],
+    text = _RL_CARD.format(method=recipe["method"].upper(), reward=_critic(recipe),
                            command=rl_command(recipe), model=recipe["model"], steps=s["steps"],
                            pictures=s["steps"] * recipe["prompts_per_step"] * recipe["group_size"],
                            cpu=record["cpu_s"] / 60, wall=record["wall_s"] / 60, hardware=record["hardware"],

@@ -27,7 +27,9 @@ class Pictures:
     skipped: list[str]  # unreadable files
 
 
-def to_tensor(pictures: Sequence[Image.Image], side: int) -> torch.Tensor:
+def batch_tensor(pictures: Sequence[Image.Image], side: int) -> torch.Tensor:
+    """Pictures as one uint8 (N, 3, side, side) batch for the feature networks (resized with
+    Lanczos where needed); not ``engine.images.to_tensor``, the VAE's [-1, 1] floats."""
     arrays = [np.asarray(p.convert("RGB").resize((side, side), Image.LANCZOS) if p.size != (side, side)
                          else p.convert("RGB")) for p in pictures]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
@@ -50,7 +52,7 @@ def read_folder(folder: str | Path, side: int = 128, what: str = "folder") -> Pi
     if not pictures:
         raise HuajiaError(f"{what} '{folder}' has no readable pictures ({len(skipped)} unreadable); "
                           "pass a folder of PNG/JPEG/WebP files")
-    return Pictures(to_tensor(pictures, side), names, skipped)
+    return Pictures(batch_tensor(pictures, side), names, skipped)
 
 
 def cache_dir() -> Path:
@@ -87,7 +89,7 @@ def world_renders(n: int, seed: int, side: int = 128, split: str = "train",
         pictures.append(render(sampler.sample_scene(rng, split, seed=int(rng.integers(2**31))), side))
         if progress:
             progress(i + 1, n)
-    return to_tensor(pictures, side)
+    return batch_tensor(pictures, side)
 
 
 def oracle_for_specs(specs: Sequence, seeds: Sequence[int], side: int = 128,
@@ -102,4 +104,4 @@ def oracle_for_specs(specs: Sequence, seeds: Sequence[int], side: int = 128,
             pictures.append(render(scene_for(spec, seed), side))
             if progress:
                 progress(len(pictures), len(specs) * len(seeds))
-    return to_tensor(pictures, side)
+    return batch_tensor(pictures, side)

@@ -14,7 +14,7 @@ from huajia.engine.loading import resolve_model
 from huajia.engine.lora import WEIGHT_NAME
 from huajia.training.base import hardware
 from huajia.training.components import make_portable
-from huajia.training.model_card import write_rl_card as write_card  # cli_rl imports it from here
+from huajia.training.model_card import write_rl_card
 from huajia.training.rl.records import RLResult, summary, write_json
 
 
@@ -30,7 +30,7 @@ def rl_record(run) -> dict:
 
 
 def rl_card_record(out: Path) -> dict:
-    """The record ``write_card`` needs, read back from a finished run's rl.json."""
+    """The record ``write_rl_card`` needs, read back from a finished run's rl.json."""
     data = json.loads((Path(out) / "rl.json").read_text(encoding="utf-8"))
     return {k: v for k, v in data.items() if k != "history"}
 
@@ -40,12 +40,12 @@ def export(run, out: Path) -> RLResult:
     out.mkdir(parents=True, exist_ok=True)
     record = rl_record(run)
     write_json(out / "rl.json", {**record, "history": history})
-    curve = reward_curve(history, f"{recipe.method.upper()} on the {recipe.reward} critic: "
+    curve = reward_curve(history, f"{recipe.method.upper()} on the {recipe.critic} critic: "
                                   f"{len(history)} steps, {run.cpu_s / 60:.0f} CPU min")
     curve.save(out / "reward_curve.png")
     if recipe.lora_rank:
         lora = _save_lora(run, out / "lora")
-        write_card(lora.parent, record, [])
+        write_rl_card(lora.parent, record, [])
         return RLResult(out, None, lora, history)
     model_dir = out / "model"
     source = resolve_model(recipe.model)
@@ -59,7 +59,7 @@ def export(run, out: Path) -> RLResult:
     training["rl"] = record
     write_json(model_dir / "training.json", training)
     curve.save(model_dir / "reward_curve.png")
-    write_card(model_dir, record, [])
+    write_rl_card(model_dir, record, [])
     return RLResult(out, model_dir, None, history)
 
 

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from huajia.training.rl.ddim import DdimSteps
 from huajia.training.rl.policy import Policy, Rollout, step_log_prob
 
-METHODS = ("grpo", "dpo", "raft")
 Anchor = Callable[[int], torch.Tensor]  # optimizer step k of this rollout → an extra loss
 
 

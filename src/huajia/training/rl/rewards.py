@@ -9,8 +9,6 @@ from huajia.thinking.critics import Critic
 from huajia.thinking.plan import plan_prompt
 from huajia.training.rl.prompts import TrainPrompt
 
-REWARDS = ("shapes", "clip", "vlm")
-
 
 class CriticReward:
     def __init__(self, critic: Critic, threshold: float = 80.0):

@@ -7,21 +7,23 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from huajia.errors import HuajiaError
+from huajia.params import canonical
 from huajia.training.rl.anchor import WorldAnchor
 from huajia.training.rl.ddim import DdimSteps
 from huajia.training.rl.export import export
-from huajia.training.rl.methods import METHODS, UpdateSettings, dpo_update, grpo_update, raft_update
+from huajia.training.rl.methods import dpo_update, grpo_update, raft_update
 from huajia.training.rl.policy import Policy, sample
-from huajia.training.rl.prompts import PromptSource, parse_task_weights, read_prompt_file
+from huajia.training.rl.prompts import PromptSource, read_prompt_file
+from huajia.training.rl.recipe import RLRecipe
 from huajia.training.rl.records import RLResult
-from huajia.training.rl.rewards import REWARDS, CriticReward
+from huajia.training.rl.rewards import CriticReward
 from huajia.training.rl.snapshots import save_snapshot
 
 Progress = Callable[[int, int, dict], None]  # (done, total, last step's record)
@@ -30,89 +32,12 @@ CHECKPOINT = "checkpoints/rl.pt"
 _EXTENDABLE = ("steps", "minutes", "wall_minutes", "checkpoint_every", "snapshot_every")
 
 
-@dataclass(frozen=True, kw_only=True)
-class RLRecipe:
-    model: str = "embedded"
-    reward: str = "shapes"
-    method: str = "grpo"
-    steps: int = 200  # RL steps (one rollout + update each)
-    minutes: float | None = None  # stop after this many CPU minutes (process time)
-    wall_minutes: float | None = None  # stop after this many minutes of wall time (a GPU's bound)
-    prompts_per_step: int = 4
-    group_size: int = 8
-    sample_steps: int = 20  # the deployed default: 20 DDIM steps
-    guidance: float = 5.0  # the deployed default CFG
-    eta: float = 1.0  # GRPO: noise of the stochastic steps
-    sde_window: int = 10  # GRPO: the first N sampler steps are stochastic (layout is decided there)
-    train_timesteps: int = 4  # GRPO: stochastic steps trained per picture; DPO/RAFT: noise draws
-    lr: float = 1e-5  # measured best (docs/rl.md): 3e-5 forgot held-out colour pairs, 1e-4 worse
-    kl: float = 0.05
-    clip_range: float = 1e-4
-    adv_clip: float = 5.0
-    dpo_beta: float = 2000.0
-    updates: int = 2  # optimizer steps per rollout
-    lora_rank: int | None = None  # None: the whole UNet learns
-    seed: int = 0
-    checkpoint_every: int = 5
-    snapshot_every: int | None = None  # keep the UNet every K steps (OUT/snapshots, snapshots.py)
-    micro_batch: int = 32  # samples per forward pass of an update (a GPU takes hundreds)
-    prompt_file: str | None = None
-    task_weights: str | None = None  # e.g. "position=3": the world's tasks drawn unevenly
-    anchor: float = 0.0  # GRPO + shapes: weight of the supervised loss on oracle renders (anchor.py)
-    anchor_batch: int = 16  # oracle scenes per optimizer step
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise HuajiaError(f"unknown method '{self.method}'; use {', '.join(METHODS)}")
-        if self.reward not in REWARDS:
-            raise HuajiaError(f"unknown reward '{self.reward}'; use {', '.join(REWARDS)}")
-        if self.group_size < 2:
-            raise HuajiaError(f"--group-size {self.group_size}: a group needs at least 2 pictures "
-                              "(advantages and pairs compare pictures of one prompt); use 4-16")
-        for name in ("steps", "prompts_per_step", "sample_steps", "train_timesteps", "updates",
-                     "checkpoint_every", "micro_batch"):
-            if getattr(self, name) < 1:
-                raise HuajiaError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not 1 <= self.sde_window <= self.sample_steps:
-            raise HuajiaError(f"--sde-window {self.sde_window} must be between 1 and the sampler's "
-                              f"{self.sample_steps} steps")
-        if self.lora_rank is not None and self.lora_rank < 1:
-            raise HuajiaError(f"--lora-rank {self.lora_rank} must be at least 1 (or use --full)")
-        if self.snapshot_every is not None and (self.snapshot_every < 1 or self.lora_rank):
-            raise HuajiaError("--snapshot-every keeps the whole UNet every K steps (K at least 1); "
-                              "a LoRA run's checkpoints already hold its few weights")
-        if self.task_weights:
-            parse_task_weights(self.task_weights)
-            if self.prompt_file:
-                raise HuajiaError("--task-weights weighs the world's tasks; it does not apply to --prompts")
-        if self.anchor < 0 or self.anchor_batch < 1:
-            raise HuajiaError("--anchor must not be negative and --anchor-batch at least 1")
-        if self.anchor and (self.method != "grpo" or self.reward != "shapes"):
-            raise HuajiaError("--anchor trains on the shapes world's oracle renders; it needs "
-                              "--method grpo and --reward shapes")
-        if self.lr <= 0 or self.kl < 0 or self.eta <= 0:
-            raise HuajiaError("--lr and --eta must be positive and --kl not negative")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def settings(self) -> UpdateSettings:
-        return UpdateSettings(eta=self.eta, kl=self.kl, clip_range=self.clip_range,
-                              adv_clip=self.adv_clip, train_timesteps=self.train_timesteps,
-                              updates=self.updates, dpo_beta=self.dpo_beta,
-                              micro_batch=self.micro_batch)
-
-    @property
-    def stochastic_steps(self) -> tuple[int, ...]:
-        return tuple(range(self.sde_window)) if self.method == "grpo" else ()
-
-
 class _Run:
     """Everything one run holds: the policy, its optimizer, the prompt source and the record."""
 
     def __init__(self, recipe: RLRecipe, pipe, critic, device: torch.device):
         self.recipe = recipe
-        fixed = read_prompt_file(recipe.prompt_file, recipe.reward == "shapes") if recipe.prompt_file else ()
+        fixed = read_prompt_file(recipe.prompt_file, recipe.critic == "shapes") if recipe.prompt_file else ()
         self.source = PromptSource(recipe.seed, fixed, recipe.task_weights)
         self.reward = CriticReward(critic)
         torch.manual_seed(recipe.seed)  # LoRA's initial weights
@@ -158,6 +83,7 @@ class _Run:
 
 
 def _check_resume(recipe: RLRecipe, saved: dict) -> None:
+    saved = canonical(RLRecipe, saved)  # older runs: 'reward' for the critic
     changed = [f.name for f in fields(RLRecipe) if f.name not in _EXTENDABLE
                and saved.get(f.name, f.default) != getattr(recipe, f.name)]  # older runs lack newer fields
     if changed:
