@@ -16,12 +16,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import tiny_sd  # noqa: E402
 from tests.test_golden import (  # noqa: E402
     PLATFORM,
+    THREADS,
     embedded_engine,
     generate_cases,
     series_cases,
@@ -43,6 +46,7 @@ def main() -> None:
     if (recording is None) != everything:
         raise SystemExit(f"{PLATFORM} has {'no' if recording is None else 'a'} recording; "
                          f"{'record it with --all' if recording is None else 'drop --all'}")
+    torch.set_num_threads(THREADS)
     engine = embedded_engine()
     observed = {**generate_cases(engine), **think_cases(engine), **series_cases(engine)}
     if everything:
