@@ -91,9 +91,11 @@ def test_weights_stay_finite_when_the_embeddings_average_zero(tokenizer):
 
 
 def test_tiny_pipelines_paint_finite_pictures_with_every_sampler(engine):
-    from huajia.engine.schedulers import SCHEDULERS
+    from huajia.engine.schedulers import SAMPLERS
 
-    for name in SCHEDULERS:
+    for name in SAMPLERS:
+        if name == "dpmpp_sde":
+            continue  # needs torchsde (tested in test_schedulers)
         picture = engine.generate(GenerationRequest("cyberpunk a cat", style="cyberpunk",
                                                     scheduler=name, **SMALL)).images[0]
         assert np.asarray(picture).std() > 1, name

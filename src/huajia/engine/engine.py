@@ -29,7 +29,7 @@ from huajia.engine.lora import apply_loras, apply_new_words, lora_hash, lora_nam
 from huajia.engine.parallel import SplitBatch
 from huajia.engine.prompt_weights import plain_text
 from huajia.engine.request import GenerationRequest, GenerationResult, LoraSpec
-from huajia.engine.schedulers import make_scheduler, sampler_label
+from huajia.engine.schedulers import sampler_label
 from huajia.engine.session import ModelHook, Session
 from huajia.engine.styles import Style, get_style
 from huajia.engine.upscalers import Upscalers, label, sharpen
@@ -384,7 +384,7 @@ class Engine:
 
     def sampler_for(self, request: GenerationRequest) -> str:
         """The A1111 sampler label of the scheduler ``request`` paints with."""
-        return sampler_label(make_scheduler(request.scheduler, self.base_scheduler_config))
+        return sampler_label(request.scheduler, self.base_scheduler_config)
 
     def prompt_kwargs(self, prompt: str, negative: str) -> dict:
         if not self.weighted:  # pipelines without a CLIP-style encoder take the strings

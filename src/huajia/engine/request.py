@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from huajia.engine.prompt_weights import parse_weights
-from huajia.engine.schedulers import SCHEDULERS
+from huajia.engine.schedulers import MODEL, canonical, sampler_from_label, split_name
 from huajia.engine.styles import get_style
 from huajia.errors import HuajiaError
 from huajia.params import check, param
@@ -67,8 +67,9 @@ class GenerationRequest:
                                "size).", low=64, high=2048, multiple_of=8, cli=False, http=False)
     n: int = param(1, help="Number of images.", low=1, high=10, short="-n")
     style: str = param("none", help="Style preset (see 'huajia styles' or GET /v1/styles).")
-    scheduler: str | None = param("unipc", help="Sampler ('model': the model's own).",
-                                  choices=(*SCHEDULERS, "model"))
+    scheduler: str | None = param("unipc", help="Sampler, as huajia, A1111 or ComfyUI name it "
+                                  "(dpmpp_2m_karras, 'DPM++ 2M Karras', 'dpmpp_2m karras'; "
+                                  "'model': the model's own).", max_length=64)
     loras: tuple[LoraSpec, ...] = param((), help="LoRAs as PATH[:SCALE] (HTTP: names in the "
                                         "server's LoRA folder).", max_length=8, cli=False,
                                         http=False)
@@ -101,6 +102,9 @@ class GenerationRequest:
         if not isinstance(self.prompt, str) or not visible(self.prompt):
             raise HuajiaError("the prompt is empty; describe the picture you want")
         check(self)
+        if self.scheduler not in (None, MODEL):  # any spelling → huajia's name, or an error
+            object.__setattr__(self, "scheduler", canonical(self.scheduler))
+            split_name(self.scheduler)
         parse_weights(self.prompt)  # malformed weight syntax fails here, before any work
         parse_weights(self.negative_prompt)
         get_style(self.style)
@@ -145,9 +149,10 @@ def request_fields(infotext: str) -> dict:
         fields["width"], fields["height"] = parse_size(size)
     if "Sharpen" in info:
         fields["sharpen"] = _number(info, "Sharpen", float)
-    labels = {label: name for name, (_, label) in SCHEDULERS.items()}
-    if info.get("Sampler") in labels:
-        fields["scheduler"] = labels[info["Sampler"]]
+    sampler = " ".join(info[k] for k in ("Sampler", "Schedule type") if info.get(k)
+                       and info[k] != "Automatic")  # A1111 1.9+ writes the schedule apart
+    if sampler_from_label(sampler):
+        fields["scheduler"] = sampler_from_label(sampler)
     return fields
 
 
