@@ -9,8 +9,13 @@ PYTHON=${PYTHON:-python3}
 LOWEST=("transformers==4.46.3" "diffusers==0.35.0" "tokenizers==0.20.3")
 VENV=.venv-min
 if [ ! -x "$VENV/bin/python" ]; then
-  "$PYTHON" -m venv --system-site-packages "$VENV"
+  "$PYTHON" -m venv "$VENV"
 fi
+# the main environment's packages (huajia, torch, …) behind this one's, whether $PYTHON is a
+# virtualenv or not (--system-site-packages would reach the base interpreter's instead)
+parent=$("$PYTHON" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+here=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+echo "import site; site.addsitedir('$parent')" >"$here/huajia-main-env.pth"
 "$VENV/bin/python" -m pip install -q "${LOWEST[@]}"
 "$VENV/bin/python" - <<'PY'
 import diffusers, tokenizers, transformers

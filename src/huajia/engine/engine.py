@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from huajia.engine import loading
+from huajia.engine import families, loading
 from huajia.engine.edits import FEATHER_PX, composite, edit_size, latent_mask, read_mask
 from huajia.engine.embeddings import encode_weighted
 from huajia.engine.expansion import PromptExpander
@@ -41,9 +41,9 @@ Vocabulary = Callable[[str], Sequence[str]]  # prompt text → the words the mod
 
 def batch_key(request: GenerationRequest) -> tuple:
     """Requests with equal keys can share one pipeline call."""
-    return (request.steps, request.guidance, request.width, request.height, request.scheduler,
-            request.loras, request.guidance_rescale, request.cfg_cutoff, request.hires_scale,
-            request.hires_upscaler, request.hires_steps, request.hires_denoise)
+    return (request.steps, request.guidance, request.true_guidance, request.width, request.height,
+            request.scheduler, request.loras, request.guidance_rescale, request.cfg_cutoff,
+            request.hires_scale, request.hires_upscaler, request.hires_steps, request.hires_denoise)
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class Engine:
     def __init__(self, model: str = loading.EMBEDDED, *, device: str | None = None,
                  pipe=None, vocabulary: Vocabulary | None = None,
                  expander: PromptExpander | None = None, split_batch: bool = True,
-                 trace: bool = True, trace_after: int = 40):
+                 trace: bool = True, trace_after: int = 40, family: str | None = None):
         if pipe is None:
             self.source = loading.resolve_model(model)
             self.device, self.dtype = loading.pick_device(device)
@@ -117,6 +117,7 @@ class Engine:
             self.source = loading.ModelSource(name, "", False, False)
             self.device, self.dtype = pipe.device, pipe.dtype
             self.pipe = pipe
+        self.family = families.detect(self.pipe, family)
         self.base_scheduler_config = dict(self.pipe.scheduler.config)
         self.model_hash = loading.model_hash(self.source, self.pipe)
         self.vocabulary = vocabulary
@@ -128,8 +129,8 @@ class Engine:
         on_cpu = torch.device(self.device).type == "cpu"
         self.split = SplitBatch(min(cores, 4), trace=trace, state=lambda: self.active_loras,
                                 trace_after=trace_after) \
-            if on_cpu and (cores > 1 or trace) else None
-        self.weighted = hasattr(self.pipe, "tokenizer") and hasattr(self.pipe, "text_encoder")
+            if on_cpu and (cores > 1 or trace) and self.family.cpu_split else None
+        self.weighted = self.family.weighted
         self.loaded_loras: tuple = ()
         self.active_loras: tuple = ()
         self.new_words: tuple[str, ...] = ()
@@ -147,15 +148,18 @@ class Engine:
         so the first real request does not pay the set-up."""
         if self.split is not None and self.split.traces is not None:
             self.split.traces.trace_next()
-        self.generate(GenerationRequest("warm-up", seed=0, steps=1))
+        side = min(self.native_size, 256) // self.family.size_multiple(self.pipe) * \
+            self.family.size_multiple(self.pipe)
+        self.generate(GenerationRequest("warm-up", seed=0, steps=1, width=max(side, 64),
+                                        height=max(side, 64)))
 
     @property
     def native_size(self) -> int:
-        return int(self.denoiser.config.sample_size) * int(self.pipe.vae_scale_factor)
+        return self.family.native_size(self.pipe)
 
     @property
     def denoiser(self) -> torch.nn.Module:
-        return getattr(self.pipe, "unet", None) or self.pipe.transformer
+        return self.family.denoiser(self.pipe)
 
     def unknown_words(self, prompt: str) -> tuple[str, ...]:
         """Words outside what the model learned (as its ``vocabulary`` check tells)."""
@@ -170,7 +174,8 @@ class Engine:
     def facts(self) -> ModelFacts:
         """Name, hash, native size and tokenizer: what a front end needs to bound a request."""
         return ModelFacts(self.source.name, self.model_hash, self.native_size,
-                          getattr(self.pipe, "tokenizer", None))
+                          getattr(self.pipe, "tokenizer", None),
+                          self.family.size_multiple(self.pipe))
 
     def base_size(self, request: GenerationRequest) -> tuple[int, int]:
         return self.facts.base_size(request)
@@ -243,6 +248,7 @@ class Engine:
         requests = [item.request for item in items]
         first = requests[0]
         size = self.paint_size(first)
+        self.family.check_size(self.pipe, size)
         progress = _ProgressCallback(on_step) if on_step else None
         with self.session(first) as run:
             encode_start = time.perf_counter()
@@ -265,8 +271,10 @@ class Engine:
         for item, prep in zip(items, prepared, strict=True):
             request = item.request
             mine, images = images[:request.n], images[request.n:]
-            fields = self.infotext_fields(request, size, self.sampler_for(first), item)
-            results.append(self._result(request, prep, mine, fields, dict(timings), item.warnings))
+            fields = {**self.infotext_fields(request, size, self.sampler_for(first), item),
+                      **run.plan.fields}
+            results.append(self._result(request, prep, mine, fields, dict(timings),
+                                        item.warnings + run.plan.notes))
         return results
 
     def _result(self, request: GenerationRequest, prep: PreparedPrompt, images: list,
@@ -370,6 +378,7 @@ class Engine:
         if unknown:
             warnings.append("the model never learned " + ", ".join(f"'{w}'" for w in unknown)
                             + "; those words will have little or no effect")
+        warnings += self.family.prompt_notes(prompt, negative)
         return PreparedPrompt(prompt, negative, self._seeds(request),
                               self.prompt_kwargs(prompt, negative), tuple(warnings))
 
@@ -387,8 +396,8 @@ class Engine:
         return sampler_label(request.scheduler, self.base_scheduler_config)
 
     def prompt_kwargs(self, prompt: str, negative: str) -> dict:
-        if not self.weighted:  # pipelines without a CLIP-style encoder take the strings
-            return {"prompt": plain_text(prompt), "negative_prompt": plain_text(negative) or None}
+        if not self.weighted:  # the family's own encode_prompt takes the strings
+            return self.family.prompt_kwargs(self.pipe, prompt, negative)
         positive, negative_enc = encode_weighted(self.pipe, prompt, negative)
         kwargs = {"prompt_embeds": positive.prompt_embeds.to(self.dtype),
                   "negative_prompt_embeds": negative_enc.prompt_embeds.to(self.dtype)}

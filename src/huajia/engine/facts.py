@@ -18,6 +18,7 @@ class ModelFacts:
     model_hash: str
     native_size: int
     tokenizer: Any = None
+    size_multiple: int = 8  # the family's: sizes it can paint are multiples of this
 
     def base_size(self, request: GenerationRequest) -> tuple[int, int]:
         """The asked size (the model's native size where none was asked)."""
@@ -41,4 +42,6 @@ class ModelFacts:
         if request.upscaler == "none" or max(width, height) <= native:
             return width, height
         scale = native / max(width, height)
-        return (max(64, round(width * scale / 8) * 8), max(64, round(height * scale / 8) * 8))
+        step = self.size_multiple
+        return (max(64, round(width * scale / step) * step),
+                max(64, round(height * scale / step) * step))

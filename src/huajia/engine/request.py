@@ -61,6 +61,10 @@ class GenerationRequest:
     steps: int = param(14, help="Denoising steps.", low=1, high=150)
     guidance: float = param(5.0, help="Classifier-free guidance scale.", low=0.0, high=30.0,
                             aliases=("cfg",))
+    true_guidance: float | None = param(None, help="Classifier-free guidance on guidance-"
+                                        "distilled models (FLUX.1), where guidance is the "
+                                        "distilled scale: on when a negative prompt is given "
+                                        "(omitted: 3.5).", low=1.0, high=30.0)
     width: int | None = param(None, help="Width in pixels (omitted: the model's native size).",
                               low=64, high=2048, multiple_of=8, cli=False, http=False)
     height: int | None = param(None, help="Height in pixels (omitted: the model's native "

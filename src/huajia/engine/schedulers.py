@@ -138,12 +138,35 @@ def make_scheduler(name: str | None, base_config: dict):
     options = dict(sampler.options) | dict(SCHEDULES[schedule])
     if flow and not class_name.startswith("FlowMatch"):
         options |= _flow_options(base_config)
+    if flow:
+        cls = _taking_sigmas(cls)
     accepted = set(inspect.signature(cls.__init__).parameters)
     missing = [key for key in dict(SCHEDULES[schedule]) if key not in accepted]
     if missing:
         raise HuajiaError(f"sampler '{sampler.name}' has no '{schedule}' schedule; use "
                           f"'{sampler.name}' or another sampler")
     return cls.from_config(base_config, **{k: v for k, v in options.items() if k in accepted})
+
+
+def _taking_sigmas(cls):
+    """``cls`` as flow pipelines drive it: several (Chroma, Qwen-Image, Z-Image, Lumina 2)
+    always pass ``sigmas`` (their default spacing) and ``mu`` (a dynamic shift). A solver that
+    spaces its own sigmas on the model's shift takes both: the spacing is replaced by its own,
+    and ``mu`` counts only where the model shifts dynamically."""
+    if cls.__name__.startswith("FlowMatch") and \
+            "sigmas" in inspect.signature(cls.set_timesteps).parameters:
+        return cls
+    takes_mu = "mu" in inspect.signature(cls.set_timesteps).parameters
+
+    def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, mu=None, **kw):
+        if num_inference_steps is None and sigmas is not None:
+            num_inference_steps = len(sigmas)
+        if takes_mu and mu is not None and self.config.get("use_dynamic_shifting"):
+            kw["mu"] = mu
+        return cls.set_timesteps(self, num_inference_steps, device, **kw)
+
+    return type(cls.__name__, (cls,), {"set_timesteps": set_timesteps,
+                                       "__doc__": _taking_sigmas.__doc__})
 
 
 def _flow_options(base_config: dict) -> dict:

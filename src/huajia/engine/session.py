@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from huajia.engine.embeddings import encode_weighted
+from huajia.engine.families.base import CallPlan
 from huajia.engine.images import to_pil, to_tensor
 from huajia.engine.schedulers import make_scheduler
 from huajia.errors import HuajiaError
@@ -25,6 +26,7 @@ from huajia.errors import HuajiaError
 if TYPE_CHECKING:
     from PIL import Image
 
+    from huajia.engine.families import Family
     from huajia.engine.parallel import SplitBatch
     from huajia.engine.request import GenerationRequest, LoraSpec
 
@@ -34,6 +36,7 @@ class Holder(Protocol):
     this module does not import the engine that imports it."""
 
     pipe: Any
+    family: Family
     dtype: torch.dtype
     base_scheduler_config: dict
     active_loras: tuple[LoraSpec, ...]
@@ -116,6 +119,7 @@ class Session:
                  hooks: Sequence[ModelHook] = ()):
         self.engine, self.request, self.hooks = engine, request, tuple(hooks)
         self._saved: tuple | None = None
+        self.plan = CallPlan({})  # the family's part of the last pipeline call
 
     def __enter__(self) -> Session:
         pipe = self.engine.pipe
@@ -152,14 +156,15 @@ class Session:
         """One run of the text-to-image pipeline from fresh noise; returns its images (PIL, or
         latents with ``output_type='latent'``)."""
         self.fresh_scheduler()
-        request, pipe = self.request, self.engine.pipe
+        request, pipe, family = self.request, self.engine.pipe, self.engine.family
+        self.plan = family.call_plan(pipe, request, _has_negative(prompt_kwargs))
         cutoff = CfgCutoff.for_request(request, pipe)
-        extra = {"callback_on_step_end_tensor_inputs": cutoff.tensor_inputs} if cutoff else {}
-        images = pipe(
-            **prompt_kwargs, num_inference_steps=request.steps, guidance_scale=request.guidance,
-            guidance_rescale=request.guidance_rescale, width=size[0], height=size[1],
-            num_images_per_prompt=1, generator=generator, output_type=_tensor_type(output_type),
-            callback_on_step_end=self._adapter(callback, cutoff), **extra).images
+        call = {**prompt_kwargs, **self.plan.kwargs, "num_inference_steps": request.steps,
+                "width": size[0], "height": size[1], "num_images_per_prompt": 1,
+                "generator": generator, "output_type": _tensor_type(output_type),
+                **self._callbacks(callback, cutoff)}
+        with family.sized(pipe, size):
+            images = pipe(**call).images
         return self._pictures(images) if output_type == "pil" else images
 
     def repaint(self, prompt_kwargs: dict, latents: torch.Tensor, mask: torch.Tensor,
@@ -218,6 +223,19 @@ class Session:
     def _adapter(self, callback: StepCallback | None, cutoff: CfgCutoff | None = None):
         return _adapter(callback, cutoff, on_not_finite=self._not_finite)
 
+    def _callbacks(self, callback: StepCallback | None, cutoff: CfgCutoff | None) -> dict:
+        """The call's step callbacks: diffusers' step-end callback, or the legacy per-step one
+        (which sees the latents but cannot change them) where a pipeline has only that."""
+        if self.engine.family.step_callback:
+            extra = {"callback_on_step_end_tensor_inputs": cutoff.tensor_inputs} if cutoff else {}
+            return {"callback_on_step_end": self._adapter(callback, cutoff), **extra}
+        adapter = self._adapter(callback)
+
+        def legacy(index: int, timestep, latents: torch.Tensor) -> None:
+            adapter(self.engine.pipe, index, timestep, {"latents": latents})
+
+        return {"callback": legacy, "callback_steps": 1}
+
     def _pictures(self, images: torch.Tensor) -> list:
         """PIL pictures of a pipeline's ``pt`` output (what ``output_type='pil'`` would give),
         after checking that the VAE decoded finite pixels."""
@@ -274,6 +292,14 @@ class CfgCutoff:
         for name in self.tensor_inputs[1:]:
             if kwargs.get(name) is not None:
                 kwargs[name] = kwargs[name].chunk(2)[1]
+
+
+def _has_negative(prompt_kwargs: dict) -> bool:
+    """Does any picture of this call have a negative prompt (as text or as embeddings)?"""
+    negative = prompt_kwargs.get("negative_prompt")
+    if negative is None:
+        return "negative_prompt_embeds" in prompt_kwargs
+    return any(n and n.strip() for n in ([negative] if isinstance(negative, str) else negative))
 
 
 def _tensor_type(output_type: str) -> str:
