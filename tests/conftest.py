@@ -93,6 +93,25 @@ def tiny_sdxl() -> StableDiffusionXLPipeline:
 
 
 @pytest.fixture(scope="session")
+def family_dirs(tmp_path_factory):
+    """Every model family's tiny pipeline (tests/family_fixtures), saved once per session:
+    {name: folder}."""
+    import time
+
+    from tests.family_fixtures import FAMILIES, saved
+
+    root = tmp_path_factory.mktemp("families")
+    folders, seconds = {}, {}
+    for name in FAMILIES:
+        start = time.perf_counter()
+        folders[name] = saved(name, root)
+        seconds[name] = time.perf_counter() - start
+    print("\nbuild + save: " + ", ".join(f"{n} {s:.2f}s" for n, s in seconds.items())
+          + f"; all {sum(seconds.values()):.1f}s")
+    return folders
+
+
+@pytest.fixture(scope="session")
 def sd_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-sd")
     tiny_sd().save_pretrained(folder)

@@ -6,28 +6,13 @@ same seed, and its negative prompt reaches the picture."""
 from __future__ import annotations
 
 import inspect
-import time
 
 import numpy as np
 import pytest
 import torch
-from tests.family_fixtures import FAMILIES, NATIVE, PIPELINES, call_kwargs, prepare, saved
+from tests.family_fixtures import FAMILIES, NATIVE, PIPELINES, call_kwargs, prepare
 
 MAX_FOLDER_BYTES = 5 * 2**20
-
-
-@pytest.fixture(scope="session")
-def family_dirs(tmp_path_factory):
-    """Every family's fixture, built and saved once per session: {name: folder}."""
-    root = tmp_path_factory.mktemp("families")
-    folders, seconds = {}, {}
-    for name in FAMILIES:
-        start = time.perf_counter()
-        folders[name] = saved(name, root)
-        seconds[name] = time.perf_counter() - start
-    print("\nbuild + save: " + ", ".join(f"{n} {s:.2f}s" for n, s in seconds.items())
-          + f"; all {sum(seconds.values()):.1f}s")
-    return folders
 
 
 def _size(folder) -> int:

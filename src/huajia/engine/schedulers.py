@@ -137,6 +137,10 @@ def make_scheduler(name: str | None, base_config: dict):
     cls = _class(class_name)
     options = dict(sampler.options) | dict(SCHEDULES[schedule])
     if flow and not class_name.startswith("FlowMatch"):
+        if schedule in ("karras", "exponential", "beta"):  # these space VP sigmas: NaN here
+            raise HuajiaError(f"the '{schedule}' schedule spaces noise-prediction sigmas; on a "
+                              f"flow-matching model use '{sampler.name}' (its sigmas follow the "
+                              f"model's shift) or 'euler_{schedule}'")
         options |= _flow_options(base_config)
     if flow:
         cls = _taking_sigmas(cls)

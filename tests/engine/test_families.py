@@ -1,0 +1,146 @@
+"""Every model family through the Engine: recognised, painted with a prompt, a negative prompt,
+A1111 weights and BREAK, seeds, n, styles and samplers (flow-aware where needed), guidance as the
+family means it, and one-line refusals of what a family cannot do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tests.family_fixtures import FAMILIES
+
+from huajia.engine.engine import Engine
+from huajia.engine.infotext import parse_infotext
+from huajia.engine.request import GenerationRequest
+from huajia.errors import HuajiaError
+
+FAMILY_OF = {"sd15": "sd", "pixart_sigma": "pixart_sigma"}  # fixture name → family name
+FLOW = {"sd3", "flux", "chroma", "qwenimage", "zimage", "sana", "lumina2", "hidream"}
+SMALL = {"steps": 2, "width": 64, "height": 64}
+
+
+@pytest.fixture(scope="module")
+def engines(family_dirs):
+    return {}  # built on first use, one per family for the module
+
+
+def _engine(engines, family_dirs, name: str) -> Engine:
+    if name not in engines:
+        engines[name] = Engine(str(family_dirs[name]))
+    return engines[name]
+
+
+def _pixels(image) -> np.ndarray:
+    return np.asarray(image, dtype=np.float64)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_each_family_paints_what_was_asked(engines, family_dirs, name):
+    engine = _engine(engines, family_dirs, name)
+    assert engine.family.name == FAMILY_OF.get(name, name)
+    facts = engine.family.describe(engine.pipe)
+    assert facts["prediction"] == "flow" if name in FLOW else facts["prediction"] != "flow"
+    request = GenerationRequest("(red:1.5) circle BREAK a blue square", negative_prompt="blurry",
+                                seed=5, n=2, scheduler="euler", **SMALL)
+    result = engine.generate(request)
+    assert [image.size for image in result.images] == [(64, 64), (64, 64)]
+    assert all(_pixels(image).std() > 1 for image in result.images)
+    assert result.seeds == (5, 6)
+    again = engine.generate(GenerationRequest("(red:1.5) circle BREAK a blue square",
+                                              negative_prompt="blurry", seed=6,
+                                              scheduler="euler", **SMALL))
+    # picture k of a batch is seed + k's picture (batched kernels may move low bits)
+    assert np.abs(_pixels(again.images[0]) - _pixels(result.images[1])).max() <= 2
+    same = engine.generate(GenerationRequest("(red:1.5) circle BREAK a blue square",
+                                             negative_prompt="blurry", seed=6,
+                                             scheduler="euler", **SMALL))
+    assert np.array_equal(_pixels(again.images[0]), _pixels(same.images[0]))  # same seed
+    fields = parse_infotext(result.infotexts[0])
+    assert fields["Sampler"] == "Euler" and fields["Seed"] == "5" and fields["Size"] == "64x64"
+    weighted = engine.family.weighted
+    assert weighted or any("prompt weights" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_samplers_by_name_and_flow_samplers_on_flow_models(engines, family_dirs, name):
+    engine = _engine(engines, family_dirs, name)
+    pictures = {}
+    for sampler in ("euler", "dpmpp_2m", "unipc", "Euler Karras" if name in FLOW else
+                    "DPM++ 2M Karras"):
+        image = engine.generate(GenerationRequest("a red circle", seed=1, scheduler=sampler,
+                                                  **SMALL)).images[0]
+        assert _pixels(image).std() > 1, sampler
+        pictures[sampler] = _pixels(image)
+    if name in FLOW:
+        with pytest.raises(HuajiaError, match="cannot serve a flow-matching model; use one of"):
+            engine.generate(GenerationRequest("a red circle", scheduler="euler_a", **SMALL))
+        with pytest.raises(HuajiaError, match="schedule spaces noise-prediction sigmas"):
+            engine.generate(GenerationRequest("a red circle", scheduler="dpmpp_2m_karras",
+                                              **SMALL))
+    else:
+        assert engine.generate(GenerationRequest("a red circle", scheduler="Euler a",
+                                                 **SMALL)).images
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_the_negative_prompt_and_the_style_reach_the_picture(engines, family_dirs, name):
+    engine = _engine(engines, family_dirs, name)
+    plain = engine.generate(GenerationRequest("a red circle", seed=2, **SMALL)).images[0]
+    negative = engine.generate(GenerationRequest("a red circle", seed=2,
+                                                 negative_prompt="a green square",
+                                                 **SMALL)).images[0]
+    styled = engine.generate(GenerationRequest("a red circle", seed=2, style="cyberpunk",
+                                               **SMALL))
+    assert not np.array_equal(_pixels(plain), _pixels(negative))
+    assert not np.array_equal(_pixels(plain), _pixels(styled.images[0]))
+    assert parse_infotext(styled.infotexts[0])["Prompt"].startswith("cyberpunk a red circle")
+
+
+@pytest.mark.parametrize("name", sorted(set(FAMILIES) - {"sd15", "sdxl"}))
+def test_what_a_family_cannot_do_is_one_line(engines, family_dirs, name):
+    engine = _engine(engines, family_dirs, name)
+    with pytest.raises(HuajiaError, match="guidance_rescale is not available on") as caught:
+        engine.generate(GenerationRequest("a red circle", guidance_rescale=0.7, **SMALL))
+    assert "\n" not in str(caught.value)
+    with pytest.raises(HuajiaError, match="cfg_cutoff is not available on"):
+        engine.generate(GenerationRequest("a red circle", cfg_cutoff=0.5, **SMALL))
+    step = engine.family.size_multiple(engine.pipe)
+    if step > 8:
+        with pytest.raises(HuajiaError, match=f"paints sizes in multiples of {step}"):
+            engine.generate(GenerationRequest("a red circle", steps=1, width=72, height=64,
+                                              upscaler="none"))
+
+
+def test_flux_guidance_is_distilled_and_a_negative_prompt_turns_on_true_cfg(engines, family_dirs):
+    engine = _engine(engines, family_dirs, "flux")
+    plain = engine.generate(GenerationRequest("a red circle", seed=3, guidance=3.5, **SMALL))
+    fields = parse_infotext(plain.infotexts[0])
+    assert fields["Distilled CFG Scale"] == "3.5" and fields["CFG scale"] == "1"
+    negative = engine.generate(GenerationRequest("a red circle", seed=3, guidance=3.5,
+                                                 negative_prompt="blue", true_guidance=4.0,
+                                                 **SMALL))
+    assert parse_infotext(negative.infotexts[0])["CFG scale"] == "4.0"
+    assert not np.array_equal(_pixels(plain.images[0]), _pixels(negative.images[0]))
+    other = engine.generate(GenerationRequest("a red circle", seed=3, guidance=1.5, **SMALL))
+    assert not np.array_equal(_pixels(plain.images[0]), _pixels(other.images[0]))
+
+
+def test_flux_schnell_says_guidance_had_no_effect(tmp_path):
+    from tests.family_fixtures import saved
+
+    engine = Engine(str(saved("flux_schnell", tmp_path)))
+    result = engine.generate(GenerationRequest("a red circle", seed=1, **SMALL))
+    assert any("takes no guidance" in w for w in result.warnings)
+    assert "Distilled CFG Scale" not in parse_infotext(result.infotexts[0])
+
+
+def test_a_pipeline_that_cannot_be_told_needs_family(family_dirs):
+    from diffusers import DiffusionPipeline
+
+    from huajia.engine.families import detect
+
+    pipe = DiffusionPipeline.from_pretrained(str(family_dirs["sd3"]))
+    assert detect(pipe).name == "sd3"
+    with pytest.raises(HuajiaError, match="unknown family 'sd4'; known: sd, sdxl, kolors"):
+        detect(pipe, "sd4")
+    with pytest.raises(HuajiaError, match="cannot tell which model family a object is"):
+        detect(object())
