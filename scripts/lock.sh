@@ -19,7 +19,7 @@ if compgen -G "${PIP_FIND_LINKS:-/opt/wheels}/torch-2.13.0+cpu-*.whl" >/dev/null
 else
   torch_source=(--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 fi
-"$PYTHON" -m uv pip compile pyproject.toml --extra dev --extra ray --extra upscale \
+"$PYTHON" -m uv pip compile pyproject.toml --extra dev --extra ray --extra upscale --extra quant \
   --constraints "$tmp/constraints.txt" --excludes "$tmp/excludes.txt" "${torch_source[@]}" \
   --python-version 3.11 --no-emit-find-links --no-emit-index-url \
   --custom-compile-command "bash scripts/lock.sh" --quiet -o requirements.lock

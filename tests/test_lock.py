@@ -22,7 +22,7 @@ def _locked() -> dict[str, str]:
 def test_the_lock_pins_every_declared_dependency_inside_its_range():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = [*project["dependencies"]]
-    for extra in ("dev", "ray", "upscale"):
+    for extra in ("dev", "ray", "upscale", "quant"):
         declared += project["optional-dependencies"][extra]
     locked = _locked()
     for line in declared:

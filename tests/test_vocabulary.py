@@ -14,6 +14,7 @@ from huajia.cli import app
 from huajia.cli_common import vocabulary_options
 from huajia.curation.runner import FilterOptions
 from huajia.engine.expansion import ExpansionOptions
+from huajia.engine.loading import LoadOptions
 from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
 from huajia.params import canonical, flag, params
@@ -23,7 +24,8 @@ from huajia.thinking.options import CriticOptions, ThinkOptions
 from huajia.training.recipes import BaseRecipe, LoraRecipe
 from huajia.training.rl.recipe import RLRecipe
 
-COMMANDS = {GenerationRequest: ("generate", "think"), ThinkOptions: ("think",)}
+COMMANDS = {GenerationRequest: ("generate", "think"), ThinkOptions: ("think",),
+            LoadOptions: ("generate", "think")}
 CASES = [(cls, name, field, spec) for cls in COMMANDS
          for name, (field, spec) in params(cls).items()]
 
@@ -127,7 +129,8 @@ def test_vocabulary_dataclasses_are_frozen_and_keyword_only():
 WHOLE = {GenerationRequest: {"generate", "think"}, ThinkOptions: {"think"},
          CriticOptions: {"think", "compare"}, ExpansionOptions: {"generate", "think"},
          BaseRecipe: {"train base"}, LoraRecipe: {"train lora"}, RLRecipe: {"train rl"},
-         ServeConfig: {"serve"}, FilterOptions: {"curate"}}
+         ServeConfig: {"serve"}, FilterOptions: {"curate"},
+         LoadOptions: {"generate", "think", "compare", "series"}}
 
 
 def _callbacks(typer_app=app, prefix=()):

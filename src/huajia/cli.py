@@ -6,6 +6,7 @@ User errors (``HuajiaError``) print one line and exit 2; nothing here holds logi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -28,6 +29,7 @@ from huajia.cli_common import (
 )
 from huajia.cli_eval import register as register_metrics
 from huajia.cli_finish import register as register_finishing
+from huajia.cli_models import register as register_models
 from huajia.cli_paint import register as register_painting
 from huajia.cli_serve import register as register_serving
 from huajia.cli_train import app as train_app
@@ -47,6 +49,7 @@ register_painting(app)
 register_finishing(app)
 register_serving(app)
 register_batch(app)
+register_models(app)
 register_metrics(eval_app)
 
 
@@ -297,6 +300,9 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # torchao (the optional int8 quantizer) logs its unused CUDA kernels and torch notes at import
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     for category in (FutureWarning, DeprecationWarning, UserWarning):
         warnings.filterwarnings("ignore", category=category)
 

@@ -280,11 +280,34 @@ def build_request(prompt: str, size: str | None, lora: list[str], **fields):
     return request
 
 
-def open_engine(model: str, expander=None):
+def check_family(name: str | None) -> str | None:
+    """``--family``: a name no family has is a one-line error before any model loads."""
+    if name is not None:
+        from huajia.engine.families import by_name
+
+        by_name(name)
+    return name
+
+
+def _family_option():
+    """``--family`` of the commands that load a model: ``ServeConfig.family``'s help."""
+    from huajia.params import describe, params
+    from huajia.serving.config import ServeConfig
+
+    return typer.Option(None, "--family", callback=check_family,
+                        help=describe(params(ServeConfig)["family"][1]))
+
+
+FAMILY = _family_option()
+
+
+def open_engine(model: str, expander=None, family: str | None = None, load=None):
+    """The Engine of ``model`` (``family`` forces its model family: ``--family``; ``load``:
+    the ``LoadOptions`` flags, ``--dtype``, ``--quantize``, ``--offload``, …)."""
     from huajia.engine.engine import Engine
     from huajia.world.parser import unknown_words
 
-    return Engine(model, vocabulary=unknown_words, expander=expander)
+    return Engine(model, vocabulary=unknown_words, expander=expander, family=family, load=load)
 
 
 def write_results(result, out: Path) -> None:

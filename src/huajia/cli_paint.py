@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from huajia.cli_common import (
+    FAMILY,
     LORA_HELP,
     MODEL_HELP,
     SIZE_HELP,
@@ -28,6 +29,7 @@ from huajia.cli_common import (
 )
 from huajia.drawing import check_font_for
 from huajia.engine.expansion import ExpansionOptions
+from huajia.engine.loading import LoadOptions
 from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
 from huajia.thinking.options import CriticOptions, ThinkOptions
@@ -39,17 +41,19 @@ PROMPT = typer.Argument(..., help="What to paint (English or 中文; A1111 (word
 REQUEST = Options(GenerationRequest, build=False)  # the command adds the prompt, size and LoRAs
 
 
-@vocabulary_options(request=REQUEST, expansion=ExpansionOptions)
+@vocabulary_options(request=REQUEST, expansion=ExpansionOptions, load=LoadOptions)
 def generate(
     prompt: str = PROMPT,
     size: str = typer.Option(None, help=SIZE_HELP),
     lora: list[str] = typer.Option([], "--lora", help=LORA_HELP),
     styles_file: Path = STYLES_FILE,
     model: str = typer.Option("embedded", help=MODEL_HELP),
+    family: str = FAMILY,
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder for the PNGs."),
     *,
     request: Given,
     expansion: ExpansionOptions,
+    load: LoadOptions,
 ) -> None:
     """Generate images; each PNG carries A1111 'parameters' infotext."""
     from huajia.world.dataset import prepare_out_dir
@@ -58,7 +62,7 @@ def generate(
     expander = expansion.expander()
     expander.check(painted.expand, painted.prompt)  # unknown wildcards, no LLM: before any work
     prepare_out_dir(out)
-    engine = open_engine(model, expander)
+    engine = open_engine(model, expander, family, load)
     steps = painted.steps
     second = (int((painted.hires_steps or steps) * painted.hires_denoise)
               if painted.hires_scale > 1 else 0)
@@ -68,7 +72,7 @@ def generate(
 
 
 @vocabulary_options(request=REQUEST, options=ThinkOptions, critics=CriticOptions,
-                    expansion=ExpansionOptions)
+                    expansion=ExpansionOptions, load=LoadOptions)
 def think(
     prompt: str = typer.Argument(None, help="What to paint (English or 中文; A1111 "
                                             "(word:1.5) works); omitted with --infotext."),
@@ -76,6 +80,7 @@ def think(
     lora: list[str] = typer.Option([], "--lora", help=LORA_HELP),
     styles_file: Path = STYLES_FILE,
     model: str = typer.Option("embedded", help=MODEL_HELP),
+    family: str = FAMILY,
     infotext: Path = typer.Option(None, "--infotext", help="Repaint a thinking run's picture: "
                                   "a PNG it wrote (or its infotext as text); its prompt, seed, "
                                   "sampler, size, critic and think options replace the flags."),
@@ -85,6 +90,7 @@ def think(
     options: ThinkOptions,
     critics: CriticOptions,
     expansion: ExpansionOptions,
+    load: LoadOptions,
 ) -> None:
     """Paint while thinking: writes final.png, thoughts.json and timeline.png (one set per
     picture, in numbered subfolders when -n is above 1)."""
@@ -109,7 +115,7 @@ def think(
         check_plan(critic_impl, plan_prompt(painted.prompt))
     check_font_for(painted.prompt)  # the timeline speaks the prompt's language
     prepare_out_dir(out)
-    results = Thinker(open_engine(model, expander), critic_impl, options).think_all(
+    results = Thinker(open_engine(model, expander, family, load), critic_impl, options).think_all(
         painted, on_thought=lambda i, t: console.print(
             f"[cyan]thought[/] {thought_lines(t)}", highlight=False))
     for index, result in enumerate(results, 1):
@@ -137,14 +143,16 @@ def _from_infotext(path: Path, lora: list[str]):
 
 
 @vocabulary_options(request=Options(GenerationRequest, only=("seed", "steps", "guidance"),
-                                    build=False), critics=CriticOptions)
+                                    build=False), critics=CriticOptions, load=LoadOptions)
 def compare(
     prompt: str = PROMPT,
     model: str = typer.Option("embedded", help=MODEL_HELP),
+    family: str = FAMILY,
     out: Path = typer.Option(Path("compare.png"), "--out"),
     *,
     request: Given,
     critics: CriticOptions,
+    load: LoadOptions,
 ) -> None:
     """Plain generation vs thinking while painting, same seed, side by side."""
     from huajia.thinking.critics import check_plan
@@ -158,7 +166,7 @@ def compare(
     check_plan(critic_impl, plan)
     check_font_for(prompt)
     prepare_out_dir(out.parent if str(out.parent) else Path("."))
-    engine = open_engine(model)
+    engine = open_engine(model, family=family, load=load)
     plain = engine.generate(painted)
     plain_note = critic_impl.inspect(plain.images[0], plan, ThinkOptions.threshold).summary
     # the same seed as the plain picture (drawn there when --seed is left out)
@@ -170,15 +178,17 @@ def compare(
 
 
 @vocabulary_options(request=Options(GenerationRequest, build=False, only=(
-    "negative_prompt", "steps", "guidance", "style")))
+    "negative_prompt", "steps", "guidance", "style")), load=LoadOptions)
 def series(
     prompts_file: Path = typer.Argument(..., help="One prompt per line."),
     seed: int = typer.Option(0, help="Seed of the first panel (then seed+1, …)."),
     lora: list[str] = typer.Option([], "--lora", help=LORA_HELP),
     model: str = typer.Option("embedded", help=MODEL_HELP),
+    family: str = FAMILY,
     grid: Path = typer.Option(Path("series.png"), "--grid", help="Contact sheet PNG."),
     *,
     request: Given,
+    load: LoadOptions,
 ) -> None:
     """A seeded series: one picture per line, fixed seeds, stitched into a contact sheet."""
     from huajia.engine.infotext import save_png
@@ -189,7 +199,7 @@ def series(
     template = build_request(prompts[0], None, lora, seed=seed, **request.values)
     prepare_out_dir(grid.parent if str(grid.parent) else Path("."))
     with console.status(f"painting {len(prompts)} panels"):
-        panels = make_series(open_engine(model), prompts, template)
+        panels = make_series(open_engine(model, family=family, load=load), prompts, template)
     folder = grid.with_suffix("")
     folder.mkdir(exist_ok=True)
     for index, panel in enumerate(panels, 1):

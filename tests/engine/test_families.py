@@ -110,6 +110,16 @@ def test_what_a_family_cannot_do_is_one_line(engines, family_dirs, name):
                                               upscaler="none"))
 
 
+@pytest.mark.parametrize("name", ["sd15", "sdxl"])
+def test_cfg_rescale_and_cutoff_work_where_they_mean_something(engines, family_dirs, name):
+    engine = _engine(engines, family_dirs, name)
+    result = engine.generate(GenerationRequest("a red circle", seed=1, guidance_rescale=0.7,
+                                               cfg_cutoff=0.5, **SMALL))
+    fields = parse_infotext(result.infotexts[0])
+    assert fields["CFG rescale"] == "0.7" and fields["CFG cutoff"] == "0.5"
+    assert _pixels(result.images[0]).std() > 1
+
+
 def test_flux_guidance_is_distilled_and_a_negative_prompt_turns_on_true_cfg(engines, family_dirs):
     engine = _engine(engines, family_dirs, "flux")
     plain = engine.generate(GenerationRequest("a red circle", seed=3, guidance=3.5, **SMALL))
@@ -144,3 +154,46 @@ def test_a_pipeline_that_cannot_be_told_needs_family(family_dirs):
         detect(pipe, "sd4")
     with pytest.raises(HuajiaError, match="cannot tell which model family a object is"):
         detect(object())
+
+
+@pytest.mark.parametrize("name", ["flux", "chroma", "pixart_sigma", "sd3", "kolors"])
+def test_weights_and_break_reach_the_encoder(engines, family_dirs, name):
+    engine = _engine(engines, family_dirs, name)
+    plain = engine.generate(GenerationRequest("a red circle", seed=1, **SMALL))
+    assert not plain.warnings
+
+    def pixels(prompt: str, **extra) -> np.ndarray:
+        request = GenerationRequest(prompt, seed=1, **SMALL, **extra)
+        return _pixels(engine.generate(request).images[0])
+
+    assert np.array_equal(_pixels(plain.images[0]), pixels("a (red:1.0) circle"))  # weight 1
+    assert not np.array_equal(_pixels(plain.images[0]), pixels("a (red:1.5) circle"))
+    assert not np.array_equal(_pixels(plain.images[0]), pixels("a red BREAK circle"))
+    assert pixels("a (red:1.2) circle", negative_prompt="(blue:1.3) square").std() > 1
+    # a prompt past the encoder's window is chunked, not cut: its last words still count
+    window = engine.family.window
+    long = "red " * window
+    assert not np.array_equal(pixels(long), pixels(long + "and a green triangle"))
+
+
+def test_unweighted_t5_is_the_pipelines_own(engines, family_dirs):
+    import torch
+
+    from huajia.engine.t5_weights import encode_t5
+
+    pipe = _engine(engines, family_dirs, "flux").pipe
+    ours = encode_t5(pipe.tokenizer_2, pipe.text_encoder_2, "a red circle, 两个红色圆形", 512,
+                     masked=False)
+    with torch.no_grad():  # as the pipeline's own call encodes
+        theirs = pipe._get_t5_prompt_embeds("a red circle, 两个红色圆形", max_sequence_length=512)
+    assert torch.equal(ours.embeds, theirs)
+    long = encode_t5(pipe.tokenizer_2, pipe.text_encoder_2, "red " * 600, 512, masked=False)
+    tokens = len(pipe.tokenizer_2("red " * 600, add_special_tokens=False).input_ids)
+    chunks = -(-tokens // 511)
+    assert long.embeds.shape[1] == 512 * chunks and long.mask.sum() == tokens + chunks  # not cut
+
+
+def test_qwen_image_refuses_one_step_in_one_line(engines, family_dirs):
+    engine = _engine(engines, family_dirs, "qwenimage")
+    with pytest.raises(HuajiaError, match="needs at least 2 steps"):
+        engine.generate(GenerationRequest("a red circle", steps=1, width=64, height=64))

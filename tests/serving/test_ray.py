@@ -92,6 +92,9 @@ def test_the_openai_sdk_gets_pictures_and_errors_keep_their_shape(ray_server, tm
     cached = sdk.images.generate(prompt="two red circles", n=2, extra_body={"steps": 3,
                                                                             "seed": 7})
     assert [d.b64_json for d in again.data] == [d.b64_json for d in cached.data]
+    listed = httpx.get(f"{url}/v1/models", timeout=30).json()["data"]
+    assert listed[0]["huajia"]["family"] == "sd"  # a replica's facts, through the ingress
+    assert [m.id for m in sdk.models.list()] == [m["id"] for m in listed]
     with pytest.raises(openai.BadRequestError):
         sdk.images.generate(prompt="a red circle", n=99)
     over_ray = httpx.post(f"{url}/v1/images/generations", json=BAD, timeout=30)

@@ -20,9 +20,12 @@ MIN_SIDE, MAX_SIDE = 64, 2048
 FEATHER_PX = 2  # the blend's soft inner edge (A1111's "Mask blur")
 
 
-def edit_size(image: Image.Image, size: tuple[int, int] | None) -> tuple[int, int]:
-    """The size an edit paints at: the asked size, or the picture's rounded to multiples of 8."""
-    width, height = size or (round(image.width / 8) * 8, round(image.height / 8) * 8)
+def edit_size(image: Image.Image, size: tuple[int, int] | None,
+              multiple: int = 8) -> tuple[int, int]:
+    """The size an edit paints at: the asked size, or the picture's rounded to ``multiple``
+    (the model's size multiple)."""
+    width, height = size or (max(multiple, round(image.width / multiple) * multiple),
+                             max(multiple, round(image.height / multiple) * multiple))
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
         raise HuajiaError(f"the picture is {image.width}x{image.height}; edits work from "
                           f"{MIN_SIDE} to {MAX_SIDE} pixels a side")

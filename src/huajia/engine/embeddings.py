@@ -24,9 +24,11 @@ class Encoded:
     pooled: torch.Tensor | None = None  # (1, D2) for SDXL-style pipelines
 
 
-def _chunks(tokenizer, prompt: str) -> list[tuple[list[int], list[float]]]:
-    """Token ids (no BOS/EOS) and weights, cut into chunks of window - 2 tokens."""
-    width = tokenizer.model_max_length - 2
+def token_chunks(tokenizer, prompt: str, width: int | None = None
+                 ) -> list[tuple[list[int], list[float]]]:
+    """Token ids (no special tokens) and their weights, cut into chunks of ``width`` tokens
+    (CLIP: its window less BOS and EOS) and at each BREAK."""
+    width = width or tokenizer.model_max_length - 2
     chunks: list[tuple[list[int], list[float]]] = [([], [])]
     for segment in parse_weights(prompt):
         if segment.weight < 0 and segment.text == BREAK:
@@ -79,7 +81,7 @@ def _weighted(hidden: torch.Tensor, weights: list[float]) -> torch.Tensor:
 
 
 def _even(tokenizer, prompt: str, negative: str):
-    a, b = _chunks(tokenizer, prompt), _chunks(tokenizer, negative)
+    a, b = token_chunks(tokenizer, prompt), token_chunks(tokenizer, negative)
     while len(a) < len(b):
         a.append(([], []))
     while len(b) < len(a):

@@ -20,8 +20,7 @@ import torch
 from PIL import Image
 
 from huajia.engine import families, loading
-from huajia.engine.edits import FEATHER_PX, composite, edit_size, latent_mask, read_mask
-from huajia.engine.embeddings import encode_weighted
+from huajia.engine.edits import FEATHER_PX, composite, edit_size, read_mask
 from huajia.engine.expansion import PromptExpander
 from huajia.engine.facts import ModelFacts
 from huajia.engine.infotext import format_infotext
@@ -74,11 +73,17 @@ def _stack(all_kwargs: list[dict], counts: list[int]) -> dict:
     stacked = {}
     for key in first:
         tensors = [kw[key] for kw in all_kwargs]
-        longest = max(t.shape[1] for t in tensors) if tensors[0].ndim == 3 else 0
+        if not torch.is_tensor(tensors[0]):  # e.g. PixArt's negative_prompt=None beside embeds
+            stacked[key] = tensors[0]
+            continue
+        sequence = tensors[0].ndim == 3 or key.endswith("attention_mask")
+        longest = max(t.shape[1] for t in tensors) if sequence else 0
         rows = []
         for tensor, n in zip(tensors, counts, strict=True):
-            if tensor.ndim == 3 and tensor.shape[1] < longest:  # pad short prompts' chunks
-                pad = tensor[:, -1:].expand(-1, longest - tensor.shape[1], -1)
+            if sequence and tensor.shape[1] < longest:  # pad short prompts' chunks
+                extra = longest - tensor.shape[1]
+                pad = tensor.new_zeros(1, extra) if tensor.ndim == 2 else \
+                    tensor[:, -1:].expand(-1, extra, -1)  # masks: hidden; embeddings: padding
                 tensor = torch.cat([tensor, pad], dim=1)
             rows.append(tensor.expand(n, *tensor.shape[1:]))
         stacked[key] = torch.cat(rows)
@@ -96,28 +101,38 @@ class _ProgressCallback:
 class Engine:
     """Holds one pipeline. Create it once and call ``generate`` many times.
 
-    ``Engine("embedded")``, ``Engine("path/to/diffusers-folder")``, a hub id, or an already
-    built pipeline: ``Engine(pipe=pipe)`` / ``Engine.from_pipe(pipe)`` (as diffusers'
+    ``Engine("embedded")``, ``Engine("path/to/diffusers-folder")``, a hub id, a checkpoint
+    file (``.safetensors``, ``.ckpt``, ``.gguf``; ``load.model_config`` for what it lacks), or
+    an already built pipeline: ``Engine(pipe=pipe)`` / ``Engine.from_pipe(pipe)`` (as diffusers'
     ``from_pipe``, the components are shared, not copied). ``vocabulary`` checks each prompt
     for words the model never learned (e.g. ``huajia.world.parser.unknown_words`` for models
-    trained on the shapes world); they come back as warnings.
+    trained on the shapes world); they come back as warnings. ``load`` (``LoadOptions``):
+    precision, quantization, offloading, VAE tiling and slicing, attention backend, step cache
+    (docs/loading.md); ``load_record`` says how the model runs.
     """
 
     def __init__(self, model: str = loading.EMBEDDED, *, device: str | None = None,
                  pipe=None, vocabulary: Vocabulary | None = None,
                  expander: PromptExpander | None = None, split_batch: bool = True,
-                 trace: bool = True, trace_after: int = 40, family: str | None = None):
+                 trace: bool = True, trace_after: int = 40, family: str | None = None,
+                 load: loading.LoadOptions | None = None):
+        self.load = load or loading.LoadOptions()
         if pipe is None:
             self.source = loading.resolve_model(model)
-            self.device, self.dtype = loading.pick_device(device)
-            self.pipe = loading.load_pipeline(self.source, self.device, self.dtype)
+            self.device, self.dtype = loading.pick_device(device, self.load.dtype)
+            self.pipe = loading.load_pipeline(self.source, self.device, self.dtype, self.load,
+                                              family)
         else:
+            loading.check_built(self.load)
             name = model if model != loading.EMBEDDED else \
                 getattr(pipe, "name_or_path", None) or "custom"
             self.source = loading.ModelSource(name, "", False, False)
             self.device, self.dtype = pipe.device, pipe.dtype
             self.pipe = pipe
         self.family = families.detect(self.pipe, family)
+        # how it runs (precision, quantization, offload, VAE tiling, attention, step cache)
+        self.load_record = loading.configure(self.pipe, self.family, self.load,
+                                             torch.device(self.device), self.source)
         self.base_scheduler_config = dict(self.pipe.scheduler.config)
         self.model_hash = loading.model_hash(self.source, self.pipe)
         self.vocabulary = vocabulary
@@ -127,10 +142,10 @@ class Engine:
         # (``parallel``); GPUs batch natively
         cores = torch.get_num_threads() if split_batch else 1
         on_cpu = torch.device(self.device).type == "cpu"
+        trace = trace and self.load_record["quantize"] == "none"  # no traces of quantized weights
         self.split = SplitBatch(min(cores, 4), trace=trace, state=lambda: self.active_loras,
                                 trace_after=trace_after) \
             if on_cpu and (cores > 1 or trace) and self.family.cpu_split else None
-        self.weighted = self.family.weighted
         self.loaded_loras: tuple = ()
         self.active_loras: tuple = ()
         self.new_words: tuple[str, ...] = ()
@@ -144,13 +159,15 @@ class Engine:
                    vocabulary=vocabulary, expander=expander)
 
     def warm_up(self) -> None:
-        """One denoising step through every component (and the denoiser's trace made now),
-        so the first real request does not pay the set-up."""
+        """Two denoising steps through every component (and the denoiser's trace made now),
+        so the first real request does not pay the set-up. Two, not one: a flow schedule
+        stretched to a terminal sigma (Qwen-Image's ``shift_terminal``) divides by zero in a
+        single step and paints NaN."""
         if self.split is not None and self.split.traces is not None:
             self.split.traces.trace_next()
         side = min(self.native_size, 256) // self.family.size_multiple(self.pipe) * \
             self.family.size_multiple(self.pipe)
-        self.generate(GenerationRequest("warm-up", seed=0, steps=1, width=max(side, 64),
+        self.generate(GenerationRequest("warm-up", seed=0, steps=2, width=max(side, 64),
                                         height=max(side, 64)))
 
     @property
@@ -172,10 +189,12 @@ class Engine:
 
     @functools.cached_property
     def facts(self) -> ModelFacts:
-        """Name, hash, native size and tokenizer: what a front end needs to bound a request."""
+        """Name, hash, sizes, tokenizer and the family's description (with how the model
+        runs: ``load_record``): what a front end needs to check and bound a request and to
+        describe the model."""
         return ModelFacts(self.source.name, self.model_hash, self.native_size,
-                          getattr(self.pipe, "tokenizer", None),
-                          self.family.size_multiple(self.pipe))
+                          getattr(self.pipe, "tokenizer", None), self.family.size_multiple(self.pipe),
+                          {**self.family.describe(self.pipe), "loading": dict(self.load_record)})
 
     def base_size(self, request: GenerationRequest) -> tuple[int, int]:
         return self.facts.base_size(request)
@@ -304,10 +323,17 @@ class Engine:
 
     def _repaint_picture(self, request: GenerationRequest, image: Image.Image, area: np.ndarray,
                          strength: float, keep_outside: bool) -> GenerationResult:
+        """Each seed's picture painted again: a masked edit through the family's inpainting
+        pipeline (or huajia's partial denoise), a variation through its image-to-image one."""
         if not 0 < strength <= 1:
             raise HuajiaError(f"strength={strength} is out of range; use above 0 up to 1")
+        if int(request.steps * strength) < 1:
+            raise HuajiaError(f"strength={strength} of {request.steps} steps paints no step; "
+                              f"use more steps or a higher strength")
         start = time.perf_counter()
-        size = edit_size(image, (request.width, request.height) if request.width else None)
+        asked = (request.width, request.height) if request.width else None
+        size = edit_size(image, asked, self.family.size_multiple(self.pipe))
+        self.family.check_size(self.pipe, size)
         picture = image.convert("RGB")
         if picture.size != size:
             picture = picture.resize(size, Image.Resampling.LANCZOS)
@@ -315,17 +341,21 @@ class Engine:
             area = (area > 0.5).astype(np.float32)
         with self.session(request) as run:
             prep = self.prepare(request)
-            latents = run.encode_image(picture)
-            mask = latent_mask(area, tuple(latents.shape[-2:]), latents.device)
             images = []
             for seed in prep.seeds:
-                painted = run.decode(run.repaint(prep.kwargs, latents, mask, strength, seed))
-                images.append(composite(painted, picture, area) if keep_outside else painted)
+                generator = torch.Generator(device="cpu").manual_seed(seed)
+                if keep_outside:
+                    painted = run.inpaint(prep.kwargs, picture, area, strength, generator)
+                    images.append(composite(painted, picture, area))
+                else:
+                    images += run.img2img(prep.kwargs, [picture], strength, request.steps,
+                                          [generator])
         images = [sharpen(i, request.sharpen) for i in images]
-        fields = self.infotext_fields(request, size, self.sampler_for(request))
+        fields = {**self.infotext_fields(request, size, self.sampler_for(request)), **run.plan.fields}
         fields.update({"Denoising strength": strength,
                        **({"Mask blur": FEATHER_PX} if keep_outside else {})})
-        return self._result(request, prep, images, fields, {"total_s": time.perf_counter() - start})
+        return self._result(request, prep, images, fields, {"total_s": time.perf_counter() - start},
+                            run.plan.notes)
 
     def hires_fix(self, image: Image.Image, request: GenerationRequest, seed: int) -> Image.Image:
         """The hires fix on an already painted picture (the thinking loop's result)."""
@@ -335,8 +365,9 @@ class Engine:
 
     def _hires_pass(self, run: Session, request: GenerationRequest, kwargs: dict,
                     latents: torch.Tensor, seeds: list[int], progress=None) -> list[Image.Image]:
-        """A1111's hires fix: the first pass's pictures upscaled (in latent space, or decoded
-        and upscaled by Lanczos or a model file), then painted again at the new size from
+        """A1111's hires fix: the first pass's pictures upscaled (in latent space, the
+        session's unpacked latents, or decoded and upscaled by Lanczos or a model file), then
+        painted again at the new size (in the family's multiples, ``hires_size``) from
         ``hires_denoise`` of the way back into the noise, with each picture's own seed."""
         target = self.hires_size(request)
         steps = request.hires_steps or request.steps
@@ -358,7 +389,7 @@ class Engine:
         once and kept; only the active set and scales change). Sessions call this."""
         if loras == self.active_loras:
             return
-        self.loaded_loras = apply_loras(self.pipe, loras, self.loaded_loras)
+        self.loaded_loras = apply_loras(self.pipe, loras, self.loaded_loras, self.family)
         for spec in loras:
             if spec.path not in self.lora_words:
                 self.lora_words[spec.path] = read_new_words(spec.path)
@@ -396,15 +427,9 @@ class Engine:
         return sampler_label(request.scheduler, self.base_scheduler_config)
 
     def prompt_kwargs(self, prompt: str, negative: str) -> dict:
-        if not self.weighted:  # the family's own encode_prompt takes the strings
-            return self.family.prompt_kwargs(self.pipe, prompt, negative)
-        positive, negative_enc = encode_weighted(self.pipe, prompt, negative)
-        kwargs = {"prompt_embeds": positive.prompt_embeds.to(self.dtype),
-                  "negative_prompt_embeds": negative_enc.prompt_embeds.to(self.dtype)}
-        if positive.pooled is not None:
-            kwargs["pooled_prompt_embeds"] = positive.pooled.to(self.dtype)
-            kwargs["negative_pooled_prompt_embeds"] = negative_enc.pooled.to(self.dtype)
-        return kwargs
+        """What the pipeline takes for ``prompt`` and ``negative``: embeddings with A1111
+        weights where the family applies them, else the strings its own encoder takes."""
+        return self.family.prompt_kwargs(self.pipe, prompt, negative, self.dtype)
 
     def infotext(self, request: GenerationRequest, prompt: str, negative: str,
                  fields: dict) -> str:
@@ -460,5 +485,6 @@ class Engine:
             # <lora:name:scale> tags go in the prompt (``infotext``), as A1111 applies them
             fields["Lora hashes"] = ", ".join(f"{lora_name(lora.path)}: {self.lora_hash(lora)}"
                                               for lora in request.loras)
+        fields.update(loading.infotext_fields(self.load_record))
         fields["Version"] = f"huajia {__version__}"
         return fields

@@ -156,7 +156,9 @@ def _taking_sigmas(cls):
     """``cls`` as flow pipelines drive it: several (Chroma, Qwen-Image, Z-Image, Lumina 2)
     always pass ``sigmas`` (their default spacing) and ``mu`` (a dynamic shift). A solver that
     spaces its own sigmas on the model's shift takes both: the spacing is replaced by its own,
-    and ``mu`` counts only where the model shifts dynamically."""
+    and ``mu`` counts only where the model shifts dynamically. Their image-to-image and
+    inpainting pipelines noise a picture with ``scale_noise``: on flow sigmas a solver's
+    ``add_noise`` is that, (1 − σ)·x + σ·ε."""
     if cls.__name__.startswith("FlowMatch") and \
             "sigmas" in inspect.signature(cls.set_timesteps).parameters:
         return cls
@@ -169,8 +171,13 @@ def _taking_sigmas(cls):
             kw["mu"] = mu
         return cls.set_timesteps(self, num_inference_steps, device, **kw)
 
-    return type(cls.__name__, (cls,), {"set_timesteps": set_timesteps,
-                                       "__doc__": _taking_sigmas.__doc__})
+    def scale_noise(self, sample, timestep, noise=None):
+        return self.add_noise(sample, noise, timestep)
+
+    methods = {"set_timesteps": set_timesteps, "__doc__": _taking_sigmas.__doc__}
+    if not hasattr(cls, "scale_noise"):
+        methods["scale_noise"] = scale_noise
+    return type(cls.__name__, (cls,), methods)
 
 
 def _flow_options(base_config: dict) -> dict:

@@ -11,21 +11,24 @@ Step callbacks are small classes in the style of diffusers' ``PipelineCallback``
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import torch
+from PIL import Image
 
+from huajia.engine.edits import latent_mask
 from huajia.engine.embeddings import encode_weighted
 from huajia.engine.families.base import CallPlan
 from huajia.engine.images import to_pil, to_tensor
+from huajia.engine.partial import KeepKnown, first_step, tail_scheduler
 from huajia.engine.schedulers import make_scheduler
 from huajia.errors import HuajiaError
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from huajia.engine.families import Family
     from huajia.engine.parallel import SplitBatch
     from huajia.engine.request import GenerationRequest, LoraSpec
@@ -102,18 +105,6 @@ class StepCallback(Protocol):
     def __call__(self, step: DenoiseStep) -> None: ...
 
 
-class KeepKnown:
-    """Masked repaint: outside ``mask`` the latents follow ``known`` (noised to each step's
-    level), so only the masked part is painted again."""
-
-    def __init__(self, known: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor):
-        self.known, self.noise, self.mask = known, noise, mask
-
-    def __call__(self, step: DenoiseStep) -> None:
-        known_now = step.noised_for_next(self.known, self.noise)
-        step.latents = step.latents * self.mask + known_now * (1 - self.mask)
-
-
 class Session:
     def __init__(self, engine: Holder, request: GenerationRequest,
                  hooks: Sequence[ModelHook] = ()):
@@ -154,7 +145,7 @@ class Session:
     def denoise(self, prompt_kwargs: dict, generator, size: tuple[int, int],
                 callback: StepCallback | None = None, output_type: str = "pil"):
         """One run of the text-to-image pipeline from fresh noise; returns its images (PIL, or
-        latents with ``output_type='latent'``)."""
+        with ``output_type='latent'`` the session's latents: (B, C, h, w), unpacked)."""
         self.fresh_scheduler()
         request, pipe, family = self.request, self.engine.pipe, self.engine.family
         self.plan = family.call_plan(pipe, request, _has_negative(prompt_kwargs))
@@ -165,45 +156,108 @@ class Session:
                 **self._callbacks(callback, cutoff)}
         with family.sized(pipe, size):
             images = pipe(**call).images
+        if output_type == "latent":
+            return family.unpack(pipe, images, size)
         return self._pictures(images) if output_type == "pil" else images
 
+    # -- painting again: edits, variations, the hires fix, thinking's repaints ------------------
+    # Pictures go through the family's diffusers image-to-image or inpainting pipeline where it
+    # has one; latents, and the pictures of a family without one, through huajia's own partial
+    # denoise (engine/partial). The session's latents are the denoiser's, unpacked: (B, C, h, w).
     def repaint(self, prompt_kwargs: dict, latents: torch.Tensor, mask: torch.Tensor,
                 strength: float, seed: int) -> torch.Tensor:
-        """Paint the masked part of ``latents`` again from ``strength`` of the way back into
-        the noise (image-to-image on the same components, known content blended back)."""
-        from diffusers import AutoPipelineForImage2Image
-
-        self.fresh_scheduler()
-        pipe = AutoPipelineForImage2Image.from_pipe(self.engine.pipe)
-        pipe.set_progress_bar_config(disable=True)
-        known = latents.detach().clone()
-        noise = torch.randn(known.shape, generator=torch.Generator().manual_seed(seed),
-                            dtype=known.dtype)
-        request = self.request
-        return pipe(**prompt_kwargs, image=known, strength=strength,
-                    num_inference_steps=request.steps, guidance_scale=request.guidance,
-                    generator=torch.Generator().manual_seed(seed), output_type="latent",
-                    callback_on_step_end=self._adapter(KeepKnown(known, noise, mask))).images
+        """Paint the masked part of ``latents`` (``mask`` at their size, 1 where to paint)
+        again from ``strength`` of the way back into the noise; outside it the latents are
+        kept at every step."""
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        return self.partial(prompt_kwargs, latents, strength, self.request.steps, [generator],
+                            mask=mask)
 
     def img2img(self, prompt_kwargs: dict, image, strength: float, steps: int, generator,
-                callback=None) -> list:
-        """Image-to-image on the same components: ``image`` (pictures, or latents with the
-        VAE's channels) painted again from ``strength`` of the way back into the noise."""
-        from diffusers import AutoPipelineForImage2Image
+                callback: StepCallback | None = None) -> list:
+        """Image-to-image: ``image`` (pictures, or the session's latents) painted again from
+        ``strength`` of the way back into the noise, one generator a picture; PIL pictures."""
+        family, pipe = self.engine.family, self.engine.pipe
+        name = None if torch.is_tensor(image) else family.img2img_pipeline(pipe)
+        if name is not None:
+            return self._sibling(name, prompt_kwargs, steps, generator, callback,
+                                 image=list(image), strength=strength)
+        latents = image if torch.is_tensor(image) else \
+            torch.cat([self.encode_image(picture) for picture in image])
+        return self._decoded(self.partial(prompt_kwargs, latents, strength, steps, generator,
+                                          callback=callback))
+
+    def inpaint(self, prompt_kwargs: dict, picture: Image.Image, area: np.ndarray,
+                strength: float, generator: torch.Generator) -> Image.Image:
+        """A masked edit of ``picture``: its ``area`` ((H, W), 1 where to paint) painted again
+        from ``strength`` of the way back into the noise. The pixels outside the area are the
+        caller's to put back exactly (``edits.composite``)."""
+        family, pipe = self.engine.family, self.engine.pipe
+        name = family.inpaint_pipeline(pipe)
+        if name is not None:
+            mask = Image.fromarray((area * 255).astype(np.uint8), "L")
+            return self._sibling(name, prompt_kwargs, self.request.steps, [generator], None,
+                                 image=[picture], mask_image=[mask], strength=strength)[0]
+        latents = self.encode_image(picture)
+        mask = latent_mask(area, tuple(latents.shape[-2:]), latents.device)
+        return self._decoded(self.partial(prompt_kwargs, latents, strength, self.request.steps,
+                                          [generator], mask=mask))[0]
+
+    def partial(self, prompt_kwargs: dict, latents: torch.Tensor, strength: float, steps: int,
+                generator, *, mask: torch.Tensor | None = None,
+                callback: StepCallback | None = None) -> torch.Tensor:
+        """huajia's own partial denoise (engine/partial): ``latents`` noised to the level of the
+        first step ``strength`` keeps of a ``steps``-step schedule, then painted over the rest
+        by the text-to-image pipeline; where ``mask`` is 0 the known latents are kept at every
+        step. Returns the painted latents (B, C, h, w)."""
+        from diffusers.utils.torch_utils import randn_tensor
+
+        start = first_step(steps, strength)
+        if start >= steps:
+            return latents
+        self.fresh_scheduler()
+        pipe, family = self.engine.pipe, self.engine.family
+        scale = self.latent_scale
+        size = (latents.shape[-1] * scale, latents.shape[-2] * scale)
+        dtype = family.denoiser(pipe).dtype
+        known = latents.to(dtype)
+        noise = randn_tensor(known.shape, generator=generator, device=known.device, dtype=dtype)
+        keep = None
+        if mask is not None:  # (1, 1, h, w) → the pipeline's layout, like the latents
+            mask = mask.to(known.device, dtype).expand(1, known.shape[1], -1, -1)
+            keep = KeepKnown(family.pack(pipe, known), family.pack(pipe, noise),
+                             family.pack(pipe, mask), family)
+        scheduler = tail_scheduler(pipe.scheduler, steps, start,
+                                   family.schedule_kwargs(pipe, size, steps), keep)
+        scheduler.set_timesteps()
+        pipe.scheduler = scheduler
+        self.plan = family.call_plan(pipe, self.request, _has_negative(prompt_kwargs))
+        call = {**prompt_kwargs, **self.plan.kwargs, "num_inference_steps": steps,
+                "width": size[0], "height": size[1], "num_images_per_prompt": 1,
+                "generator": generator, "output_type": "latent",
+                "latents": family.pack(pipe, family.noise_to(scheduler, known, noise, 0)),
+                **self._callbacks(callback, None)}
+        with family.sized(pipe, size):
+            painted = pipe(**call).images
+        return family.unpack(pipe, painted, size)
+
+    def _sibling(self, name: str, prompt_kwargs: dict, steps: int, generator,
+                 callback: StepCallback | None, **inputs) -> list:
+        """One run of the family's diffusers image-to-image or inpainting pipeline ``name``,
+        built on the same components (``from_pipe``): pictures in, PIL pictures out."""
+        import diffusers
 
         self.fresh_scheduler()
-        try:
-            pipe = AutoPipelineForImage2Image.from_pipe(self.engine.pipe)
-        except (ValueError, KeyError) as error:
-            raise HuajiaError(f"{type(self.engine.pipe).__name__} has no image-to-image "
-                              f"pipeline for the hires fix or edits ({error})") from None
-        pipe.set_progress_bar_config(disable=True)
-        if torch.is_tensor(image):
-            image = image.to(self.engine.pipe.vae.dtype)
-        images = pipe(**prompt_kwargs, image=image, strength=strength, num_inference_steps=steps,
-                      guidance_scale=self.request.guidance, generator=generator, output_type="pt",
-                      callback_on_step_end=self._adapter(callback)).images
-        return self._pictures(images)
+        pipe, family = self.engine.pipe, self.engine.family
+        sibling = getattr(diffusers, name).from_pipe(pipe)
+        sibling.set_progress_bar_config(disable=True)
+        width, height = inputs["image"][0].size
+        plan = family.call_plan(pipe, self.request, _has_negative(prompt_kwargs))
+        call = {**prompt_kwargs, **plan.kwargs, **inputs, "num_inference_steps": steps,
+                "width": width, "height": height, "generator": generator, "output_type": "pt",
+                "callback_on_step_end": self._adapter(callback)}
+        call, self.plan = _taken(sibling, call, plan)
+        return self._pictures(sibling(**call).images)
 
     def encode_caption(self, caption: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(1, window, D) embeddings of one caption (its first chunk) and its pooled vector."""
@@ -212,12 +266,15 @@ class Session:
         return encoded.prompt_embeds[:, :pipe.tokenizer.model_max_length], encoded.pooled
 
     def decode(self, latents: torch.Tensor) -> Image.Image:
-        vae = self.engine.pipe.vae
-        with torch.no_grad():
-            pixels = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor).sample
-        if not torch.isfinite(pixels[:1]).all():
+        """The first of the session's latents as a picture (the family's VAE and latent format)."""
+        return self._decoded(latents[:1])[0]
+
+    def _decoded(self, latents: torch.Tensor) -> list:
+        pipe = self.engine.pipe
+        pixels = self.engine.family.to_image(pipe, latents)
+        if not torch.isfinite(pixels).all():
             raise self._not_finite("in the VAE's decode")
-        return to_pil(pixels[:1])[0]
+        return to_pil(pixels)
 
     # -- non-finite results are errors, never black pictures (A1111's NansException) -----------
     def _adapter(self, callback: StepCallback | None, cutoff: CfgCutoff | None = None):
@@ -232,7 +289,10 @@ class Session:
         adapter = self._adapter(callback)
 
         def legacy(index: int, timestep, latents: torch.Tensor) -> None:
-            adapter(self.engine.pipe, index, timestep, {"latents": latents})
+            # such pipelines keep no num_timesteps; the whole schedule is the run (text to image)
+            pipe = self.engine.pipe
+            adapter(pipe, index, timestep, {"latents": latents},
+                    total=len(pipe.scheduler.timesteps))
 
         return {"callback": legacy, "callback_steps": 1}
 
@@ -253,10 +313,8 @@ class Session:
             "LoRAs less weight")
 
     def encode_image(self, image: Image.Image) -> torch.Tensor:
-        vae = self.engine.pipe.vae
-        with torch.no_grad():
-            latents = vae.encode(to_tensor([image]).to(vae.device, vae.dtype))
-        return latents.latent_dist.mode() * vae.config.scaling_factor
+        """A picture as the session's latents (1, C, h, w): the family's VAE and latent format."""
+        return self.engine.family.to_latents(self.engine.pipe, to_tensor([image]))
 
     @property
     def latent_scale(self) -> int:
@@ -302,6 +360,21 @@ def _has_negative(prompt_kwargs: dict) -> bool:
     return any(n and n.strip() for n in ([negative] if isinstance(negative, str) else negative))
 
 
+def _taken(pipeline, call: dict, plan: CallPlan) -> tuple[dict, CallPlan]:
+    """``call`` less what ``pipeline`` does not take (an image-to-image pipeline may lack a
+    text-to-image switch, e.g. SD's CFG rescale), and ``plan`` with a note for each dropped
+    setting that would have mattered (the size is the picture's)."""
+    params = inspect.signature(type(pipeline).__call__).parameters
+    named = {key for key, param in params.items()
+             if param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL)}
+    dropped = [key for key, value in call.items() if key not in named
+               and key not in ("width", "height") and value not in (None, False, 0, "")]
+    notes = tuple(f"{key} is not applied by {type(pipeline).__name__}; it had no effect"
+                  for key in dropped)
+    return ({key: value for key, value in call.items() if key in named},
+            CallPlan(plan.kwargs, plan.fields, plan.notes + notes))
+
+
 def _tensor_type(output_type: str) -> str:
     """The pipeline's output type: pictures come back as tensors so NaN can be seen."""
     return "pt" if output_type == "pil" else output_type
@@ -312,11 +385,12 @@ def _adapter(callback: StepCallback | None, cutoff: CfgCutoff | None = None, *,
     """A diffusers ``callback_on_step_end`` that stops the run at the first step whose latents
     are not finite, shows ``callback`` a ``DenoiseStep`` and stops guidance at the cutoff."""
 
-    def step_end(pipe, index, timestep, kwargs):
+    def step_end(pipe, index, timestep, kwargs, total: int | None = None):
+        total = total or pipe.num_timesteps
         if not torch.isfinite(kwargs["latents"]).all():
-            raise on_not_finite(f"at step {index + 1} of {pipe.num_timesteps}")
+            raise on_not_finite(f"at step {index + 1} of {total}")
         if callback is not None:
-            step = DenoiseStep(index, pipe.num_timesteps, kwargs["latents"], pipe.scheduler)
+            step = DenoiseStep(index, total, kwargs["latents"], pipe.scheduler)
             callback(step)
             kwargs["latents"] = step.latents
             if step.interrupted:

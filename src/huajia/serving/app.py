@@ -247,16 +247,18 @@ def _service_routes(app: FastAPI, service: ImageService, auth: Auth) -> None:
 
     @app.get("/v1/models", response_model=ModelList, responses=ERRORS, tags=["images"])
     def models(owner: str = Depends(auth.caller)) -> ModelList:
-        return ModelList(data=[ModelInfo(id=name, created=0) for name in service.model_names()])
+        details = service.model_details()
+        return ModelList(data=[ModelInfo(id=name, created=0, huajia=details)
+                               for name in service.model_names()])
 
-    @app.get("/v1/models/{model_id}", response_model=ModelInfo, responses=ERRORS,
+    @app.get("/v1/models/{model_id:path}", response_model=ModelInfo, responses=ERRORS,
              tags=["images"])
     def model(model_id: str, owner: str = Depends(auth.caller)) -> ModelInfo:
         if model_id not in service.model_names():
             raise ApiError(404, f"model '{model_id}' is not served here; this server has "
                            f"{', '.join(repr(n) for n in service.model_names())}",
                            param="model", code="model_not_found")
-        return ModelInfo(id=model_id, created=0)
+        return ModelInfo(id=model_id, created=0, huajia=service.model_details())
 
     @app.get("/v1/styles", tags=["images"], responses=ERRORS)
     def styles(owner: str = Depends(auth.caller)) -> dict:

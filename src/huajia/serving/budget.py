@@ -17,15 +17,15 @@ from huajia.thinking.options import ThinkOptions
 CHUNK_TOKENS = 75
 
 
-def prompt_chunks(prompt: str, tokenizer=None) -> int:
-    """The 75-token chunks the engine will encode (an upper bound without a tokenizer: one
-    token per UTF-8 byte)."""
+def prompt_chunks(prompt: str, tokenizer=None, window: int = CHUNK_TOKENS) -> int:
+    """The ``window``-token chunks the engine will encode (CLIP's 75 unless the model's facts
+    say otherwise; an upper bound without a tokenizer: one token per UTF-8 byte)."""
     segments = parse_weights(prompt)
     breaks = sum(s.text == BREAK and s.weight < 0 for s in segments)
     text = " ".join(s.text for s in segments if s.weight >= 0)
     tokens = (len(tokenizer(text, verbose=False).input_ids) if tokenizer is not None
               else len(text.encode("utf-8")))
-    return max(breaks + 1, math.ceil(tokens / CHUNK_TOKENS))
+    return max(breaks + 1, math.ceil(tokens / window))
 
 
 def think_factor(options: ThinkOptions | None) -> float:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huajia.engine.expansion import ExpansionOptions
+from huajia.engine.loading import LoadOptions
 from huajia.errors import HuajiaError
 from huajia.params import check, param, params, same_as
 from huajia.thinking.options import CriticOptions
@@ -43,6 +44,10 @@ def read_api_keys(path: str | Path) -> tuple[str, ...]:
 class ServeConfig:
     data_dir: Path = param(Path("huajia-data"), help="Queue, cache and result images live here.")
     model: str = param("embedded", help="embedded, a diffusers folder or a hub id.")
+    family: str | None = param(None, help="The model family (sd, sdxl, kolors, sd3, flux, "
+                               "chroma, qwenimage, zimage, sana, pixart_sigma, lumina2, "
+                               "hidream), for a pipeline whose family cannot be told (default: "
+                               "told from the pipeline; huajia models PATH shows it).")
     api_keys: tuple[str, ...] = param((), help="File with one API key per line (omitted: no "
                                       "authentication).", cli_type=Path, parse=read_api_keys)
     rate: float = param(2.0, help="Requests per second per API key (token bucket).", low=0.0)
@@ -99,6 +104,15 @@ class ServeConfig:
     llm_model: str | None = same_as(ExpansionOptions, "llm_model")
     llm_key: str | None = same_as(ExpansionOptions, "llm_key")
     llm_timeout_s: float = same_as(ExpansionOptions, "llm_timeout_s")
+    # how the model loads and runs (precision, quantization, offload, VAE tiling, attention, …)
+    dtype: str = same_as(LoadOptions, "dtype")
+    offload: str = same_as(LoadOptions, "offload")
+    vae_tiling: str = same_as(LoadOptions, "vae_tiling")
+    vae_slicing: bool = same_as(LoadOptions, "vae_slicing")
+    quantize: str = same_as(LoadOptions, "quantize")
+    attention: str | None = same_as(LoadOptions, "attention")
+    step_cache: float = same_as(LoadOptions, "step_cache")
+    model_config: str | None = same_as(LoadOptions, "model_config")
 
     def __post_init__(self) -> None:
         if self.nsfw not in ("blur", "refuse", "off"):
@@ -119,12 +133,20 @@ class ServeConfig:
             raise HuajiaError("prompt expansion by LLM needs both --llm-url and --llm-model")
         if self.wildcards is not None and not Path(self.wildcards).is_dir():
             raise HuajiaError(f"--wildcards '{self.wildcards}' is not a folder")
+        if self.family is not None:
+            from huajia.engine.families import by_name
+
+            by_name(self.family)  # an unknown name is one line now, not when the model loads
         check(self)
 
     def expander(self):
         """The server's prompt expander. Lenient: a chat model that cannot be reached while a
         job runs leaves its prompt as written (with a warning) instead of failing it."""
         return self.expansion().expander(strict=False)
+
+    def load_options(self) -> LoadOptions:
+        """How the served model loads and runs (``Engine(load=...)``)."""
+        return LoadOptions(**{name: getattr(self, name) for name in params(LoadOptions)})
 
     def expansion(self) -> ExpansionOptions:
         return ExpansionOptions(**{name: getattr(self, name) for name in params(ExpansionOptions)})

@@ -137,7 +137,8 @@ class ModelReplica:
 
         torch.set_num_threads(threads)
         config = config_from_args(config_args)
-        engine = Engine(config.model, vocabulary=unknown_words, expander=config.expander())
+        engine = Engine(config.model, vocabulary=unknown_words, expander=config.expander(),
+                        family=config.family, load=config.load_options())
         self.painter = LocalPainter(engine, CriticSettings(config))
         self.painter.warm_up()
         self.loras = LoraFolder(config.lora_dir)

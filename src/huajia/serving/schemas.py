@@ -113,11 +113,32 @@ class JobInfo(BaseModel):
     error: str | None = None
 
 
+class ModelDetails(BaseModel):
+    """What huajia knows of a served model beyond OpenAI's fields (its family's description)."""
+
+    family: str = Field(..., description="The model family (sd, sdxl, flux, qwenimage, …).")
+    label: str = Field(..., description="The family's name for people (FLUX.1, Qwen-Image, …).")
+    pipeline: str = Field(..., description="The diffusers pipeline class.")
+    native_size: int = Field(..., description="The side it paints natively, in pixels (the "
+                             "default size; larger sizes are painted at it and upscaled).")
+    size_multiple: int = Field(..., description="Sizes it paints are multiples of this.")
+    prediction: str = Field(..., description="epsilon, v_prediction or flow.")
+    samplers: list[str] = Field(..., description="The samplers (scheduler names) it takes.")
+    prompt_window: int | None = Field(None, description="Tokens per prompt chunk (a longer "
+                                      "prompt is encoded in more chunks and costs more); null: "
+                                      "any prompt is taken at one fixed length.")
+    features: dict[str, bool] = Field(..., description="Which request options take effect "
+                                      "(prompt_weights, negative_prompt, guidance_rescale, "
+                                      "cfg_cutoff, loras, …).")
+
+
 class ModelInfo(BaseModel):
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "huajia"
+    huajia: ModelDetails | None = Field(None, description="The served model's family, sizes, "
+                                        "prediction, samplers and features.")
 
 
 class ModelList(BaseModel):

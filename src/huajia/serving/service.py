@@ -28,7 +28,7 @@ from huajia.engine.facts import ModelFacts
 from huajia.engine.infotext import png_bytes
 from huajia.engine.request import HIRES_UPSCALERS, GenerationRequest, painted_prompt, parse_size
 from huajia.errors import HuajiaError
-from huajia.serving.budget import check_budget, job_cost, prompt_chunks
+from huajia.serving.budget import CHUNK_TOKENS, check_budget, job_cost, prompt_chunks
 from huajia.serving.cache import ResultCache
 from huajia.serving.config import CriticSettings, ServeConfig
 from huajia.serving.edits import EditInput, as_png, describe_picture, open_picture
@@ -83,7 +83,11 @@ class ImageService:
         started = time.perf_counter()
         self.painter = self._painter_factory(self)
         self.facts = self.painter.facts
-        self.model_identity = f"{self.facts.name}@{self.facts.model_hash}"
+        # the family too: the same weights forced into another family (--family) paint others
+        # the family and how the model runs (dtype, quantization, …) paint differently too
+        loading = self.facts.describe.get("loading") or {}
+        self.model_identity = f"{self.facts.name}@{self.facts.model_hash}/{self.facts.family}" + \
+            "".join(f";{key}={value}" for key, value in sorted(loading.items()))
         loaded = time.perf_counter()
         # one step through every component, and the denoiser's trace, before the first
         # client: a request would otherwise pay them (docs/speed.md: server start)
@@ -115,6 +119,10 @@ class ImageService:
         served = (self.model_id, self.config.model)
         return [self.model_id] + [name for name, target in self.config.model_aliases
                                   if target in ("", *served) and name != self.model_id]
+
+    def model_details(self) -> dict | None:
+        """The served model's family description (``ModelFacts.describe``; None before start)."""
+        return (self.facts.describe or None) if self.facts else None
 
     def resolve_model(self, name: str | None) -> str:
         """A model name from a request → the served model's id, or a 4xx naming the choices."""
@@ -176,9 +184,15 @@ class ImageService:
         request, facts = spec.request, self.facts
         size = size or (facts.paint_size(request) if facts else (request.width or 512,
                                                                  request.height or 512))
+        if facts is not None:
+            facts.check_size(size)  # e.g. Flux paints multiples of 16: a 400, not a failed job
+        # in the model's own chunks (CLIP 75 tokens, T5 256-512); 1 where its encoder takes any
+        # prompt at one fixed length (the tokenizer's model_max_length says nothing of cost)
+        window = facts.prompt_window if facts else CHUNK_TOKENS
         tokenizer = facts.tokenizer if facts else None
-        chunks = max(prompt_chunks(request.prompt, tokenizer),
-                     prompt_chunks(request.negative_prompt or " ", tokenizer))
+        chunks = 1 if window is None else max(
+            prompt_chunks(request.prompt, tokenizer, window),
+            prompt_chunks(request.negative_prompt or " ", tokenizer, window))
         cost = job_cost(size, request.steps, request.n, chunks, spec.think) * factor
         if request.hires_scale > 1:  # the second pass, at the scaled size
             hires = facts.hires_size(request) if facts else \
@@ -376,7 +390,8 @@ class _BatchProgress:
 def local_painter(service: ImageService) -> LocalPainter:
     """The default: the server's model in this process."""
     config = service.config
-    engine = Engine(config.model, vocabulary=unknown_words, expander=service.expander)
+    engine = Engine(config.model, vocabulary=unknown_words, expander=service.expander,
+                    family=config.family, load=config.load_options())
     return LocalPainter(engine, service.critics)
 
 

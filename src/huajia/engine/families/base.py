@@ -7,17 +7,36 @@ paint natively and in what multiples; does it denoise by noise/v prediction or b
 matching; how does a prompt reach it (A1111 weights on CLIP embeddings, or the strings its own
 ``encode_prompt`` takes); what does a user's guidance mean for it (classifier-free guidance,
 Flux's distilled guidance, Qwen-Image's true CFG, Z-Image's offset scale) and which options of
-a request it cannot honour (refused in one line, never silently dropped).
+a request it cannot honour (refused in one line, never silently dropped); and, for edits,
+variations and the hires fix, which diffusers image-to-image/inpainting pipeline it has (or
+none: huajia's own partial denoise), how a picture becomes the denoiser's latents and back
+(VAE, scale/shift/mean-std, 2x2 packing) and how latents are noised to a step's level; and
+how a LoRA file reaches its modules (diffusers' loader or peft injection, which modules, text
+encoders or not).
 """
 
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from huajia.engine import lora as loras
 from huajia.engine.prompt_weights import plain_text
 from huajia.errors import HuajiaError
+
+if TYPE_CHECKING:
+    import torch  # imported where used: a front end reads a family's facts without torch
+
+
+def check_multiple(label: str, step: int, size: tuple[int, int]) -> None:
+    """Refuse, in one line, a size a model of ``label`` cannot paint (not in multiples of
+    ``step``); the engine asks its family, a front end its ``ModelFacts``."""
+    if size[0] % step or size[1] % step:
+        fit = "x".join(str(max(step, round(s / step) * step)) for s in size)
+        raise HuajiaError(f"{label} paints sizes in multiples of {step}; "
+                          f"{size[0]}x{size[1]} is not one (use e.g. {fit})")
 
 
 @dataclass(frozen=True)
@@ -40,13 +59,24 @@ class Family:
     packed = False  # latents packed in 2x2 patches (sizes in multiples of 2 latent pixels)
     patch = 1  # the denoiser's patch size in latent pixels
     native = 1024  # the native side when the denoiser's config does not say
-    weighted = False  # A1111 weights as CLIP embeddings (engine/embeddings)
+    weighted = False  # A1111 weights and BREAK are applied (as embeddings)
+    window: int | None = None  # tokens per chunk of a weighted prompt (None: the tokenizer's)
     guidance_rescale = False  # the pipeline takes guidance_rescale
     cfg_cutoff = False  # guidance can stop part-way (an [uncond, cond] batch in the callback)
     step_callback = True  # the pipeline takes callback_on_step_end
     cpu_split = False  # engine/parallel may trace the denoiser and split its batch
     negative = "negative_prompt"  # the keyword of a negative prompt (None: it has none)
     defaults: dict[str, Any] = {}  # switches every call passes (e.g. no resolution binning)
+    img2img: str | None = None  # diffusers' image-to-image pipeline (None: huajia's own)
+    inpaint: str | None = None  # diffusers' inpainting pipeline (None: huajia's own)
+    sigma_spacing = False  # the pipeline spaces flow sigmas linspace(1, 1/n, n) (Flux's way)
+    # LoRAs: "pipeline" loads them with diffusers' load_lora_weights (its per-family conversions
+    # of kohya and other trainers' files), "peft" injects them into the denoiser (a pipeline
+    # without a LoRA loader), None refuses them
+    lora_loader: str | None = "pipeline"
+    lora_targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")  # what a LoRA adapts
+    lora_text_encoders: tuple[str, ...] = ()  # components a LoRA's text-encoder part goes into
+    lora_formats: tuple[str, ...] = ()  # other tools' names huajia maps ("diffsynth")
 
     # -- recognising ------------------------------------------------------------------------
     def matches(self, pipe) -> bool:
@@ -69,11 +99,7 @@ class Family:
         return self.vae_scale(pipe) * max(self.patch, 2 if self.packed else 1)
 
     def check_size(self, pipe, size: tuple[int, int]) -> None:
-        step = self.size_multiple(pipe)
-        if size[0] % step or size[1] % step:
-            fit = "x".join(str(max(step, round(s / step) * step)) for s in size)
-            raise HuajiaError(f"{self.label} paints sizes in multiples of {step}; "
-                              f"{size[0]}x{size[1]} is not one (use e.g. {fit})")
+        check_multiple(self.label, self.size_multiple(pipe), size)
 
     # -- what the model predicts ------------------------------------------------------------
     def prediction(self, pipe) -> str:
@@ -83,7 +109,7 @@ class Family:
         return str(pipe.scheduler.config.get("prediction_type", "epsilon"))
 
     # -- prompts ----------------------------------------------------------------------------
-    def prompt_kwargs(self, pipe, prompt: str, negative: str) -> dict:
+    def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
         """The strings the pipeline's own ``encode_prompt`` takes (weights not applied)."""
         kwargs = {"prompt": plain_text(prompt)}
         if self.negative:
@@ -97,6 +123,14 @@ class Family:
             return ()
         return (f"prompt weights and BREAK are not applied on {self.label} yet; the words were "
                 "painted at weight 1",)
+
+    def prompt_window(self, pipe) -> int | None:
+        """Tokens per chunk of a prompt: a longer prompt is encoded in more chunks, a longer
+        text for the denoiser to attend to (what a request costs). None: the pipeline's own
+        encoder takes any prompt at one fixed length."""
+        if not self.weighted:
+            return None
+        return self.window or int(pipe.tokenizer.model_max_length) - 2
 
     # -- one call ---------------------------------------------------------------------------
     def call_plan(self, pipe, request, has_negative: bool) -> CallPlan:
@@ -118,6 +152,89 @@ class Family:
         """A context in which the pipeline paints ``size`` (most do when asked)."""
         return nullcontext()
 
+    # -- LoRAs ----------------------------------------------------------------------------------
+    def lora_modules(self, pipe) -> list:
+        """The models a LoRA of this family may adapt: the denoiser and its text encoders."""
+        return [self.denoiser(pipe)] + [getattr(pipe, name) for name in self.lora_text_encoders
+                                         if getattr(pipe, name, None) is not None]
+
+    def injects_loras(self, pipe) -> bool:
+        """Whether huajia injects LoRAs itself (peft) rather than through the pipeline's
+        loader: where the family says so, and for a pipeline class without a loader."""
+        return self.lora_loader == "peft" or not hasattr(type(pipe), "load_lora_weights")
+
+    def place_lora(self, pipe, lora) -> loras.Fit:
+        """``lora``'s layers on this family's denoiser: peft, kohya and diffusers names, and
+        the other tools' names of ``lora_formats`` (DiffSynth's, with its trainer's alpha)."""
+        diffsynth = lora.format == "diffsynth" and "diffsynth" in self.lora_formats
+        rename = loras.diffsynth_unet_names(self.denoiser(pipe).config) if diffsynth else None
+        return loras.place_layers(
+            lora, self.denoiser(pipe), rename=rename,
+            alpha=loras.DIFFSYNTH_ALPHA if diffsynth else None,
+            prefixes=(f"{self.denoiser_name}.", "base_model.model.", "lora_unet_",
+                      "lora_transformer_"))
+
+    def load_lora(self, pipe, lora, name: str) -> None:
+        """Load ``lora`` (a ``read_lora`` file) as adapter ``name``, off until ``set_loras``;
+        a one-line ``HuajiaError`` where it fits no module of the model (nothing is left).
+
+        Through the pipeline's loader, diffusers reads its own, kohya's and other trainers'
+        files (its per-family conversions) and huajia maps bare peft keys and other tools'
+        names onto the denoiser (``place_lora``); each is the other's fallback, so kohya
+        names of diffusers' modules load where diffusers converts none for the family."""
+        if self.lora_loader is None:
+            raise HuajiaError(f"{self.label} takes no LoRA files; paint without '{lora.path}'")
+
+        def injected():
+            loras.inject(self.denoiser(pipe), self._placed(pipe, lora), name)
+
+        def as_is():
+            loras.load_with_pipeline(pipe, lora, name, None)
+
+        def mapped():
+            state = self._placed(pipe, lora).state_dict(self.denoiser_name)
+            loras.load_with_pipeline(pipe, lora, name, state)
+
+        if self.injects_loras(pipe):
+            attempts = [injected]
+        else:
+            attempts = [mapped, as_is] if lora.format in ("peft", "diffsynth") else [as_is, mapped]
+        error = None
+        for attempt in attempts:
+            try:
+                attempt()
+                if not loras.holds_adapter(self.lora_modules(pipe), name):
+                    raise loras.fits_nothing(lora, self.label)
+                return
+            except HuajiaError as failure:
+                self.drop_lora(pipe, name)
+                if error is None or isinstance(error, loras.NoFit):
+                    error = failure  # the first reason, unless it only said "fits nothing"
+        raise error
+
+    def _placed(self, pipe, lora) -> loras.Fit:
+        fit = self.place_lora(pipe, lora)
+        if not fit.layers:
+            raise loras.fits_nothing(lora, self.label)
+        if fit.unplaced:
+            warnings.warn(f"LoRA '{lora.path}': {len(fit.unplaced)} of its layers fit no module "
+                          f"of this {self.label} model and were left out (e.g. "
+                          f"'{fit.unplaced[0]}')", stacklevel=3)
+        return fit
+
+    def drop_lora(self, pipe, name: str) -> None:
+        loras.drop_adapter(self.lora_modules(pipe), name)
+
+    def set_loras(self, pipe, names: list[str], scales: list[float]) -> None:
+        """Make the loaded adapters ``names`` the active ones at ``scales``; none: all off."""
+        if self.injects_loras(pipe):
+            loras.activate(self.denoiser(pipe), names, scales)
+        elif names:
+            pipe.enable_lora()  # set_adapters does not undo an earlier disable_lora
+            pipe.set_adapters(list(names), list(scales))
+        else:
+            pipe.disable_lora()
+
     # -- what a front end shows ---------------------------------------------------------------
     def describe(self, pipe) -> dict:
         from huajia.engine.schedulers import SAMPLERS, flow_samplers
@@ -126,7 +243,118 @@ class Family:
                 "native_size": self.native_size(pipe), "size_multiple": self.size_multiple(pipe),
                 "prediction": self.prediction(pipe),
                 "samplers": flow_samplers() if self.flow else list(SAMPLERS),
+                "prompt_window": self.prompt_window(pipe),
                 "features": {"prompt_weights": self.weighted,
                              "negative_prompt": self.negative is not None,
                              "guidance_rescale": self.guidance_rescale,
-                             "cfg_cutoff": self.cfg_cutoff}}
+                             "cfg_cutoff": self.cfg_cutoff,
+                             "loras": self.lora_loader is not None}}
+
+    # -- pictures and latents (edits, variations, the hires fix) ------------------------------
+    def img2img_pipeline(self, pipe) -> str | None:
+        """The diffusers image-to-image pipeline built on ``pipe`` (``from_pipe``), by class
+        name; None where diffusers has none (huajia's own partial denoise paints instead)."""
+        return self.img2img
+
+    def inpaint_pipeline(self, pipe) -> str | None:
+        """The diffusers inpainting pipeline built on ``pipe``, by class name; None as above."""
+        return self.inpaint
+
+    def to_latents(self, pipe, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) pixels in [-1, 1] → the denoiser's latents (B, C, H/s, W/s), unpacked
+        and normalised as the pipeline's own latents are (the posterior's mode)."""
+        import torch
+
+        vae = pipe.vae
+        with torch.no_grad():
+            raw = self.vae_encode(vae, pixels.to(vae.device, vae.dtype))
+        scale, shift, mean, std = self._latent_format(pipe, raw)
+        if mean is not None:
+            return (raw - mean) * scale / std
+        return (raw - shift) * scale if shift else raw * scale
+
+    def to_image(self, pipe, latents: torch.Tensor) -> torch.Tensor:
+        """The denoiser's (unpacked) latents → (B, 3, H, W) pixels, about [-1, 1]."""
+        import torch
+
+        vae = pipe.vae
+        latents = latents.to(vae.dtype)
+        scale, shift, mean, std = self._latent_format(pipe, latents)
+        if mean is not None:
+            raw = latents * std / scale + mean
+        else:
+            raw = latents / scale + shift if shift else latents / scale
+        with torch.no_grad():
+            return self.vae_decode(vae, raw)
+
+    def _latent_format(self, pipe, like: torch.Tensor) -> tuple:
+        """(scale, shift, mean, std) of the VAE's latents (ComfyUI's ``latent_format``):
+        normalised = (raw - shift) * scale, or (raw - mean) * scale / std per channel."""
+        import torch
+
+        config = pipe.vae.config
+        scale = config.get("scaling_factor") or 1.0
+        mean, std = config.get("latents_mean"), config.get("latents_std")
+        if mean is None or std is None:
+            return scale, config.get("shift_factor") or 0.0, None, None
+        shape = (1, -1) + (1,) * (like.ndim - 2)
+        return (scale, 0.0, torch.tensor(mean).view(shape).to(like.device, like.dtype),
+                torch.tensor(std).view(shape).to(like.device, like.dtype))
+
+    def vae_encode(self, vae, pixels: torch.Tensor) -> torch.Tensor:
+        """The VAE's raw latents of (B, 3, H, W) pixels (a KL VAE: its posterior's mode)."""
+        return vae.encode(pixels).latent_dist.mode()
+
+    def vae_decode(self, vae, raw: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) pixels of the VAE's raw latents."""
+        return vae.decode(raw).sample
+
+    def pack(self, pipe, latents: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) latents → what the pipeline's ``latents=`` and step callbacks hold
+        (Flux, Chroma, Qwen-Image: (B, h/2 · w/2, 4C) in 2x2 patches)."""
+        if not self.packed:
+            return latents
+        b, c, h, w = latents.shape
+        patches = latents.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
+        return patches.reshape(b, (h // 2) * (w // 2), c * 4)
+
+    def unpack(self, pipe, latents: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The pipeline's latents of a ``size`` (W, H) picture → (B, C, h, w)."""
+        if not self.packed:
+            return latents
+        b, _, d = latents.shape
+        h, w = size[1] // self.vae_scale(pipe), size[0] // self.vae_scale(pipe)
+        patches = latents.reshape(b, h // 2, w // 2, d // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)
+        return patches.reshape(b, d // 4, h, w)
+
+    def schedule_kwargs(self, pipe, size: tuple[int, int], steps: int) -> dict:
+        """What the text-to-image pipeline gives its scheduler's ``set_timesteps`` besides the
+        step count: flow pipelines' sigma spacing and, where the scheduler shifts by the
+        picture's size, the shift ``mu`` (diffusers' ``calculate_shift``)."""
+        if not self.flow:
+            return {}
+        config, kwargs = pipe.scheduler.config, {}
+        if self.sigma_spacing:
+            import numpy as np
+
+            kwargs["sigmas"] = np.linspace(1.0, 1 / steps, steps)
+        if config.get("use_dynamic_shifting"):
+            side = self.vae_scale(pipe) * max(self.patch, 2 if self.packed else 1)
+            tokens = (size[0] // side) * (size[1] // side)
+            base, most = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
+            low, high = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
+            kwargs["mu"] = low + (tokens - base) * (high - low) / (most - base)
+        return kwargs
+
+    def noise_to(self, scheduler, latents: torch.Tensor, noise: torch.Tensor,
+                 step: int) -> torch.Tensor:
+        """``latents`` noised to the level step ``step`` of the scheduler's schedule starts
+        from (clean after the last step). Flow: x = (1 − σ)·x0 + σ·ε (``scale_noise``); else
+        the scheduler's own ``add_noise``."""
+        timesteps = scheduler.timesteps
+        if step >= len(timesteps):
+            return latents
+        if self.flow:
+            sigma = scheduler.sigmas[step].to(latents.dtype)
+            return (1 - sigma) * latents + sigma * noise
+        return scheduler.add_noise(latents, noise, timesteps[step:step + 1])

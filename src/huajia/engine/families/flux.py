@@ -9,6 +9,8 @@ it on at ``true_guidance`` (default 3.5) whenever a negative prompt is given."""
 from __future__ import annotations
 
 from huajia.engine.families.base import CallPlan, Family
+from huajia.engine.prompt_weights import plain_text
+from huajia.engine.t5_weights import encode_t5, even, own_encoding
 
 TRUE_CFG = 3.5  # when a negative prompt asks for real CFG and the request names no scale
 
@@ -17,9 +19,34 @@ class Flux(Family):
     name = "flux"
     label = "FLUX.1"
     pipelines = ("FluxPipeline",)
+    img2img, inpaint = "FluxImg2ImgPipeline", "FluxInpaintPipeline"
+    sigma_spacing = True
+    lora_targets = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj",
+                    "to_add_out")  # the image and the text stream's attention
+    lora_text_encoders = ("text_encoder",)  # CLIP-L, not T5
     denoiser_name = "transformer"
     flow = True
     packed = True
+    weighted = True
+    window = 512  # T5 tokens per chunk (the pipeline's max_sequence_length)
+
+    def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
+        """Weights on T5 (engine/t5_weights); the pooled CLIP vector of the words as written.
+        Without weight syntax: the strings, encoded by the pipeline itself."""
+        if not own_encoding(pipe.tokenizer_2, self.window - 1, prompt, negative):
+            return super().prompt_kwargs(pipe, prompt, negative, dtype)
+        dtype = dtype or pipe.dtype
+        texts = (prompt, negative) if plain_text(negative) else (prompt,)  # no negative: no CFG
+        encoded = [encode_t5(pipe.tokenizer_2, pipe.text_encoder_2, text, self.window,
+                             masked=False) for text in texts]
+        if len(encoded) == 2:
+            encoded = even(*encoded)  # the pipeline wants both at one length
+        kwargs = {}
+        for key, text, t5 in zip(("", "negative_"), texts, encoded, strict=False):
+            pooled = pipe._get_clip_prompt_embeds(plain_text(text), device=pipe.device)
+            kwargs[f"{key}prompt_embeds"] = t5.embeds.to(dtype)
+            kwargs[f"{key}pooled_prompt_embeds"] = pooled.to(dtype)
+        return kwargs
 
     def distilled(self, pipe) -> bool:
         return bool(self.denoiser(pipe).config.get("guidance_embeds", False))

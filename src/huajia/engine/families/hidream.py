@@ -13,6 +13,7 @@ class HiDream(Family):
     name = "hidream"
     label = "HiDream-I1"
     pipelines = ("HiDreamImagePipeline",)
+    lora_targets = ("to_q", "to_k", "to_v", "to_out", "to_q_t", "to_k_t", "to_v_t", "to_out_t")
     denoiser_name = "transformer"
     flow = True
     patch = 2

@@ -10,6 +10,7 @@ class Lumina2(Family):
     name = "lumina2"
     label = "Lumina 2"
     pipelines = ("Lumina2Pipeline",)
+    sigma_spacing = True  # no image-to-image pipeline: huajia's own partial denoise
     denoiser_name = "transformer"
     flow = True
     patch = 2

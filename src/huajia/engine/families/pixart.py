@@ -5,12 +5,29 @@ painted) and by default cleans captions in a way that deletes Chinese (off)."""
 from __future__ import annotations
 
 from huajia.engine.families.base import Family
+from huajia.engine.t5_weights import encode_t5, even, own_encoding
 
 
 class PixArtSigma(Family):
     name = "pixart_sigma"
     label = "PixArt-Σ"
     pipelines = ("PixArtSigmaPipeline", "PixArtAlphaPipeline")
+    lora_loader = "peft"  # its pipeline and transformer have no LoRA loader
     denoiser_name = "transformer"
     step_callback = False
     defaults = {"use_resolution_binning": False, "clean_caption": False}
+    weighted = True
+    window = 300
+
+    def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
+        """Weights on T5 (engine/t5_weights), masked as the pipeline masks it."""
+        if not own_encoding(pipe.tokenizer, self.window - 1, prompt, negative):
+            return super().prompt_kwargs(pipe, prompt, negative, dtype)
+        dtype = dtype or pipe.dtype
+        encoded = even(*(encode_t5(pipe.tokenizer, pipe.text_encoder, text, self.window,
+                                   masked=True) for text in (prompt, negative)))
+        kwargs = {"negative_prompt": None}  # its default "" may not come with embeddings
+        for key, t5 in zip(("", "negative_"), encoded, strict=True):
+            kwargs[f"{key}prompt_embeds"] = t5.embeds.to(dtype)
+            kwargs[f"{key}prompt_attention_mask"] = t5.mask
+        return kwargs

@@ -11,6 +11,8 @@ class ZImage(Family):
     name = "zimage"
     label = "Z-Image"
     pipelines = ("ZImagePipeline",)
+    img2img, inpaint = "ZImageImg2ImgPipeline", "ZImageInpaintPipeline"
+    sigma_spacing = True
     denoiser_name = "transformer"
     flow = True
     patch = 2

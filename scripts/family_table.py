@@ -1,0 +1,97 @@
+"""Write docs/models.md's family x feature table from what the tests exercise.
+
+It runs the per-family tests (each parametrised over tests/family_fixtures), reads pytest's
+JUnit XML, and marks a cell ✔ when that family's test of that feature passed, ✘ when it failed,
+and "refused" when the test checks the family's one-line refusal (the refusal's text comes
+from the family itself, ``Family.describe``). Nothing in the table is typed by hand.
+
+Run: python scripts/family_table.py   (about a minute on 2 cores)
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = ["tests/engine/test_families.py", "tests/engine/test_family_lora.py",
+         "tests/engine/test_family_edits.py", "tests/serving/test_families_serve.py"]
+# test function → the table's column (tests not named here do not make a column)
+FEATURES = {
+    "test_each_family_paints_what_was_asked": "generate, n, seeds",
+    "test_the_negative_prompt_and_the_style_reach_the_picture": "negative prompt, styles",
+    "test_samplers_by_name_and_flow_samplers_on_flow_models": "samplers by name",
+    "test_weights_and_break_reach_the_encoder": "weights, BREAK, long prompts",
+    "test_what_a_family_cannot_do_is_one_line": "CFG rescale, CFG cutoff",
+    "test_cfg_rescale_and_cutoff_work_where_they_mean_something": "CFG rescale, CFG cutoff",
+    "test_lora_changes_the_picture_and_comes_off_cleanly": "LoRA",
+    "test_masked_edit_keeps_every_outside_pixel": "masked edit",
+    "test_variation": "variation",
+    "test_hires_fix": "hires fix",
+    "test_serve_answers_generations": "serve",
+}
+REFUSING = {"test_what_a_family_cannot_do_is_one_line"}  # tests that check a refusal
+
+
+def run_tests(xml: Path) -> None:
+    present = [t for t in TESTS if (ROOT / t).exists()]
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                    f"--junitxml={xml}", *present], cwd=ROOT, check=False)
+
+
+def outcomes(xml: Path) -> dict[tuple[str, str], str]:
+    """{(column, fixture): 'pass' | 'fail'} from pytest's JUnit XML."""
+    cells: dict[tuple[str, str], str] = {}
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        match = re.fullmatch(r"(\w+)\[([\w-]+?)(?:-.*)?\]", case.get("name", ""))
+        if not match:
+            continue
+        function, fixture = match.groups()
+        column = next((c for f, c in FEATURES.items() if function.startswith(f)), None)
+        if column is None:
+            continue
+        failed = case.find("failure") is not None or case.find("error") is not None
+        if case.find("skipped") is not None:
+            continue
+        state = "fail" if failed else "refused" if function in REFUSING else "pass"
+        if cells.get((column, fixture)) != "fail":
+            cells[(column, fixture)] = state
+    return cells
+
+
+def table(cells: dict[tuple[str, str], str]) -> str:
+    from tests.family_fixtures import FAMILIES
+
+    columns = [c for c in dict.fromkeys(FEATURES.values()) if any(k[0] == c for k in cells)]
+    lines = ["| family | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for fixture in FAMILIES:
+        row = []
+        for column in columns:
+            state = cells.get((column, fixture))
+            row.append({None: "—", "fail": "✘", "refused": "refused (one line)",
+                        "pass": "✔"}[state])
+        lines.append(f"| {fixture} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    with tempfile.TemporaryDirectory() as folder:
+        xml = Path(folder) / "families.xml"
+        run_tests(xml)
+        cells = outcomes(xml)
+    path = ROOT / "docs" / "models.md"
+    text = path.read_text(encoding="utf-8")
+    start, end = "<!-- family table: scripts/family_table.py -->", "<!-- end of family table -->"
+    before, rest = text.split(start)
+    _, after = rest.split(end)
+    path.write_text(f"{before}{start}\n{table(cells)}\n{end}{after}", encoding="utf-8")
+    print(f"wrote the family table in {path}")
+
+
+if __name__ == "__main__":
+    main()
