@@ -156,7 +156,10 @@ def test_a_pipeline_that_cannot_be_told_needs_family(family_dirs):
         detect(object())
 
 
-@pytest.mark.parametrize("name", ["flux", "chroma", "pixart_sigma", "sd3", "kolors"])
+WEIGHTED = ["sd15", "sdxl", "kolors", "sd3", "flux", "chroma", "pixart_sigma"]
+
+
+@pytest.mark.parametrize("name", WEIGHTED)
 def test_weights_and_break_reach_the_encoder(engines, family_dirs, name):
     engine = _engine(engines, family_dirs, name)
     plain = engine.generate(GenerationRequest("a red circle", seed=1, **SMALL))
@@ -171,9 +174,16 @@ def test_weights_and_break_reach_the_encoder(engines, family_dirs, name):
     assert not np.array_equal(_pixels(plain.images[0]), pixels("a red BREAK circle"))
     assert pixels("a (red:1.2) circle", negative_prompt="(blue:1.3) square").std() > 1
     # a prompt past the encoder's window is chunked, not cut: its last words still count
-    window = engine.family.window
-    long = "red " * window
+    long = "red " * engine.family.prompt_window(engine.pipe)
     assert not np.array_equal(pixels(long), pixels(long + "and a green triangle"))
+
+
+@pytest.mark.parametrize("name", sorted(set(FAMILIES) - set(WEIGHTED)))
+def test_where_weights_are_not_applied_the_result_says_so(engines, family_dirs, name):
+    engine = _engine(engines, family_dirs, name)
+    result = engine.generate(GenerationRequest("a (red:1.5) circle", seed=1, **SMALL))
+    assert any("prompt weights and BREAK are not applied" in w for w in result.warnings)
+    assert not engine.generate(GenerationRequest("a red circle", seed=1, **SMALL)).warnings
 
 
 def test_unweighted_t5_is_the_pipelines_own(engines, family_dirs):

@@ -47,7 +47,9 @@ def test_every_family_is_served(family_dirs, tmp_path, monkeypatch, name):
             ("epsilon", "v_prediction", "flow")
         assert all(m["huajia"]["family"] == family  # the aliases (dall-e-3, …) are the model
                    for m in client.get("/v1/models").json()["data"])
-        assert service.model_identity.endswith(f"/{family}")  # cache keys name the family
+        # cache keys name the family and how the model runs (dtype, quantization, …)
+        identity = service.model_identity
+        assert identity.split(";")[0].endswith(f"/{family}") and ";dtype=" in identity
 
         step = details["size_multiple"]
         if step > 8:  # refused at submit in the engine's words, not as a failed job (upscaler
