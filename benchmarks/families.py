@@ -19,7 +19,7 @@ from _common import report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.family_fixtures import FAMILIES, call_kwargs, saved  # noqa: E402
+from tests.family_fixtures import FAMILIES, call_kwargs, prepare, saved  # noqa: E402
 
 from huajia.engine.engine import Engine  # noqa: E402
 from huajia.engine.request import GenerationRequest  # noqa: E402
@@ -55,6 +55,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         for name in FAMILIES:
             engine = Engine(str(saved(name, root)))
+            prepare(name, engine.pipe)  # HiDream's pipeline paints a fixed area unless told
             _huajia(engine, args.steps, 0)  # warm up both paths
             _plain(engine, name, args.steps, 0)
             plain = huajia = float("inf")
