@@ -3,21 +3,16 @@ embeddings and size conditioning; A1111 weights on both encoders."""
 
 from __future__ import annotations
 
-from huajia.engine.families.base import Family
-from huajia.engine.families.sd import clip_prompt_kwargs
+from huajia.engine.families.sd import StableDiffusion
 
 
-class StableDiffusionXL(Family):
+class StableDiffusionXL(StableDiffusion):
+    """What SD does (A1111 weights on CLIP, CFG rescale and cutoff, the CPU split), on two
+    encoders."""
+
     name = "sdxl"
     label = "SDXL"
     pipelines = ("StableDiffusionXLPipeline",)
     img2img, inpaint = "StableDiffusionXLImg2ImgPipeline", "StableDiffusionXLInpaintPipeline"
     lora_text_encoders = ("text_encoder", "text_encoder_2")
     lora_formats = ("diffsynth",)  # DiffSynth-Studio's SDXL UNet trainer
-    weighted = True
-    guidance_rescale = True
-    cfg_cutoff = True
-    cpu_split = True
-
-    def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
-        return clip_prompt_kwargs(pipe, prompt, negative, dtype)
