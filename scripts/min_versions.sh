@@ -15,7 +15,10 @@ fi
 # virtualenv or not (--system-site-packages would reach the base interpreter's instead)
 parent=$("$PYTHON" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 here=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-echo "import site; site.addsitedir('$parent')" >"$here/huajia-main-env.pth"
+# torchao (the quant extra) is hidden: diffusers 0.35 fails to import beside torchao 0.18
+# ("name 'logger' is not defined"); a None module makes find_spec say it is not installed
+echo "import site, sys; site.addsitedir('$parent'); sys.modules['torchao'] = None" \
+  >"$here/huajia-main-env.pth"
 "$VENV/bin/python" -m pip install -q "${LOWEST[@]}"
 "$VENV/bin/python" - <<'PY'
 import diffusers, tokenizers, transformers

@@ -94,7 +94,8 @@ def test_what_a_worker_could_not_run_is_refused_at_submit(server):
     cases = [({"think": True, "critic": "clip"}, "no clip critic"),
              ({"think": True, "critic": "vlm"}, "--vlm-url"),
              ({"scheduler": "dpm_fast"}, "scheduler"),
-             ({"loras": ["broken"]}, "not a readable safetensors"),
+             ({"loras": ["broken"]}, "not a safetensors file"),
+             ({"loras": ["x" * 300]}, "unknown LoRA"),
              ({"loras": ["../x"]}, "inside the server's LoRA folder")]
     for patch, needle in cases:
         response = client.post("/v1/jobs", json={**BODY, **patch})
@@ -102,6 +103,25 @@ def test_what_a_worker_could_not_run_is_refused_at_submit(server):
         message = response.json()["error"]["message"]
         assert needle in message and str(folder) not in message, (patch, message)
     assert service.queue.counts() == {}  # nothing was queued
+
+
+def test_the_lora_folder_takes_checkpoints_and_folders_as_the_engine_does(server, sd_dir,
+                                                                          tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from tests.conftest import loud_lora
+
+    client, folder = server
+    weights = load_file(loud_lora(sd_dir, tmp_path))
+    torch.save(weights, folder / "pickled.ckpt")  # e.g. DiffSynth-Studio's trainer writes .ckpt
+    (folder / "diffusers-folder").mkdir()
+    (folder / "diffusers-folder" / "pytorch_lora_weights.safetensors").write_bytes(
+        (tmp_path / "pytorch_lora_weights.safetensors").read_bytes())
+    assert {"pickled", "diffusers-folder", "broken"} <= set(client.app.state.service.loras.names())
+    for name in ("pickled:0.8", "diffusers-folder"):
+        response = client.post("/v1/images/generations", json={**BODY, "loras": [name]})
+        assert response.status_code == 200, (name, response.text)
 
 
 def test_a_nan_picture_is_an_openai_error_not_a_black_image(server, sd_dir, tmp_path):

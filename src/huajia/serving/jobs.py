@@ -29,6 +29,17 @@ from huajia.thinking.options import ThinkOptions
 PAYLOAD_VERSION = 2
 
 
+LORA_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False for a name the file system refuses (too long, …)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
 class LoraFolder:
     """The server's LoRA folder: names → files, checked at submit, hashed by content."""
 
@@ -44,31 +55,37 @@ class LoraFolder:
         name = Path(spec.path)
         if name.is_absolute() or ".." in name.parts:
             raise HuajiaError(f"LoRA '{spec.path}' must be a name inside the server's LoRA folder")
-        path = self.folder / name
-        if not path.exists() and path.with_suffix(".safetensors").exists():
-            path = path.with_suffix(".safetensors")
-        if not path.exists():
-            raise HuajiaError(f"unknown LoRA '{spec.path}'; this server has: "
+        path = next((candidate for candidate in self._candidates(self.folder / name)
+                     if _exists(candidate)), None)
+        if path is None:
+            raise HuajiaError(f"unknown LoRA '{spec.path[:80]}'; this server has: "
                               f"{', '.join(self.names()) or 'none'}")
         self._check(path, spec.path)
         return LoraSpec(str(path), spec.scale), spec.path
 
+    @staticmethod
+    def _candidates(path: Path) -> list[Path]:
+        return [path, *(path.with_name(path.name + suffix) for suffix in LORA_SUFFIXES)]
+
     def names(self) -> list[str]:
-        return sorted(p.stem for p in self.folder.glob("*.safetensors")
-                      if not p.stem.endswith("_emb"))  # a LoRA's new words, not a LoRA
+        """The LoRAs in the folder: files (safetensors, or pickled checkpoints such as
+        DiffSynth-Studio's .ckpt) and diffusers or peft folders."""
+        found = [p.stem for p in self.folder.iterdir()
+                 if p.is_file() and p.suffix.lower() in LORA_SUFFIXES
+                 and not p.stem.endswith("_emb")]  # a LoRA's new words, not a LoRA
+        found += [p.name for p in self.folder.iterdir() if p.is_dir()]
+        return sorted(set(found))
 
     def _check(self, path: Path, name: str) -> None:
-        """A file the engine could not load is a 400 now, not a failed job later."""
-        from safetensors import safe_open
+        """A file the engine could not load is a 400 now, not a failed job later (the engine's
+        own reader, so the server takes every format huajia paints with)."""
+        from huajia.engine.lora import read_lora
 
-        weights = path / "pytorch_lora_weights.safetensors" if path.is_dir() else path
         try:
-            with safe_open(str(weights), "pt") as handle:
-                keys = list(handle.keys())
-        except Exception:  # noqa: BLE001 - safetensors raises its own error types
-            raise HuajiaError(f"LoRA '{name}' is not a readable safetensors file; replace it "
-                              "on the server") from None
-        if not any("lora" in key for key in keys):
+            lora = read_lora(path)
+        except HuajiaError as error:  # its message names the file: name it as the client did
+            raise HuajiaError(str(error).replace(str(path), name)) from None
+        if not any("lora" in key.lower() for key in lora.keys):
             raise HuajiaError(f"LoRA '{name}' holds no LoRA weights; replace it on the server")
 
     def content_hash(self, path: str) -> str:
