@@ -7,20 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -m uv --version >/dev/null 2>&1 || "$PYTHON" -m pip install -q "uv>=0.13"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-# PyTorch's CPU build: no CUDA wheels on a machine without a GPU
-echo "torch==2.13.0+cpu" >"$tmp/constraints.txt"
-# spandrel asks for torchvision, which does not run beside the CPU torch; setup.sh installs the
-# lock with --no-deps, and huajia stands in for the two architectures that need it
-echo "torchvision" >"$tmp/excludes.txt"
 if compgen -G "${PIP_FIND_LINKS:-/opt/wheels}/torch-2.13.0+cpu-*.whl" >/dev/null; then
   torch_source=(--find-links "${PIP_FIND_LINKS:-/opt/wheels}")
 else
   torch_source=(--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 fi
 "$PYTHON" -m uv pip compile pyproject.toml --extra dev --extra ray --extra upscale --extra quant \
-  --constraints "$tmp/constraints.txt" --excludes "$tmp/excludes.txt" "${torch_source[@]}" \
+  --constraints scripts/lock-constraints.txt --excludes scripts/lock-excludes.txt \
+  "${torch_source[@]}" \
   --python-version 3.11 --no-emit-find-links --no-emit-index-url \
   --custom-compile-command "bash scripts/lock.sh" --quiet -o requirements.lock
 echo "lock: wrote requirements.lock ($(grep -c '==' requirements.lock) packages)"
