@@ -109,7 +109,6 @@ def test_the_lora_folder_takes_checkpoints_and_folders_as_the_engine_does(server
                                                                           tmp_path):
     import torch
     from safetensors.torch import load_file
-
     from tests.conftest import loud_lora
 
     client, folder = server
