@@ -26,7 +26,6 @@ FEATURES = {
     "test_the_negative_prompt_and_the_style_reach_the_picture": "negative prompt, styles",
     "test_samplers_by_name_and_flow_samplers_on_flow_models": "samplers by name",
     "test_weights_and_break_reach_the_encoder": "weights, BREAK, long prompts",
-    "test_where_weights_are_not_applied_the_result_says_so": "weights, BREAK, long prompts",
     "test_cfg_rescale_and_cutoff_work_where_they_mean_something": "CFG rescale, CFG cutoff",
     "test_what_a_family_cannot_do_is_one_line": "CFG rescale, CFG cutoff",
     "test_a_lora_paints_at_its_scale_beside_others_and_comes_off": "LoRA",
@@ -39,7 +38,6 @@ FEATURES = {
     "test_every_family_is_served": "serve",
 }
 REFUSING = {"test_what_a_family_cannot_do_is_one_line"}  # tests that check a refusal
-WARNING = {"test_where_weights_are_not_applied_the_result_says_so"}  # … a warning instead
 
 
 def run_tests(xml: Path) -> None:
@@ -62,8 +60,7 @@ def outcomes(xml: Path) -> dict[tuple[str, str], str]:
         failed = case.find("failure") is not None or case.find("error") is not None
         if case.find("skipped") is not None:
             continue
-        state = "fail" if failed else "refused" if function in REFUSING else \
-            "warned" if function in WARNING else "pass"
+        state = "fail" if failed else "refused" if function in REFUSING else "pass"
         if cells.get((column, fixture)) != "fail":
             cells[(column, fixture)] = state
     return cells
@@ -79,7 +76,7 @@ def table(cells: dict[tuple[str, str], str]) -> str:
         for column in columns:
             state = cells.get((column, fixture))
             row.append({None: "—", "fail": "✘", "refused": "refused (one line)",
-                        "warned": "weight 1, with a warning", "pass": "✔"}[state])
+                        "pass": "✔"}[state])
         lines.append(f"| {fixture} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 

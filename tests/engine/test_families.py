@@ -156,7 +156,8 @@ def test_a_pipeline_that_cannot_be_told_needs_family(family_dirs):
         detect(object())
 
 
-WEIGHTED = ["sd15", "sdxl", "kolors", "sd3", "flux", "chroma", "pixart_sigma"]
+WEIGHTED = ["sd15", "sdxl", "kolors", "sd3", "flux", "chroma", "pixart_sigma", "sana",
+            "lumina2", "qwenimage", "zimage", "hidream"]
 
 
 @pytest.mark.parametrize("name", WEIGHTED)
@@ -178,12 +179,14 @@ def test_weights_and_break_reach_the_encoder(engines, family_dirs, name):
     assert not np.array_equal(pixels(long), pixels(long + "and a green triangle"))
 
 
-@pytest.mark.parametrize("name", sorted(set(FAMILIES) - set(WEIGHTED)))
-def test_where_weights_are_not_applied_the_result_says_so(engines, family_dirs, name):
-    engine = _engine(engines, family_dirs, name)
-    result = engine.generate(GenerationRequest("a (red:1.5) circle", seed=1, **SMALL))
-    assert any("prompt weights and BREAK are not applied" in w for w in result.warnings)
-    assert not engine.generate(GenerationRequest("a red circle", seed=1, **SMALL)).warnings
+def test_where_weights_are_not_applied_the_result_says_so():
+    from huajia.engine.families.base import Family
+
+    assert set(WEIGHTED) == set(FAMILIES)  # every family applies them now
+    family = Family()  # the generic diffusers pipeline does not
+    assert any("prompt weights and BREAK are not applied" in note
+               for note in family.prompt_notes("a (red:1.5) circle", ""))
+    assert not family.prompt_notes("a red circle", "")
 
 
 def test_unweighted_t5_is_the_pipelines_own(engines, family_dirs):
@@ -201,6 +204,82 @@ def test_unweighted_t5_is_the_pipelines_own(engines, family_dirs):
     tokens = len(pipe.tokenizer_2("red " * 600, add_special_tokens=False).input_ids)
     chunks = -(-tokens // 511)
     assert long.embeds.shape[1] == 512 * chunks and long.mask.sum() == tokens + chunks  # not cut
+
+
+@pytest.mark.parametrize("name", ["sana", "lumina2"])
+def test_unweighted_gemma_is_the_pipelines_own(engines, family_dirs, name):
+    import torch
+
+    engine = _engine(engines, family_dirs, name)
+    pipe, family = engine.pipe, engine.family
+    prompt, negative = "A red circle, 两个红色圆形", "Blurry 模糊"
+    ours, ours_negative = family.encode(pipe, prompt), family.encode(pipe, negative,
+                                                                     negative=True)
+    own = {"complex_human_instruction": family.instruction(pipe)} if name == "sana" else {}
+    with torch.no_grad():  # as the pipeline's own call encodes
+        theirs = pipe.encode_prompt(prompt, negative_prompt=negative, device=pipe.device, **own)
+    assert torch.equal(ours.embeds, theirs[0]) and torch.equal(ours.mask, theirs[1])
+    assert torch.equal(ours_negative.embeds, theirs[2])
+    assert torch.equal(ours_negative.mask, theirs[3])
+    tokens = len(pipe.tokenizer("red " * 400, add_special_tokens=False).input_ids)
+    long = family.encode(pipe, "red " * 400)
+    chunks = long.embeds.shape[1] // family.window
+    assert chunks >= 2 and long.mask.sum() >= tokens  # chunked, not cut
+
+
+def test_unweighted_qwen_image_is_the_pipelines_own(engines, family_dirs):
+    import torch
+
+    engine = _engine(engines, family_dirs, "qwenimage")
+    pipe, family = engine.pipe, engine.family
+    for prompt in ("A red circle, 两个红色圆形", " "):  # " ": the empty negative
+        ours = family.encode(pipe, prompt)
+        with torch.no_grad():  # as the pipeline's own call encodes
+            theirs, mask = pipe._get_qwen_prompt_embeds(prompt, device=pipe.device)
+        assert torch.equal(ours.embeds, theirs) and torch.equal(ours.mask, mask)
+    tokens = len(pipe.tokenizer("red " * 600, add_special_tokens=False).input_ids)
+    long = family.encode(pipe, "red " * 600)
+    assert long.mask.sum() > tokens  # two chunks, each with the template's end, not cut
+    with pytest.raises(HuajiaError, match="takes at most 1024 tokens of prompt"):
+        engine.generate(GenerationRequest("r " * 1100, **SMALL))
+
+
+def test_unweighted_z_image_is_the_pipelines_own(engines, family_dirs):
+    import torch
+
+    engine = _engine(engines, family_dirs, "zimage")
+    pipe, family = engine.pipe, engine.family
+    for prompt in ("A red circle, 两个红色圆形", ""):  # "": the empty negative
+        with torch.no_grad():  # as the pipeline's own call encodes
+            theirs = pipe._encode_prompt(prompt, device=pipe.device)[0]
+        assert torch.equal(family.encode(pipe, prompt), theirs)
+    tokens = len(pipe.tokenizer("red " * 600, add_special_tokens=False).input_ids)
+    assert len(family.encode(pipe, "red " * 600)) > tokens  # two chunks, not cut
+
+
+def test_unweighted_hidream_is_the_pipelines_own(engines, family_dirs):
+    import torch
+
+    engine = _engine(engines, family_dirs, "hidream")
+    pipe, family = engine.pipe, engine.family
+    for prompt in ("A red circle, 两个红色圆形", ""):
+        with torch.no_grad():  # as the pipeline's own call encodes
+            t5 = pipe._get_t5_prompt_embeds(prompt, 128, pipe.device)
+            llama = pipe._get_llama3_prompt_embeds(prompt, 128, pipe.device)
+        assert torch.equal(family.encode_t5(pipe, prompt).embeds, t5)
+        assert torch.equal(family.encode_llama(pipe, prompt), llama)
+    long = family.encode_llama(pipe, "red " * 200)
+    assert long.shape[2] == 256  # two chunks, not cut
+
+
+@pytest.mark.parametrize("name", ["pixart_sigma", "sana", "qwenimage", "zimage", "hidream"])
+def test_a_batch_mixes_weighted_and_plain_prompts(engines, family_dirs, name):
+    engine = _engine(engines, family_dirs, name)
+    plain = GenerationRequest("a red circle, 两个红色圆形", seed=1, **SMALL)
+    weighted = GenerationRequest("a (red:1.5) circle, 两个红色圆形", seed=1, **SMALL)
+    results = engine.generate_batch([weighted, plain])  # one call: all as embeddings
+    alone = engine.generate(plain).images[0]  # the pipeline's own encoding
+    assert np.abs(_pixels(results[1].images[0]) - _pixels(alone)).max() <= 2
 
 
 def test_qwen_image_refuses_one_step_in_one_line(engines, family_dirs):

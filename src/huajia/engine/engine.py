@@ -31,6 +31,7 @@ from huajia.engine.request import GenerationRequest, GenerationResult, LoraSpec
 from huajia.engine.schedulers import sampler_label
 from huajia.engine.session import ModelHook, Session
 from huajia.engine.styles import Style, get_style
+from huajia.engine.t5_weights import always_own_encoding
 from huajia.engine.upscalers import Upscalers, label, sharpen
 from huajia.errors import HuajiaError
 
@@ -73,10 +74,20 @@ def _stack(all_kwargs: list[dict], counts: list[int]) -> dict:
     stacked = {}
     for key in first:
         tensors = [kw[key] for kw in all_kwargs]
+        if isinstance(tensors[0], list):  # Z-Image's embeddings: a (tokens, D) tensor per row
+            stacked[key] = [row for rows, n in zip(tensors, counts, strict=True)
+                            for _ in range(n) for row in rows]
+            continue
+        if torch.is_tensor(tensors[0]) and tensors[0].ndim == 4:  # HiDream's Llama layers:
+            longest = max(t.shape[2] for t in tensors)  # (layers, batch, tokens, D)
+            stacked[key] = torch.cat([torch.cat(
+                [t, t[:, :, -1:].expand(-1, -1, longest - t.shape[2], -1)], dim=2).expand(
+                -1, n, -1, -1) for t, n in zip(tensors, counts, strict=True)], dim=1)
+            continue
         if not torch.is_tensor(tensors[0]):  # e.g. PixArt's negative_prompt=None beside embeds
             stacked[key] = tensors[0]
             continue
-        sequence = tensors[0].ndim == 3 or key.endswith("attention_mask")
+        sequence = tensors[0].ndim == 3 or key.endswith("mask")
         longest = max(t.shape[1] for t in tensors) if sequence else 0
         rows = []
         for tensor, n in zip(tensors, counts, strict=True):
@@ -272,6 +283,10 @@ class Engine:
         with self.session(first) as run:
             encode_start = time.perf_counter()
             prepared = [self.prepare(r) for r in requests]
+            if len({frozenset(p.kwargs) for p in prepared}) > 1:  # weighted beside plain
+                with always_own_encoding():  # all as embeddings
+                    prepared = [replace(p, kwargs=self.prompt_kwargs(p.prompt, p.negative))
+                                for p in prepared]
             kwargs = _stack([p.kwargs for p in prepared], [r.n for r in requests])
             encode_s = time.perf_counter() - encode_start
             seeds = [s for p in prepared for s in p.seeds]

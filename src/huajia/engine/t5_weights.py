@@ -11,6 +11,8 @@ embeddings (tokens of weight 1 are left as they are).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -75,8 +77,22 @@ def even(a: T5Encoding, b: T5Encoding) -> tuple[T5Encoding, T5Encoding]:
     return padded(a, length), padded(b, length)
 
 
+_ALWAYS_OWN: ContextVar[bool] = ContextVar("always_own", default=False)
+
+
+@contextmanager
+def always_own_encoding():
+    """Within it, ``own_encoding`` says yes: a batch that mixes weighted and plain prompts
+    needs embeddings for all of them (the pipeline takes strings or embeddings, not both)."""
+    token = _ALWAYS_OWN.set(True)
+    try:
+        yield
+    finally:
+        _ALWAYS_OWN.reset(token)
+
+
 def own_encoding(tokenizer, width: int, *texts: str) -> bool:
     """Must huajia encode ``texts`` itself: they use weights or BREAK, or one is longer than
     the encoder's window (``width`` tokens), which the pipeline's own encoding would cut?"""
-    return any(has_syntax(text) or
+    return _ALWAYS_OWN.get() or any(has_syntax(text) or
                len(tokenizer(text, add_special_tokens=False).input_ids) > width for text in texts)

@@ -1,11 +1,20 @@
 """Qwen-Image: an MMDiT on Qwen2.5-VL's hidden states, a Wan-style 3-D VAE (latents mean/std
 per channel), packed latents. Its pipeline runs classifier-free guidance as
 ``true_cfg_scale`` and only when a negative prompt is given: huajia's guidance is that scale,
-and an empty negative prompt is sent as " " (as Qwen's own examples do) so guidance works."""
+and an empty negative prompt is sent as " " (as Qwen's own examples do) so guidance works.
+
+A1111 weights and BREAK act on Qwen2.5-VL's hidden states the ComfyUI way
+(engine/template_weights): each chunk is encoded in the pipeline's ChatML template, its fixed
+prefix dropped as the pipeline drops it, each of the user's tokens moved from the empty
+prompt's state at its position (the empty template padded to the same length) by its weight;
+chunks of 512 tokens (the pipeline's own cut) are concatenated with their masks, up to the
+1024 its transformer takes."""
 
 from __future__ import annotations
 
 from huajia.engine.families.base import CallPlan, Family
+from huajia.engine.t5_weights import T5Encoding, own_encoding
+from huajia.engine.template_weights import TextChunk, encode_chunks, text_chunks
 from huajia.errors import HuajiaError
 
 
@@ -21,11 +30,62 @@ class QwenImage(Family):
     flow = True
     packed = True
     native = 1328  # Qwen-Image's 1:1 training size
+    weighted = True
+    window = 512  # the pipeline's max_sequence_length (its template's end included)
+    longest = 1024  # the most text tokens the pipeline takes
 
     def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
-        kwargs = super().prompt_kwargs(pipe, prompt, negative, dtype)
-        kwargs["negative_prompt"] = kwargs["negative_prompt"] or " "
+        negative = negative if negative.strip() else " "
+        if not own_encoding(pipe.tokenizer, self.width(pipe), prompt, negative):
+            kwargs = super().prompt_kwargs(pipe, prompt, negative, dtype)
+            kwargs["negative_prompt"] = kwargs["negative_prompt"] or " "
+            return kwargs
+        dtype = dtype or pipe.dtype
+        kwargs = {"max_sequence_length": self.longest}  # each is cut there
+        for key, text in (("", prompt), ("negative_", negative)):
+            qwen = self.encode(pipe, text)
+            if qwen.embeds.shape[1] > self.longest:
+                raise HuajiaError(
+                    f"{self.label} takes at most {self.longest} tokens of prompt; this "
+                    f"{'negative ' if key else ''}prompt needs {qwen.embeds.shape[1]} (cut at "
+                    f"each BREAK and every {self.width(pipe)} tokens, each chunk ending in the "
+                    "chat template): shorten it or use fewer BREAKs")
+            kwargs[f"{key}prompt_embeds"] = qwen.embeds.to(dtype)
+            kwargs[f"{key}prompt_embeds_mask"] = qwen.mask
         return kwargs
+
+    @staticmethod
+    def template(pipe) -> tuple[str, str]:
+        """The text before and after the prompt in the pipeline's ChatML template."""
+        before, after = pipe.prompt_template_encode.split("{}")
+        return before, after
+
+    def width(self, pipe) -> int:
+        """The prompt's tokens per chunk: the window less the template's end."""
+        return self.window - len(pipe.tokenizer(self.template(pipe)[1]).input_ids)
+
+    def encode(self, pipe, prompt: str) -> T5Encoding:
+        """``prompt`` through Qwen2.5-VL with its weights, as the pipeline's
+        ``_get_qwen_prompt_embeds`` encodes it (the last layer, the template's prefix
+        dropped)."""
+        tokenizer = pipe.tokenizer
+        drop = pipe.prompt_template_encode_start_idx
+        device = pipe.text_encoder.device
+        before, after = self.template(pipe)
+
+        def encode(text: str, length: int | None):
+            padding = {"padding": "max_length", "max_length": length} if length else {
+                "padding": True, "max_length": pipe.tokenizer_max_length + drop}
+            inputs = tokenizer(text, truncation=True, return_offsets_mapping=True,
+                               padding_side="right", return_tensors="pt", **padding)
+            mask = inputs.attention_mask.to(device)
+            output = pipe.text_encoder(input_ids=inputs.input_ids.to(device),
+                                       attention_mask=mask, output_hidden_states=True)
+            return output.hidden_states[-1], mask, inputs.offset_mapping[0].tolist()
+
+        chunks = text_chunks(tokenizer, prompt, self.width(pipe)) if prompt.strip() else [
+            TextChunk(prompt, (1.0,) * len(prompt))]  # " ", the empty negative, as it is
+        return encode_chunks(chunks, before, encode, slice(drop, None), after)
 
     def call_plan(self, pipe, request, has_negative: bool) -> CallPlan:
         self.check_request(request)

@@ -1,10 +1,20 @@
 """Z-Image: a single-stream DiT on Qwen3's hidden states, flow matching. Its pipeline's
 guidance g computes pos + g (pos - neg), so g = 0 is no guidance and g equals a usual CFG scale
-of g + 1: huajia's guidance keeps the usual meaning (Z-Image-Turbo paints at guidance 1)."""
+of g + 1: huajia's guidance keeps the usual meaning (Z-Image-Turbo paints at guidance 1).
+
+A1111 weights and BREAK act on Qwen3's hidden states the ComfyUI way (engine/template_weights):
+each chunk is encoded in the pipeline's chat template (512 tokens in all, the second-to-last
+layer), each of the user's tokens moved from the empty prompt's state at its position by its
+weight; the chunks' unmasked states are concatenated, one (tokens, D) tensor per prompt as the
+pipeline takes them."""
 
 from __future__ import annotations
 
 from huajia.engine.families.base import CallPlan, Family
+from huajia.engine.t5_weights import own_encoding
+from huajia.engine.template_weights import TextChunk, encode_chunks, text_chunks
+
+MARK = "\uE000"  # a private-use character: where the prompt goes in the chat template
 
 
 class ZImage(Family):
@@ -16,6 +26,51 @@ class ZImage(Family):
     denoiser_name = "transformer"
     flow = True
     patch = 2
+    weighted = True
+    window = 512  # the pipeline's max_sequence_length, the chat template included
+
+    def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
+        if not own_encoding(pipe.tokenizer, self.width(pipe), prompt, negative):
+            return super().prompt_kwargs(pipe, prompt, negative, dtype)
+        dtype = dtype or pipe.dtype
+        return {"prompt_embeds": [self.encode(pipe, prompt).to(dtype)],
+                "negative_prompt": None,  # the embeddings stand for it
+                "negative_prompt_embeds": [self.encode(pipe, negative).to(dtype)]}
+
+    @staticmethod
+    def template(pipe) -> tuple[str, str]:
+        """The text before and after the prompt in the pipeline's chat template."""
+        text = pipe.tokenizer.apply_chat_template(
+            [{"role": "user", "content": MARK}], tokenize=False, add_generation_prompt=True,
+            enable_thinking=True)
+        before, after = text.split(MARK)
+        return before, after
+
+    def width(self, pipe) -> int:
+        """The prompt's tokens that fit in the window beside the chat template."""
+        return self.window - sum(len(pipe.tokenizer(part).input_ids)
+                                 for part in self.template(pipe))
+
+    def encode(self, pipe, prompt: str):
+        """``prompt`` through Qwen3 with its weights, as the pipeline's ``_encode_prompt``
+        encodes it: a (tokens, D) tensor of its unmasked positions."""
+        tokenizer = pipe.tokenizer
+        device = pipe.text_encoder.device
+        before, after = self.template(pipe)
+
+        def encode(text: str, _length=None):  # padded to the window already
+            inputs = tokenizer(text, padding="max_length", max_length=self.window,
+                               truncation=True, return_offsets_mapping=True,
+                               return_tensors="pt")
+            mask = inputs.attention_mask.to(device).bool()
+            output = pipe.text_encoder(input_ids=inputs.input_ids.to(device),
+                                       attention_mask=mask, output_hidden_states=True)
+            return output.hidden_states[-2], mask, inputs.offset_mapping[0].tolist()
+
+        chunks = text_chunks(tokenizer, prompt, self.width(pipe)) if prompt.strip() else [
+            TextChunk(prompt, (1.0,) * len(prompt))]  # the empty prompt as the pipeline has it
+        qwen = encode_chunks(chunks, before, encode, suffix=after)
+        return qwen.embeds[0][qwen.mask[0].bool()]
 
     def call_plan(self, pipe, request, has_negative: bool) -> CallPlan:
         self.check_request(request)
