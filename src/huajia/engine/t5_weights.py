@@ -96,3 +96,14 @@ def own_encoding(tokenizer, width: int, *texts: str) -> bool:
     the encoder's window (``width`` tokens), which the pipeline's own encoding would cut?"""
     return _ALWAYS_OWN.get() or any(has_syntax(text) or
                len(tokenizer(text, add_special_tokens=False).input_ids) > width for text in texts)
+
+
+def masked_kwargs(positive: T5Encoding, negative: T5Encoding, dtype) -> dict:
+    """A weighted prompt and negative prompt (at one length, see ``even``) as the keywords of
+    pipelines that take attention masks beside the embeddings (PixArt-Σ, Sana, Lumina 2);
+    ``negative_prompt=None``, since their default "" may not come with embeddings."""
+    kwargs: dict = {"negative_prompt": None}
+    for key, encoding in zip(("", "negative_"), (positive, negative), strict=True):
+        kwargs[f"{key}prompt_embeds"] = encoding.embeds.to(dtype)
+        kwargs[f"{key}prompt_attention_mask"] = encoding.mask
+    return kwargs

@@ -9,7 +9,7 @@ chunks that fit the window beside the system prompt are encoded apart and concat
 from __future__ import annotations
 
 from huajia.engine.families.base import Family
-from huajia.engine.t5_weights import T5Encoding, even, own_encoding
+from huajia.engine.t5_weights import T5Encoding, even, masked_kwargs, own_encoding
 from huajia.engine.template_weights import encode_chunks, text_chunks
 
 
@@ -29,11 +29,7 @@ class Lumina2(Family):
             return super().prompt_kwargs(pipe, prompt, negative, dtype)
         dtype = dtype or pipe.dtype
         encoded = even(self.encode(pipe, prompt), self.encode(pipe, negative, negative=True))
-        kwargs = {"negative_prompt": None}  # the embeddings stand for it
-        for key, gemma in zip(("", "negative_"), encoded, strict=True):
-            kwargs[f"{key}prompt_embeds"] = gemma.embeds.to(dtype)
-            kwargs[f"{key}prompt_attention_mask"] = gemma.mask
-        return kwargs
+        return masked_kwargs(*encoded, dtype)
 
     @staticmethod
     def prefix(pipe) -> str:

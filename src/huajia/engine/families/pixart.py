@@ -5,7 +5,7 @@ painted) and by default cleans captions in a way that deletes Chinese (off)."""
 from __future__ import annotations
 
 from huajia.engine.families.base import Family
-from huajia.engine.t5_weights import encode_t5, even, own_encoding
+from huajia.engine.t5_weights import encode_t5, even, masked_kwargs, own_encoding
 
 
 class PixArtSigma(Family):
@@ -26,8 +26,4 @@ class PixArtSigma(Family):
         dtype = dtype or pipe.dtype
         encoded = even(*(encode_t5(pipe.tokenizer, pipe.text_encoder, text, self.window,
                                    masked=True) for text in (prompt, negative)))
-        kwargs = {"negative_prompt": None}  # its default "" may not come with embeddings
-        for key, t5 in zip(("", "negative_"), encoded, strict=True):
-            kwargs[f"{key}prompt_embeds"] = t5.embeds.to(dtype)
-            kwargs[f"{key}prompt_attention_mask"] = t5.mask
-        return kwargs
+        return masked_kwargs(*encoded, dtype)

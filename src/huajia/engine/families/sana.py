@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 
 from huajia.engine.families.base import Family
-from huajia.engine.t5_weights import T5Encoding, even, own_encoding
+from huajia.engine.t5_weights import T5Encoding, even, masked_kwargs, own_encoding
 from huajia.engine.template_weights import encode_chunks, text_chunks
 
 
@@ -35,11 +35,7 @@ class Sana(Family):
             return super().prompt_kwargs(pipe, prompt, negative, dtype)
         dtype = dtype or pipe.dtype
         encoded = even(self.encode(pipe, prompt), self.encode(pipe, negative, negative=True))
-        kwargs = {"negative_prompt": None}  # its default "" may not come with embeddings
-        for key, gemma in zip(("", "negative_"), encoded, strict=True):
-            kwargs[f"{key}prompt_embeds"] = gemma.embeds.to(dtype)
-            kwargs[f"{key}prompt_attention_mask"] = gemma.mask
-        return kwargs
+        return masked_kwargs(*encoded, dtype)
 
     def encode(self, pipe, prompt: str, *, negative: bool = False) -> T5Encoding:
         """``prompt`` through Gemma 2 with its weights, as the pipeline's ``encode_prompt``
