@@ -12,7 +12,7 @@ if compgen -G "${PIP_FIND_LINKS:-/opt/wheels}/torch-2.13.0+cpu-*.whl" >/dev/null
 else
   torch_source=(--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 fi
-"$PYTHON" -m uv pip compile pyproject.toml --extra dev --extra ray --extra upscale --extra quant \
+"$PYTHON" -m uv pip compile pyproject.toml --extra dev --extra ray --extra upscale --extra quant --extra curate \
   --constraints scripts/lock-constraints.txt --excludes scripts/lock-excludes.txt \
   "${torch_source[@]}" \
   --python-version 3.11 --no-emit-find-links --no-emit-index-url \
