@@ -36,7 +36,7 @@ from huajia.errors import HuajiaError
 from huajia.serving.config import ServeConfig
 from huajia.serving.connections import RequestGuard, error_body
 from huajia.serving.edits import ImageEditForm, ImageVariationForm, read_form
-from huajia.serving.jobs import JobSpec, redact
+from huajia.serving.jobs import JobSpec, redact, short
 from huajia.serving.provenance import check_provenance
 from huajia.serving.queue import Job
 from huajia.serving.ratelimit import TokenBuckets
@@ -55,6 +55,7 @@ from huajia.serving.schemas import (
 from huajia.serving.service import FINAL_STATES, ImageService, b64, png_infotext, result_item
 
 MAX_VERIFY_PIXELS = 16 * 10**6  # provenance checks: 4096x4096 is plenty for any result here
+MAX_MESSAGE_CHARS = 600  # an error message never carries more of what a client sent
 ERRORS: dict = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 429)}
 
 
@@ -67,9 +68,13 @@ class ApiError(Exception):
 
 
 def _error(status: int, message: str, kind: str, param=None, code=None, headers=None):
-    # a client never learns the server's folders (LoRA, model and data paths)
-    return JSONResponse(error_body(redact(message), code, kind, param), status_code=status,
-                        headers=headers)
+    # a client never learns the server's folders (LoRA, model and data paths), nor gets a
+    # long value it sent echoed back
+    message = redact(message)
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + "…"
+    return JSONResponse(error_body(message, code, kind, short(param) if param else None),
+                        status_code=status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -81,10 +86,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def huajia_error(request: Request, error: HuajiaError):
         return _error(400, str(error), "invalid_request_error")
 
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, error: Exception):
+        # a bug: still an error in OpenAI's shape, naming no server path (the log has the rest)
+        return _error(500, f"internal error ({type(error).__name__}); the server log has the "
+                      "details", "server_error", code="internal_error")
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError):
         first = error.errors()[0] if error.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        where = short(".".join(str(p) for p in first.get("loc", ()) if p != "body"))
         message = f"{where}: {first.get('msg', 'invalid request')}" if where else \
             str(first.get("msg", "invalid request body; send JSON"))
         return _error(400, message, "invalid_request_error", where or None, "invalid_value")
@@ -255,7 +266,7 @@ def _service_routes(app: FastAPI, service: ImageService, auth: Auth) -> None:
              tags=["images"])
     def model(model_id: str, owner: str = Depends(auth.caller)) -> ModelInfo:
         if model_id not in service.model_names():
-            raise ApiError(404, f"model '{model_id}' is not served here; this server has "
+            raise ApiError(404, f"model '{short(model_id)}' is not served here; this server has "
                            f"{', '.join(repr(n) for n in service.model_names())}",
                            param="model", code="model_not_found")
         return ModelInfo(id=model_id, created=0, huajia=service.model_details())
@@ -335,7 +346,7 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
             auth.caller(request)  # no valid, unexpired signature: an API key will do
         data = service.image_bytes(name)
         if data is None:
-            raise ApiError(404, f"no image '{name}'", "not_found_error", "name")
+            raise ApiError(404, f"no image '{short(name)}'", "not_found_error", "name")
         return Response(encode_as(data, format, quality), media_type=f"image/{format}")
 
 
@@ -343,7 +354,7 @@ def _job_routes(app: FastAPI, service: ImageService, auth: Auth, files: SignedFi
     def job_or_404(job_id: str, owner: str) -> Job:
         job = service.queue.get(job_id)
         if job is None or (auth.keys and job.owner != owner):
-            raise ApiError(404, f"no job '{job_id}'", "not_found_error", "job_id")
+            raise ApiError(404, f"no job '{short(job_id)}'", "not_found_error", "job_id")
         return job
 
     @app.post("/v1/jobs", response_model=JobInfo, status_code=202, responses=ERRORS,

@@ -45,7 +45,7 @@ class ResultCache:
         path = self._path(key)
         try:
             data = path.read_bytes()
-        except FileNotFoundError:
+        except OSError:  # not there, or a name the file system refuses (too long, …)
             return None
         with self._lock:
             self._db.execute("UPDATE entries SET used = ? WHERE key = ?", (time.time(), key))

@@ -191,6 +191,13 @@ def _http_fields(cls: type) -> list[str]:
 _PATH = re.compile(r"(?<![\w.:/])(?!/v1/)(?:/[^\s'\"/:,;()]+)*/([^\s'\"/:,;()]+)")  # API routes stay
 
 
+def short(text: object, limit: int = 40) -> str:
+    """At most ``limit`` characters of a client's value, for an error message that names it
+    (a 15 MB model name is not echoed back)."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def redact(message: str) -> str:
     """``message`` without the server's folders: every absolute path shrinks to its last part
     (the API's own routes, /v1/…, stay whole)."""

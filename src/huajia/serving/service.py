@@ -33,7 +33,7 @@ from huajia.serving.cache import ResultCache
 from huajia.serving.config import CriticSettings, ServeConfig
 from huajia.serving.edits import EditInput, as_png, describe_picture, open_picture
 from huajia.serving.events import JobEvents
-from huajia.serving.jobs import JobSpec, LoraFolder, redact
+from huajia.serving.jobs import JobSpec, LoraFolder, redact, short
 from huajia.serving.painter import LocalPainter, Painter, PainterLost
 from huajia.serving.provenance import embed_watermark
 from huajia.serving.queue import Job, JobQueue
@@ -128,7 +128,7 @@ class ImageService:
         """A model name from a request → the served model's id, or a 4xx naming the choices."""
         if name in (None, "huajia") or name in self.model_names():
             return self.model_id
-        raise HuajiaError(f"model '{name}' is not served here; this server has "
+        raise HuajiaError(f"model '{short(name)}' is not served here; this server has "
                           f"{', '.join(repr(n) for n in self.model_names())} (GET /v1/models)")
 
     # -- submitting ----------------------------------------------------------------------
@@ -227,7 +227,9 @@ class ImageService:
 
     def image_bytes(self, name: str) -> bytes | None:
         key, dot, suffix = name.rpartition(".")
-        if suffix != "png" or not dot or not key.isalnum():
+        # result names are sha256 hex digests: anything else (a 4,000-character name the file
+        # system would refuse) is no image, without touching the disk
+        if suffix != "png" or not dot or len(key) != 64 or not key.isalnum():
             return None
         return self.images.get(key)
 
