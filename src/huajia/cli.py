@@ -19,6 +19,7 @@ from rich.table import Table
 
 from huajia.cli_batch import register as register_batch
 from huajia.cli_common import (
+    FAMILY,
     STYLES_FILE,
     Given,
     Options,
@@ -34,6 +35,7 @@ from huajia.cli_paint import register as register_painting
 from huajia.cli_serve import register as register_serving
 from huajia.cli_train import app as train_app
 from huajia.curation.runner import FilterOptions
+from huajia.engine.loading import LoadOptions
 from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
 
@@ -133,10 +135,11 @@ def world_verify(
 
 @eval_app.command("shapes")
 @vocabulary_options(request=Options(GenerationRequest, build=False,
-                                    only=("steps", "guidance", "scheduler")))
+                                    only=("steps", "guidance", "scheduler")), load=LoadOptions)
 def eval_shapes(
     model: str = typer.Option("oracle", help="oracle, oracle-perturbed, random, embedded, or a "
                                              "diffusers pipeline folder / hub id."),
+    family: str = FAMILY,
     json_path: Path = typer.Option(None, "--json", help="Write the full report here."),
     out: Path = typer.Option(None, "--out", help="Folder for failures.png (and report.json)."),
     images_per_prompt: int = typer.Option(4, "--images-per-prompt", "-n", min=1),
@@ -145,10 +148,12 @@ def eval_shapes(
     size: int = typer.Option(128, help="Image side in pixels (64-512)."),
     *,
     request: Given,
+    load: LoadOptions,
 ) -> None:
     """ShapesEval: GenEval-style compositional benchmark on held-out prompts (en + zh)."""
     GenerationRequest("check", **request.values)  # every request's checks, before a model loads
-    _shapes_eval(model, json_path, out, images_per_prompt, specs_per_task, size, request.values)
+    _shapes_eval(model, json_path, out, images_per_prompt, specs_per_task, size,
+                 dict(request.values, family=family, load=load))
 
 
 def _shapes_eval(model: str, json_path: Path | None, out: Path | None, images_per_prompt: int,

@@ -8,12 +8,20 @@ from pathlib import Path
 
 import typer
 
-from huajia.cli_common import MODEL_HELP, Options, console, progress_bar, vocabulary_options
+from huajia.cli_common import (
+    FAMILY,
+    MODEL_HELP,
+    Options,
+    console,
+    progress_bar,
+    vocabulary_options,
+)
+from huajia.engine.loading import LoadOptions
 from huajia.ray_cluster import ADDRESS_HELP
 from huajia.thinking.options import CriticOptions
 
 
-@vocabulary_options(critics=Options(CriticOptions, only=("critic",)))
+@vocabulary_options(critics=Options(CriticOptions, only=("critic",)), load=LoadOptions)
 def batch(
     prompts: Path = typer.Argument(..., help="JSON lines: one request a line, with the Python "
                                    "API's names, e.g. {\"prompt\": \"a red circle\", \"seed\": 1, "
@@ -29,8 +37,10 @@ def batch(
                                "line's \"think\" overrides; the shapes critic judges)."),
     lora: list[str] = typer.Option([], "--lora", help="PATH[:SCALE] for every line, repeatable."),
     model: str = typer.Option("embedded", help=MODEL_HELP),
+    family: str = FAMILY,
     *,
     critics: CriticOptions,
+    load: LoadOptions,
 ) -> None:
     """Paint every line of a batch file into an HF imagefolder (resumable)."""
     from huajia.batch.lines import read_lines, with_loras
@@ -51,7 +61,8 @@ def batch(
         from huajia.ray_cluster import connect
 
         connect(ray)  # an unreachable cluster is one line before any work
-    settings = BatchSettings(model, threads or (1 if ray else None), critic=name)
+    settings = BatchSettings(model, threads or (1 if ray else None), critic=name, family=family,
+                             load=load)
     total = pictures_to_paint(lines, out)
     with progress_bar("painting", total) as advance:
         summary = run_batch(lines, out, settings, ray, workers, progress=advance)

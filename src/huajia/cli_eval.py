@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from huajia.cli_common import MODEL_HELP, console, stage_progress
+from huajia.cli_common import FAMILY, MODEL_HELP, console, stage_progress, vocabulary_options
+from huajia.engine.loading import LoadOptions
 from huajia.errors import HuajiaError
 from huajia.evaluation.metrics import DEFAULT_METRICS
 
@@ -48,8 +49,10 @@ def eval_images(
         console.print(f"report: {json_path}")
 
 
+@vocabulary_options(load=LoadOptions)
 def eval_model(
     model: str = typer.Option("embedded", help=MODEL_HELP),
+    family: str = FAMILY,
     out: Path = typer.Option(..., "--out", help="Folder for report.json and report.png."),
     prompts: Path = typer.Option(None, "--prompts", help="Prompt file (world words); default: ShapesEval."),
     shapes_eval: bool = typer.Option(False, "--shapes-eval", help="ShapesEval's held-out prompts (the "
@@ -61,6 +64,8 @@ def eval_model(
     think: bool = typer.Option(False, "--think", help="Also measure the thinking loop (default options)."),
     metrics: str = typer.Option(DEFAULT_METRICS),
     features: str = typer.Option("world", help=FEATURES_HELP),
+    *,
+    load: LoadOptions,
 ) -> None:
     """Generate, judge and measure a model: one JSON and one PNG report."""
     from huajia.evaluation.metrics.features import make_extractor
@@ -77,7 +82,7 @@ def eval_model(
     prepare_out_dir(out)
     with stage_progress() as progress:
         report = evaluate_model(model, chosen, scales, names, extractor, steps, images_per_prompt,
-                                think, str(prompts or "ShapesEval"), progress)
+                                think, str(prompts or "ShapesEval"), progress, family, load)
     json_path, png_path = report.write(out)
     for row in report.numbers["settings"]:
         shown = {k: row[k] for k in ("fid", "kid", "is", "precision", "recall", "diversity") if k in row}

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from huajia.cli_common import (
+    FAMILY,
     MODEL_HELP,
     STYLES_FILE,
     Options,
@@ -16,6 +17,7 @@ from huajia.cli_common import (
     vocabulary_options,
     write_results,
 )
+from huajia.engine.loading import LoadOptions
 from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
 
@@ -26,7 +28,7 @@ EDIT_REQUEST = Options(GenerationRequest, build=False, only=(
     "n", "seed", "steps", "guidance", "negative_prompt", "style", "sharpen"))
 
 
-@vocabulary_options(request=EDIT_REQUEST)
+@vocabulary_options(request=EDIT_REQUEST, load=LoadOptions)
 def edit(
     image: Path = typer.Argument(..., help="The picture to edit."),
     prompt: str = typer.Argument(..., help="What to paint in the masked area."),
@@ -36,9 +38,11 @@ def edit(
                                    "(1: painted anew; 0.5 keeps its colours and layout)."),
     styles_file: Path = STYLES_FILE,
     model: str = typer.Option("embedded", help=MODEL_HELP),
+    family: str = FAMILY,
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder for the PNGs."),
     *,
     request: Given,
+    load: LoadOptions,
 ) -> None:
     """Inpaint: paint the masked area again with the same model; the rest stays as it was."""
     from huajia.drawing import load_image
@@ -54,7 +58,8 @@ def edit(
         raise HuajiaError(f"--strength {strength} is out of range; use above 0 up to 1")
     prepare_out_dir(out)
     with console.status("painting the masked area"):
-        result = open_engine(model).edit(painted, picture, area_mask, strength=strength)
+        engine = open_engine(model, family=family, load=load)
+        result = engine.edit(painted, picture, area_mask, strength=strength)
     write_results(result, out)
 
 

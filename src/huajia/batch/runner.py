@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huajia.batch.lines import BatchLine
+from huajia.engine.loading import LoadOptions
 from huajia.thinking.options import ThinkOptions
 
 METADATA = "metadata.jsonl"
@@ -31,6 +32,8 @@ class BatchSettings:
     threads: int | None = None  # torch threads per engine (None: torch's default)
     think: ThinkOptions = dataclasses.field(default_factory=ThinkOptions)
     critic: str = "shapes"
+    family: str | None = None  # --family: the model's family where it cannot be told
+    load: LoadOptions = dataclasses.field(default_factory=LoadOptions)  # --dtype, --offload, …
 
 
 class LinePainter:
@@ -49,7 +52,7 @@ class LinePainter:
         # one part per call and every layout traced at once: the pictures do not depend on
         # how many lines this engine painted before, or on which worker it is
         self.engine = Engine(settings.model, vocabulary=unknown_words, split_batch=False,
-                             trace_after=0)
+                             trace_after=0, family=settings.family, load=settings.load)
         self._critic = None
 
     def paint(self, line: BatchLine) -> list[tuple[str, bytes, dict]]:

@@ -122,9 +122,10 @@ BUILTIN = {"oracle": lambda: OracleGenerator(False),
            "random": RandomGenerator}
 
 
-def make_generator(name: str, **engine_options) -> ImageGenerator:
+def make_generator(name: str, family: str | None = None, load=None,
+                   **engine_options) -> ImageGenerator:
     """A built-in picture maker by name, or any model the engine can load ('embedded', a
-    diffusers folder, a hub id)."""
+    diffusers folder, a hub id; ``family`` and ``load`` as ``Engine`` takes them)."""
     if name in BUILTIN:
         return BUILTIN[name]()
     from huajia.engine.engine import Engine
@@ -132,5 +133,6 @@ def make_generator(name: str, **engine_options) -> ImageGenerator:
 
     if name == "oracle-vae" or name.startswith("oracle-vae:"):
         model = name.partition(":")[2] or "embedded"
-        return VaeRoundTripGenerator(Engine(model).pipe, name)
-    return EngineGenerator(Engine(name, vocabulary=unknown_words), **engine_options)
+        return VaeRoundTripGenerator(Engine(model, family=family, load=load).pipe, name)
+    engine = Engine(name, vocabulary=unknown_words, family=family, load=load)
+    return EngineGenerator(engine, **engine_options)

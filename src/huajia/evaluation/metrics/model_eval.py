@@ -138,15 +138,17 @@ class ModelReport:
 def evaluate_model(model: str, prompts: Sequence[EvalPrompt], scales: Sequence[float],
                    metrics: list[str], extractor, steps: int = 20,
                    images_per_prompt: int = 2, think: bool = False, prompts_label: str = "ShapesEval",
-                   progress: Progress | None = None) -> ModelReport:
-    """Paint ``prompts`` with ``model`` at each CFG scale (and, with ``think``, with the thinking
+                   progress: Progress | None = None, family: str | None = None,
+                   load=None) -> ModelReport:
+    """Paint ``prompts`` with ``model`` (``family`` and ``load`` as ``Engine`` takes them) at each
+    CFG scale (and, with ``think``, with the thinking
     loop's default options), judge every picture and measure each setting against the oracle's
     pictures of the same prompts, in ``extractor``'s features (``features.make_extractor``)."""
     from huajia.engine.engine import Engine
     from huajia.evaluation.generators import EngineGenerator
     from huajia.world.parser import unknown_words
 
-    engine = Engine(model, vocabulary=unknown_words)
+    engine = Engine(model, vocabulary=unknown_words, family=family, load=load)
     real, _ = reference(extractor, prompts, progress=progress)
     results = []
     for scale in scales:
