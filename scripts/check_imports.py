@@ -1,4 +1,4 @@
-"""Check huajia's imports: no cycles between modules, and every import follows README's layer order.
+"""Check huajia's imports: no cycles between modules, and every import follows the layer order of docs/design.md.
 
     python scripts/check_imports.py [SRC]      # SRC: the folder that holds huajia/ (default: src)
 
@@ -11,7 +11,7 @@ function (run when it runs; a function-level import that hides a cycle is still 
 package re-exports ``y`` from (``from huajia import Engine`` means ``huajia.engine.engine``), else
 ``huajia.x``. Relative imports are resolved. Dynamic imports (``import_module``) are not seen.
 
-The layer order (README "Layout"; a module may import its own layer and the layers before it):
+The layer order (docs/design.md "Layout"; a module may import its own layer and the layers before it):
 
     base       huajia (the package's __init__), errors, params, imagefolder, drawing, ray_cluster,
                scorers

@@ -1,4 +1,4 @@
-"""scripts/check_imports.py: the package has no import cycles and keeps README's layer order."""
+"""scripts/check_imports.py: the package has no import cycles and keeps the layer order of docs/design.md."""
 
 import importlib.util
 import sys
