@@ -1,4 +1,5 @@
-"""Check huajia's imports: no cycles between modules, and every import follows the layer order of docs/design.md.
+"""Check huajia's imports: no cycles between modules, and every import follows the layer order
+(docs/design.md).
 
     python scripts/check_imports.py [SRC]      # SRC: the folder that holds huajia/ (default: src)
 
