@@ -40,3 +40,59 @@ def test_long_values_are_not_echoed_back(hostile):
                      hostile.post("/v1/images/generations", json={**BODY, "k" * 100_000: 1})):
         assert response.status_code in (400, 404), response.text
         assert len(response.content) < 1500, len(response.content)
+
+
+@pytest.mark.parametrize("patch", [
+    {"style_raw": "a nude woman, {prompt}"},
+    {"prompt": "a n{u|u}de woman", "expand": "wildcards"},
+])
+def test_the_filter_reads_what_is_painted(hostile, patch):
+    assert hostile.app.state.service.prompt_filter.check(patch.get("prompt", "")).allowed
+    error = _refused(hostile.post("/v1/jobs", json={**BODY, **patch}), 400)
+    assert "blocked content" in error["message"]
+
+
+def test_the_budget_prices_what_is_painted_within_seconds(hostile):
+    import time
+
+    costly = [{"prompt": "a red circle " * 300, "style_raw": "{prompt} " * 444},
+              {"size": "2048x2048", "upscaler": "none", "steps": 35},
+              {"size": "1024x1024", "upscaler": "none", "steps": 35, "n": 4}]
+    for patch in costly:
+        start = time.perf_counter()
+        error = _refused(hostile.post("/v1/jobs", json={**BODY, **patch}), 400)
+        assert time.perf_counter() - start < 5
+        assert "characters" in error["message"] or "megapixel-steps" in error["message"]
+    # the linear price let 2048² through; the measured growth does not, 512² stays cheap
+    service = hostile.app.state.service
+    assert service.size_price.megapixels((2048, 2048), 128) > 100
+    assert hostile.post("/v1/jobs", json={**BODY, "size": "256x256"}).status_code == 202
+
+
+def test_an_edit_that_would_run_no_step_is_refused(hostile):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(buffer, "PNG")
+    response = hostile.post("/v1/images/variations", files={"image": ("a.png", buffer.getvalue())},
+                            data={"steps": "3", "strength": "0.2"})
+    assert "runs no denoising step" in _refused(response, 400)["message"]
+
+
+def test_an_llm_expansion_is_filtered_and_bounded_in_the_worker(hostile):
+    from huajia.engine.expansion import Expansion, ExpansionOptions
+    from huajia.serving.painted import GuardedExpander
+
+    service = hostile.app.state.service
+    inner = ExpansionOptions(llm_url="http://127.0.0.1:9/v1", llm_model="m").expander(strict=False)
+    expander = GuardedExpander(inner, service.prompt_filter, service.facts)
+    answers = iter([Expansion("a nude woman on a beach"), Expansion("a cat " * 400),
+                    Expansion("a tabby cat on a red sofa")])
+    expander._llm = lambda prompt, seed: next(answers)
+    blocked = expander.expand("llm", "a cat", 1)
+    assert blocked.prompt == "a cat" and "safety filter" in blocked.warnings[-1]
+    long = expander.expand("llm", "a cat", 1)
+    assert long.prompt == "a cat" and "longer than" in long.warnings[-1]
+    assert expander.expand("llm", "a cat", 1).prompt == "a tabby cat on a red sofa"

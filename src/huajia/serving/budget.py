@@ -1,20 +1,57 @@
 """What a job will cost, bounded before any work (``huajia serve --max-cost``).
 
-Cost is counted in megapixel network evaluations: the painted size × steps × 2 (CFG) × the
-prompt's 75-token chunks × images, times an upper bound of the thinking loop's extra passes
-(restarts, repaint rounds, composed parts). Time and memory grow with each of these, and they
-multiply, so each bound alone (n ≤ 10, steps ≤ 150, 4,000 characters) is not enough.
+Cost is counted in megapixel network evaluations: the painted size's effective megapixels ×
+steps × 2 (CFG) × the painted prompt's chunks × images, times an upper bound of the thinking
+loop's extra passes (restarts, repaint rounds, composed parts), plus the hires pass. Time and
+memory grow with each of these, and they multiply, so each bound alone (n ≤ 10, steps ≤ 150,
+4,000 characters) is not enough.
+
+Size is priced as a step really grows: attention's cost is quadratic in the pixel count. The
+seconds per step of the embedded model (native 128²) were measured from 64² to 1024² and fitted as
+``s = c + a·P + b·P²`` (``data/step_cost.json``, from ``benchmarks/step_cost.py``; it predicts
+205 s for one 2048² step, 215 s were seen). A step at P megapixels on a model of native area N
+costs ``P · (a + b·n·P/N) / (a + b·n)`` effective megapixels (n: the embedded model's native
+area): P at the native size, growing past it as the measured curve does in units of the model's
+own native area. On the embedded model 512² prices at 1.1 megapixels, 1024² at 15, 2048² at 230.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import dataclass
+from importlib import resources
 
 from huajia.engine.prompt_weights import BREAK, parse_weights
 from huajia.errors import HuajiaError
 from huajia.thinking.options import ThinkOptions
 
 CHUNK_TOKENS = 75
+MAX_PAINTED_CHARS = 16_000  # a styled prompt past this is refused before it is tokenized
+
+
+@dataclass(frozen=True)
+class SizePrice:
+    """Seconds per step ≈ c + a·P + b·P² on a model of native side ``native`` (the fit)."""
+
+    a: float = 1.0
+    b: float = 0.0
+    native: int = 128
+
+    @classmethod
+    def measured(cls) -> SizePrice:
+        """The fit of ``benchmarks/step_cost.py`` (``data/step_cost.json``)."""
+        text = resources.files("huajia.serving").joinpath("data/step_cost.json").read_text("utf-8")
+        fit = json.loads(text)
+        return cls(fit["a_s_per_mp"], fit["b_s_per_mp2"], fit["native_side"])
+
+    def megapixels(self, size: tuple[int, int], native: int | None = None) -> float:
+        """What one step at ``size`` costs on a model of native side ``native``, in megapixels
+        of a step that grew linearly (equal to the pixels at the native size)."""
+        pixels = size[0] * size[1] / 1e6
+        fitted = self.native**2 / 1e6
+        relative = pixels / ((native or self.native) ** 2 / 1e6)  # in native areas
+        return pixels * (self.a + self.b * fitted * relative) / (self.a + self.b * fitted)
 
 
 def prompt_chunks(prompt: str, tokenizer=None, window: int = CHUNK_TOKENS) -> int:
@@ -37,17 +74,29 @@ def think_factor(options: ThinkOptions | None) -> float:
     return 1.0 + first_looks + parts + 0.5  # regional passes
 
 
-def job_cost(size: tuple[int, int], steps: int, n: int, chunks: int,
-             options: ThinkOptions | None) -> float:
-    return size[0] * size[1] / 1e6 * steps * 2 * chunks * n * think_factor(options)
+def job_cost(size: tuple[int, int], steps: float, n: int, chunks: int,
+             options: ThinkOptions | None, price: SizePrice | None = None,
+             native: int | None = None) -> float:
+    """Megapixel-steps; without a ``price``, size is priced linearly."""
+    megapixels = (price or SizePrice()).megapixels(size, native)
+    return megapixels * steps * 2 * chunks * n * think_factor(options)
+
+
+def check_partial_steps(what: str, steps: int, strength: float) -> None:
+    """An edit runs ``int(steps × strength)`` steps: refuse one that would run none (it would
+    queue, then fail in the worker)."""
+    if int(steps * strength) < 1:
+        raise HuajiaError(f"{what} = {steps} × {strength:g} runs no denoising step; ask for at "
+                          f"least {math.ceil(1 / strength)} steps or a larger strength")
 
 
 def check_budget(cost: float, budget: float, size: tuple[int, int], steps: int, n: int,
                  chunks: int, thinking: bool) -> None:
     if cost <= budget:
         return
-    parts = f"{size[0]}x{size[1]} × {steps} steps × 2 (CFG) × {chunks} prompt chunk(s) × {n} image(s)"
+    parts = (f"{size[0]}x{size[1]} (priced as attention grows) × {steps} steps × 2 (CFG) × "
+             f"{chunks} prompt chunk(s) × {n} image(s)")
     parts += " × the thinking loop's passes" if thinking else ""
     raise HuajiaError(f"this request would cost {cost:.0f} megapixel-steps ({parts}); this "
-                      f"server allows {budget:g} per request: ask for fewer images or steps, a "
-                      "smaller size or a shorter prompt")
+                      f"server allows {budget:g} (--max-cost) per request: ask for fewer images or steps, a "
+                      "smaller size (or the default upscaler), a shorter prompt or style")

@@ -133,12 +133,16 @@ class ModelReplica:
         import torch
 
         from huajia.engine.engine import Engine
+        from huajia.serving.painted import GuardedExpander
+        from huajia.serving.safety import PromptFilter
         from huajia.world.parser import unknown_words
 
         torch.set_num_threads(threads)
         config = config_from_args(config_args)
-        engine = Engine(config.model, vocabulary=unknown_words, expander=config.expander(),
+        expander = GuardedExpander(config.expander(), PromptFilter())
+        engine = Engine(config.model, vocabulary=unknown_words, expander=expander,
                         family=config.family, load=config.load_options())
+        expander.facts = engine.facts
         self.painter = LocalPainter(engine, CriticSettings(config))
         self.painter.warm_up()
         self.loras = LoraFolder(config.lora_dir)

@@ -28,12 +28,25 @@ from huajia.engine.facts import ModelFacts
 from huajia.engine.infotext import png_bytes
 from huajia.engine.request import HIRES_UPSCALERS, GenerationRequest, painted_prompt, parse_size
 from huajia.errors import HuajiaError
-from huajia.serving.budget import CHUNK_TOKENS, check_budget, job_cost, prompt_chunks
+from huajia.serving.budget import (
+    MAX_PAINTED_CHARS,
+    SizePrice,
+    check_budget,
+    check_partial_steps,
+    job_cost,
+)
 from huajia.serving.cache import ResultCache
 from huajia.serving.config import CriticSettings, ServeConfig
 from huajia.serving.edits import EditInput, as_png, describe_picture, open_picture
 from huajia.serving.events import JobEvents
 from huajia.serving.jobs import JobSpec, LoraFolder, redact, short
+from huajia.serving.painted import (
+    LLM_EXTRA_CHUNKS,
+    GuardedExpander,
+    Painted,
+    chunks_of,
+    painted_variants,
+)
 from huajia.serving.painter import LocalPainter, Painter, PainterLost
 from huajia.serving.provenance import embed_watermark
 from huajia.serving.queue import Job, JobQueue
@@ -65,7 +78,11 @@ class ImageService:
         self.prompt_filter = PromptFilter()
         self.loras = LoraFolder(config.lora_dir)
         self.critics = CriticSettings(config)
-        self.expander = config.expander()
+        # the engine's expander checks each expansion it paints; submit's checks draw the same
+        # wildcards and details from the plain one
+        self.plain_expander = config.expander()
+        self.expander = GuardedExpander(self.plain_expander, self.prompt_filter)
+        self.size_price = SizePrice.measured()
         self._painter_factory = painter_factory or local_painter
         self.painter: Painter | None = None
         self.facts: ModelFacts | None = None
@@ -83,6 +100,7 @@ class ImageService:
         started = time.perf_counter()
         self.painter = self._painter_factory(self)
         self.facts = self.painter.facts
+        self.expander.facts = self.facts
         # the family too: the same weights forced into another family (--family) paint others
         # the family and how the model runs (dtype, quantization, …) paint differently too
         loading = self.facts.describe.get("loading") or {}
@@ -145,7 +163,7 @@ class ImageService:
                               f"{', '.join(HIRES_UPSCALERS)} (upscaler files are for the CLI)")
         self.expander.check(body.expand, body.prompt)  # unknown wildcards, no LLM: a 400 now
         spec = JobSpec.from_body(body, self.loras, self._fresh_seed())
-        self.check_cost(spec)
+        self.check_cost(spec, self.painted(spec.request))
         return spec
 
     @staticmethod
@@ -173,32 +191,45 @@ class ImageService:
             negative_prompt=form.negative_prompt, style=form.style, sharpen=form.sharpen,
             width=width, height=height)
         size = edit_size(image, (width, height) if width else None)
-        self.check_cost(JobSpec(request), size=size, factor=form.strength)
+        check_partial_steps("steps × strength", request.steps, form.strength)
+        self.check_cost(JobSpec(request), self.painted(request), size=size, strength=form.strength)
         return JobSpec(request, edit=EditInput(mode, as_png(image), as_png(mask) if mask else None,
                                                form.strength))
 
-    def check_cost(self, spec: JobSpec, size: tuple[int, int] | None = None,
-                   factor: float = 1.0) -> None:
+    def painted(self, request: GenerationRequest) -> list[Painted]:
+        """What each picture of ``request`` paints (style, style_raw and expansion applied),
+        refused when it is too long to price or the safety filter blocks it."""
+        variants = painted_variants(request, self.plain_expander)
+        longest = max(len(p.prompt) + len(p.negative) for p in variants)
+        if longest > MAX_PAINTED_CHARS:
+            raise HuajiaError(f"the prompt as painted (style, style_raw and expansion applied) "
+                              f"is {longest:,} characters; at most {MAX_PAINTED_CHARS:,}: "
+                              "shorten the prompt or style_raw")
+        for variant in variants:
+            self.prompt_filter.require_safe(variant.prompt)
+        return variants
+
+    def check_cost(self, spec: JobSpec, painted: list[Painted], size: tuple[int, int] | None = None,
+                   strength: float = 1.0) -> None:
         """Refuse, before it is queued, a job whose cost would pass ``max_cost`` (``size`` and
-        ``factor``: an edit's size and strength)."""
+        ``strength``: an edit's size and strength)."""
         request, facts = spec.request, self.facts
         size = size or (facts.paint_size(request) if facts else (request.width or 512,
                                                                  request.height or 512))
         if facts is not None:
             facts.check_size(size)  # e.g. Flux paints multiples of 16: a 400, not a failed job
-        # in the model's own chunks (CLIP 75 tokens, T5 256-512); 1 where its encoder takes any
-        # prompt at one fixed length (the tokenizer's model_max_length says nothing of cost)
-        window = facts.prompt_window if facts else CHUNK_TOKENS
-        tokenizer = facts.tokenizer if facts else None
-        chunks = 1 if window is None else max(
-            prompt_chunks(request.prompt, tokenizer, window),
-            prompt_chunks(request.negative_prompt or " ", tokenizer, window))
-        cost = job_cost(size, request.steps, request.n, chunks, spec.think) * factor
+        # the painted prompts in the model's own chunks (CLIP 75 tokens, T5 256-512)
+        chunks = max(max(chunks_of(facts, p.prompt), chunks_of(facts, p.negative))
+                     for p in painted)
+        chunks += LLM_EXTRA_CHUNKS if request.expand == "llm" else 0
+        steps = request.steps * strength
+        native = facts.native_size if facts else None
+        cost = job_cost(size, steps, request.n, chunks, spec.think, self.size_price, native)
         if request.hires_scale > 1:  # the second pass, at the scaled size
             hires = facts.hires_size(request) if facts else \
                 tuple(round(side * request.hires_scale) for side in size)
-            steps = request.hires_steps or request.steps
-            cost += job_cost(hires, steps, request.n, chunks, None) * request.hires_denoise
+            cost += job_cost(hires, (request.hires_steps or request.steps) * request.hires_denoise,
+                             request.n, chunks, None, self.size_price, native)
         check_budget(cost, self.config.max_cost, size, request.steps, request.n, chunks,
                      spec.think is not None)
 
