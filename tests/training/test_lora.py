@@ -201,24 +201,25 @@ def test_base_prior_target_is_the_model_with_adapters_off(sd_dir):
     import torch
     from peft import LoraConfig
 
-    from huajia.training.lora import _base_prediction
+    from huajia.training.lora import LoraRun
 
-    pipe = Engine(str(sd_dir)).pipe
-    ids = pipe.tokenizer(["a red circle"], padding="max_length", return_tensors="pt").input_ids
+    recipe = LoraRecipe(data="x", out="y", model=str(sd_dir), train_text_encoder=True)
+    run = LoraRun(Engine(str(sd_dir)), recipe)
+    pipe, captions = run.pipe, ["a red circle"]
     noisy, t = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([500])
     with torch.no_grad():
-        plain = pipe.unet(noisy, t, pipe.text_encoder(ids)[0]).sample
+        plain = run.predict(pipe.unet, noisy, t, captions)
     pipe.unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v"]))
     pipe.text_encoder.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj"]))
     with torch.no_grad():
         for name, param in [*pipe.unet.named_parameters(), *pipe.text_encoder.named_parameters()]:
             if "lora_B" in name:
                 param.normal_()
-        adapted = pipe.unet(noisy, t, pipe.text_encoder(ids)[0]).sample
+        adapted = run.predict(pipe.unet, noisy, t, captions)
     assert not torch.allclose(adapted, plain)
-    assert torch.allclose(_base_prediction(pipe, noisy, t, ids), plain, atol=1e-6)
+    assert torch.allclose(run.base_prediction(noisy, t, captions), plain, atol=1e-6)
     with torch.no_grad():  # switched back on afterwards
-        assert torch.allclose(pipe.unet(noisy, t, pipe.text_encoder(ids)[0]).sample, adapted)
+        assert torch.allclose(run.predict(pipe.unet, noisy, t, captions), adapted)
 
 
 def test_unknown_prior_target_is_refused():

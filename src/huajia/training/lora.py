@@ -1,7 +1,11 @@
-"""LoRA training on an image/caption folder, for any SD-style diffusers pipeline.
+"""LoRA training on an image/caption folder, for every model family huajia paints with.
 
-peft adapters on the UNet attention projections (to_q, to_k, to_v, to_out.0) and, optionally,
-the text encoder; accelerate chooses device and precision. The result is
+peft adapters on the denoiser's attention projections (to_q, to_k, to_v, to_out.0, and the
+text stream's add_q/k/v_proj and to_add_out where the family has them; a UNet's ResNet convs
+too with ``conv_rank``) and, where the text encoders are CLIP, on them. What the denoiser takes
+besides its latents and time is what the family's own pipeline gives it (``denoiser_call``);
+what it should predict is the family's objective (``objectives``: ε/v on a DDPM schedule, or
+flow matching with the family's shift). accelerate chooses device and precision. The result is
 ``pytorch_lora_weights.safetensors`` in diffusers' format (``pipe.load_lora_weights`` reads it)
 with kohya-style ``ss_*`` training metadata in the file header. Resumable, with sample pictures
 every K steps and a loss curve at the end.
@@ -24,20 +28,34 @@ from huajia.engine.lora import WEIGHT_NAME, embeddings_path
 from huajia.errors import HuajiaError
 from huajia.imagefolder import read_metadata
 from huajia.params import canonical
-from huajia.training.components import ema_update, snr_loss_weights
+from huajia.training.components import ema_update
+from huajia.training.denoiser_call import CaptionCalls
 from huajia.training.new_words import NewWords
+from huajia.training.objectives import objective_for
 from huajia.training.recipes import LoraRecipe
 
-UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 # kohya's LoCon: also the ResNet 3x3 convolutions, where a new shape's outline lives at
 # the small latent sizes (attention only sees where things go, not their corners)
 UNET_CONV_TARGETS = ["conv1", "conv2"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
-def _load_examples(folder: str, side: int) -> tuple[list[np.ndarray], list[np.ndarray],
-                                                   list[list[str]]]:
-    """Images resized to ``side``, their alpha masks (all ones without an alpha channel; the
-    colours are used as they are, not composited) and, per image, its captions (text and
-    text_zh if present)."""
+
+
+def _fit(image: Image.Image, side: int, crop: bool) -> Image.Image:
+    """``image`` at ``side`` x ``side``: squashed, or scaled to cover and centre-cropped."""
+    if not crop:
+        return image.resize((side, side), Image.Resampling.BICUBIC)
+    scale = side / min(image.size)
+    w, h = max(side, round(image.width * scale)), max(side, round(image.height * scale))
+    left, top = (w - side) // 2, (h - side) // 2
+    return image.resize((w, h), Image.Resampling.BICUBIC).crop((left, top, left + side,
+                                                               top + side))
+
+
+def _load_examples(folder: str, side: int, crop: bool = False
+                   ) -> tuple[list[np.ndarray], list[np.ndarray], list[list[str]]]:
+    """Images at ``side`` (squashed or centre-cropped), their alpha masks (all ones without an
+    alpha channel; the colours are used as they are, not composited) and, per image, its
+    captions (text and text_zh if present)."""
     images, masks, captions = [], [], []
     for row in read_metadata(folder):
         path = Path(folder) / row["file_name"]
@@ -47,9 +65,8 @@ def _load_examples(folder: str, side: int) -> tuple[list[np.ndarray], list[np.nd
                 # colour and alpha apart: an RGBA resize premultiplies, blacking out the
                 # colours under alpha 0
                 image = image.convert("RGBA" if has_alpha else "RGB")
-                pixels = image.convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
-                alpha = (image.getchannel("A").resize((side, side), Image.Resampling.BICUBIC)
-                         if has_alpha else None)
+                pixels = _fit(image.convert("RGB"), side, crop)
+                alpha = _fit(image.getchannel("A"), side, crop) if has_alpha else None
         except OSError as error:
             raise HuajiaError(f"cannot read '{path}' ({error}); curate the folder first "
                               "with 'huajia curate'") from error
@@ -62,30 +79,63 @@ def _load_examples(folder: str, side: int) -> tuple[list[np.ndarray], list[np.nd
     return images, masks, captions
 
 
-def _lora_state(pipe, train_text: bool) -> dict:
-    """peft-format keys (lora_A/lora_B), as diffusers loads them without conversion. The old
-    diffusers format (lora.down/up) has no names for conv layers: a file mixing both formats
-    loads with the attention layers silently dropped."""
+def adapter_state(module) -> dict:
+    """peft-format keys (lora_A/lora_B), as diffusers loads them without conversion (not the
+    embedding table that new words resized: those rows go to their own file)."""
     from peft.utils import get_peft_model_state_dict
 
-    state = {"unet_lora_layers": get_peft_model_state_dict(pipe.unet)}
-    if train_text:
-        # not the embedding table that new words resized: those rows go to their own file
-        state["text_encoder_lora_layers"] = get_peft_model_state_dict(
-            pipe.text_encoder, save_embedding_layers=False)
-    return state
+    if getattr(module, "peft_config", None):
+        return get_peft_model_state_dict(module, save_embedding_layers=False)
+    return {name.replace(".default", ""): param.detach().clone()  # injected by peft directly
+            for name, param in module.named_parameters() if "lora_" in name}
 
 
-def save_lora(pipe, out: Path, recipe: LoraRecipe, step: int, dataset_size: int,
+def _load_adapter_state(module, state: dict) -> None:
+    from peft.utils import set_peft_model_state_dict
+
+    if getattr(module, "peft_config", None):
+        set_peft_model_state_dict(module, state)
+        return
+    own = {name.replace(".default", ""): name for name, _ in module.named_parameters()
+           if "lora_" in name}
+    module.load_state_dict({own[k]: v for k, v in state.items()}, strict=False)
+
+
+def switch_adapters(modules, on: bool) -> None:
+    """Every LoRA layer of ``modules`` on or off (diffusers' and peft-injected alike)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in modules:
+        for layer in module.modules():
+            if isinstance(layer, BaseTunerLayer):
+                layer.enable_adapters(on)
+
+
+def save_lora(run: LoraRun, out: Path, recipe: LoraRecipe, step: int, dataset_size: int,
               reg_size: int = 0) -> Path:
-    """diffusers-format LoRA file, re-written with ss_* metadata in its header."""
-    from safetensors.torch import load_file, save_file
+    """A diffusers-format LoRA file (what the pipeline's ``save_lora_weights`` writes, or the
+    same ``transformer.``-prefixed keys where the pipeline has no loader), re-written with
+    ss_* metadata in its header."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
 
-    type(pipe).save_lora_weights(out, weight_name=WEIGHT_NAME,
-                                 **_lora_state(pipe, recipe.train_text_encoder))
+    family, pipe = run.family, run.pipe
+    layers = {family.denoiser_name: adapter_state(run.denoiser),
+              **{name: adapter_state(getattr(pipe, name)) for name in run.encoders}}
     path = out / WEIGHT_NAME
-    tensors = load_file(path)
-    metadata = {"format": "pt", "ss_base_model": recipe.model, "ss_network_dim": str(recipe.rank),
+    if hasattr(type(pipe), "save_lora_weights"):
+        type(pipe).save_lora_weights(out, weight_name=WEIGHT_NAME,
+                                     **{f"{name}_lora_layers": state
+                                        for name, state in layers.items()})
+        with safe_open(path, "pt") as handle:
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+            header = handle.metadata() or {}
+    else:
+        tensors = {f"{name}.{key}": value.contiguous() for name, state in layers.items()
+                   for key, value in state.items()}
+        header = {}
+    metadata = {**header, "format": "pt", "ss_base_model": recipe.model,
+                "ss_network_dim": str(recipe.rank), "huajia_family": family.name,
                 "ss_network_alpha": str(recipe.alpha), "ss_steps": str(step),
                 "ss_learning_rate": str(recipe.lr), "ss_num_train_images": str(dataset_size),
                 "ss_num_reg_images": str(reg_size),
@@ -93,9 +143,10 @@ def save_lora(pipe, out: Path, recipe: LoraRecipe, step: int, dataset_size: int,
                 "huajia_prior_target": recipe.prior_target,
                 "ss_min_snr_gamma": str(recipe.min_snr_gamma),
                 "ss_text_encoder_lr": str(recipe.text_encoder_lr or recipe.lr),
-                "ss_conv_dim": str(recipe.conv_rank), "ss_conv_alpha": str(recipe.conv_alpha),
+                "ss_conv_dim": str(run.conv_rank), "ss_conv_alpha": str(recipe.conv_alpha),
                 "ss_seed": str(recipe.seed), "ss_mixed_precision": recipe.precision,
-                "ss_train_text_encoder": str(recipe.train_text_encoder),
+                "ss_train_text_encoder": str(bool(run.encoders)),
+                "ss_resolution": str(run.side),
                 "ss_batch_size": str(recipe.batch), "ss_lr_scheduler": recipe.lr_scheduler,
                 "ss_lr_warmup_steps": str(recipe.lr_warmup_steps),
                 "huajia_new_words": json.dumps(recipe.new_words, ensure_ascii=False),
@@ -108,11 +159,66 @@ def save_lora(pipe, out: Path, recipe: LoraRecipe, step: int, dataset_size: int,
     return path
 
 
+class LoraRun:
+    """One run's model side: the pipeline, its family, the denoiser and the text encoders
+    that train, each caption's denoiser call, and what the denoiser should predict."""
+
+    def __init__(self, engine, recipe: LoraRecipe):
+        self.engine, self.pipe, self.family = engine, engine.pipe, engine.family
+        self.denoiser = self.family.denoiser(self.pipe)
+        self.side = recipe.resolution or engine.native_size
+        self.family.check_size(self.pipe, (self.side, self.side))
+        self.encoders = _text_encoders(self.family, self.pipe, recipe)
+        self.conv_rank = recipe.conv_rank if self.family.denoiser_name == "unet" else 0
+        self.calls = CaptionCalls(self.pipe, self.family, self.side,
+                                  grad=bool(self.encoders or recipe.new_words))
+        self.objective = objective_for(self.family, self.pipe, self.side, recipe.min_snr_gamma,
+                                       recipe.timestep_density, recipe.loss_weighting)
+
+    def text_modules(self) -> list:
+        return [getattr(self.pipe, name) for name in self.encoders]
+
+    def predict(self, denoiser, latents: torch.Tensor, timesteps: torch.Tensor,
+                captions: list[str]) -> torch.Tensor:
+        """The denoiser's prediction, (B, C, h, w), one caption's call per picture."""
+        family, pipe = self.family, self.pipe
+        out = []
+        for i, caption in enumerate(captions):
+            z = latents[i:i + 1]
+            raw = self.calls(caption).run(denoiser, family.training_latents(pipe, z),
+                                          family.training_time(pipe, timesteps[i:i + 1]))
+            out.append(family.training_prediction(pipe, raw, z))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def base_prediction(self, latents: torch.Tensor, timesteps: torch.Tensor,
+                        captions: list[str]) -> torch.Tensor:
+        """What the model predicts with every adapter switched off (the prior to preserve)."""
+        modules = [self.denoiser, *self.text_modules()]
+        switch_adapters(modules, False)
+        try:
+            return self.predict(self.denoiser, latents, timesteps, captions)
+        finally:
+            switch_adapters(modules, True)
+
+
+def _text_encoders(family, pipe, recipe: LoraRecipe) -> tuple[str, ...]:
+    """The text encoders that get a LoRA: the family's CLIPs unless the recipe says no; a
+    text-encoder LoRA asked of a family without CLIP is refused in one line."""
+    clips = family.clip_text_encoders(pipe)
+    if recipe.train_text_encoder and not clips:
+        raise HuajiaError(f"{family.label}'s text encoder is not CLIP (T5, ChatGLM, Gemma, Qwen "
+                          "or Llama): huajia trains no LoRA on it; pass --no-train-text-encoder")
+    if recipe.new_words and clips != ("text_encoder",):
+        raise HuajiaError(f"new words are trained on one CLIP text encoder (SD 1.x/2.x), not "
+                          f"on {family.label}; drop --new-words")
+    return clips if recipe.train_text_encoder is not False else ()
+
+
 def train_lora(recipe: LoraRecipe, resume: bool = False,
                progress: Callable[[int, int, float], None] | None = None) -> Path:
     from accelerate import Accelerator
     from diffusers.optimization import get_scheduler
-    from peft import LoraConfig
 
     from huajia.drawing import check_font_for
     from huajia.engine.engine import Engine
@@ -122,28 +228,31 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
     out.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(mixed_precision="no" if recipe.precision == "fp32" else recipe.precision)
     torch.manual_seed(recipe.seed)
-    engine = Engine(recipe.model, device=str(accelerator.device))
-    pipe = engine.pipe
-    side = engine.native_size
-    sets = [_encoded_set(pipe, recipe.data, side, accelerator.device)]
+    engine = Engine(recipe.model, device=str(accelerator.device), split_batch=False, trace=False)
+    if engine.family.lora_loader is None:
+        raise HuajiaError(f"{engine.family.label} takes no LoRA files, so huajia trains none")
+    if recipe.vae:
+        _swap_vae(engine.pipe, recipe.vae)
+    run = LoraRun(engine, recipe)
+    pipe, denoiser = run.pipe, run.denoiser
+    sets = [_encoded_set(run, recipe.data, recipe.center_crop)]
     if recipe.mask_weight > 1 and bool((sets[0][1] == 1).all()):
         raise HuajiaError(f"--mask-weight {recipe.mask_weight:g} needs alpha masks, but no image "
                           f"in '{recipe.data}' has an alpha channel; add them (huajia world "
                           "dataset --alpha-mask) or drop --mask-weight")
     if recipe.reg_data:
-        sets.append(_encoded_set(pipe, recipe.reg_data, side, accelerator.device))
-    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
-        module.requires_grad_(False)
+        sets.append(_encoded_set(run, recipe.reg_data, recipe.center_crop))
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.requires_grad_(False)
     words = NewWords(pipe, recipe.new_words, recipe.new_word_init) if recipe.new_words else None
-    pipe.unet.add_adapter(_unet_config(recipe))
-    if recipe.train_text_encoder:
-        pipe.text_encoder.add_adapter(LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha,
-                                                 init_lora_weights="gaussian",
-                                                 target_modules=TEXT_TARGETS))
+    _add_adapter(denoiser, _denoiser_config(recipe, run))
+    for encoder in run.text_modules():
+        _add_adapter(encoder, _text_config(recipe))
     if recipe.gradient_checkpointing:
-        pipe.unet.enable_gradient_checkpointing()
-    groups = [{"params": [p for p in pipe.unet.parameters() if p.requires_grad]},
-              {"params": [p for p in pipe.text_encoder.parameters() if p.requires_grad],
+        denoiser.enable_gradient_checkpointing()
+    groups = [{"params": [p for p in denoiser.parameters() if p.requires_grad]},
+              {"params": [p for m in run.text_modules() for p in m.parameters() if p.requires_grad],
                "lr": recipe.text_encoder_lr or recipe.lr}]
     if words:  # the embedding table is trainable, but no row may decay
         groups[1]["params"] = [p for p in groups[1]["params"] if p is not words.table()]
@@ -152,18 +261,19 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
     params = [p for group in groups for p in group["params"]]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=recipe.lr,
                                   weight_decay=1e-4)
-    unet, text_encoder, optimizer = accelerator.prepare(pipe.unet, pipe.text_encoder, optimizer)
+    trained, optimizer = accelerator.prepare(denoiser, optimizer)
     schedule = get_scheduler(recipe.lr_scheduler, optimizer,
                              num_warmup_steps=recipe.lr_warmup_steps,
                              num_training_steps=recipe.steps)
     ema = [p.detach().clone() for p in params] if recipe.ema_decay else []
-    step, losses = _resume(out, resume, pipe, optimizer, schedule, words, ema)
+    step, losses = _resume(out, resume, run, optimizer, schedule, words, ema)
     rng = np.random.default_rng([recipe.seed, step])
-    weights = _loss_weights(pipe.scheduler, recipe.min_snr_gamma).to(accelerator.device)
+    generator = torch.Generator().manual_seed(recipe.seed * 100_003 + step)
     start = time.perf_counter()
+    denoiser.train()
     while step < recipe.steps:
         with accelerator.autocast():
-            loss = _batch_loss(pipe, unet, text_encoder, sets, recipe, rng, weights)
+            loss = _batch_loss(run, trained, sets, recipe, rng, generator)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -178,62 +288,85 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
         if progress:
             progress(step, recipe.steps, losses[-1])
         if recipe.sample_every and (step % recipe.sample_every == 0 or step == recipe.steps):
-            _checkpoint(out, pipe, optimizer, schedule, step, losses, words, ema)
+            _checkpoint(out, run, optimizer, schedule, step, losses, words, ema)
             if recipe.sample_prompts:
-                _samples(engine, recipe, step, out)
+                _samples(run, recipe, step, out)
     if ema:  # the averaged weights are the ones saved
         with torch.no_grad():
             for param, average in zip(params, ema, strict=True):
                 param.copy_(average)
-    path = save_lora(pipe, out, recipe, step, len(sets[0][0]),
+    path = save_lora(run, out, recipe, step, len(sets[0][0]),
                      len(sets[1][0]) if len(sets) > 1 else 0)
     if words:
         words.save(embeddings_path(path))
     loss_curve(losses).save(out / "loss.png")
     (out / "training.json").write_text(json.dumps(
         {"recipe": asdict(recipe), "steps": step, "seconds_this_run": time.perf_counter() - start,
-         "final_loss": float(np.mean(losses[-20:])), "device": str(accelerator.device)}, indent=1))
+         "family": run.family.name, "side": run.side, "text_encoders": list(run.encoders),
+         "final_loss": float(np.mean(losses[-20:])), "device": str(accelerator.device)},
+        indent=1))
     return path
 
 
-def _unet_config(recipe: LoraRecipe):
+def _swap_vae(pipe, folder: str) -> None:
+    """The model's VAE replaced by the one in ``folder`` (e.g. the SDXL fp16-fix VAE)."""
+    from diffusers import AutoencoderKL
+
+    try:
+        vae = AutoencoderKL.from_pretrained(folder)
+    except (OSError, ValueError) as error:
+        raise HuajiaError(f"--vae '{folder}' is not a diffusers VAE folder ({error})") from error
+    pipe.vae = vae.to(pipe.vae.device, pipe.vae.dtype)
+
+
+def _add_adapter(module, config) -> None:
+    if hasattr(module, "add_adapter"):
+        module.add_adapter(config)
+        return
+    from peft import inject_adapter_in_model  # a model without diffusers' adapter methods
+
+    inject_adapter_in_model(config, module)
+    for name, param in module.named_parameters():
+        param.requires_grad_("lora_" in name)
+
+
+def _text_config(recipe: LoraRecipe):
     from peft import LoraConfig
 
-    targets, ranks, alphas = list(UNET_TARGETS), {}, {}
-    if recipe.conv_rank:
+    return LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha, init_lora_weights="gaussian",
+                      target_modules=TEXT_TARGETS)
+
+
+def _denoiser_config(recipe: LoraRecipe, run: LoraRun):
+    from peft import LoraConfig
+
+    targets, ranks, alphas = run.family.training_targets(run.pipe), {}, {}
+    if run.conv_rank:
         targets += UNET_CONV_TARGETS
-        ranks = {name: recipe.conv_rank for name in UNET_CONV_TARGETS}
+        ranks = {name: run.conv_rank for name in UNET_CONV_TARGETS}
         alphas = {name: recipe.conv_alpha for name in UNET_CONV_TARGETS}
     return LoraConfig(r=recipe.rank, lora_alpha=recipe.alpha, init_lora_weights="gaussian",
                       target_modules=targets, rank_pattern=ranks, alpha_pattern=alphas)
 
 
-def _encoded_set(pipe, folder: str, side: int, device
+def _encoded_set(run: LoraRun, folder: str, crop: bool
                  ) -> tuple[torch.Tensor, torch.Tensor, list[list[str]]]:
-    """A folder's latents (the VAE is frozen, so encode once), its masks at latent size (the
-    share of each latent pixel's area that is subject) and captions."""
-    images, masks, captions = _load_examples(folder, side)
-    with torch.no_grad():
-        batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device)
-        latents = torch.cat([pipe.vae.encode(batch[i:i + 16]).latent_dist.mode()
-                             for i in range(0, len(batch), 16)]) * pipe.vae.config.scaling_factor
-        masks = F.adaptive_avg_pool2d(torch.from_numpy(np.stack(masks))[:, None].to(device),
-                                      latents.shape[-2:])
+    """A folder's latents (the VAE is frozen, so encode once; the family's scale, shift or
+    mean/std), its masks at latent size (the share of each latent pixel's area that is
+    subject) and captions."""
+    images, masks, captions = _load_examples(folder, run.side, crop)
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    latents = torch.cat([run.family.to_latents(run.pipe, batch[i:i + 16]).float()
+                         for i in range(0, len(batch), 16)])
+    masks = F.adaptive_avg_pool2d(torch.from_numpy(np.stack(masks))[:, None].to(latents.device),
+                                  latents.shape[-2:])
     return latents, masks, captions
 
 
-def _loss_weights(scheduler, min_snr_gamma: float) -> torch.Tensor:
-    """Per-timestep loss weights: Min-SNR-γ, or all ones when ``min_snr_gamma`` is 0."""
-    if min_snr_gamma <= 0:
-        return torch.ones(scheduler.config.num_train_timesteps)
-    return snr_loss_weights(scheduler.alphas_cumprod,
-                            scheduler.config.prediction_type == "v_prediction", min_snr_gamma)
-
-
-def _batch_loss(pipe, unet, text_encoder, sets: list, recipe: LoraRecipe,
-                rng: np.random.Generator, weights: torch.Tensor) -> torch.Tensor:
+def _batch_loss(run: LoraRun, denoiser, sets: list, recipe: LoraRecipe,
+                rng: np.random.Generator, generator: torch.Generator) -> torch.Tensor:
     """The denoising loss on one batch: the concept's pictures, plus reg pictures (weighted by
-    ``prior_loss_weight``) filling half the batch when there are any; ``weights`` per timestep."""
+    ``prior_loss_weight``) filling half the batch when there are any."""
     sizes = [recipe.batch] if len(sets) == 1 else [recipe.batch - recipe.batch // 2,
                                                    recipe.batch // 2]
     latents, masks, texts = [], [], []
@@ -244,23 +377,17 @@ def _batch_loss(pipe, unet, text_encoder, sets: list, recipe: LoraRecipe,
         texts += ["" if rng.random() < recipe.caption_dropout else
                   captions[i][int(rng.integers(len(captions[i])))] for i in picks.tolist()]
     z = torch.cat(latents)
-    ids = pipe.tokenizer(texts, padding="max_length", truncation=True,
-                         max_length=pipe.tokenizer.model_max_length,
-                         return_tensors="pt").input_ids.to(z.device)
-    scheduler = pipe.scheduler
-    noise = torch.randn_like(z)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(z),), device=z.device)
-    target = (scheduler.get_velocity(z, noise, t)
-              if scheduler.config.prediction_type == "v_prediction" else noise)
-    noisy = scheduler.add_noise(z, noise, t)
+    noise = torch.randn(z.shape, generator=generator).to(z.device, z.dtype)
+    noised = run.objective.noised(z, noise, generator)
+    target = noised.target
     if len(sizes) == 2 and recipe.prior_target == "base":
         reg = slice(sizes[0], None)
-        target = torch.cat([target[:sizes[0]],
-                            _base_prediction(pipe, noisy[reg], t[reg], ids[reg])])
-    pred = unet(noisy, t, text_encoder(ids)[0]).sample
+        target = torch.cat([target[:sizes[0]], run.base_prediction(
+            noised.latents[reg], noised.timesteps[reg], texts[sizes[0]:]).to(target.dtype)])
+    pred = run.predict(denoiser, noised.latents, noised.timesteps, texts)
     errors = F.mse_loss(pred.float(), target.float(), reduction="none")
     errors = (errors * pixel_weights(torch.cat(masks), recipe.mask_weight)).mean(dim=(1, 2, 3))
-    errors = errors * weights[t]
+    errors = errors * noised.weights.float()
     loss = errors[:sizes[0]].mean()
     if len(sizes) == 2:
         loss = loss + recipe.prior_loss_weight * errors[sizes[0]:].mean()
@@ -274,27 +401,11 @@ def pixel_weights(masks: torch.Tensor, mask_weight: float) -> torch.Tensor:
     return raw / raw.mean(dim=(1, 2, 3), keepdim=True)
 
 
-@torch.no_grad()
-def _base_prediction(pipe, noisy: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """What the model predicts with every adapter switched off (the prior to preserve)."""
-    adapted = [m for m in (pipe.unet, pipe.text_encoder) if getattr(m, "peft_config", None)]
-    for module in adapted:
-        module.disable_adapters()
-    try:
-        return pipe.unet(noisy, t, pipe.text_encoder(ids)[0]).sample
-    finally:
-        for module in adapted:
-            module.enable_adapters()
-
-
-def _checkpoint(out: Path, pipe, optimizer, schedule, step: int, losses: list[float],
+def _checkpoint(out: Path, run: LoraRun, optimizer, schedule, step: int, losses: list[float],
                 words: NewWords | None, ema: list[torch.Tensor]) -> None:
-    from peft.utils import get_peft_model_state_dict
-
-    state = {"unet": get_peft_model_state_dict(pipe.unet), "optimizer": optimizer.state_dict(),
-             "schedule": schedule.state_dict(), "step": step, "losses": losses}
-    if getattr(pipe.text_encoder, "peft_config", None):
-        state["text"] = get_peft_model_state_dict(pipe.text_encoder, save_embedding_layers=False)
+    state = {"denoiser": adapter_state(run.denoiser), "optimizer": optimizer.state_dict(),
+             "schedule": schedule.state_dict(), "step": step, "losses": losses,
+             "text": {name: adapter_state(getattr(run.pipe, name)) for name in run.encoders}}
     if words:
         state["new_words"] = words.vectors()
     if ema:
@@ -305,17 +416,15 @@ def _checkpoint(out: Path, pipe, optimizer, schedule, step: int, losses: list[fl
     tmp.replace(out / "checkpoints" / "lora.pt")
 
 
-def _resume(out: Path, resume: bool, pipe, optimizer, schedule, words: NewWords | None,
+def _resume(out: Path, resume: bool, run: LoraRun, optimizer, schedule, words: NewWords | None,
             ema: list[torch.Tensor]) -> tuple[int, list[float]]:
-    from peft.utils import set_peft_model_state_dict
-
     path = out / "checkpoints" / "lora.pt"
     if not resume or not path.exists():
         return 0, []
     state = torch.load(path, map_location="cpu", weights_only=False)
-    set_peft_model_state_dict(pipe.unet, state["unet"])
-    if "text" in state:
-        set_peft_model_state_dict(pipe.text_encoder, state["text"])
+    _load_adapter_state(run.denoiser, state["denoiser"])
+    for name, saved in state.get("text", {}).items():
+        _load_adapter_state(getattr(run.pipe, name), saved)
     if words and "new_words" in state:
         words.load_vectors(state["new_words"])
     optimizer.load_state_dict(state["optimizer"])
@@ -326,14 +435,15 @@ def _resume(out: Path, resume: bool, pipe, optimizer, schedule, words: NewWords 
     return state["step"], state["losses"]
 
 
-def _samples(engine, recipe: LoraRecipe, step: int, out: Path) -> None:
+def _samples(run: LoraRun, recipe: LoraRecipe, step: int, out: Path) -> None:
     from huajia.drawing import Tile, captioned_grid
     from huajia.engine.request import GenerationRequest
 
-    engine.pipe.unet.eval()
-    tiles = [Tile(engine.generate(GenerationRequest(p, seed=recipe.seed + k, steps=20)).images[0],
-                  (p,)) for k, p in enumerate(recipe.sample_prompts)]
-    engine.pipe.unet.train()
+    run.denoiser.eval()
+    tiles = [Tile(run.engine.generate(GenerationRequest(p, seed=recipe.seed + k, steps=20)
+                                      ).images[0], (p,))
+             for k, p in enumerate(recipe.sample_prompts)]
+    run.denoiser.train()
     (out / "samples").mkdir(exist_ok=True)
     captioned_grid(tiles, columns=min(4, len(tiles)), title=f"step {step}").save(
         out / "samples" / f"step_{step:05d}.png")
@@ -366,6 +476,22 @@ def loss_curve(losses: list[float], size: tuple[int, int] = (640, 320)) -> Image
     return image
 
 
+NAMED_RECIPES = ("diffsynth-kolors",)
+
+
+def named_recipe(name: str) -> dict | None:
+    """A built-in recipe's fields, or None. ``diffsynth-kolors`` is the seed's run of
+    DiffSynth-Studio's ``train_kolors_lora.py`` (rank 16, alpha 4, to_q/k/v/out, 1024 px
+    centre crops, gradient checkpointing, 16-bit mixed precision, one epoch of its 500 steps at
+    batch 1 and lr 1e-4, plain MSE, no text-encoder LoRA); fp16 only where a GPU runs it."""
+    if name != "diffsynth-kolors":
+        return None
+    return {"rank": 16, "alpha": 4.0, "conv_rank": 0, "train_text_encoder": False,
+            "resolution": 1024, "center_crop": True, "gradient_checkpointing": True,
+            "precision": "fp16" if torch.cuda.is_available() else "fp32", "lr": 1e-4,
+            "batch": 1, "steps": 500, "min_snr_gamma": 0.0, "caption_dropout": 0.0}
+
+
 def recipe_from_file(path: str | Path, **overrides) -> LoraRecipe:
     """A ``LoraRecipe`` from a YAML file of its field names (the experiments' knobs live there:
     prior_target, new_words, new_word_lr, new_word_init, ema_decay, caption_dropout, …), with
@@ -374,10 +500,13 @@ def recipe_from_file(path: str | Path, **overrides) -> LoraRecipe:
 
     import yaml
 
+    named = named_recipe(str(path))
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        data = named if named is not None else \
+            yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as error:
-        raise HuajiaError(f"cannot read the recipe '{path}': {error}") from error
+        raise HuajiaError(f"cannot read the recipe '{path}': {error} (a YAML file of LoraRecipe "
+                          f"fields, or a built-in recipe: {', '.join(NAMED_RECIPES)})") from error
     if not isinstance(data, dict):
         raise HuajiaError(f"the recipe '{path}' is not a mapping of LoraRecipe fields")
     data = canonical(LoraRecipe, data)  # older names (sample_prompt, text_encoder) too

@@ -89,8 +89,11 @@ class LoraRecipe:
     precision: str = param("fp32", help="mixed_precision.", choices=("fp32", "bf16", "fp16"))
     gradient_checkpointing: bool = param(False, help="Recompute activations in the backward "
                                          "pass (less memory, more time).")
-    train_text_encoder: bool = param(True, help="Also a LoRA on the text encoder.",
-                                     aliases=("text_encoder",))
+    # None: where the family's text encoders are CLIP (SD 1.x/2.x, SDXL, SD3, FLUX.1); True on
+    # T5, ChatGLM, Gemma or Qwen alone is refused in one line
+    train_text_encoder: bool | None = param(None, help="Also a LoRA on the text encoders "
+                                            "(omitted: where they are CLIP).",
+                                            aliases=("text_encoder",), cli_type=bool)
     seed: int = param(0, help="Seed of the batches, the noise and the first weights.")
     sample_every: int = param(100, help="Sample pictures every K steps (0: never).", low=0)
     sample_prompts: tuple[str, ...] = param((), help="Prompts of the samples (repeatable).",
@@ -136,6 +139,19 @@ class LoraRecipe:
     # EMA of the adapter weights (as diffusers' --use_ema; 0: off): the saved LoRA is the
     # average of the last ~1/(1-decay) steps, not one noisy iterate of a constant-lr run
     ema_decay: float = param(0.0, help="EMA of the adapter weights (0: off).")
+    # the pictures: at this side (0: the model's native size), squashed to a square or, with
+    # center_crop, scaled to cover it and cropped at the centre (DiffSynth's --center_crop)
+    resolution: int = param(0, help="Training side (0: the model's native size).",
+                            unit="pixels", low=0)
+    center_crop: bool = param(False, help="Scale to cover the square and crop its centre "
+                              "(else squash to it).")
+    vae: str | None = param(None, help="A VAE folder that replaces the model's (e.g. the SDXL "
+                            "fp16-fix VAE).")
+    # flow-matching families: diffusers.training_utils' σ density and loss weighting
+    timestep_density: str = param("logit_normal", help="Flow models: how σ is drawn.",
+                                  choices=("logit_normal", "uniform", "mode", "cosmap"))
+    loss_weighting: str = param("none", help="Flow models: loss weight per σ.",
+                                choices=("none", "sigma_sqrt", "cosmap"))
 
     def __post_init__(self) -> None:
         if self.lr_scheduler not in LR_SCHEDULERS:

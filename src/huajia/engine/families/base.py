@@ -358,3 +358,45 @@ class Family:
             sigma = scheduler.sigmas[step].to(latents.dtype)
             return (1 - sigma) * latents + sigma * noise
         return scheduler.add_noise(latents, noise, timesteps[step:step + 1])
+
+    # -- training (huajia train lora): the denoiser's call as the pipeline makes it ---------------
+    def training_time(self, pipe, timesteps: torch.Tensor) -> torch.Tensor:
+        """The denoiser's time input for scheduler ``timesteps`` (flow: σ · 1000), as the
+        text-to-image pipeline passes it."""
+        return timesteps
+
+    def training_latents(self, pipe, latents: torch.Tensor):
+        """(B, C, h, w) latents → the denoiser's latent input (packed where the family packs)."""
+        return self.pack(pipe, latents)
+
+    def training_prediction(self, pipe, output, latents: torch.Tensor) -> torch.Tensor:
+        """The denoiser's output → its prediction as (B, C, h, w), in the convention the
+        pipeline's scheduler steps with (flow: dx/dσ = ε − x0); a learned-variance half
+        (PixArt-Σ) dropped."""
+        if self.packed:
+            scale = self.vae_scale(pipe)
+            output = self.unpack(pipe, output, (latents.shape[-1] * scale,
+                                                latents.shape[-2] * scale))
+        channels = latents.shape[1]
+        return output[:, :channels] if output.shape[1] == 2 * channels else output
+
+    def training_shift(self, pipe, size: tuple[int, int]) -> float:
+        """The shift s of a flow model's σ at ``size`` (σ' = s·σ / (1 + (s − 1)·σ)): its
+        scheduler's fixed shift, or e^μ where the scheduler shifts by the picture's size."""
+        import math
+
+        mu = self.schedule_kwargs(pipe, size, 2).get("mu")
+        return math.exp(mu) if mu is not None else float(pipe.scheduler.config.get("shift", 1.0))
+
+    def clip_text_encoders(self, pipe) -> tuple[str, ...]:
+        """The text encoders a LoRA trains on: the CLIPs (not T5, ChatGLM, Gemma, Qwen, Llama)."""
+        return tuple(name for name in self.lora_text_encoders
+                     if type(getattr(pipe, name, None)).__name__.startswith("CLIPText"))
+
+    def training_targets(self, pipe) -> list[str]:
+        """The denoiser's module names a trained LoRA adapts: the attention projections and,
+        where the family has them, the text stream's (the context projections)."""
+        names = {name.rsplit(".", 1)[-1] if not name.endswith("to_out.0") else "to_out.0"
+                 for name, _ in self.denoiser(pipe).named_modules()}
+        wanted = (*self.lora_targets, "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
+        return [target for target in dict.fromkeys(wanted) if target in names]

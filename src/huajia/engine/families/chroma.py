@@ -26,6 +26,10 @@ class Chroma(Family):
     weighted = True
     window = 512
 
+    def training_time(self, pipe, timesteps):
+        """The pipeline passes the transformer σ (its timestep / 1000)."""
+        return timesteps / 1000
+
     def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
         """Weights on T5 (engine/t5_weights), with Chroma's mask: the transformer sees each
         chunk's tokens and its first padding token."""

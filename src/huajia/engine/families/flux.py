@@ -68,3 +68,7 @@ class Flux(Family):
         else:
             fields["CFG scale"] = 1
         return CallPlan(kwargs, fields, tuple(notes))
+
+    def training_time(self, pipe, timesteps):
+        """The pipeline passes the transformer σ (its timestep / 1000)."""
+        return timesteps / 1000

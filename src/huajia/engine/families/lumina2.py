@@ -24,6 +24,14 @@ class Lumina2(Family):
     weighted = True
     window = 256  # the pipeline's max_sequence_length, the system prompt included
 
+    def training_time(self, pipe, timesteps):
+        """The pipeline passes the transformer 1 − σ (t = 0 is the noise)."""
+        return 1 - timesteps / pipe.scheduler.config.num_train_timesteps
+
+    def training_prediction(self, pipe, output, latents):
+        """The pipeline negates the transformer's output (it predicts x0 − ε)."""
+        return -super().training_prediction(pipe, output, latents)
+
     def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
         if not own_encoding(pipe.tokenizer, self.width(pipe), prompt, negative):
             return super().prompt_kwargs(pipe, prompt, negative, dtype)

@@ -101,3 +101,7 @@ class QwenImage(Family):
 
     def vae_decode(self, vae, raw):
         return vae.decode(raw.unsqueeze(2)).sample[:, :, 0]
+
+    def training_time(self, pipe, timesteps):
+        """The pipeline passes the transformer σ (its timestep / 1000)."""
+        return timesteps / 1000

@@ -30,6 +30,10 @@ class Sana(Family):
     def vae_encode(self, vae, pixels):
         return vae.encode(pixels).latent  # the DC-AE encodes to latents, not a distribution
 
+    def training_time(self, pipe, timesteps):
+        """The pipeline scales the timestep by the transformer's ``timestep_scale``."""
+        return timesteps * self.denoiser(pipe).config.get("timestep_scale", 1.0)
+
     def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
         if not own_encoding(pipe.tokenizer, self.window - 2, prompt, negative):
             return super().prompt_kwargs(pipe, prompt, negative, dtype)

@@ -75,3 +75,17 @@ class ZImage(Family):
     def call_plan(self, pipe, request, has_negative: bool) -> CallPlan:
         self.check_request(request)
         return CallPlan({"guidance_scale": max(0.0, request.guidance - 1)})
+
+    def training_time(self, pipe, timesteps):
+        """The pipeline passes the transformer 1 − σ (t = 0 is the noise)."""
+        return (1000 - timesteps) / 1000
+
+    def training_latents(self, pipe, latents):
+        """One (C, 1, h, w) tensor per picture, as the pipeline passes them."""
+        return list(latents.unsqueeze(2).unbind(dim=0))
+
+    def training_prediction(self, pipe, output, latents):
+        """The pipeline negates the transformer's output (it predicts x0 − ε)."""
+        import torch
+
+        return -torch.stack(list(output), dim=0).squeeze(2)

@@ -1,0 +1,92 @@
+"""The denoiser's call for a caption, as the family's own text-to-image pipeline makes it.
+
+A LoRA trainer needs, per caption, everything the denoiser takes besides the noisy latents and
+the time: the text embeddings (CLIP-L/G, T5, ChatGLM, Gemma, Qwen), pooled vectors, SDXL's
+added time ids, Flux's position ids and distilled guidance, Qwen-Image's image shapes, masks.
+Each pipeline already builds exactly these; rebuilding them per family would be a second copy
+of diffusers. So the pipeline is run on the caption at the training size with guidance off
+until its denoiser is about to run; a forward pre-hook keeps that call's arguments and stops
+the pipeline there. Training then calls the denoiser with the same arguments, its own noisy
+latents and time in place (``family.training_latents`` / ``training_time``).
+
+Frozen text encoders: one capture per caption, kept (cached text embeddings). A text-encoder
+LoRA: a capture per step with gradients (the pipeline's ``__call__`` without its ``no_grad``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from huajia.engine.request import GenerationRequest
+
+LATENT_KEYS = ("hidden_states", "sample", "x")  # the latent keyword where it is not positional
+
+
+class _Captured(Exception):  # noqa: N818 - a signal, not an error: the pipeline stops here
+    def __init__(self, args: tuple, kwargs: dict):
+        super().__init__("denoiser call captured")
+        self.args, self.kwargs = args, kwargs
+
+
+@dataclass
+class DenoiserCall:
+    """One caption's denoiser arguments (batch 1), latents and time to be replaced."""
+
+    args: tuple
+    kwargs: dict
+
+    def run(self, denoiser, latents, time: torch.Tensor):
+        """The denoiser on ``latents`` (its input format) at ``time`` (its time input)."""
+        args, kwargs = list(self.args), dict(self.kwargs)
+        if args:
+            args[0] = latents
+        else:
+            kwargs[next(k for k in LATENT_KEYS if k in kwargs)] = latents
+        if len(args) > 1:
+            args[1] = time
+        else:
+            kwargs["timestep"] = time
+        kwargs["return_dict"] = False
+        return denoiser(*args, **kwargs)[0]
+
+
+def capture(pipe, family, caption: str, side: int, grad: bool = False) -> DenoiserCall:
+    """The denoiser call the pipeline makes for ``caption`` at ``side`` x ``side`` without
+    guidance (the first step; nothing past it runs). ``grad``: through the text encoders."""
+    denoiser = family.denoiser(pipe)
+    request = GenerationRequest("guidance off", guidance=1.0, steps=2)  # only its guidance
+    kwargs = {"prompt": caption, "height": side, "width": side, "num_inference_steps": 2,
+              "output_type": "latent", "generator": torch.Generator("cpu").manual_seed(0),
+              **family.call_plan(pipe, request, has_negative=False).kwargs}
+
+    def stop(_module, args, call_kwargs):
+        raise _Captured(args, call_kwargs)
+
+    handle = denoiser.register_forward_pre_hook(stop, with_kwargs=True)
+    call = type(pipe).__call__
+    call = getattr(call, "__wrapped__", call) if grad else call  # no_grad off for the encoders
+    try:
+        with family.sized(pipe, (side, side)):
+            call(pipe, **kwargs)
+    except _Captured as captured:
+        return DenoiserCall(tuple(captured.args), dict(captured.kwargs))
+    finally:
+        handle.remove()
+    raise RuntimeError(f"{type(pipe).__name__} never called its {family.denoiser_name}")
+
+
+class CaptionCalls:
+    """Captions' denoiser calls: captured once each where the text encoders are frozen."""
+
+    def __init__(self, pipe, family, side: int, grad: bool):
+        self.pipe, self.family, self.side, self.grad = pipe, family, side, grad
+        self.cache: dict[str, DenoiserCall] = {}
+
+    def __call__(self, caption: str) -> DenoiserCall:
+        if self.grad:
+            return capture(self.pipe, self.family, caption, self.side, grad=True)
+        if caption not in self.cache:
+            self.cache[caption] = capture(self.pipe, self.family, caption, self.side)
+        return self.cache[caption]

@@ -1,0 +1,138 @@
+"""``train lora`` on every family's tiny fixture: 2 steps, the file loads back in huajia and in
+plain diffusers (``load_lora_weights``; PixArt-Σ's pipeline has none, huajia injects it) and
+changes the picture; the family's denoiser call, objective and refusals."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from tests.family_fixtures import NATIVE, call_kwargs
+
+from huajia.engine.engine import Engine
+from huajia.engine.request import GenerationRequest, LoraSpec
+from huajia.errors import HuajiaError
+from huajia.training.lora import LoraRecipe, recipe_from_file, train_lora
+from huajia.world.dataset import write_dataset
+
+TRAINED = ("sdxl", "kolors", "sd3", "flux", "chroma", "qwenimage", "zimage", "sana",
+           "pixart_sigma", "lumina2")
+CLIP = {"sdxl": ("text_encoder", "text_encoder_2"), "sd3": ("text_encoder", "text_encoder_2"),
+        "flux": ("text_encoder",)}
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    return str(write_dataset(tmp_path_factory.mktemp("pictures") / "data", 3, seed=1,
+                             workers=1, side=64))
+
+
+def _recipe(name, family_dirs, pictures, out, **changes):
+    return LoraRecipe(**{"data": pictures, "out": str(out), "model": str(family_dirs[name]),
+                         "rank": 4, "alpha": 4.0, "steps": 2, "batch": 2, "lr": 3e-2,
+                         "sample_every": 0, "conv_rank": 0, "resolution": 32, **changes})
+
+
+def _plain(name, folder, lora_dir=None):
+    from diffusers import DiffusionPipeline
+
+    pipe = DiffusionPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    if lora_dir is not None:
+        pipe.load_lora_weights(lora_dir)
+    image = pipe("一只红色的圆 a red circle", num_inference_steps=2, output_type="np",
+                 generator=torch.Generator().manual_seed(3), **call_kwargs(name)).images[0]
+    return np.asarray(image, dtype=np.float64)
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_two_steps_write_a_lora_that_loads_back_and_changes_the_picture(
+        name, family_dirs, pictures, tmp_path):
+    path = train_lora(_recipe(name, family_dirs, pictures, tmp_path / "out"))
+    with safe_open(path, "pt") as handle:
+        keys, meta = list(handle.keys()), handle.metadata()
+    assert meta["huajia_family"] and meta["ss_steps"] == "2"
+    trained_encoders = {k.split(".", 1)[0] for k in keys} - {"unet", "transformer"}
+    assert trained_encoders == set(CLIP.get(name, ()))  # text-encoder LoRA on CLIP alone
+    assert any(".to_q.lora_A" in k for k in keys)
+    side = NATIVE[name]
+    engine = Engine(str(family_dirs[name]))
+
+    def paint(*loras):
+        request = GenerationRequest("一只红色的圆 a red circle", seed=3, steps=2, width=max(64, side),
+                                    height=max(64, side), guidance=4.0, loras=loras)
+        return np.asarray(engine.generate(request).images[0], dtype=float)
+
+    assert np.abs(paint() - paint(LoraSpec(str(path), 1.0))).mean() > 0.5
+    if name != "pixart_sigma":  # diffusers' PixArt-Σ pipeline has no LoRA loader
+        base = _plain(name, family_dirs[name])
+        assert np.abs(base - _plain(name, family_dirs[name], path.parent)).mean() > 1e-3
+
+
+def test_flow_objective_shift_and_target():
+    from huajia.training.objectives import FlowObjective
+
+    generator = torch.Generator().manual_seed(0)
+    plain, shifted = FlowObjective(1.0), FlowObjective(3.0)
+    u = plain.sigmas(4000, torch.Generator().manual_seed(1))
+    s = shifted.sigmas(4000, torch.Generator().manual_seed(1))
+    assert torch.allclose(s, 3 * u / (1 + 2 * u))  # the family's shift on the same draws
+    assert 0.45 < u.median() < 0.55 and s.median() > 0.7  # logit-normal around 1/2, shifted up
+    z, noise = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    noised = plain.noised(z, noise, generator)
+    sigma = (noised.timesteps / 1000).view(-1, 1, 1, 1)
+    assert torch.allclose(noised.latents, (1 - sigma) * z + sigma * noise)
+    assert torch.allclose(noised.target, noise - z)
+
+
+def test_the_denoiser_call_is_the_pipelines_own(family_dirs):
+    """Run at the pipeline's own latents and time, the captured call gives exactly what the
+    pipeline's denoiser gave at its first step."""
+    from diffusers import DiffusionPipeline
+
+    from huajia.engine import families
+    from huajia.training.denoiser_call import capture
+
+    pipe = DiffusionPipeline.from_pretrained(family_dirs["flux"])
+    family = families.detect(pipe)
+    seen = []
+    handle = family.denoiser(pipe).register_forward_hook(
+        lambda _m, args, kwargs, out: seen.append((kwargs, out[0])), with_kwargs=True)
+    pipe("a red circle", num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+         output_type="latent", **{**call_kwargs("flux"), "true_cfg_scale": 1.0,
+                                  "guidance_scale": 1.0})
+    handle.remove()
+    kwargs, first = seen[0]
+    call = capture(pipe, family, "a red circle", NATIVE["flux"])
+    with torch.no_grad():
+        again = call.run(family.denoiser(pipe), kwargs["hidden_states"], kwargs["timestep"])
+    assert torch.equal(again, first)
+
+
+def test_refusals_in_one_line(family_dirs, pictures, tmp_path):
+    with pytest.raises(HuajiaError, match="Kolors's text encoder is not CLIP.*--no-train-text"):
+        train_lora(_recipe("kolors", family_dirs, pictures, tmp_path, train_text_encoder=True))
+    with pytest.raises(HuajiaError, match="new words .* not on SDXL"):
+        train_lora(_recipe("sdxl", family_dirs, pictures, tmp_path, new_words=("hexagon",)))
+
+
+def test_diffsynth_kolors_recipe_is_the_seeds_settings(tmp_path):
+    recipe = recipe_from_file("diffsynth-kolors", data="d", out="o", steps=3)
+    assert (recipe.rank, recipe.alpha, recipe.conv_rank, recipe.resolution, recipe.center_crop,
+            recipe.gradient_checkpointing, recipe.train_text_encoder, recipe.lr, recipe.steps) == (
+        16, 4.0, 0, 1024, True, True, False, 1e-4, 3)
+    assert recipe.precision == ("fp16" if torch.cuda.is_available() else "fp32")
+
+
+def test_centre_crop_keeps_the_middle(tmp_path):
+    from PIL import Image
+
+    from huajia.training.lora import _fit
+
+    wide = Image.new("RGB", (300, 100), "red")
+    wide.paste((0, 0, 255), (100, 0, 200, 100))  # blue middle third
+    cropped = _fit(wide, 50, crop=True)
+    assert cropped.size == (50, 50)
+    for x in (0, 25, 49):  # blue edge to edge (bicubic rings a little at the border)
+        red, _, blue = cropped.getpixel((x, 25))
+        assert blue > 220 and red < 40
+    assert _fit(wide, 50, crop=False).getpixel((2, 25))[0] > 200  # squashed: red at the edge
