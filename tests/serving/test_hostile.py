@@ -96,3 +96,16 @@ def test_an_llm_expansion_is_filtered_and_bounded_in_the_worker(hostile):
     long = expander.expand("llm", "a cat", 1)
     assert long.prompt == "a cat" and "longer than" in long.warnings[-1]
     assert expander.expand("llm", "a cat", 1).prompt == "a tabby cat on a red sofa"
+
+
+def test_a_result_is_reencoded_once_per_format_and_quality(hostile):
+    body = hostile.post("/v1/images/generations", json={**BODY, "response_format": "url"}).json()
+    url = body["data"][0]["url"].split("testserver", 1)[1]
+    encoder = hostile.app.state.files.encoder
+    before = encoder.encoded
+    answers = [hostile.get(url + "&format=webp&quality=80") for _ in range(5)]
+    assert {a.status_code for a in answers} == {200}
+    assert answers[0].headers["content-type"] == "image/webp"
+    assert len({a.content for a in answers}) == 1 and encoder.encoded == before + 1
+    hostile.get(url + "&format=jpeg&quality=80")
+    assert encoder.encoded == before + 2

@@ -36,12 +36,12 @@ from huajia.errors import HuajiaError
 from huajia.serving.config import ServeConfig
 from huajia.serving.connections import RequestGuard, error_body
 from huajia.serving.edits import ImageEditForm, ImageVariationForm, read_form
+from huajia.serving.encoding import Reencoder, encode_as  # noqa: F401 - encode_as: public
 from huajia.serving.jobs import JobSpec, redact, short
 from huajia.serving.provenance import check_provenance
 from huajia.serving.queue import Job
 from huajia.serving.ratelimit import TokenBuckets
 from huajia.serving.schemas import (
-    OUTPUT_FORMATS,
     ErrorBody,
     ImageData,
     ImageGenerationBody,
@@ -165,6 +165,7 @@ def create_app(config: ServeConfig, service: ImageService | None = None) -> Fast
         await run_in_threadpool(service.start)
         yield
         await run_in_threadpool(service.stop)
+        app.state.files.encoder.close()
 
     # with keys, the schema and docs move behind the key too (only /health stays open)
     docs = {} if not auth.keys else {"openapi_url": None, "docs_url": None, "redoc_url": None}
@@ -190,6 +191,7 @@ class SignedFiles:
     def __init__(self, secret: bytes, service: ImageService,
                  clock: Callable[[], float] = time.time):
         self.secret, self.service, self.clock = secret, service, clock
+        self.encoder = Reencoder()
 
     def url(self, request: Request, name: str) -> str:
         expires = int(self.clock()) + self.service.config.url_ttl_s
@@ -201,9 +203,9 @@ class SignedFiles:
         return expires >= self.clock() and hmac.compare_digest(
             sig.encode(), _signature(self.secret, name, expires).encode())
 
-    def response(self, request: Request, response_format: str,
-                 images: list[tuple[str, bytes, dict]], output_format: str = "png",
-                 quality: int = 100) -> ImagesResponse:
+    async def response(self, request: Request, response_format: str,
+                       images: list[tuple[str, bytes, dict]], output_format: str = "png",
+                       quality: int = 100) -> ImagesResponse:
         data = []
         for name, png, item in images:
             common = {"revised_prompt": item["revised_prompt"], "seed": item["seed"]}
@@ -213,24 +215,14 @@ class SignedFiles:
                     url += f"&format={output_format}&quality={quality}"
                 data.append(ImageData(url=url, **common))
             else:
-                data.append(ImageData(b64_json=b64(encode_as(png, output_format, quality)),
-                                      **common))
+                encoded = await self.encoder.encode(name, png, output_format, quality)
+                data.append(ImageData(b64_json=b64(encoded), **common))
         size = None
         if images:  # the header alone: the size of what was painted and upscaled
             with Image.open(io.BytesIO(images[0][1])) as first:
                 size = f"{first.width}x{first.height}"
         return ImagesResponse(created=int(time.time()), data=data, model=self.service.model_id,
                               size=size, output_format=output_format)
-
-
-def encode_as(png: bytes, output_format: str, quality: int = 100) -> bytes:
-    """A result picture (stored as PNG, with its infotext) in the format a client asked for."""
-    if output_format == "png":
-        return png
-    with Image.open(io.BytesIO(png)) as image:
-        buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, OUTPUT_FORMATS[output_format], quality=quality)
-    return buffer.getvalue()
 
 
 def _private_docs(app: FastAPI, auth: Auth) -> None:
@@ -247,7 +239,7 @@ def _private_docs(app: FastAPI, auth: Auth) -> None:
 
 def _service_routes(app: FastAPI, service: ImageService, auth: Auth) -> None:
     @app.get("/health", tags=["service"])
-    def health() -> dict:
+    async def health() -> dict:  # on the event loop: a busy thread pool does not stall it
         return {"status": "ok", "model": service.model_id, "queue": service.queue.counts(),
                 "start": {k: round(v, 3) for k, v in service.start_times.items()}}
 
@@ -308,11 +300,11 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
         hits = service.cached(spec)
         output = {"output_format": body.output_format, "quality": body.output_compression}
         if hits is not None:
-            return files.response(request, body.response_format,
+            return await files.response(request, body.response_format,
                                   _cache_items(service, spec, hits), **output)
         job_id = service.submit(spec, owner)
         job = await _waited(service, job_id)
-        return files.response(request, body.response_format, _finished(service, job), **output)
+        return await files.response(request, body.response_format, _finished(service, job), **output)
 
     async def repaint(request: Request, owner: str, form_model, mode: str) -> ImagesResponse:
         form, image, mask = await read_form(request, form_model)
@@ -320,10 +312,10 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
         output = {"output_format": form.output_format, "quality": form.output_compression}
         hits = service.cached(spec)
         if hits is not None:
-            return files.response(request, form.response_format,
+            return await files.response(request, form.response_format,
                                   _cache_items(service, spec, hits), **output)
         job = await _waited(service, service.submit(spec, owner))
-        return files.response(request, form.response_format, _finished(service, job), **output)
+        return await files.response(request, form.response_format, _finished(service, job), **output)
 
     @app.post("/v1/images/edits", response_model=ImagesResponse, responses=ERRORS, tags=["images"],
               openapi_extra=_multipart(ImageEditForm, mask=True))
@@ -339,7 +331,7 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
 
     @app.get("/v1/images/files/{name}", tags=["images"], responses=ERRORS,
              response_class=Response)
-    def image_file(name: str, request: Request, sig: str = "", exp: int = 0,
+    async def image_file(name: str, request: Request, sig: str = "", exp: int = 0,
                    format: Literal["png", "jpeg", "webp"] = "png",
                    quality: int = Query(100, ge=0, le=100)) -> Response:
         if not files.valid(name, sig, exp):
@@ -347,7 +339,8 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
         data = service.image_bytes(name)
         if data is None:
             raise ApiError(404, f"no image '{short(name)}'", "not_found_error", "name")
-        return Response(encode_as(data, format, quality), media_type=f"image/{format}")
+        return Response(await files.encoder.encode(name, data, format, quality),
+                        media_type=f"image/{format}")
 
 
 def _job_routes(app: FastAPI, service: ImageService, auth: Auth, files: SignedFiles) -> None:
@@ -368,7 +361,7 @@ def _job_routes(app: FastAPI, service: ImageService, auth: Auth, files: SignedFi
 
     @app.get("/v1/jobs/{job_id}/result", response_model=ImagesResponse, responses=ERRORS,
              tags=["jobs"])
-    def job_result(job_id: str, request: Request, owner: str = Depends(auth.caller),
+    async def job_result(job_id: str, request: Request, owner: str = Depends(auth.caller),
                    response_format: Literal["b64_json", "url"] = "b64_json",
                    output_format: Literal["png", "jpeg", "webp"] = "png",
                    output_compression: int = Query(100, ge=0, le=100)) -> ImagesResponse:
@@ -376,7 +369,7 @@ def _job_routes(app: FastAPI, service: ImageService, auth: Auth, files: SignedFi
         if job.state != "done":
             raise ApiError(409, f"job '{job_id}' is {job.state}, not done"
                            + (f": {job.error}" if job.error else ""), code="job_not_done")
-        return files.response(request, response_format, service.result_images(job),
+        return await files.response(request, response_format, service.result_images(job),
                               output_format, output_compression)
 
     @app.post("/v1/jobs/{job_id}/cancel", response_model=JobInfo, responses=ERRORS,

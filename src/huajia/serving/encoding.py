@@ -1,0 +1,75 @@
+"""Result pictures in the format a client asks for (JPEG, WebP), metered and cached.
+
+Results are stored as PNG with their infotext. Re-encoding a 2048² picture as WebP takes about a
+second of CPU, so it runs on a small pool of its own (never on the event loop nor in the request
+thread pool that ``/health`` shares), and each (picture, format, quality) is encoded once and kept
+in a small in-memory cache, capped in bytes, least recently used out first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+
+from PIL import Image
+
+from huajia.serving.schemas import OUTPUT_FORMATS
+
+
+def encode_as(png: bytes, output_format: str, quality: int = 100) -> bytes:
+    """A result picture (stored as PNG, with its infotext) in the format a client asked for."""
+    if output_format == "png":
+        return png
+    with Image.open(io.BytesIO(png)) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, OUTPUT_FORMATS[output_format], quality=quality)
+    return buffer.getvalue()
+
+
+class Reencoder:
+    """``await encode(name, png, format, quality)``: at most ``workers`` encodings at once, each
+    (name, format, quality) encoded once while it stays in the ``max_bytes`` cache."""
+
+    def __init__(self, workers: int = 2, max_bytes: int = 64 * 1024**2):
+        self.max_bytes = max_bytes
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="huajia-encode")
+        self._cache: OrderedDict[tuple, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.encoded = 0  # encodings done (tests and benchmarks)
+
+    async def encode(self, name: str, png: bytes, output_format: str, quality: int) -> bytes:
+        if output_format == "png":
+            return png
+        key = (name, output_format, quality)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        data = await asyncio.get_running_loop().run_in_executor(
+            self._pool, encode_as, png, output_format, quality)
+        self._keep(key, data)
+        return data
+
+    def _keep(self, key: tuple, data: bytes) -> None:
+        with self._lock:
+            self.encoded += 1
+            if key in self._cache or len(data) > self.max_bytes:
+                return
+            self._cache[key] = data
+            self._size += len(data)
+            while self._size > self.max_bytes:
+                _, old = self._cache.popitem(last=False)
+                self._size -= len(old)
+
+    def forget(self, name: str) -> None:
+        """Drop every encoding of ``name`` (a deleted result)."""
+        with self._lock:
+            for key in [k for k in self._cache if k[0] == name]:
+                self._size -= len(self._cache.pop(key))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
