@@ -4,6 +4,13 @@ seeds, the CPU minutes each model cost, and a before/after grid (benchmarks/resu
 
 Run: python benchmarks/rl.py --model "shipped base=embedded" --model "GRPO=runs/rl/grpo/model" \
         [--cpu-minutes "supervised=31.5"] [--specs-per-task 12] [--images-per-prompt 2]
+
+The equal-minutes comparison (issue 45): ``--train METHOD`` first trains METHOD from the shipped
+model for ``--minutes`` CPU minutes (process time) on the same training prompts and seed as every
+other method (2 prompts x 8 pictures a step, the shipped GRPO recipe's), into RUNS/METHOD, and
+resumes a stopped run; then it judges that model (``--model`` is implied):
+    OMP_NUM_THREADS=1 nice -n 5 python benchmarks/rl.py --train nft --minutes 30 --name rl_equal_nft
+    python benchmarks/rl.py --train nft ... --prompt-seed 7 --specs-per-task 20   # the second set
 A model's CPU minutes come from its RL record (OUT/rl.json) when it has one. Reports are cached
 per model (benchmarks/results/rl_cache, keyed by the UNet files), so models can be judged in
 parallel processes (one --model each) and tabled together by a last run.
@@ -74,10 +81,45 @@ def _evaluate(label: str, path: str, prompts, keep, args) -> tuple[dict, list]:
     return scores.to_dict(), [scores.samples[k] for k in keep]
 
 
+EQUAL_RECIPE = {"prompts_per_step": 2, "group_size": 8, "seed": 0, "steps": 100_000,
+                "checkpoint_every": 2}  # the shipped GRPO run's prompts and pictures per step
+
+
+def train_method(method: str, minutes: float, runs: Path) -> Path:
+    """METHOD from the shipped model for ``minutes`` CPU minutes into RUNS/METHOD (resumed when
+    a checkpoint is there); its exported pipeline folder."""
+    import torch
+
+    from huajia.engine.loading import load_pipeline, resolve_model
+    from huajia.thinking.critics import make_critic
+    from huajia.training.rl.recipe import RLRecipe
+    from huajia.training.rl.run import CHECKPOINT, train_rl
+
+    out = runs / method
+    recipe = RLRecipe(method=method, minutes=minutes, **EQUAL_RECIPE)
+    if (out / "model").is_dir() and (out / "rl.json").is_file():
+        done = json.loads((out / "rl.json").read_text())
+        if done["cpu_s"] >= minutes * 60:
+            return out / "model"
+    pipe = load_pipeline(resolve_model("embedded"), torch.device("cpu"), torch.float32).to(torch.float32)
+
+    def show(done: int, total: int, record: dict) -> None:
+        print(f"{method} step {done} reward {record['reward']:.3f} pass {record['pass_rate']:.2f} "
+              f"cpu {record['cpu_s'] / 60:.1f} min", flush=True)
+
+    train_rl(recipe, out, resume=(out / CHECKPOINT).exists(), critic=make_critic("shapes"), pipe=pipe,
+             progress=show)
+    return out / "model"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", action="append", required=True,
+    parser.add_argument("--model", action="append", default=[],
                         help="LABEL=PATH or LABEL=PATH+LORA (repeatable).")
+    parser.add_argument("--train", action="append", default=[],
+                        help="METHOD: train it from the shipped model first (repeatable).")
+    parser.add_argument("--minutes", type=float, default=30.0, help="--train: CPU minutes each.")
+    parser.add_argument("--runs", type=Path, default=Path("runs/rl_equal"), help="--train: run folders.")
     parser.add_argument("--cpu-minutes", action="append", default=[], help="LABEL=MINUTES.")
     parser.add_argument("--specs-per-task", type=int, default=12)
     parser.add_argument("--images-per-prompt", type=int, default=2)
@@ -86,7 +128,11 @@ def main() -> None:
                         help="Another seed draws an independent held-out prompt set (a "
                              "confirmation run).")
     args = parser.parse_args()
-    models = [m.split("=", 1) for m in args.model]
+    trained = [(f"{m.upper()} {args.minutes:g} min", str(train_method(m, args.minutes, args.runs)))
+               for m in args.train]
+    models = [m.split("=", 1) for m in args.model] + [list(t) for t in trained]
+    if not models:
+        parser.error("give --model LABEL=PATH or --train METHOD")
     given = {k: float(v) for k, v in (c.split("=", 1) for c in args.cpu_minutes)}
     prompts = shapes_eval_prompts(args.specs_per_task, seed=args.prompt_seed)
     keep = [p.id for t in TASKS for p in [q for q in prompts if q.task == t][:GRID_PROMPTS]]

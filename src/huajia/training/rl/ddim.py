@@ -28,6 +28,14 @@ class DdimSteps:
     def __len__(self) -> int:
         return len(self.timesteps)
 
+    def loss_weights(self, t: torch.Tensor) -> torch.Tensor:
+        """The base recipe's per-timestep weights of the denoising loss (Min-SNR-5 with a floor
+        of 1, in the prediction type's form), for methods that train on that loss."""
+        from huajia.training.components import snr_loss_weights
+
+        weights = snr_loss_weights(self.alphas, self.prediction == "v_prediction", 5.0, 1.0)
+        return weights[t.to(weights.device)].to(torch.float32)
+
     def _alpha_prev(self, t: torch.Tensor) -> torch.Tensor:
         prev = t - self.stride
         return torch.where(prev >= 0, self.alphas[prev.clamp(min=0)],

@@ -47,13 +47,13 @@ def group_advantages(rewards: np.ndarray, group_size: int) -> tuple[np.ndarray, 
     return adv.reshape(-1), int(flat.sum())
 
 
-def _minibatches(items: list, parts: int, rng: np.random.Generator) -> list[list]:
+def minibatches(items: list, parts: int, rng: np.random.Generator) -> list[list]:
     order = rng.permutation(len(items))
     return [[items[i] for i in chunk] for chunk in np.array_split(order, max(1, min(parts, len(items))))
             if len(chunk)]
 
 
-def _optimizer_step(policy: Policy, optimizer, settings: UpdateSettings, anchor: Anchor | None = None,
+def optimizer_step(policy: Policy, optimizer, settings: UpdateSettings, anchor: Anchor | None = None,
                     k: int = 0, record: list | None = None) -> float:
     """Add the anchor's loss (if any), clip and step; a non-finite gradient (a diverged sample)
     is dropped, never applied."""
@@ -61,7 +61,7 @@ def _optimizer_step(policy: Policy, optimizer, settings: UpdateSettings, anchor:
         loss = anchor(k)
         loss.backward()
         if record is not None:
-            record.append(float(loss))
+            record.append(float(loss.detach()))
     norm = torch.nn.utils.clip_grad_norm_(policy.trainable(), settings.max_grad_norm)
     if torch.isfinite(norm):
         optimizer.step()
@@ -82,7 +82,7 @@ def grpo_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, r
         return stats
     advantages = torch.as_tensor(adv, dtype=torch.float32, device=policy.device)
     kls, clipped, anchored = [], [], []
-    for k, batch in enumerate(_minibatches(pairs, settings.updates, rng)):
+    for k, batch in enumerate(minibatches(pairs, settings.updates, rng)):
         for start in range(0, len(batch), settings.micro_batch):
             part = batch[start:start + settings.micro_batch]
             rows = torch.tensor([b for b, _ in part], device=policy.device)
@@ -97,7 +97,7 @@ def grpo_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, r
             loss.backward()
             kls += kl.detach().tolist()
             clipped += ((ratio - 1).abs() > settings.clip_range).float().tolist()
-        _optimizer_step(policy, optimizer, settings, anchor, k, anchored)
+        optimizer_step(policy, optimizer, settings, anchor, k, anchored)
     stats.update(kl=float(np.mean(kls)), clip_frac=float(np.mean(clipped)))
     if anchored:
         stats["anchor_loss"] = float(np.mean(anchored))
@@ -113,7 +113,7 @@ def _diffusion_target(steps: DdimSteps, x0: torch.Tensor, noise: torch.Tensor,
     return x0
 
 
-def _shared_noise(steps: DdimSteps, x0: torch.Tensor, copies: int, generator: torch.Generator):
+def shared_noise(steps: DdimSteps, x0: torch.Tensor, copies: int, generator: torch.Generator):
     """``x0`` (copies stacked along the batch) noised to random training timesteps, the same
     timestep and noise for the k-th row of every copy (Diffusion-DPO compares winner and loser
     under identical noise); returns the noisy latents, timesteps and regression targets."""
@@ -124,7 +124,7 @@ def _shared_noise(steps: DdimSteps, x0: torch.Tensor, copies: int, generator: to
     return steps.scheduler.add_noise(x0, noise, t), t, _diffusion_target(steps, x0, noise, t)
 
 
-def _errors(predict, x, t, cond, target) -> torch.Tensor:
+def denoising_errors(predict, x, t, cond, target) -> torch.Tensor:
     return F.mse_loss(predict(x, t, cond), target, reduction="none").flatten(1).mean(dim=1)
 
 
@@ -154,20 +154,20 @@ def dpo_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, re
     items = [pair for pair in pairs for _ in range(settings.train_timesteps)]
     implicit, drift = [], []
     half = max(1, settings.micro_batch // 2)  # winner and loser share a pass
-    for batch in _minibatches(items, settings.updates, rng):
+    for batch in minibatches(items, settings.updates, rng):
         for start in range(0, len(batch), half):
             part = batch[start:start + half]
             index = torch.tensor([w for w, _ in part] + [lo for _, lo in part], device=policy.device)
             x0, cond = rollout.latents[index], rollout.cond[index]
-            noisy, t, target = _shared_noise(steps, x0, 2, generator)
-            model_w, model_l = _errors(policy.predict, noisy, t, cond, target).chunk(2)
+            noisy, t, target = shared_noise(steps, x0, 2, generator)
+            model_w, model_l = denoising_errors(policy.predict, noisy, t, cond, target).chunk(2)
             with torch.no_grad():
-                ref_w, ref_l = _errors(policy.reference_predict, noisy, t, cond, target).chunk(2)
+                ref_w, ref_l = denoising_errors(policy.reference_predict, noisy, t, cond, target).chunk(2)
             inside = -0.5 * settings.dpo_beta * ((model_w - ref_w) - (model_l - ref_l))
             (-F.logsigmoid(inside).sum() / len(batch)).backward()
             implicit += (inside.detach() > 0).float().tolist()
             drift += ((model_w - ref_w).abs() + (model_l - ref_l).abs()).detach().mul(0.5).tolist()
-        _optimizer_step(policy, optimizer, settings)
+        optimizer_step(policy, optimizer, settings)
     stats.update(dpo_acc=float(np.mean(implicit)), drift=float(np.mean(drift)))
     return stats
 
@@ -185,15 +185,16 @@ def raft_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, r
         return stats
     items = [w for w in winners for _ in range(settings.train_timesteps)]
     drift = []
-    for batch in _minibatches(items, settings.updates, rng):
+    for batch in minibatches(items, settings.updates, rng):
         for start in range(0, len(batch), settings.micro_batch):
             index = torch.tensor(batch[start:start + settings.micro_batch], device=policy.device)
             x0, cond = rollout.latents[index], rollout.cond[index]
-            noisy, t, target = _shared_noise(steps, x0, 1, generator)
-            errors = _errors(policy.predict, noisy, t, cond, target)
+            noisy, t, target = shared_noise(steps, x0, 1, generator)
+            errors = denoising_errors(policy.predict, noisy, t, cond, target)
             (errors.sum() / len(batch)).backward()
             with torch.no_grad():
-                drift += (errors - _errors(policy.reference_predict, noisy, t, cond, target)).tolist()
-        _optimizer_step(policy, optimizer, settings)
+                reference = denoising_errors(policy.reference_predict, noisy, t, cond, target)
+                drift += (errors - reference).tolist()
+        optimizer_step(policy, optimizer, settings)
     stats["drift"] = float(np.mean(drift))
     return stats

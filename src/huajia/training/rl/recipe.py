@@ -14,9 +14,11 @@ from huajia.params import check, param, same_as
 from huajia.thinking.options import CriticOptions
 
 if TYPE_CHECKING:
+    from huajia.training.rl.final_pictures import PictureSettings
     from huajia.training.rl.methods import UpdateSettings
 
-METHODS = ("grpo", "dpo", "raft")
+METHODS = ("grpo", "dpo", "raft", "nft", "craft")
+ANCHORED = ("grpo", "nft", "craft")  # methods whose optimizer steps take the shapes anchor
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,7 +27,9 @@ class RLRecipe:
     # the critic whose credit is the reward (``reward`` is its older name: ``reward`` below)
     critic: str = same_as(CriticOptions, "critic", help="The critic that scores each picture "
                           "(its credit is the reward): shapes, clip or vlm.")
-    method: str = param("grpo", help="grpo (policy gradient), dpo (Diffusion-DPO) or raft.",
+    method: str = param("grpo", help="grpo (policy gradient), dpo (Diffusion-DPO), raft, nft "
+                        "(DiffusionNFT: the denoising loss contrasting better and worse pictures) "
+                        "or craft (reward-filtered fine-tuning with caption dropout).",
                         choices=METHODS)
     steps: int = param(200, help="RL steps (one rollout and update each).")
     minutes: float | None = param(None, help="Also stop after this much CPU time (process "
@@ -41,14 +45,22 @@ class RLRecipe:
     eta: float = param(1.0, help="GRPO: DDIM η of the stochastic steps.")
     sde_window: int = param(10, help="GRPO: the first N sampler steps are stochastic (the "
                             "layout is decided there).")
-    train_timesteps: int = param(4, help="GRPO: steps trained per picture; DPO/RAFT: noise "
-                                 "draws per picture.")
+    train_timesteps: int = param(4, help="GRPO: steps trained per picture; DPO/RAFT/NFT/CRAFT: "
+                                 "noise draws per picture.")
     # measured best (docs/rl.md): 3e-5 forgot held-out colour pairs, 1e-4 did worse
     lr: float = param(1e-5, help="Learning rate.")
-    kl: float = param(0.05, help="GRPO: weight of the KL penalty to the starting model.")
+    kl: float = param(0.05, help="GRPO: weight of the KL penalty to the starting model; NFT/CRAFT: "
+                      "of the squared distance to its prediction.")
     clip_range: float = param(1e-4, help="GRPO: clip range of the probability ratio (PPO's).")
     adv_clip: float = param(5.0, help="GRPO: advantages are clipped to ± this.")
     dpo_beta: float = param(2000.0, help="DPO: Diffusion-DPO's β.")
+    nft_beta: float = param(1.0, help="NFT: how far the implicit positive and negative policies "
+                            "lie from the rollout's (DiffusionNFT's β).", low=1e-3, high=10.0)
+    winners: int = param(2, help="CRAFT: the best pictures of each group it learns from (those "
+                         "above the group's mean reward).", low=1)
+    caption_dropout: float = param(0.1, help="CRAFT: share of its pictures learnt under the "
+                                   "empty prompt (the base recipe's), so guidance keeps working.",
+                                   low=0.0, high=1.0)
     updates: int = param(2, help="Optimizer steps per rollout.")
     lora_rank: int | None = param(None, help="Train a LoRA of this rank instead of the whole "
                                   "UNet (omitted: the whole UNet learns).")
@@ -64,7 +76,7 @@ class RLRecipe:
                                     aliases=("prompts",))
     task_weights: str | None = param(None, help="Weigh the world's tasks, e.g. position=3 "
                                      "(others 1).")
-    anchor: float = param(0.0, help="GRPO + shapes: weight of a supervised loss on oracle "
+    anchor: float = param(0.0, help="GRPO/NFT/CRAFT + shapes: weight of a supervised loss on oracle "
                           "renders of training scenes (keeps what the base generalised).")
     anchor_batch: int = param(16, help="--anchor: oracle scenes per optimizer step.")
 
@@ -77,7 +89,7 @@ class RLRecipe:
                      "checkpoint_every", "micro_batch"):
             if getattr(self, name) < 1:
                 raise HuajiaError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not 1 <= self.sde_window <= self.sample_steps:
+        if self.method == "grpo" and not 1 <= self.sde_window <= self.sample_steps:
             raise HuajiaError(f"--sde-window {self.sde_window} must be between 1 and the sampler's "
                               f"{self.sample_steps} steps")
         if self.lora_rank is not None and self.lora_rank < 1:
@@ -94,9 +106,9 @@ class RLRecipe:
                                   "--prompt-file")
         if self.anchor < 0 or self.anchor_batch < 1:
             raise HuajiaError("--anchor must not be negative and --anchor-batch at least 1")
-        if self.anchor and (self.method != "grpo" or self.critic != "shapes"):
+        if self.anchor and (self.method not in ANCHORED or self.critic != "shapes"):
             raise HuajiaError("--anchor trains on the shapes world's oracle renders; it needs "
-                              "--method grpo and --critic shapes")
+                              "--method grpo, nft or craft and --critic shapes")
         if self.lr <= 0 or self.kl < 0 or self.eta <= 0:
             raise HuajiaError("--lr and --eta must be positive and --kl not negative")
 
@@ -110,6 +122,12 @@ class RLRecipe:
                               adv_clip=self.adv_clip, train_timesteps=self.train_timesteps,
                               updates=self.updates, dpo_beta=self.dpo_beta,
                               micro_batch=self.micro_batch)
+
+    def picture_settings(self) -> PictureSettings:
+        from huajia.training.rl.final_pictures import PictureSettings
+
+        return PictureSettings(nft_beta=self.nft_beta, winners=self.winners,
+                               caption_dropout=self.caption_dropout)
 
     @property
     def stochastic_steps(self) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ from huajia.params import canonical
 from huajia.training.rl.anchor import WorldAnchor
 from huajia.training.rl.ddim import DdimSteps
 from huajia.training.rl.export import export
+from huajia.training.rl.final_pictures import craft_update, nft_update
 from huajia.training.rl.methods import dpo_update, grpo_update, raft_update
 from huajia.training.rl.policy import Policy, sample
 from huajia.training.rl.prompts import PromptSource, read_prompt_file
@@ -68,9 +69,12 @@ class _Run:
         rng = np.random.default_rng([r.seed, 29, self.step])
         generator = torch.Generator().manual_seed(r.seed * 7_000_003 + self.step)
         args = (self.policy, self.steps, self.optimizer, rollout, rewards)
+        anchor = (lambda k: self.anchor.loss(self.step, k)) if self.anchor else None
         if r.method == "grpo":
-            anchor = (lambda k: self.anchor.loss(self.step, k)) if self.anchor else None
             stats = grpo_update(*args, r.group_size, r.settings(), rng, anchor)
+        elif r.method in ("nft", "craft"):
+            update = nft_update if r.method == "nft" else craft_update
+            stats = update(*args, r.group_size, r.settings(), r.picture_settings(), rng, generator, anchor)
         elif r.method == "dpo":
             stats = dpo_update(*args, r.group_size, r.settings(), rng, generator)
         else:
