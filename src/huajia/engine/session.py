@@ -21,7 +21,6 @@ import torch
 from PIL import Image
 
 from huajia.engine.edits import latent_mask
-from huajia.engine.embeddings import encode_weighted
 from huajia.engine.families.base import CallPlan
 from huajia.engine.images import to_pil, to_tensor
 from huajia.engine.partial import KeepKnown, first_step, tail_scheduler
@@ -261,9 +260,7 @@ class Session:
 
     def encode_caption(self, caption: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(1, window, D) embeddings of one caption (its first chunk) and its pooled vector."""
-        pipe = self.engine.pipe
-        encoded, _ = encode_weighted(pipe, caption, "")
-        return encoded.prompt_embeds[:, :pipe.tokenizer.model_max_length], encoded.pooled
+        return self.engine.family.caption_embeds(self.engine.pipe, caption)
 
     def decode(self, latents: torch.Tensor) -> Image.Image:
         """The first of the session's latents as a picture (the family's VAE and latent format)."""
@@ -319,6 +316,29 @@ class Session:
     @property
     def latent_scale(self) -> int:
         return int(self.engine.pipe.vae_scale_factor)
+
+    # -- what thinking's pauses read of a step, the family's way --------------------------------
+    def x0_of_step(self, step: DenoiseStep, before: torch.Tensor,
+                   size: tuple[int, int]) -> torch.Tensor | None:
+        """x0 predicted at ``step`` from the latents before it (the family's ``x0_from_step``),
+        as the session's latents (1, C, h, w); None where the family cannot tell it this way."""
+        family = self.engine.family
+        x0 = family.x0_from_step(step._scheduler, before[:1], step.latents[:1], step.index)
+        return None if x0 is None else family.unpack(self.engine.pipe, x0, size)
+
+    def unpacked(self, latents: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """A step's latents (the pipeline's layout) as the session's (B, C, h, w)."""
+        return self.engine.family.unpack(self.engine.pipe, latents, size)
+
+    def packed(self, latents: torch.Tensor) -> torch.Tensor:
+        """The session's latents in the pipeline's layout (what a step callback holds)."""
+        return self.engine.family.pack(self.engine.pipe, latents)
+
+    def noised_for_next(self, step: DenoiseStep, clean: torch.Tensor,
+                        noise: torch.Tensor) -> torch.Tensor:
+        """``clean`` noised, the family's way, to the level the step after ``step`` starts
+        from (clean after the last)."""
+        return self.engine.family.noise_to(step._scheduler, clean, noise, step.index + 1)
 
 
 class CfgCutoff:

@@ -29,8 +29,8 @@ from huajia.thinking.critics import Critic, check_plan
 from huajia.thinking.messages import text
 from huajia.thinking.options import ThinkOptions, options_text
 from huajia.thinking.plan import Plan, plan_prompt
-from huajia.thinking.regional import RegionalHooks, RegionState, soft_mask
-from huajia.thinking.run import RESEED, Frame, PauseCallback, ThinkRun, Thought, mean_score
+from huajia.thinking.regional import CallCounter, RegionalHooks, RegionState, soft_mask
+from huajia.thinking.run import RESEED, Abandoned, Frame, PauseCallback, ThinkRun, Thought, mean_score
 
 __all__ = ["Frame", "ThinkOptions", "ThinkResult", "Thinker", "Thought", "stream",
            "thought_lines"]
@@ -71,7 +71,8 @@ class Thinker:
         """One picture (``request.n`` must be 1; ``think_all`` paints n). ``expanded``: what
         the prompt was expanded from (recorded in the infotext)."""
         start = time.perf_counter()
-        if request.guidance <= 1.0:  # the regional hooks steer the CFG [uncond, cond] pair
+        regions = self.engine.family.regions
+        if regions == "unet" and request.guidance <= 1.0:  # the hooks steer [uncond, cond]
             raise HuajiaError(f"thinking needs guidance above 1 (got {request.guidance}); "
                               "use e.g. --guidance 5")
         if request.n != 1:
@@ -85,7 +86,7 @@ class Thinker:
         with self.engine.session(request) as session:
             prepared = self.engine.prepare(request)
             run = self._new_run(session, request, plan, prepared.seeds[0], on_thought)
-            session.attach(RegionalHooks(run.state))
+            session.attach(RegionalHooks(run.state) if regions == "unet" else CallCounter(run.state))
             latents = self._paint(session, run, prepared)
             image, satisfied = self._reflect_and_repaint(session, run, prepared, latents)
         with run.watch("finish"):
@@ -114,32 +115,42 @@ class Thinker:
         opts = self.options
         width, height = self.engine.paint_size(request)
         scale = session.latent_scale
-        encoded = [session.encode_caption(region.caption) for region in plan.regions]
-        embeds = torch.cat([e for e, _ in encoded])
-        pooled = torch.cat([p for _, p in encoded]) if encoded[0][1] is not None else None
+        embeds = pooled = None
+        if self.engine.family.regions == "unet":
+            encoded = [session.encode_caption(region.caption) for region in plan.regions]
+            embeds = torch.cat([e for e, _ in encoded])
+            pooled = torch.cat([p for _, p in encoded]) if encoded[0][1] is not None else None
         masks = torch.cat([soft_mask(r.box, height // scale, width // scale)
                            for r in plan.regions])
         regions = len(plan.regions)
-        state = RegionState(embeds=embeds, masks=masks.to(embeds.device),
+        state = RegionState(embeds=embeds, masks=masks.to(self.engine.device),
                             strength=torch.full((regions,), opts.region_strength),
                             boost=torch.zeros(regions), pooled=pooled,
                             guidance_scale=request.guidance)
         run = ThinkRun(request, opts, plan, state, (width, height), seed, on_thought)
         run.think(-1, "plan", None, plan.describe(), run.text(_plan_key(opts)), None)
+        if self.engine.family.regions is None:
+            run.think(-1, "plan", None, run.text("no_regions", family=self.engine.family.label),
+                      run.text("steer_whole"), None)
         return run
 
     def _paint(self, session: Session, run: ThinkRun, prepared: PreparedPrompt) -> torch.Tensor:
         """Denoise to the end, starting again while first looks say so."""
         callback = PauseCallback(run, session, self.critic)
-        fresh_embeds = run.state.embeds.clone()
+        embeds = run.state.embeds
+        fresh_embeds = None if embeds is None else embeds.clone()
         while True:
-            run.state.embeds.copy_(fresh_embeds)
+            if embeds is not None:
+                embeds.copy_(fresh_embeds)
             run.state.strength.fill_(self.options.region_strength)
             run.state.boost.zero_()
             generator = torch.Generator(device="cpu").manual_seed(run.noise_seed())
-            with run.watch("paint"):
-                latents = session.denoise(prepared.kwargs, generator, run.size, callback,
-                                          output_type="latent")
+            try:
+                with run.watch("paint"):
+                    latents = session.denoise(prepared.kwargs, generator, run.size, callback,
+                                              output_type="latent")
+            except Abandoned:  # a first look started again: the rest of the run is not painted
+                latents = None
             if not run.restart:
                 return latents
             run.restart, run.stop_looking, run.attempt = False, False, run.attempt + 1

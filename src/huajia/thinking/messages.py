@@ -13,6 +13,13 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key → (English, 中文)
                      "先按整句作画；画完后，画错的区域按子描述单独画、检查后放回它的位置"),
     "plan_repaint": ("paint from the whole prompt; after the end, repaint a wrong region with its "
                      "sub-caption", "先按整句作画，画完后用子描述重画画错的区域"),
+    # what a family cannot do (said once)
+    "no_regions": ("regions are not supported for this family ({family})",
+                   "这个模型家族（{family}）不支持分区作画"),
+    "steer_whole": ("thinking will steer the whole picture", "边想边画将引导整幅画"),
+    "no_preview": ("this family ({family}) shows no half-made picture at a step",
+                   "这个模型家族（{family}）在中途看不到半成品"),
+    "look_after_end": ("no pauses; look after the end", "不暂停，画完再看"),
     # pauses
     "keep_going": ("keep going", "继续"),
     "fix_after_end": ("keep going; fix it after the end", "继续画完，画完后再修这个区域"),

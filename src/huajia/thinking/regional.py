@@ -36,7 +36,7 @@ def soft_mask(box: Box, height: int, width: int, feather: float = 0.08) -> torch
 class RegionState:
     """What the hooks need, and what they leave for the thinking loop."""
 
-    embeds: torch.Tensor  # (R, L, D) region sub-caption embeddings
+    embeds: torch.Tensor | None  # (R, L, D) region sub-caption embeddings (None: no UNet hooks)
     masks: torch.Tensor  # (R, 1, h, w) soft masks at latent resolution
     strength: torch.Tensor  # (R,) how much each region's prompt replaces the global one
     boost: torch.Tensor  # (R,) extra guidance inside a region (0: none)
@@ -132,6 +132,33 @@ class RegionalHooks:
             return (folded, *output[1:])
         output.sample = folded
         return output
+
+
+class CallCounter:
+    """A model hook that only counts network evaluations per image (a forward call on a
+    batch of B latents is B of them), for families whose regions do not go through
+    ``RegionalHooks``."""
+
+    INPUTS = ("hidden_states", "sample", "x")  # the latents, by the denoiser's keyword
+
+    def __init__(self, state: RegionState):
+        self.state = state
+        self._handle = None
+
+    def attach(self, denoiser: torch.nn.Module) -> None:
+        self._handle = denoiser.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def _count(self, module, args, kwargs) -> None:
+        latents = args[0] if args else next(
+            (kwargs[name] for name in self.INPUTS if kwargs.get(name) is not None), None)
+        # Z-Image's transformer takes a list of latents; the others one (B, …) tensor
+        self.state.calls += len(latents) if isinstance(latents, (list, tuple)) else \
+            (latents.shape[0] if torch.is_tensor(latents) else 1)
 
 
 def _own_regions(embeds: torch.Tensor, cond_hidden: torch.Tensor) -> list[int]:

@@ -29,6 +29,11 @@ from huajia.thinking.regional import RegionState
 RESEED = 7919  # fresh starts use seed + k·7919: reproducible, far from neighbouring seeds
 
 
+class Abandoned(Exception):  # noqa: N818 - a decision, not an error
+    """Raised from the step callback when a first look starts again: the rest of the run is
+    not painted, whether or not the pipeline honours an interrupt (Lumina 2's does not)."""
+
+
 @dataclass(frozen=True)
 class Thought:
     step: int  # denoising step (-1: before generation; steps: after)
@@ -145,15 +150,36 @@ class PauseCallback:
         self.run, self.session, self.critic = run, session, critic
         self.pauses = pause_steps(run.options, run.request.steps)
         self.first_pause = min(self.pauses, default=None)
+        self.before: torch.Tensor | None = None  # the latents the next step starts from
+        self.started: torch.Tensor | None = None  # the latents the paused step started from
+        self.blind = False  # this family shows no x0 at a step (said once)
 
     def __call__(self, step: DenoiseStep) -> None:
+        before = self.before if step.index > 0 else None
+        if step.index in self.pauses and not self.run.stop_looking \
+                and not self.run.over_budget():
+            self._pause(step, before)
+        self.before = step.latents.detach().clone()  # after any steering of this step
+
+    def x0(self, step: DenoiseStep, before: torch.Tensor | None) -> torch.Tensor | None:
+        """The step's x0-prediction as the session's latents (1, C, h, w): from the UNet hooks'
+        guided output, else read off the step the family's way (flow: x_t − σ·v)."""
+        state = self.run.state
+        if state.last_guided is not None:
+            return step.x0(state.last_input, state.last_timestep, state.last_guided)
+        if before is None:
+            return None
+        return self.session.x0_of_step(step, before, self.run.size)
+
+    def _pause(self, step: DenoiseStep, before: torch.Tensor | None) -> None:
         run, opts = self.run, self.run.options
-        if step.index not in self.pauses or run.stop_looking or run.over_budget():
-            return
-        state = run.state
+        self.started = before
         with run.watch("preview"):
-            preview = self.session.decode(step.x0(state.last_input, state.last_timestep,
-                                                  state.last_guided))
+            x0 = self.x0(step, before)
+            if x0 is None:
+                self._say_blind()
+                return
+            preview = self.session.decode(x0)
         with run.watch("look"):
             critique = self.critic.inspect(preview, run.plan, opts.threshold)
         if step.index == self.first_pause and run.replay is None and \
@@ -171,6 +197,16 @@ class PauseCallback:
         run.frames.append(Frame(preview, run.text("title_pause", step=step.done,
                                                   steps=run.request.steps), tuple(said)))
 
+    def _say_blind(self) -> None:
+        """A family whose steps show no x0: no pauses, said once; the loop looks after the end."""
+        run = self.run
+        run.stop_looking = True
+        if not self.blind:
+            self.blind = True
+            family = self.session.engine.family.label
+            run.think(-1, "pause", None, run.text("no_preview", family=family),
+                      run.text("look_after_end"), None)
+
     def _decision(self, score: float | None) -> str:
         opts = self.run.options
         if score is None or score >= opts.threshold or opts.max_repaints == 0:
@@ -183,12 +219,11 @@ class PauseCallback:
             return False
         run = self.run
         run.replay, run.restart = decision[0], True
-        step.interrupt()
         thought = run.think(step.done, "restart", None, critique.summary, decision[1],
                             mean_score(critique))
         run.frames.append(Frame(preview, run.text("title_abandoned", step=step.done),
                                 (thought,)))
-        return True
+        raise Abandoned
 
     def _first_look(self, critique: Critique) -> tuple[int, str] | None:
         """At the first pause: keep painting (None), start again from fresh noise (-1, why),
@@ -221,9 +256,10 @@ class PauseCallback:
             state.strength[r] = min(1.0, max(opts.woken_strength, float(state.strength[r]) + 0.15))
             words = [run.text("steer_guidance")]
             if report.score == 0 and step.has_next:
-                _reinject(state, step, r)
+                self._reinject(step, r)
                 words.append(run.text("steer_noise"))
-            if report.revised_caption and report.revised_caption != run.plan.regions[r].caption:
+            if report.revised_caption and state.embeds is not None and \
+                    report.revised_caption != run.plan.regions[r].caption:
                 embeds, _ = self.session.encode_caption(report.revised_caption)
                 state.embeds[r] = embeds[0, : state.embeds.shape[1]]
                 words.append(run.text("steer_caption", caption=report.revised_caption))
@@ -231,13 +267,18 @@ class PauseCallback:
         return decisions
 
 
-def _reinject(state: RegionState, step: DenoiseStep, r: int) -> None:
-    """Replace a wrong region by background plus fresh noise at the next step's level."""
-    latents = step.latents
-    x0 = step.x0(state.last_input, state.last_timestep, state.last_guided)
-    mask = state.masks[r : r + 1].to(latents.dtype)
-    background = (x0 * (1 - mask)).sum((2, 3), keepdim=True) / (1 - mask).sum().clamp(min=1)
-    cleaned = x0 * (1 - mask) + background * mask
-    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(step.index),
-                        dtype=latents.dtype)
-    step.latents = latents * (1 - mask) + step.noised_for_next(cleaned, noise) * mask
+    def _reinject(self, step: DenoiseStep, r: int) -> None:
+        """Replace a wrong region by background plus fresh noise at the next step's level
+        (the family's re-noising), in the session's latents and back to the pipeline's."""
+        session, size = self.session, self.run.size
+        x0 = self.x0(step, self.started)
+        if x0 is None:
+            return
+        latents = session.unpacked(step.latents, size)
+        mask = self.run.state.masks[r : r + 1].to(latents.device, latents.dtype)
+        background = (x0 * (1 - mask)).sum((2, 3), keepdim=True) / (1 - mask).sum().clamp(min=1)
+        cleaned = x0 * (1 - mask) + background * mask
+        noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(step.index),
+                            dtype=latents.dtype).to(latents.device)
+        fresh = session.noised_for_next(step, cleaned, noise)
+        step.latents = session.packed(latents * (1 - mask) + fresh * mask)

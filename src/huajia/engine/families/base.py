@@ -77,6 +77,12 @@ class Family:
     lora_targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")  # what a LoRA adapts
     lora_text_encoders: tuple[str, ...] = ()  # components a LoRA's text-encoder part goes into
     lora_formats: tuple[str, ...] = ()  # other tools' names huajia maps ("diffsynth")
+    # how thinking's regional prompts reach the denoiser: "unet" (one batched call per region's
+    # sub-caption, blended under masks: thinking/regional), "joint" (a mask over an MMDiT's
+    # joint attention, thinking/attention), None (not supported: thinking steers the whole
+    # picture and says so)
+    regions: str | None = None
+    text_first = True  # joint attention orders its tokens [text, image] (SD3: [image, text])
 
     # -- recognising ------------------------------------------------------------------------
     def matches(self, pipe) -> bool:
@@ -131,6 +137,15 @@ class Family:
         if not self.weighted:
             return None
         return self.window or int(pipe.tokenizer.model_max_length) - 2
+
+    def caption_embeds(self, pipe, caption: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(1, L, D) embeddings of one caption (its first chunk) and its pooled vector (None
+        where there is none), as the denoiser's cross-attention takes them: thinking's
+        regional prompts on "unet" families."""
+        from huajia.engine.embeddings import encode_weighted
+
+        encoded, _ = encode_weighted(pipe, caption, "")
+        return encoded.prompt_embeds[:, :pipe.tokenizer.model_max_length], encoded.pooled
 
     # -- one call ---------------------------------------------------------------------------
     def call_plan(self, pipe, request, has_negative: bool) -> CallPlan:
@@ -345,6 +360,22 @@ class Family:
             low, high = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
             kwargs["mu"] = low + (tokens - base) * (high - low) / (most - base)
         return kwargs
+
+    def x0_from_step(self, scheduler, before: torch.Tensor, after: torch.Tensor,
+                     index: int) -> torch.Tensor | None:
+        """What the model predicts the clean latents are, read off step ``index`` (latents
+        ``before`` → ``after``, the pipeline's layout). Flow: the step moved the latents along
+        the guided velocity, v = (x_after − x_before) / (σ_after − σ_before), and
+        x0 = x_t − σ·v (exact for Euler, a preview's estimate for multistep solvers). None for
+        noise/v prediction: their x0 needs the denoiser's output (thinking's regional hooks)."""
+        sigmas = getattr(scheduler, "sigmas", None)
+        if not self.flow or sigmas is None or index + 1 >= len(sigmas):
+            return None
+        high, low = (float(s) for s in sigmas[index:index + 2])
+        if high == low:
+            return None
+        velocity = (after - before) / (low - high)
+        return after - low * velocity
 
     def noise_to(self, scheduler, latents: torch.Tensor, noise: torch.Tensor,
                  step: int) -> torch.Tensor:

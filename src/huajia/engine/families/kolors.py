@@ -21,6 +21,7 @@ class Kolors(Family):
     lora_formats = ("diffsynth",)  # DiffSynth-Studio's Kolors trainer (the seed's workflow)
     weighted = True
     window = 256  # the pipeline's max_sequence_length: [gMASK] sop and 254 tokens
+    regions = "unet"  # thinking's regional prompts: batched UNet calls
 
     def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
         if not own_encoding(pipe.tokenizer, self.window - 2, prompt, negative):
@@ -34,6 +35,10 @@ class Kolors(Family):
         return {"prompt_embeds": embeds.to(dtype), "pooled_prompt_embeds": pooled.to(dtype),
                 "negative_prompt_embeds": negative_embeds.to(dtype),
                 "negative_pooled_prompt_embeds": negative_pooled.to(dtype)}
+
+    def caption_embeds(self, pipe, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
+        embeds, pooled = self._weighted(pipe, caption)
+        return embeds[:, :self.window], pooled
 
     @torch.no_grad()
     def _weighted(self, pipe, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
