@@ -73,6 +73,13 @@ def test_one_address_holds_a_bounded_number_of_connections(server):
         with _connect(server) as extra:
             status, body = _answer(extra)
         assert status == 429 and body["error"]["code"] == "too_many_connections"
+        for _ in range(3):  # a client that sends its request first still reads the 429
+            with _connect(server) as extra:
+                extra.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\ncontent-type: application"
+                              b"/json\r\ncontent-length: 30\r\n\r\n" + b'{"prompt": "a red circle"}    ')
+                time.sleep(0.2)  # the request is in before the client reads
+                status, body = _answer(extra)
+            assert status == 429 and "too many connections" in body["error"]["message"]
     finally:
         for sock in held:
             sock.close()

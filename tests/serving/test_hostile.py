@@ -109,3 +109,87 @@ def test_a_result_is_reencoded_once_per_format_and_quality(hostile):
     assert len({a.content for a in answers}) == 1 and encoder.encoded == before + 1
     hostile.get(url + "&format=jpeg&quality=80")
     assert encoder.encoded == before + 2
+
+
+@pytest.mark.parametrize("patch, needle", [
+    ({"loras": ["x:nan"]}, "LoRA scale nan"), ({"loras": ["x:inf"]}, "LoRA scale inf"),
+    ({"loras": ["x:1e308"]}, "LoRA scale 1e+308"),
+    ({"style_raw": "({prompt}:1.2"}, ""), ({"n": True}, "not a boolean"),
+    ({"steps": True}, "not a boolean"), ({"guidance": False}, "not a boolean"),
+    ({"output_compression": True}, "not a boolean"),
+])
+def test_malformed_fields_are_400_before_queuing(hostile, patch, needle):
+    service = hostile.app.state.service
+    before = sum(service.queue.counts().values())
+    error = _refused(hostile.post("/v1/jobs", json={**BODY, **patch}), 400)
+    assert needle in error["message"]
+    assert sum(service.queue.counts().values()) == before
+
+
+def test_content_length_with_transfer_encoding_is_refused(hostile):
+    response = hostile.post("/v1/jobs", content=b'{"prompt": "a red circle"}',
+                            headers={"content-type": "application/json",
+                                     "content-length": "26", "transfer-encoding": "chunked"})
+    assert "Transfer-Encoding" in _refused(response, 400)["message"]
+
+
+def test_a_body_of_many_unknown_fields_is_refused_unparsed():
+    import json
+    import time
+
+    from huajia.serving.connections import json_problem
+
+    wide = json.dumps({f"k{i}": 1 for i in range(800_000)}).encode()
+    start = time.perf_counter()
+    status, code, message = json_problem(wide)
+    assert status == 400 and time.perf_counter() - start < 0.2  # counted, never parsed
+    assert json_problem(json.dumps({f"k{i}": 1 for i in range(100)}).encode())[0] == 400
+    assert json_problem(json.dumps({"image": "A" * 1_000_000}).encode()) is None
+    assert json_problem(json.dumps({"prompt": "a, b, c", "n": 2}).encode()) is None
+
+
+def test_health_answers_while_wide_bodies_are_refused(hostile):
+    import json
+    import threading
+    import time
+
+    wide = json.dumps({f"k{i}": 1 for i in range(400_000)}).encode()
+    answers, threads = [], [threading.Thread(target=lambda: answers.append(hostile.post(
+        "/v1/jobs", content=wide, headers={"content-type": "application/json"}))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    start = time.perf_counter()
+    assert hostile.get("/health").status_code == 200
+    health_s = time.perf_counter() - start
+    for thread in threads:
+        thread.join()
+    assert [a.status_code for a in answers] == [400] * 3
+    assert health_s < 2.0  # generous on a shared machine; benchmarks/hostile.py measures it
+
+
+def _upload(image, fmt: str, **save) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **save)
+    return buffer.getvalue()
+
+
+def test_uploads_are_the_formats_they_claim(hostile):
+    import numpy as np
+    from PIL import Image
+
+    rgb = Image.new("RGB", (64, 64), "white")
+    deep = Image.fromarray(np.full((64, 64), 40000, dtype=np.uint16))
+    cases = [(("a.tif", _upload(rgb, "TIFF"), "image/tiff"), "not a readable picture"),
+             (("a.bmp", _upload(rgb, "BMP"), "image/bmp"), "not a readable picture"),
+             (("a.gif", _upload(rgb, "GIF"), "image/gif"), "not a readable picture"),
+             (("a.png", _upload(deep, "PNG"), "image/png"), "8 bits a channel"),
+             (("a.png", _upload(rgb, "JPEG"), "image/png"), "holds JPEG")]
+    for upload, needle in cases:
+        response = hostile.post("/v1/images/variations", files={"image": upload},
+                                data={"steps": "2"})
+        assert needle in _refused(response, 400)["message"], upload[0]
+    fine = hostile.post("/v1/images/variations", data={"steps": "2", "size": "64x64"},
+                        files={"image": ("a.jpg", _upload(rgb, "JPEG"), "image/jpeg")})
+    assert fine.status_code == 200, fine.text

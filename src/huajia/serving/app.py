@@ -296,8 +296,9 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
               tags=["images"])
     async def generations(body: ImageGenerationBody, request: Request,
                           owner: str = Depends(auth.limited)) -> ImagesResponse:
-        spec = service.prepare(body)
-        hits = service.cached(spec)
+        # validation reads LoRA files, tokenizes and filters: in a worker thread, not on the loop
+        spec = await run_in_threadpool(service.prepare, body)
+        hits = await run_in_threadpool(service.cached, spec)
         output = {"output_format": body.output_format, "quality": body.output_compression}
         if hits is not None:
             return await files.response(request, body.response_format,
@@ -308,9 +309,9 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
 
     async def repaint(request: Request, owner: str, form_model, mode: str) -> ImagesResponse:
         form, image, mask = await read_form(request, form_model)
-        spec = service.prepare_edit(form, image, mask, mode)
+        spec = await run_in_threadpool(service.prepare_edit, form, image, mask, mode)
         output = {"output_format": form.output_format, "quality": form.output_compression}
-        hits = service.cached(spec)
+        hits = await run_in_threadpool(service.cached, spec)
         if hits is not None:
             return await files.response(request, form.response_format,
                                   _cache_items(service, spec, hits), **output)

@@ -92,19 +92,44 @@ class EditInput:
         return open_picture(self.image, "image"), open_picture(self.mask, "mask") if self.mask else None
 
 
-def open_picture(data: bytes, name: str) -> Image.Image:
-    """An uploaded picture, refused from its header when it is too large (decompression bombs)."""
+UPLOAD_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBa", "La", "CMYK", "YCbCr")
+
+
+def open_picture(data: bytes, name: str, claimed: str | None = None) -> Image.Image:
+    """An uploaded picture (see ``picture_header``), decoded."""
     try:
-        image = Image.open(io.BytesIO(data))
-        if image.width * image.height > MAX_UPLOAD_PIXELS:
-            raise HuajiaError(f"{name} is {image.width}x{image.height}; edits take at most "
-                              f"{MAX_SIDE}x{MAX_SIDE}")
+        image = picture_header(data, name, claimed)
         image.load()
+    except Image.DecompressionBombError:
+        raise HuajiaError(f"{name} is too large; edits take at most {MAX_SIDE}x{MAX_SIDE}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        if isinstance(error, HuajiaError):
+            raise
+        raise HuajiaError(f"{name} is not a readable picture (PNG, JPEG or WebP)") from None
+    return image.convert("RGBA") if "A" in image.getbands() else image.convert("RGB")
+
+
+def picture_header(data: bytes, name: str, claimed: str | None = None) -> Image.Image:
+    """An uploaded picture, not yet decoded: PNG, JPEG or WebP of 8 bits a channel, what it
+    claims to be (its multipart content type), not too large (decompression bombs)."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=tuple(UPLOAD_FORMATS))
     except Image.DecompressionBombError:
         raise HuajiaError(f"{name} is too large; edits take at most {MAX_SIDE}x{MAX_SIDE}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise HuajiaError(f"{name} is not a readable picture (PNG, JPEG or WebP)") from None
-    return image.convert("RGBA") if "A" in image.getbands() else image.convert("RGB")
+    if image.mode not in EIGHT_BIT_MODES:
+        raise HuajiaError(f"{name} has {image.mode} pixels; send 8 bits a channel (RGB, RGBA or "
+                          "grey)")
+    claimed = (claimed or "").split(";")[0].strip().lower()
+    if claimed.startswith("image/") and claimed not in (UPLOAD_FORMATS[image.format], "image/jpg"):
+        raise HuajiaError(f"{name} says it is {claimed[:40]} but holds {image.format}; send it "
+                          "with its own type")
+    if image.width * image.height > MAX_UPLOAD_PIXELS:
+        raise HuajiaError(f"{name} is {image.width}x{image.height}; edits take at most "
+                          f"{MAX_SIDE}x{MAX_SIDE}")
+    return image
 
 
 def as_png(image: Image.Image) -> bytes:
@@ -124,10 +149,11 @@ async def read_form(request, form_model: type[ImageEditForm]):
         form = await request.form(max_files=4, max_fields=64)
     except Exception as error:  # noqa: BLE001 - starlette's MultiPartException and kin
         raise HuajiaError(f"the multipart form could not be read ({error})") from None
-    files, fields = {}, {}
+    files, fields, types = {}, {}, {}
     for key, value in form.multi_items():
         if isinstance(value, UploadFile):
             files.setdefault(key.removesuffix("[]"), await value.read())
+            types.setdefault(key.removesuffix("[]"), value.content_type)
         else:
             fields[key] = value
     try:
@@ -141,6 +167,8 @@ async def read_form(request, form_model: type[ImageEditForm]):
     unknown = set(files) - {"image", "mask"}
     if unknown:
         raise HuajiaError(f"unknown file field(s): {', '.join(sorted(unknown))}; use image and mask")
+    for key, data in files.items():  # what each claims to be, from its header, before queuing
+        picture_header(data, key, types.get(key))
     return parsed, files["image"], files.get("mask")
 
 

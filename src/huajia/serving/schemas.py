@@ -11,7 +11,7 @@ from __future__ import annotations
 import typing
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from huajia.engine.request import MAX_PROMPT_CHARS, GenerationRequest
 from huajia.params import params
@@ -26,6 +26,17 @@ QUALITY_STEPS = {"low": 10, "standard": _DEFAULT_STEPS, "auto": _DEFAULT_STEPS,
 # (vivid: stronger guidance, more saturated and contrasted; natural: gentler)
 OPENAI_STYLES = {"vivid": 7.5, "natural": 4.0}
 OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+
+
+def _not_a_boolean(value):
+    """JSON's true is not the number 1 (pydantic's lax mode would take it as one)."""
+    if isinstance(value, bool):
+        raise ValueError("a number is needed, not a boolean")
+    return value
+
+
+NotBool = BeforeValidator(_not_a_boolean)
+NUMBERS = (int, float, int | None, float | None)
 
 
 class _OpenAIFields(BaseModel):
@@ -47,8 +58,8 @@ class _OpenAIFields(BaseModel):
     # gpt-image-1's fields
     output_format: Literal["png", "jpeg", "webp"] = Field(
         "png", description="Encoding of the returned pictures (png keeps the infotext chunk).")
-    output_compression: int = Field(100, ge=0, le=100,
-                                    description="jpeg/webp quality, 0-100.")
+    output_compression: typing.Annotated[int, NotBool] = Field(
+        100, ge=0, le=100, description="jpeg/webp quality, 0-100.")
     background: Literal["auto", "opaque", "transparent"] = Field(
         "auto", description="auto or opaque (transparent is refused: the models paint opaque "
                             "pictures).")
@@ -78,6 +89,8 @@ def vocabulary_fields(cls: type) -> dict:
         extra = {k: v for k, v in limits.items() if v is not None}
         if spec.aliases:
             extra["validation_alias"] = AliasChoices(name, *spec.aliases)
+        if kind in NUMBERS:
+            kind = typing.Annotated[kind, NotBool]
         fields[name] = (kind, Field(field.default, description=spec.help, **extra))
     return fields
 

@@ -26,6 +26,7 @@ from huajia.engine.edits import edit_size, read_mask
 from huajia.engine.engine import Engine
 from huajia.engine.facts import ModelFacts
 from huajia.engine.infotext import png_bytes
+from huajia.engine.prompt_weights import parse_weights
 from huajia.engine.request import HIRES_UPSCALERS, GenerationRequest, painted_prompt, parse_size
 from huajia.errors import HuajiaError
 from huajia.serving.budget import (
@@ -207,6 +208,8 @@ class ImageService:
                               "shorten the prompt or style_raw")
         for variant in variants:
             self.prompt_filter.require_safe(variant.prompt)
+            parse_weights(variant.prompt)  # style_raw's '(word:1.2' fails here, not in the worker
+            parse_weights(variant.negative)
         return variants
 
     def check_cost(self, spec: JobSpec, painted: list[Painted], size: tuple[int, int] | None = None,
