@@ -27,6 +27,7 @@ MAX_SEED = 2**63 - 1
 UPSCALERS = ("lanczos", "none")
 HIRES_UPSCALERS = ("latent", "lanczos")  # or (CLI and Python) an upscaler file spandrel loads
 EXPANSIONS = ("none", "wildcards", "llm", "world")
+MAX_LORA_SCALE = 10.0  # past this a LoRA paints noise or black (A1111's sliders stop at ±2)
 
 
 @dataclass(frozen=True)
@@ -34,15 +35,22 @@ class LoraSpec:
     path: str
     scale: float = 1.0
 
+    def __post_init__(self) -> None:
+        if not (isinstance(self.scale, int | float) and -MAX_LORA_SCALE <= self.scale <=
+                MAX_LORA_SCALE):  # NaN fails both comparisons
+            raise HuajiaError(f"LoRA scale {str(self.scale)[:20]} is not a number from "
+                              f"-{MAX_LORA_SCALE:g} to {MAX_LORA_SCALE:g}; write NAME:0.8")
+
     @classmethod
     def parse(cls, text: str) -> LoraSpec:
         """'PATH' or 'PATH:SCALE' (as the CLI's --lora)."""
         head, sep, tail = text.rpartition(":")
         if sep and head:
             try:
-                return cls(head, float(tail))
-            except ValueError:
-                pass
+                scale = float(tail)
+            except ValueError:  # a ':' in the name itself
+                return cls(text)
+            return cls(head, scale)  # nan, inf, 1e308: refused here
         return cls(text)
 
 
