@@ -98,6 +98,7 @@ def think(
     from huajia.thinking.critics import check_plan
     from huajia.thinking.loop import Thinker, thought_lines
     from huajia.thinking.plan import plan_prompt
+    from huajia.thinking.planner import check_planner
     from huajia.thinking.timeline import timeline, write_thoughts
     from huajia.world.dataset import prepare_out_dir
 
@@ -112,7 +113,8 @@ def think(
     expander = expansion.expander()
     expander.check(painted.expand, painted.prompt)
     if painted.expand == "none":  # an expanded prompt is planned once it is written
-        check_plan(critic_impl, plan_prompt(painted.prompt))
+        check_planner(options.planner, painted.prompt, expander.llm)
+        check_plan(critic_impl, plan_prompt(painted.prompt, world=options.planner != "bands"))
     check_font_for(painted.prompt)  # the timeline speaks the prompt's language
     prepare_out_dir(out)
     results = Thinker(open_engine(model, expander, family, load), critic_impl, options).think_all(

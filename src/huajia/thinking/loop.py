@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from huajia.engine.engine import Engine, Expanded, PreparedPrompt
+from huajia.engine.expansion import LlmSettings
 from huajia.engine.request import GenerationRequest
 from huajia.engine.session import Session
 from huajia.errors import HuajiaError
@@ -28,7 +29,8 @@ from huajia.thinking.compose import Part, isolate, part_caption, paste, plain_ba
 from huajia.thinking.critics import Critic, check_plan
 from huajia.thinking.messages import text
 from huajia.thinking.options import ThinkOptions, options_text
-from huajia.thinking.plan import Plan, plan_prompt
+from huajia.thinking.plan import Plan
+from huajia.thinking.planner import make_plan
 from huajia.thinking.regional import CallCounter, RegionalHooks, RegionState, soft_mask
 from huajia.thinking.run import RESEED, Abandoned, Frame, PauseCallback, ThinkRun, Thought, mean_score
 
@@ -50,9 +52,13 @@ class ThinkResult:
 
 
 class Thinker:
-    def __init__(self, engine: Engine, critic: Critic, options: ThinkOptions | None = None):
+    def __init__(self, engine: Engine, critic: Critic, options: ThinkOptions | None = None,
+                 llm: LlmSettings | None = None):
+        """``llm``: the chat model an LLM planner asks (default: the engine's prompt expander's,
+        the same ``--llm-url``)."""
         self.engine, self.critic = engine, critic
         self.options = options or ThinkOptions()
+        self.llm = llm if llm is not None else engine.expander.llm
 
     def think_all(self, request: GenerationRequest,
                   on_thought: Callable[[int, Thought], None] | None = None) -> list[ThinkResult]:
@@ -81,11 +87,15 @@ class Thinker:
         # the looks, the steering and the regional prompts work on the guided [uncond, cond]
         # pair, so thinking guides every step
         request = replace(request, cfg_cutoff=1.0)
-        plan = plan_prompt(request.prompt)
+        planned = make_plan(request.prompt, self.options.planner, self.llm)
+        plan = planned.plan
         check_plan(self.critic, plan)
         with self.engine.session(request) as session:
             prepared = self.engine.prepare(request)
             run = self._new_run(session, request, plan, prepared.seeds[0], on_thought)
+            if planned.note:  # the plan asked for could not be made: say why, once
+                run.think(-1, "plan", None, run.text("plan_rejected", reason=planned.note),
+                          run.text("plan_bands"), None)
             session.attach(RegionalHooks(run.state) if regions == "unet" else CallCounter(run.state))
             latents = self._paint(session, run, prepared)
             image, satisfied = self._reflect_and_repaint(session, run, prepared, latents)

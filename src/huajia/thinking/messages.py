@@ -13,6 +13,10 @@ MESSAGES: dict[str, tuple[str, str]] = {  # key → (English, 中文)
                      "先按整句作画；画完后，画错的区域按子描述单独画、检查后放回它的位置"),
     "plan_repaint": ("paint from the whole prompt; after the end, repaint a wrong region with its "
                      "sub-caption", "先按整句作画，画完后用子描述重画画错的区域"),
+    # the planner
+    "plan_rejected": ("the layout model's plan was not used: {reason}",
+                      "布局模型的计划没有采用：{reason}"),
+    "plan_bands": ("plan in vertical bands instead", "改为按竖条分区"),
     # what a family cannot do (said once)
     "no_regions": ("regions are not supported for this family ({family})",
                    "这个模型家族（{family}）不支持分区作画"),

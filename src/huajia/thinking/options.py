@@ -12,6 +12,7 @@ from huajia.errors import HuajiaError
 from huajia.params import check, param
 
 CRITICS = ("shapes", "clip", "vlm")
+PLANNERS = ("auto", "world", "llm", "bands")  # thinking.planner says what each does
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +69,13 @@ class ThinkOptions:
     first_look: float = param(0.35, help="When the first look comes, as a fraction of the "
                               "steps (restarts are judged there).", low=0.05, high=0.95)
 
+    # who plans the regions: the shapes world (exact, for the prompts it reads whole), a
+    # language model behind --llm-url (any prompt; a bad answer falls back to bands), or bands
+    planner: str = param("auto", help="Who plans the picture's regions: world (the shapes "
+                         "world, exact), llm (the chat model at --llm-url), bands (three "
+                         "vertical bands), auto (world if it reads the prompt, else llm if "
+                         "configured, else bands).", choices=PLANNERS)
+
     def __post_init__(self) -> None:
         check(self)
 
@@ -105,7 +113,7 @@ class CriticOptions:
 
 
 # what options missing from an older run's infotext were then (so it repaints the same)
-BEFORE_RECORDED = {"part_steps": 0, "first_look": 0.35}
+BEFORE_RECORDED = {"part_steps": 0, "first_look": 0.35, "planner": "auto"}
 
 
 def options_text(options: ThinkOptions) -> str:

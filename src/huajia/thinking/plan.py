@@ -32,11 +32,17 @@ class Plan:
     regions: tuple[Region, ...]
     spec: SceneSpec | None = None  # None when the prompt was not fully understood
     unparsed: tuple[str, ...] = field(default=())
+    background: str = ""  # what fills the rest of the picture (an LLM plan says)
+    planner: str = "world"  # who planned it: world | llm | bands
 
     def describe(self) -> str:
         parts = [f"{r.caption} @ ({r.box[0]:.2f},{r.box[1]:.2f})-({r.box[2]:.2f},{r.box[3]:.2f})"
                  for r in self.regions]
-        return ("计划：" if self.lang == "zh" else "plan: ") + "; ".join(parts)
+        zh = self.lang == "zh"
+        said = ("计划：" if zh else "plan: ") + "; ".join(parts)
+        if self.background:
+            said += ("；背景：" if zh else "; background: ") + self.background
+        return said
 
 
 def _sub_caption(group: ObjectGroup, lang: str) -> str:
@@ -83,10 +89,11 @@ def plan_from_spec(prompt: str, parsed: ParsedPrompt) -> Plan:
     return Plan(prompt, lang, regions, spec)
 
 
-def plan_prompt(prompt: str, fallback_bands: int = 3) -> Plan:
-    """Plan ``prompt``: from its scene spec when the world understands it, else bands."""
+def plan_prompt(prompt: str, fallback_bands: int = 3, world: bool = True) -> Plan:
+    """Plan ``prompt``: from its scene spec when the world understands it (and ``world``),
+    else bands (``thinking.planner`` chooses among the planners)."""
     parsed = parse(prompt)
-    if parsed.spec.groups and not parsed.unparsed:
+    if world and parsed.spec.groups and not parsed.unparsed:
         return plan_from_spec(prompt, parsed)
     regions = tuple(Region(i, box, prompt) for i, box in enumerate(_bands(fallback_bands)))
-    return Plan(prompt, parsed.lang, regions, None, parsed.unparsed)
+    return Plan(prompt, parsed.lang, regions, None, parsed.unparsed, planner="bands")

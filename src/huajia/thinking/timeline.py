@@ -17,6 +17,7 @@ from huajia.thinking.messages import text
 def write_thoughts(result: ThinkResult, path: str | Path) -> Path:
     data = {"prompt": result.plan.prompt, "lang": result.plan.lang, "seed": result.seed,
             "nfe": result.nfe, "satisfied": result.satisfied,
+            "planner": result.plan.planner, "background": result.plan.background,
             "plan": [{"region": r.index, "box": r.box, "caption": r.caption}
                      for r in result.plan.regions],
             "thoughts": [t.to_dict() for t in result.thoughts]}
