@@ -258,13 +258,14 @@ def curate_command(
 ) -> None:
     """Filter an image/caption dataset (Data-Juicer operators) into a clean imagefolder."""
     from huajia.curation.report import write_report
-    from huajia.curation.runner import Recipe, curate, load_config
+    from huajia.curation.runner import Recipe, curate
     from huajia.imagefolder import iter_samples
     from huajia.world.dataset import prepare_out_dir
 
     if config is not None:
-        recipe = load_config(config, str(out) if out else None)
-    elif data and out:
+        _curate_with_data_juicer(config, out, ray)
+        return
+    if data and out:
         recipe = Recipe(data, str(out), filters.steps(), workers)
     else:
         raise HuajiaError("pass --config FILE.yaml, or --data DIR --out DIR with filter flags")
@@ -290,6 +291,25 @@ def curate_command(
         table.add_row(op, str(count), reasons)
     console.print(table)
     console.print(f"{recipe.out_dir}/metadata.jsonl\n{json_path}\n{png_path}")
+
+
+def _curate_with_data_juicer(config: Path, out: Path | None, ray: str | None) -> None:
+    """A Data-Juicer config, run by Data-Juicer as written (huajia's operators registered)."""
+    from huajia.curation.dj import run_config, write_run_report
+
+    if ray:
+        from huajia.ray_cluster import connect
+
+        connect(ray)  # an unreachable cluster is one line before any work
+    run = run_config(config, out, ray)
+    json_path, png_path = write_run_report(run, Path(run.export_path).parent)
+    table = Table(title=f"Data-Juicer: {run.kept}/{run.total} kept")
+    table.add_column("operator")
+    table.add_column("dropped", justify="right")
+    for op, count in run.dropped.items():
+        table.add_row(op, str(count))
+    console.print(table)
+    console.print(f"{run.export_path}\n{json_path}\n{png_path}")
 
 
 @app.command("version")

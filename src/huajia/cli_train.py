@@ -53,13 +53,16 @@ def train_base_command(
 def train_lora_command(
     recipe_file: Path = typer.Option(None, "--recipe", help="YAML of "
                                      "LoraRecipe fields (the experiments' knobs: prior_target, "
-                                     "new_words, ema_decay, …); options given here win over it."),
+                                     "new_words, ema_decay, …) or a built-in recipe "
+                                     "(diffsynth-kolors: the seed's Kolors LoRA settings); "
+                                     "options given here win over it."),
     resume: bool = typer.Option(False, "--resume", help="Continue OUT's run."),
     *,
     recipe: Given,
 ) -> None:
-    """Train a LoRA (peft) on the UNet attention and convs (and the text encoder); writes
-    pytorch_lora_weights.safetensors. Defaults: the best recipe measured (docs/lora.md)."""
+    """Train a LoRA (peft) on any family's denoiser attention (UNet convs too; CLIP text
+    encoders where the family has them); writes pytorch_lora_weights.safetensors in diffusers'
+    format. Defaults: the best recipe measured on the embedded model (docs/lora.md)."""
     from huajia.training.lora import recipe_from_file, train_lora
     from huajia.world.dataset import prepare_out_dir
 
