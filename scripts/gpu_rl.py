@@ -1,12 +1,12 @@
 """The RL run a lent GPU makes possible (docs/rl.md, "On a GPU"), prepared and tested on the CPU.
 
-`run` trains GRPO from the embedded model for a wall-clock budget with far more pictures per
-step than the CPU affords, keeps the UNet every K steps, and measures each kept UNet on a
-*validation* draw of ShapesEval's held-out templates (prompt seed 4242, neither the benchmark's
-2025 nor the confirmation set's 7), so the point of the curve it keeps is not chosen on the
-numbers it is judged by. Into --results it writes what the device may send back (at most 8
-files of 16 MiB): the best and the last UNet in fp16 parts, gpu_rl.json (recipe, per-step
-record, validation curve, timings) and the two curves as PNGs.
+`run` trains GRPO (or ``--method nft``, ``craft``, …) from the embedded model for a wall-clock
+budget with far more pictures per step than the CPU affords, keeps the UNet every K steps, and
+measures each kept UNet on a *validation* draw of ShapesEval's held-out templates (prompt seed
+4242, neither the benchmark's 2025 nor the confirmation set's 7), so the point of the curve it
+keeps is not chosen on the numbers it is judged by. Into --results it writes what the device may
+send back (at most 8 files of 16 MiB): the best and the last UNet in fp16 parts, gpu_rl.json
+(recipe, per-step record, validation curve, timings) and the two curves as PNGs.
 
 `assemble` (on the CPU, afterwards) turns the returned parts back into a pipeline folder on the
 same base model, for benchmarks/rl.py:
@@ -80,7 +80,7 @@ def run(args) -> None:
     results.mkdir(parents=True, exist_ok=True)
     base = resolve_model(args.model)
     pipe = load_pipeline(base, device, torch.float32)
-    recipe = RLRecipe(model=args.model, steps=args.steps, wall_minutes=args.minutes,
+    recipe = RLRecipe(model=args.model, method=args.method, steps=args.steps, wall_minutes=args.minutes,
                       prompts_per_step=args.prompts_per_step, group_size=args.group_size,
                       micro_batch=args.micro_batch, lr=args.lr, kl=args.kl, seed=args.seed,
                       snapshot_every=args.snapshot_every, checkpoint_every=10**6)
@@ -154,6 +154,7 @@ def main() -> None:
     r.add_argument("--results", required=True, help="folder for what the device sends back ($OUT)")
     r.add_argument("--work", help="scratch folder (default: a new temporary one)")
     r.add_argument("--model", default="embedded")
+    r.add_argument("--method", default="grpo", help="grpo, nft, craft, dpo or raft (train rl's)")
     r.add_argument("--minutes", type=float, default=5.5, help="wall minutes of training")
     r.add_argument("--eval-minutes", type=float, default=2.0, help="wall minutes of validation")
     r.add_argument("--steps", type=int, default=100_000)

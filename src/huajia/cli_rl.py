@@ -38,9 +38,8 @@ def train_rl_command(
 
     from huajia.engine.loading import load_pipeline, pick_device, resolve_model
     from huajia.training.base import training_device
-    from huajia.training.rl.policy import check_pipeline
     from huajia.training.rl.prompts import read_prompt_file
-    from huajia.training.rl.run import train_rl
+    from huajia.training.rl.run import check_policy, train_rl
     from huajia.world.dataset import prepare_out_dir
 
     if full and recipe.lora_rank:
@@ -52,7 +51,7 @@ def train_rl_command(
     pipe = load_pipeline(resolve_model(recipe.model), device,
                          torch.float32 if device.type == "cpu" else pick_device()[1])
     pipe = pipe.to(torch.float32)  # RL updates are small: full precision keeps them
-    check_pipeline(pipe)
+    check_policy(recipe, pipe)
     prepare_out_dir(out)
     method = recipe.method.upper()
     with Progress(*PROGRESS_COLUMNS, console=Console(stderr=True)) as bar:

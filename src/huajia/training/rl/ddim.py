@@ -36,6 +36,19 @@ class DdimSteps:
         weights = snr_loss_weights(self.alphas, self.prediction == "v_prediction", 5.0, 1.0)
         return weights[t.to(weights.device)].to(torch.float32)
 
+    def training_draw(self, x0: torch.Tensor, generator: torch.Generator):
+        """``x0`` noised to uniformly drawn training timesteps: (noisy, t, target, loss weights)."""
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (x0.shape[0],), generator=generator)
+        noise = torch.randn(x0.shape, generator=generator)
+        t, noise = t.to(x0.device), noise.to(x0.device)
+        if self.prediction == "epsilon":
+            target = noise
+        elif self.prediction == "v_prediction":
+            target = self.scheduler.get_velocity(x0, noise, t)
+        else:
+            target = x0
+        return self.scheduler.add_noise(x0, noise, t), t, target, self.loss_weights(t)
+
     def _alpha_prev(self, t: torch.Tensor) -> torch.Tensor:
         prev = t - self.stride
         return torch.where(prev >= 0, self.alphas[prev.clamp(min=0)],

@@ -27,14 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from huajia.training.rl.ddim import DdimSteps
 from huajia.training.rl.methods import (
     Anchor,
     UpdateSettings,
     group_advantages,
     minibatches,
     optimizer_step,
-    shared_noise,
 )
 from huajia.training.rl.policy import Policy, Rollout
 
@@ -71,19 +69,19 @@ def _distance(policy: Policy, pred: torch.Tensor, noisy, t, cond) -> torch.Tenso
 
 
 @torch.no_grad()
-def _draws(policy: Policy, steps: DdimSteps, rollout: Rollout, rows: list[int], settings: UpdateSettings,
+def _draws(policy: Policy, steps, rollout: Rollout, rows: list[int], settings: UpdateSettings,
            generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Each row's noised latents, timesteps and targets (``train_timesteps`` draws a row) and
     the rollout policy's prediction there (v_old: fixed before the first optimizer step)."""
     index = torch.tensor([r for r in rows for _ in range(settings.train_timesteps)], device=policy.device)
-    noisy, t, target = shared_noise(steps, rollout.latents[index], 1, generator)
+    noisy, t, target, weights = steps.training_draw(rollout.latents[index], generator)
     old = torch.cat([policy.predict(noisy[s:s + settings.micro_batch], t[s:s + settings.micro_batch],
                                     rollout.cond[index[s:s + settings.micro_batch]])
                      for s in range(0, len(index), settings.micro_batch)])
-    return {"index": index, "noisy": noisy, "t": t, "target": target, "old": old}
+    return {"index": index, "noisy": noisy, "t": t, "target": target, "weights": weights, "old": old}
 
 
-def nft_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, rewards: np.ndarray,
+def nft_update(policy: Policy, steps, optimizer, rollout: Rollout, rewards: np.ndarray,
                group_size: int, settings: UpdateSettings, picture: PictureSettings,
                rng: np.random.Generator, generator: torch.Generator, anchor: Anchor | None = None) -> dict:
     r, skipped = optimality(rewards, group_size)
@@ -98,7 +96,8 @@ def nft_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, re
     for k, batch in enumerate(minibatches(list(range(len(draws["index"]))), settings.updates, rng)):
         for start in range(0, len(batch), settings.micro_batch):
             part = torch.tensor(batch[start:start + settings.micro_batch], device=policy.device)
-            noisy, t, target, old = (draws[key][part] for key in ("noisy", "t", "target", "old"))
+            noisy, t, target, weights, old = (draws[key][part] for key in
+                                              ("noisy", "t", "target", "weights", "old"))
             cond = rollout.cond[draws["index"][part]]
             pred = policy.predict(noisy, t, cond)
             positive = ((1 - beta) * old + beta * pred - target).pow(2).flatten(1).mean(dim=1)
@@ -106,7 +105,7 @@ def nft_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, re
             w = optimal[part]
             distance = _distance(policy, pred, noisy, t, cond)
             contrast = w * positive + (1 - w) * negative
-            loss = (steps.loss_weights(t) * contrast + settings.kl * distance).sum()
+            loss = (weights * contrast + settings.kl * distance).sum()
             (loss / len(batch)).backward()
             kls += distance.detach().tolist()
             drift += (pred - old).detach().pow(2).flatten(1).mean(dim=1).tolist()
@@ -117,7 +116,7 @@ def nft_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, re
     return stats
 
 
-def craft_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, rewards: np.ndarray,
+def craft_update(policy: Policy, steps, optimizer, rollout: Rollout, rewards: np.ndarray,
                  group_size: int, settings: UpdateSettings, picture: PictureSettings,
                  rng: np.random.Generator, generator: torch.Generator, anchor: Anchor | None = None) -> dict:
     winners = top_winners(rewards, group_size, picture.winners)
@@ -129,18 +128,17 @@ def craft_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, 
         return stats
     items = [w for w in winners for _ in range(settings.train_timesteps)]
     dropped = torch.as_tensor(rng.random(len(items)) < picture.caption_dropout, device=policy.device)
-    empty = policy.encode([""])[0]
     kls, drift, anchored = [], [], []
     for k, batch in enumerate(minibatches(list(range(len(items))), settings.updates, rng)):
         for start in range(0, len(batch), settings.micro_batch):
             part = torch.tensor(batch[start:start + settings.micro_batch], device=policy.device)
             index = torch.tensor([items[int(i)] for i in part], device=policy.device)
-            cond = torch.where(dropped[part][:, None, None], empty, rollout.cond[index])
-            noisy, t, target = shared_noise(steps, rollout.latents[index], 1, generator)
+            cond = policy.drop_captions(rollout.cond[index], dropped[part])
+            noisy, t, target, weights = steps.training_draw(rollout.latents[index], generator)
             pred = policy.predict(noisy, t, cond)
             error = (pred - target).pow(2).flatten(1).mean(dim=1)
             distance = _distance(policy, pred, noisy, t, cond)
-            ((steps.loss_weights(t) * error + settings.kl * distance).sum() / len(batch)).backward()
+            ((weights * error + settings.kl * distance).sum() / len(batch)).backward()
             kls += distance.detach().tolist()
             drift += error.detach().tolist()
         optimizer_step(policy, optimizer, settings, anchor, k, anchored)

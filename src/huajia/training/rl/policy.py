@@ -23,6 +23,14 @@ from huajia.training.rl.prompts import TrainPrompt
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
 
+def sd_style(pipe) -> bool:
+    """An SD 1.x/2.x-style pipeline: one text encoder's hidden states condition a UNet (what
+    every method, GRPO's per-step likelihoods included, trains here)."""
+    parts = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+    return (all(getattr(pipe, p, None) is not None for p in parts)
+            and not getattr(pipe.unet.config, "addition_embed_type", None))
+
+
 def check_pipeline(pipe) -> None:
     """RL trains SD-style UNets conditioned on one text encoder's hidden states."""
     parts = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -70,6 +78,10 @@ class Policy:
         ids = tok(texts, padding="max_length", max_length=tok.model_max_length, truncation=True,
                   return_tensors="pt").input_ids.to(self.device)
         return self.pipe.text_encoder(ids)[0]
+
+    def drop_captions(self, cond: torch.Tensor, dropped: torch.Tensor) -> torch.Tensor:
+        """``cond`` with the rows where ``dropped`` holds replaced by the empty prompt's."""
+        return torch.where(dropped[:, None, None], self.encode([""])[0], cond)
 
     def predict(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.unet(x, t, cond).sample

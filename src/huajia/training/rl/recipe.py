@@ -76,6 +76,9 @@ class RLRecipe:
                                     aliases=("prompts",))
     task_weights: str | None = param(None, help="Weigh the world's tasks, e.g. position=3 "
                                      "(others 1).")
+    resolution: int | None = param(None, help="Side of the pictures, in pixels, on families "
+                                   "other than SD 1.x/2.x (default: the family's native size).",
+                                   low=16, high=4096)
     anchor: float = param(0.0, help="GRPO/NFT/CRAFT + shapes: weight of a supervised loss on oracle "
                           "renders of training scenes (keeps what the base generalised).")
     anchor_batch: int = param(16, help="--anchor: oracle scenes per optimizer step.")

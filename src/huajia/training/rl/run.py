@@ -20,7 +20,7 @@ from huajia.training.rl.ddim import DdimSteps
 from huajia.training.rl.export import export
 from huajia.training.rl.final_pictures import craft_update, nft_update
 from huajia.training.rl.methods import dpo_update, grpo_update, raft_update
-from huajia.training.rl.policy import Policy, sample
+from huajia.training.rl.policy import Policy, sample, sd_style
 from huajia.training.rl.prompts import PromptSource, read_prompt_file
 from huajia.training.rl.recipe import RLRecipe
 from huajia.training.rl.records import RLResult
@@ -36,14 +36,21 @@ _EXTENDABLE = ("steps", "minutes", "wall_minutes", "checkpoint_every", "snapshot
 class _Run:
     """Everything one run holds: the policy, its optimizer, the prompt source and the record."""
 
-    def __init__(self, recipe: RLRecipe, pipe, critic, device: torch.device):
+    def __init__(self, recipe: RLRecipe, pipe, critic):
         self.recipe = recipe
         fixed = read_prompt_file(recipe.prompt_file, recipe.critic == "shapes") if recipe.prompt_file else ()
         self.source = PromptSource(recipe.seed, fixed, recipe.task_weights)
         self.reward = CriticReward(critic)
         torch.manual_seed(recipe.seed)  # LoRA's initial weights
-        self.policy = Policy(pipe, guidance=recipe.guidance, lora_rank=recipe.lora_rank)
-        self.steps = DdimSteps(pipe.scheduler.config, recipe.sample_steps, device)
+        if sd_style(pipe):
+            self.policy = Policy(pipe, guidance=recipe.guidance, lora_rank=recipe.lora_rank)
+            self.steps = DdimSteps(pipe.scheduler.config, recipe.sample_steps, self.policy.device)
+        else:
+            from huajia.training.rl.family_policy import FamilyPolicy
+
+            self.policy = FamilyPolicy(pipe, check_policy(recipe, pipe), guidance=recipe.guidance,
+                                       side=recipe.resolution, sample_steps=recipe.sample_steps)
+            self.steps = self.policy.steps
         self.anchor = (WorldAnchor(self.policy, self.steps, weight=recipe.anchor, batch=recipe.anchor_batch,
                                    seed=recipe.seed) if recipe.anchor else None)
         self.optimizer = torch.optim.AdamW(self.policy.trainable(), lr=recipe.lr, weight_decay=0.0)
@@ -63,8 +70,14 @@ class _Run:
     def one_step(self) -> dict:
         r = self.recipe
         prompts = [p for p in self.source.prompts(self.step, r.prompts_per_step) for _ in range(r.group_size)]
-        rollout = sample(self.policy, self.steps, prompts, seed=r.seed * 1_000_003 + self.step,
-                         eta=r.eta, positions=r.stochastic_steps)
+        seed = r.seed * 1_000_003 + self.step
+        if isinstance(self.policy, Policy):
+            rollout = sample(self.policy, self.steps, prompts, seed=seed, eta=r.eta,
+                             positions=r.stochastic_steps)
+        else:
+            from huajia.training.rl.family_policy import sample_family
+
+            rollout = sample_family(self.policy, prompts, seed)
         rewards, satisfied = self.reward(rollout.images, prompts)
         rng = np.random.default_rng([r.seed, 29, self.step])
         generator = torch.Generator().manual_seed(r.seed * 7_000_003 + self.step)
@@ -84,6 +97,21 @@ class _Run:
             by_task.setdefault(prompt.task, []).append(float(passed))
         return {"step": self.step, "reward": float(rewards.mean()), "pass_rate": float(satisfied.mean()),
                 "tasks": {k: float(np.mean(v)) for k, v in by_task.items()}, **stats}
+
+
+def check_policy(recipe: RLRecipe, pipe):
+    """Refuse, in one line, what RL cannot do on ``pipe``; its family where it is not SD 1.x/2.x."""
+    if sd_style(pipe):
+        return None
+    from huajia.engine.families import detect
+    from huajia.training.rl.family_policy import check_family_method
+
+    family = detect(pipe)
+    check_family_method(recipe.method, recipe.lora_rank, family)
+    if recipe.anchor:
+        raise HuajiaError(f"--anchor trains on the shapes world's renders through an SD-style UNet; "
+                          f"drop it on {family.label}")
+    return family
 
 
 def _check_resume(recipe: RLRecipe, saved: dict) -> None:
@@ -116,7 +144,7 @@ def train_rl(recipe: RLRecipe, out: str | Path, *, resume: bool = False, critic=
              if resume and checkpoint.exists() else None)
     if saved:
         _check_resume(recipe, saved["recipe"])
-    run = _Run(recipe, pipe, critic, pipe.unet.device)
+    run = _Run(recipe, pipe, critic)
     out.mkdir(parents=True, exist_ok=True)
     if saved:
         run.load(saved)

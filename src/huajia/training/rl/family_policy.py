@@ -1,0 +1,134 @@
+"""The policy for any model family (SDXL and Kolors with their added conditions, and the
+flow-matching families: SD3, FLUX.1, Chroma, Qwen-Image, Z-Image, Sana, Lumina 2), for the
+methods that need only final pictures and rewards (nft, craft).
+
+Pictures are painted by the family's own pipeline, as deployed (its sampler, its guidance as
+the family means it), and returned as latents. Training asks the family: each caption's
+denoiser call is captured from the pipeline (``training/denoiser_call.py``: text embeddings,
+pooled vectors, SDXL's time ids, position ids, masks), the latents are noised by the family's
+objective (``training/objectives.py``: DDPM ε/v with Min-SNR weights, or rectified flow with
+logit-normal σ and the family's shift, target ε − x0), and its prediction read back unpacked.
+The whole denoiser learns; a frozen copy is the reference.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from huajia.engine.images import to_pil
+from huajia.engine.request import GenerationRequest
+from huajia.errors import HuajiaError
+from huajia.training.denoiser_call import CaptionCalls, DenoiserCall
+from huajia.training.objectives import objective_for
+from huajia.training.rl.policy import Rollout
+from huajia.training.rl.prompts import TrainPrompt
+
+MIN_SNR_GAMMA = 5.0  # the base recipe's, for the noise-prediction families
+
+
+@dataclass(frozen=True)
+class Captions:
+    """A batch's denoiser calls (one per picture): what ``Rollout.cond`` holds for a family."""
+
+    calls: tuple[DenoiserCall, ...]
+
+    def __getitem__(self, index: torch.Tensor) -> Captions:
+        return Captions(tuple(self.calls[int(i)] for i in index.reshape(-1).tolist()))
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+
+class FamilySteps:
+    """The family's training objective in the shape the methods ask of ``DdimSteps``."""
+
+    def __init__(self, objective):
+        self.objective = objective
+
+    def training_draw(self, x0: torch.Tensor, generator: torch.Generator):
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
+        noised = self.objective.noised(x0, noise, generator)
+        return noised.latents, noised.timesteps, noised.target, noised.weights
+
+
+class FamilyPolicy:
+    """A family's pipeline whose denoiser learns in full, with a frozen copy for reference."""
+
+    def __init__(self, pipe, family, *, guidance: float, side: int | None, sample_steps: int):
+        self.pipe, self.family, self.guidance, self.sample_steps = pipe, family, guidance, sample_steps
+        self.unet = family.denoiser(pipe)  # the name run.py and snapshots use for what learns
+        self.device = self.unet.device
+        self.side = side or family.native_size(pipe)
+        family.check_size(pipe, (self.side, self.side))
+        for name in ("text_encoder", "text_encoder_2", "text_encoder_3", "vae"):
+            module = getattr(pipe, name, None)
+            if isinstance(module, torch.nn.Module):
+                module.requires_grad_(False).eval()
+        self.reference = copy.deepcopy(self.unet).requires_grad_(False).eval()
+        self.unet.requires_grad_(True).eval()
+        self.calls = CaptionCalls(pipe, family, self.side, grad=False)
+        self.steps = FamilySteps(objective_for(family, pipe, self.side, MIN_SNR_GAMMA,
+                                               "logit_normal", "none"))
+
+    def trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.unet.parameters() if p.requires_grad]
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.unet.state_dict().items()}
+
+    def encode(self, texts: list[str]) -> Captions:
+        return Captions(tuple(self.calls(text) for text in texts))
+
+    def drop_captions(self, cond: Captions, dropped: torch.Tensor) -> Captions:
+        empty = self.calls("")
+        return Captions(tuple(empty if d else c for c, d in zip(cond.calls, dropped.tolist(), strict=True)))
+
+    def _run(self, denoiser, x: torch.Tensor, t: torch.Tensor, cond: Captions) -> torch.Tensor:
+        family, pipe, out = self.family, self.pipe, []
+        for i, call in enumerate(cond.calls):  # one caption's call a picture (batch 1)
+            z = x[i:i + 1]
+            raw = call.run(denoiser, family.training_latents(pipe, z), family.training_time(pipe, t[i:i + 1]))
+            out.append(family.training_prediction(pipe, raw, z))
+        return torch.cat(out)
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: Captions) -> torch.Tensor:
+        return self._run(self.unet, x, t, cond)
+
+    @torch.no_grad()
+    def reference_predict(self, x: torch.Tensor, t: torch.Tensor, cond: Captions) -> torch.Tensor:
+        return self._run(self.reference, x, t, cond)
+
+    @torch.no_grad()
+    def paint(self, texts: list[str], seed: int) -> tuple[torch.Tensor, list]:
+        """The pipeline's pictures of ``texts`` (one each, seeded): unpacked latents (B, C, h, w)
+        and the decoded pictures."""
+        size = (self.side, self.side)
+        request = GenerationRequest("rl", guidance=self.guidance, steps=self.sample_steps)
+        kwargs = {"height": self.side, "width": self.side, "num_inference_steps": self.sample_steps,
+                  "output_type": "latent", "generator": torch.Generator("cpu").manual_seed(seed),
+                  **self.family.call_plan(self.pipe, request, has_negative=False).kwargs}
+        with self.family.sized(self.pipe, size):
+            latents = self.pipe(prompt=texts, **kwargs).images
+        latents = self.family.unpack(self.pipe, latents, size).to(torch.float32)
+        return latents, to_pil(self.family.to_image(self.pipe, latents).float())
+
+
+@torch.no_grad()
+def sample_family(policy: FamilyPolicy, prompts: list[TrainPrompt], seed: int) -> Rollout:
+    latents, images = policy.paint([p.text for p in prompts], seed)
+    empty = torch.empty(0)
+    return Rollout(prompts, policy.encode([p.text for p in prompts]), latents, (), empty, empty, empty,
+                   empty, images)
+
+
+def check_family_method(method: str, lora_rank: int | None, family) -> None:
+    """What RL on a family other than SD 1.x/2.x supports, refused in one line otherwise."""
+    if method not in ("nft", "craft"):
+        raise HuajiaError(f"--method {method} needs an SD 1.x/2.x-style UNet; on {family.label} use "
+                          "--method nft or craft (they learn from final pictures alone)")
+    if lora_rank:
+        raise HuajiaError(f"--lora-rank: RL on {family.label} trains the whole denoiser; drop "
+                          "--lora-rank (or train a LoRA with huajia train lora)")
