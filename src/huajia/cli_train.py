@@ -67,8 +67,9 @@ def train_lora_command(
     from huajia.world.dataset import prepare_out_dir
 
     for option, folder in (("--data", recipe.values["data"]), ("--reg-data", recipe.values["reg_data"])):
-        if folder is not None and not Path(folder).is_dir():
-            raise HuajiaError(f"{option} '{folder}' is not a folder; pass an imagefolder")
+        if folder is not None and not Path(folder).exists():
+            raise HuajiaError(f"{option} '{folder}' does not exist; pass an imagefolder or a "
+                              "Data-Juicer export (result.jsonl)")
     # the file's values stand unless an option was typed on the command line
     plan = (recipe_from_file(recipe_file, **recipe.typed_values()) if recipe_file is not None
             else LoraRecipe(**recipe.values))

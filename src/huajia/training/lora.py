@@ -26,7 +26,7 @@ from PIL import Image
 
 from huajia.engine.lora import WEIGHT_NAME, embeddings_path
 from huajia.errors import HuajiaError
-from huajia.imagefolder import read_metadata
+from huajia.imagefolder import iter_samples
 from huajia.params import canonical
 from huajia.training.components import ema_update
 from huajia.training.denoiser_call import CaptionCalls
@@ -51,14 +51,21 @@ def _fit(image: Image.Image, side: int, crop: bool) -> Image.Image:
                                                                top + side))
 
 
+def _plain_caption(text: str) -> str:
+    """A caption without Data-Juicer's special tokens (its exports may carry them)."""
+    return text.replace("<__dj__image>", "").replace("<|__dj__eoc|>", "").strip()
+
+
 def _load_examples(folder: str, side: int, crop: bool = False
                    ) -> tuple[list[np.ndarray], list[np.ndarray], list[list[str]]]:
-    """Images at ``side`` (squashed or centre-cropped), their alpha masks (all ones without an
+    """``folder``'s pictures (an imagefolder, a Data-Juicer export such as ``huajia curate``'s
+    result.jsonl, a CSV, or pictures with .txt captions) at ``side`` (squashed or
+    centre-cropped), their alpha masks (all ones without an
     alpha channel; the colours are used as they are, not composited) and, per image, its
     captions (text and text_zh if present)."""
     images, masks, captions = [], [], []
-    for row in read_metadata(folder):
-        path = Path(folder) / row["file_name"]
+    for sample in iter_samples(folder):
+        path = sample.path
         try:
             with Image.open(path) as image:
                 has_alpha = image.mode in ("RGBA", "LA") or "transparency" in image.info
@@ -73,7 +80,8 @@ def _load_examples(folder: str, side: int, crop: bool = False
         images.append(np.asarray(pixels, dtype=np.float32) / 127.5 - 1.0)
         masks.append(np.ones((side, side), np.float32) if alpha is None
                      else np.asarray(alpha, dtype=np.float32) / 255.0)
-        captions.append([row[k] for k in ("text", "text_zh") if row.get(k)])
+        texts = (sample.text, sample.extra.get("text_zh"))
+        captions.append([_plain_caption(t) for t in texts if t and _plain_caption(t)] or [""])
     if not images:
         raise HuajiaError(f"'{folder}' has no images to train on")
     return images, masks, captions

@@ -78,7 +78,8 @@ class LoraRecipe:
     text-encoder LoRA at 3e-4); ``benchmarks/lora_concept.py`` takes its defaults from here.
     Data with alpha masks should add ``mask_weight=3`` (the best measured masked loss)."""
 
-    data: str = param(help="Imagefolder (file_name + text[, text_zh]).")
+    data: str = param(help="Imagefolder (file_name + text[, text_zh]) or a Data-Juicer "
+                      "export (result.jsonl).")
     out: str = param(help="Where the LoRA, samples and loss curve go.")
     model: str = param("embedded", help="Base model: embedded, a diffusers folder or a hub id.")
     rank: int = param(16, help="network_dim.", low=1)
