@@ -25,6 +25,7 @@ from huajia.engine.expansion import LlmSettings
 from huajia.engine.request import GenerationRequest
 from huajia.engine.session import Session
 from huajia.errors import HuajiaError
+from huajia.thinking.attention import JointRegions
 from huajia.thinking.compose import Part, isolate, part_caption, paste, plain_background, sub_plan
 from huajia.thinking.critics import Critic, check_plan
 from huajia.thinking.messages import text
@@ -96,7 +97,7 @@ class Thinker:
             if planned.note:  # the plan asked for could not be made: say why, once
                 run.think(-1, "plan", None, run.text("plan_rejected", reason=planned.note),
                           run.text("plan_bands"), None)
-            session.attach(RegionalHooks(run.state) if regions == "unet" else CallCounter(run.state))
+            session.attach(self._regional_hook(session, run))
             latents = self._paint(session, run, prepared)
             image, satisfied = self._reflect_and_repaint(session, run, prepared, latents)
         with run.watch("finish"):
@@ -143,6 +144,18 @@ class Thinker:
             run.think(-1, "plan", None, run.text("no_regions", family=self.engine.family.label),
                       run.text("steer_whole"), None)
         return run
+
+    def _regional_hook(self, session: Session, run: ThinkRun):
+        """How the regions reach this family's denoiser (``family.regions``): batched UNet
+        calls, a joint-attention mask, or nothing but a count of the network evaluations."""
+        family = self.engine.family
+        if family.regions == "unet":
+            return RegionalHooks(run.state)
+        if family.regions == "joint":
+            captions = [session.encode_caption(r.caption)[0] for r in run.plan.regions]
+            return JointRegions(run.state, family, captions,
+                                max(family.patch, 2 if family.packed else 1))
+        return CallCounter(run.state)
 
     def _paint(self, session: Session, run: ThinkRun, prepared: PreparedPrompt) -> torch.Tensor:
         """Denoise to the end, starting again while first looks say so."""

@@ -69,6 +69,9 @@ class Family:
     defaults: dict[str, Any] = {}  # switches every call passes (e.g. no resolution binning)
     img2img: str | None = None  # diffusers' image-to-image pipeline (None: huajia's own)
     inpaint: str | None = None  # diffusers' inpainting pipeline (None: huajia's own)
+    # the denoiser input widths that inpainting pipeline accepts (empty: any); another width
+    # (a small or custom model) is inpainted by huajia's own partial denoise
+    inpaint_channels: tuple[int, ...] = ()
     sigma_spacing = False  # the pipeline spaces flow sigmas linspace(1, 1/n, n) (Flux's way)
     # LoRAs: "pipeline" loads them with diffusers' load_lora_weights (its per-family conversions
     # of kohya and other trainers' files), "peft" injects them into the denoiser (a pipeline
@@ -96,7 +99,12 @@ class Family:
         sample = getattr(self.denoiser(pipe).config, "sample_size", None)
         if isinstance(sample, (list, tuple)):
             sample = sample[0]
-        return int(sample) * self.vae_scale(pipe) if sample else self.native
+        if sample:
+            return int(sample) * self.vae_scale(pipe)
+        # the family's side in its real 8x VAE's latents: a VAE of another scale (a small
+        # test pipeline's) keeps the latent size, as the pipelines' default_sample_size does
+        multiple = self.size_multiple(pipe)
+        return max(multiple, self.native * self.vae_scale(pipe) // 8 // multiple * multiple)
 
     def vae_scale(self, pipe) -> int:
         return int(getattr(pipe, "vae_scale_factor", 8))
@@ -146,6 +154,22 @@ class Family:
 
         encoded, _ = encode_weighted(pipe, caption, "")
         return encoded.prompt_embeds[:, :pipe.tokenizer.model_max_length], encoded.pooled
+
+    def mask_processors(self, denoiser) -> dict | None:
+        """Attention processors that apply an attention mask given in the denoiser's
+        ``joint_attention_kwargs`` (thinking's joint-attention regions), set for a run and
+        restored after; None where the pipeline's own processors already apply it."""
+        return None
+
+    def joint_text(self, kwargs: dict, extra: torch.Tensor) -> dict:
+        """The denoiser's keywords with ``extra`` (B, L, D) text tokens after the prompt's
+        (thinking's regions in joint attention; the mask is given apart)."""
+        import torch
+
+        kwargs = dict(kwargs)
+        text = kwargs["encoder_hidden_states"]
+        kwargs["encoder_hidden_states"] = torch.cat([text, extra.to(text.dtype)], 1)
+        return kwargs
 
     # -- one call ---------------------------------------------------------------------------
     def call_plan(self, pipe, request, has_negative: bool) -> CallPlan:
@@ -273,6 +297,9 @@ class Family:
 
     def inpaint_pipeline(self, pipe) -> str | None:
         """The diffusers inpainting pipeline built on ``pipe``, by class name; None as above."""
+        channels = self.denoiser(pipe).config.in_channels
+        if self.inpaint_channels and channels not in self.inpaint_channels:
+            return None
         return self.inpaint
 
     def to_latents(self, pipe, pixels: torch.Tensor) -> torch.Tensor:

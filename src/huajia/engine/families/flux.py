@@ -48,6 +48,25 @@ class Flux(Family):
             kwargs[f"{key}pooled_prompt_embeds"] = pooled.to(dtype)
         return kwargs
 
+    regions = "joint"  # thinking's regional prompts: a mask over [text, image] attention
+
+    def caption_embeds(self, pipe, caption: str):
+        """A caption's T5 tokens (its words and EOS, no padding) for regional attention."""
+        t5 = encode_t5(pipe.tokenizer_2, pipe.text_encoder_2, caption, self.window,
+                       masked=False)
+        return t5.embeds[:, :max(1, int(t5.mask[0, :self.window].sum()))], None
+
+    def joint_text(self, kwargs: dict, extra) -> dict:
+        """The transformer's keywords with ``extra`` text tokens after the prompt's; their
+        positions are the text's (zeros), as the pipeline's own ``txt_ids``."""
+        import torch
+
+        kwargs = super().joint_text(kwargs, extra)
+        ids = kwargs["txt_ids"]
+        ids = ids[0] if ids.ndim == 3 else ids  # the deprecated batched form
+        kwargs["txt_ids"] = torch.cat([ids, ids.new_zeros(extra.shape[1], ids.shape[-1])])
+        return kwargs
+
     def distilled(self, pipe) -> bool:
         return bool(self.denoiser(pipe).config.get("guidance_embeds", False))
 

@@ -16,6 +16,7 @@ class StableDiffusion3(Family):
     label = "Stable Diffusion 3"
     pipelines = ("StableDiffusion3Pipeline",)
     img2img, inpaint = "StableDiffusion3Img2ImgPipeline", "StableDiffusion3InpaintPipeline"
+    inpaint_channels = (16, 33)  # SD3's inpainting pipeline is written for 16-channel latents
     lora_targets = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj",
                     "to_add_out")  # the image and the text stream's attention
     lora_text_encoders = ("text_encoder", "text_encoder_2")  # the CLIPs, not T5
@@ -24,6 +25,20 @@ class StableDiffusion3(Family):
     patch = 2
     weighted = True  # on T5 (a pipeline loaded without T5 paints the words as written)
     window = 256  # the pipeline's max_sequence_length
+
+    regions = "joint"  # thinking's regional prompts: a mask over [image, text] attention
+    text_first = False
+
+    def caption_embeds(self, pipe, caption: str):
+        """A caption's CLIP-L/G and T5 tokens, as the pipeline encodes a prompt."""
+        embeds, _, _, _ = pipe.encode_prompt(caption, caption, caption, device=pipe.device,
+                                             do_classifier_free_guidance=False,
+                                             max_sequence_length=self.window)
+        return embeds, None
+
+    def mask_processors(self, denoiser) -> dict:
+        """SD3's joint attention processors ignore an attention mask: ones that apply it."""
+        return {name: MaskedJointAttention() for name in denoiser.attn_processors}
 
     def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
         if pipe.text_encoder_3 is None or \
@@ -44,3 +59,36 @@ class StableDiffusion3(Family):
                                                      negative_t5.embeds], 1).to(dtype),
                 "pooled_prompt_embeds": pooled.to(dtype),
                 "negative_pooled_prompt_embeds": negative_pooled.to(dtype)}
+
+
+class MaskedJointAttention:
+    """diffusers' ``JointAttnProcessor2_0`` with the ``attention_mask`` it is given applied over
+    the joint [image, text] sequence (thinking's regions); without one, the same attention."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
+                 *args, **kwargs):
+        batch, image_tokens = hidden_states.shape[0], hidden_states.shape[1]
+
+        def heads(x: torch.Tensor, norm) -> torch.Tensor:  # (B, S, H·d) → (B, H, S, d)
+            x = x.view(batch, -1, attn.heads, x.shape[-1] // attn.heads).transpose(1, 2)
+            return norm(x) if norm is not None else x
+
+        query = heads(attn.to_q(hidden_states), attn.norm_q)
+        key = heads(attn.to_k(hidden_states), attn.norm_k)
+        value = heads(attn.to_v(hidden_states), None)
+        if encoder_hidden_states is not None:
+            query = torch.cat([query, heads(attn.add_q_proj(encoder_hidden_states),
+                                            attn.norm_added_q)], 2)
+            key = torch.cat([key, heads(attn.add_k_proj(encoder_hidden_states),
+                                        attn.norm_added_k)], 2)
+            value = torch.cat([value, heads(attn.add_v_proj(encoder_hidden_states), None)], 2)
+        if attention_mask is not None and attention_mask.shape[-1] != key.shape[2]:
+            attention_mask = None  # an image-only attention (SD3.5's second one)
+        out = torch.nn.functional.scaled_dot_product_attention(query, key, value,
+                                                               attn_mask=attention_mask)
+        out = out.transpose(1, 2).reshape(batch, -1, out.shape[1] * out.shape[-1]).to(query.dtype)
+        image = attn.to_out[1](attn.to_out[0](out[:, :image_tokens]))
+        if encoder_hidden_states is None:
+            return image
+        text = out[:, image_tokens:]
+        return image, (text if attn.context_pre_only else attn.to_add_out(text))
