@@ -34,7 +34,7 @@ def test_token_buckets_with_a_fake_clock():
     assert buckets.take("alice") == 0.0
 
 
-def test_the_image_store_is_capped_oldest_first(tmp_path, sd_dir):
+def test_a_full_image_store_refuses_new_work_and_keeps_finished_results(tmp_path, sd_dir):
     from fastapi.testclient import TestClient
     from tests.serving.conftest import make_config
 
@@ -42,14 +42,17 @@ def test_the_image_store_is_capped_oldest_first(tmp_path, sd_dir):
 
     app = create_app(make_config(tmp_path, sd_dir, images_max_bytes=30_000))
     with TestClient(app) as client:
-        urls = [client.post("/v1/images/generations", json={
-            "prompt": "a red circle", "seed": s, "steps": 2, "size": "64x64",
-            "response_format": "url"}).json()["data"][0]["url"].split("testserver", 1)[1]
-            for s in range(6)]
-        service = client.app.state.service
-        assert service.images.size() <= 30_000
-        assert client.get(urls[-1]).status_code == 200
-        assert client.get(urls[0]).status_code == 404  # the oldest went first
+        body = {"prompt": "a red circle", "steps": 2, "size": "64x64", "response_format": "url"}
+        urls, seed = [], 0
+        while (answer := client.post("/v1/images/generations", json={**body, "seed": seed})
+               ).status_code == 200:
+            urls.append(answer.json()["data"][0]["url"].split("testserver", 1)[1])
+            seed += 1
+        assert answer.status_code == 507 and urls, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "insufficient_storage" and "DELETE /v1/jobs" in error["message"]
+        assert all(client.get(url).status_code == 200 for url in urls)  # nothing was dropped
+        assert client.post("/v1/jobs", json=body).status_code == 507
 
 
 def test_a_request_costing_more_than_the_budget_is_refused_up_front(tmp_path, sd_dir):

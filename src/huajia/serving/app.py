@@ -41,6 +41,7 @@ from huajia.serving.jobs import JobSpec, redact, short
 from huajia.serving.provenance import check_provenance
 from huajia.serving.queue import Job
 from huajia.serving.ratelimit import TokenBuckets
+from huajia.serving.retention import StoreFull
 from huajia.serving.schemas import (
     ErrorBody,
     ImageData,
@@ -56,7 +57,7 @@ from huajia.serving.service import FINAL_STATES, ImageService, b64, png_infotext
 
 MAX_VERIFY_PIXELS = 16 * 10**6  # provenance checks: 4096x4096 is plenty for any result here
 MAX_MESSAGE_CHARS = 600  # an error message never carries more of what a client sent
-ERRORS: dict = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 429)}
+ERRORS: dict = {status: {"model": ErrorBody} for status in (400, 401, 404, 409, 429, 507)}
 
 
 class ApiError(Exception):
@@ -85,6 +86,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HuajiaError)
     async def huajia_error(request: Request, error: HuajiaError):
         return _error(400, str(error), "invalid_request_error")
+
+    @app.exception_handler(StoreFull)
+    async def store_full(request: Request, error: StoreFull):
+        return _error(507, str(error), "server_error", code="insufficient_storage")
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, error: Exception):
@@ -176,6 +181,7 @@ def create_app(config: ServeConfig, service: ImageService | None = None) -> Fast
                        timeout_s=config.body_timeout_s)
     _install_error_handlers(app)
     files = app.state.files = SignedFiles(_secret(service), service)
+    service.results.forget = files.encoder.forget
     if auth.keys:
         _private_docs(app, auth)
     _service_routes(app, service, auth)
@@ -298,11 +304,11 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
                           owner: str = Depends(auth.limited)) -> ImagesResponse:
         # validation reads LoRA files, tokenizes and filters: in a worker thread, not on the loop
         spec = await run_in_threadpool(service.prepare, body)
-        hits = await run_in_threadpool(service.cached, spec)
+        hits = await run_in_threadpool(service.cached, spec, owner)
         output = {"output_format": body.output_format, "quality": body.output_compression}
         if hits is not None:
             return await files.response(request, body.response_format,
-                                  _cache_items(service, spec, hits), **output)
+                                        _cache_items(service, spec, hits, owner), **output)
         job_id = service.submit(spec, owner)
         job = await _waited(service, job_id)
         return await files.response(request, body.response_format, _finished(service, job), **output)
@@ -311,10 +317,10 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
         form, image, mask = await read_form(request, form_model)
         spec = await run_in_threadpool(service.prepare_edit, form, image, mask, mode)
         output = {"output_format": form.output_format, "quality": form.output_compression}
-        hits = await run_in_threadpool(service.cached, spec)
+        hits = await run_in_threadpool(service.cached, spec, owner)
         if hits is not None:
             return await files.response(request, form.response_format,
-                                  _cache_items(service, spec, hits), **output)
+                                        _cache_items(service, spec, hits, owner), **output)
         job = await _waited(service, service.submit(spec, owner))
         return await files.response(request, form.response_format, _finished(service, job), **output)
 
@@ -335,13 +341,31 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
     async def image_file(name: str, request: Request, sig: str = "", exp: int = 0,
                    format: Literal["png", "jpeg", "webp"] = "png",
                    quality: int = Query(100, ge=0, le=100)) -> Response:
-        if not files.valid(name, sig, exp):
-            auth.caller(request)  # no valid, unexpired signature: an API key will do
-        data = service.image_bytes(name)
-        if data is None:
-            raise ApiError(404, f"no image '{short(name)}'", "not_found_error", "name")
+        data = _file_or_404(name, request, sig, exp)
         return Response(await files.encoder.encode(name, data, format, quality),
                         media_type=f"image/{format}")
+
+    def _file_or_404(name: str, request: Request, sig: str, exp: int) -> bytes:
+        """A result picture for a valid, unexpired signature, or for its own tenant's key."""
+        data = service.image_bytes(name)
+        if not files.valid(name, sig, exp):
+            owner = auth.caller(request)  # no valid, unexpired signature: an API key will do
+            if data is not None and auth.keys and \
+                    service.images.owner(name.rpartition(".")[0]) not in (owner, None):
+                data = None  # another tenant's picture: as if it were not there
+        if data is None:
+            raise ApiError(404, f"no image '{short(name)}'", "not_found_error", "name")
+        return data
+
+    @app.delete("/v1/images/files/{name}", tags=["images"], responses=ERRORS)
+    def delete_image_file(name: str, request: Request, sig: str = "", exp: int = 0) -> dict:
+        """Delete one result picture (e.g. one answered from the cache) and its cache entry."""
+        _file_or_404(name, request, sig, exp)
+        service.results.drop_unclaimed([name])
+        if service.image_bytes(name) is not None:
+            raise ApiError(409, "a job still holds this picture; DELETE /v1/jobs/ID deletes it "
+                           "with its job", code="picture_in_use")
+        return {"id": name, "object": "image.file.deleted", "deleted": True}
 
 
 def _job_routes(app: FastAPI, service: ImageService, auth: Auth, files: SignedFiles) -> None:
@@ -372,6 +396,15 @@ def _job_routes(app: FastAPI, service: ImageService, auth: Auth, files: SignedFi
                            + (f": {job.error}" if job.error else ""), code="job_not_done")
         return await files.response(request, response_format, service.result_images(job),
                               output_format, output_compression)
+
+    @app.delete("/v1/jobs/{job_id}", tags=["jobs"], responses=ERRORS)
+    def delete_job(job_id: str, owner: str = Depends(auth.caller)) -> dict:
+        """Delete a job: its prompt, its result, its pictures and their cache entries (its
+        signed URLs answer 404 from now on, also after a restart). A running job is cancelled."""
+        job = job_or_404(job_id, owner)
+        service.results.delete(job)
+        service.events.forget(job.id)
+        return {"id": job.id, "object": "image.job.deleted", "deleted": True}
 
     @app.post("/v1/jobs/{job_id}/cancel", response_model=JobInfo, responses=ERRORS,
               tags=["jobs"])
@@ -408,12 +441,12 @@ def _finished(service: ImageService, job: Job) -> list[tuple[str, bytes, dict]]:
     return service.result_images(job)
 
 
-def _cache_items(service: ImageService, spec: JobSpec, hits: list[bytes]):
+def _cache_items(service: ImageService, spec: JobSpec, hits: list[bytes], owner: str):
     items = []
-    for index, (key, data) in enumerate(zip(service.image_keys(spec), hits, strict=True)):
+    for index, (key, data) in enumerate(zip(service.image_keys(spec, owner), hits, strict=True)):
         name = f"{key}.png"
         if service.image_bytes(name) is None:  # the file may have been cleaned up
-            service.store_image(name, data)
+            service.store_image(name, data, owner)
         items.append((name, data, result_item(spec, index, name, png_infotext(data))))
     return items
 

@@ -59,9 +59,23 @@ class ServeConfig:
                                 scaled_aliases=(("batch_wait_ms", 1e-3, "ms"),))
     cache_max_bytes: int = param(1024 * MB, help="Result cache size cap.", unit="bytes", low=0,
                                  scaled_aliases=(("cache_mb", MB, "MiB"),))
-    images_max_bytes: int = param(1024 * MB, help="Cap of the result files behind url "
-                                  "responses (oldest dropped first).", unit="bytes", low=0,
+    images_max_bytes: int = param(1024 * MB, help="Cap of the stored result pictures; full, "
+                                  "the server refuses new work (507) rather than drop finished "
+                                  "results.", unit="bytes", low=0,
                                   scaled_aliases=(("images_mb", MB, "MiB"),))
+    tenant_quota_bytes: int = param(0, help="Result pictures one API key may keep stored (0: "
+                                    "no quota beyond --images-max-bytes).", unit="bytes", low=0,
+                                    scaled_aliases=(("tenant_quota_mb", MB, "MiB"),))
+    shared_cache: bool = param(False, help="Answer a repeat of another API key's request from "
+                               "the cache (default: each key has its own cache entries).")
+    retain_days: float = param(0.0, help="Delete finished jobs, their pictures and cache "
+                               "entries this many days after they finished (0: keep until "
+                               "deleted).", unit="days", low=0.0)
+    retain_bytes: int = param(0, help="Delete the oldest finished jobs and their pictures while "
+                              "the stored pictures pass this (0: no limit).", unit="bytes", low=0,
+                              scaled_aliases=(("retain_mb", MB, "MiB"),))
+    log_prompts: bool = param(False, help="Write each job's prompt to the log (off: prompts are "
+                              "kept only with their jobs, until deleted).")
     nsfw: str = param("blur", help="Image safety policy.", choices=("blur", "refuse", "off"))
     nsfw_threshold: float = param(0.5, help="nudenet score at or above which a picture is "
                                   "unsafe.", low=0.0, high=1.0)

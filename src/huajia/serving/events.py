@@ -29,3 +29,8 @@ class JobEvents:
     def since(self, job_id: str, index: int) -> list[dict]:
         with self._lock:
             return list(self._logs.get(job_id, [])[index:])
+
+    def forget(self, job_id: str) -> None:
+        """Drop a job's log (a deleted job's thoughts name its prompt)."""
+        with self._lock:
+            self._logs.pop(job_id, None)

@@ -142,6 +142,25 @@ class JobQueue:
             "('queued', 'running')", (time.time(), job_id))
         return cursor.rowcount == 1
 
+    def delete(self, job_id: str) -> bool:
+        """The job's row gone (its prompt and result with it); a running job is cancelled
+        first by the caller. False: no such job."""
+        cursor = self._connect().execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        return cursor.rowcount == 1
+
+    def finished_before(self, cutoff: float, limit: int = 1000) -> list[Job]:
+        """Final jobs last changed before ``cutoff``, oldest first (retention's sweep)."""
+        rows = self._connect().execute(
+            "SELECT id FROM jobs WHERE state IN ('done', 'failed', 'cancelled') AND updated < ? "
+            "ORDER BY updated LIMIT ?", (cutoff, limit)).fetchall()
+        return [job for job in (self.get(r["id"]) for r in rows) if job is not None]
+
+    def referenced(self, name: str) -> bool:
+        """Whether any job's result still names the file ``name``."""
+        row = self._connect().execute("SELECT 1 FROM jobs WHERE result LIKE ? LIMIT 1",
+                                      (f"%{name}%",)).fetchone()
+        return row is not None
+
     def recover(self) -> int:
         """After a crash: jobs that were running go back to the queue. Returns how many."""
         cursor = self._connect().execute(

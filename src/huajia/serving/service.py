@@ -15,6 +15,7 @@ import asyncio
 import base64
 import hashlib
 import io
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +52,7 @@ from huajia.serving.painted import (
 from huajia.serving.painter import LocalPainter, Painter, PainterLost
 from huajia.serving.provenance import embed_watermark
 from huajia.serving.queue import Job, JobQueue
+from huajia.serving.retention import StoredResults
 from huajia.serving.safety import PromptFilter
 from huajia.serving.schemas import QUALITY_STEPS, ImageGenerationBody
 from huajia.thinking.critics import check_plan
@@ -58,6 +60,7 @@ from huajia.thinking.plan import plan_prompt
 from huajia.world.parser import unknown_words
 
 FINAL_STATES = ("done", "failed", "cancelled")
+LOG = logging.getLogger("huajia.serve")
 MAX_ATTEMPTS = 4  # a job whose painter died under it this often fails instead of looping
 RETRY_WAIT_S = 1.0
 
@@ -74,7 +77,9 @@ class ImageService:
         self.queue = JobQueue(config.data_dir / "jobs.sqlite")
         self.cache = ResultCache(config.data_dir / "cache", config.cache_max_bytes)
         # result files behind GET /v1/images/files/{name}: capped like the cache, oldest first
-        self.images = ResultCache(config.data_dir / "images", config.images_max_bytes)
+        self.images = ResultCache(config.data_dir / "images", config.images_max_bytes,
+                                  evict=False)  # full: new work is refused (retention.py)
+        self.results = StoredResults(self.queue, self.images, self.cache, config)
         self.events = JobEvents()
         self.prompt_filter = PromptFilter()
         self.loras = LoraFolder(config.lora_dir)
@@ -221,6 +226,8 @@ class ImageService:
                                                                  request.height or 512))
         if facts is not None:
             facts.check_size(size)  # e.g. Flux paints multiples of 16: a 400, not a failed job
+            if request.hires_scale > 1 and strength == 1.0:  # and the hires pass's size
+                facts.check_size(facts.hires_size(request))
         # the painted prompts in the model's own chunks (CLIP 75 tokens, T5 256-512)
         chunks = max(max(chunks_of(facts, p.prompt), chunks_of(facts, p.negative))
                      for p in painted)
@@ -236,15 +243,24 @@ class ImageService:
         check_budget(cost, self.config.max_cost, size, request.steps, request.n, chunks,
                      spec.think is not None)
 
-    def image_keys(self, spec: JobSpec) -> list[str]:
-        return spec.image_keys(self.model_identity, self.loras, self.config.output_settings())
+    def image_keys(self, spec: JobSpec, owner: str | None) -> list[str]:
+        """Each picture's content address; a tenant's own unless --shared-cache (a repeat of
+        another key's request must not come back from their entries, with their LoRA names)."""
+        settings = self.config.output_settings()
+        if not self.config.shared_cache:
+            settings = {**settings, "tenant": owner}
+        return spec.image_keys(self.model_identity, self.loras, settings)
 
-    def cached(self, spec: JobSpec) -> list[bytes] | None:
-        found = [self.cache.get(key) for key in self.image_keys(spec)]
+    def cached(self, spec: JobSpec, owner: str | None) -> list[bytes] | None:
+        self.results.check_room(owner)
+        found = [self.cache.get(key) for key in self.image_keys(spec, owner)]
         return found if all(found) else None
 
     def submit(self, spec: JobSpec, owner: str | None) -> str:
+        self.results.check_room(owner)
         job_id = self.queue.submit(spec.kind, spec.to_payload(), spec.batch_key(), owner)
+        if self.config.log_prompts:
+            LOG.info("job %s (%s): %s", job_id, spec.kind, spec.request.prompt)
         self._wake.set()
         return job_id
 
@@ -267,8 +283,8 @@ class ImageService:
             return None
         return self.images.get(key)
 
-    def store_image(self, name: str, data: bytes) -> None:
-        self.images.put(name.rpartition(".")[0], data)
+    def store_image(self, name: str, data: bytes, owner: str | None = None) -> None:
+        self.images.put(name.rpartition(".")[0], data, owner)
 
     def result_images(self, job: Job) -> list[tuple[str, bytes, dict]]:
         """(file name, PNG bytes, item) for each image of a finished job."""
@@ -287,6 +303,8 @@ class ImageService:
         pool = ThreadPoolExecutor(self.painter.concurrency, thread_name_prefix="huajia-paint") \
             if self.painter.concurrency > 1 else None
         while not self._stop.is_set():
+            if self.results.due():
+                self.results.sweep()
             if not slots.acquire(timeout=0.5):
                 continue
             jobs = self._next_batch()
@@ -362,20 +380,22 @@ class ImageService:
             progress = _BatchProgress(self, jobs) if painter.streams_progress else None
             outputs = painter.generate(specs, on_step=progress)
         for job, spec, images in zip(jobs, specs, outputs, strict=True):
-            items = [self._store(spec, index, key, image, infotext)
+            items = [self._store(spec, index, key, image, infotext, job.owner)
                      for index, (key, (image, infotext)) in enumerate(zip(
-                         self.image_keys(spec), images, strict=True))]
+                         self.image_keys(spec, job.owner), images, strict=True))]
             if self.queue.finish(job, result={"images": items, "created": int(time.time())}):
                 self.events.publish(job.id, {"type": "done", "images": len(items)})
+            else:  # cancelled or deleted meanwhile: keep none of its pictures
+                self.results.drop_unclaimed(item["file"] for item in items)
 
     def _store(self, spec: JobSpec, index: int, key: str, image: Image.Image,
-               infotext: str) -> dict:
+               infotext: str, owner: str | None) -> dict:
         image = self._screen(image)
         image = embed_watermark(image, self.config.watermark_key)
         data = png_bytes(image, infotext)
         name = f"{key}.png"
-        self.store_image(name, data)
-        self.cache.put(key, data)
+        self.store_image(name, data, owner)
+        self.cache.put(key, data, owner)
         return result_item(spec, index, name, infotext)
 
     def _screen(self, image: Image.Image) -> Image.Image:
