@@ -38,6 +38,7 @@ from huajia.serving.connections import RequestGuard, error_body
 from huajia.serving.edits import ImageEditForm, ImageVariationForm, read_form
 from huajia.serving.encoding import Reencoder, encode_as  # noqa: F401 - encode_as: public
 from huajia.serving.jobs import JobSpec, redact, short
+from huajia.serving.moderation import ModerationUnavailable
 from huajia.serving.provenance import check_provenance
 from huajia.serving.queue import Job
 from huajia.serving.ratelimit import TokenBuckets
@@ -86,6 +87,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HuajiaError)
     async def huajia_error(request: Request, error: HuajiaError):
         return _error(400, str(error), "invalid_request_error")
+
+    @app.exception_handler(ModerationUnavailable)
+    async def moderation_down(request: Request, error: ModerationUnavailable):
+        return _error(503, str(error), "server_error", code="moderation_unavailable",
+                      headers={"Retry-After": "10"})
 
     @app.exception_handler(StoreFull)
     async def store_full(request: Request, error: StoreFull):

@@ -74,6 +74,15 @@ class ServeConfig:
     retain_bytes: int = param(0, help="Delete the oldest finished jobs and their pictures while "
                               "the stored pictures pass this (0: no limit).", unit="bytes", low=0,
                               scaled_aliases=(("retain_mb", MB, "MiB"),))
+    moderation_url: str | None = param(None, help="An OpenAI-compatible moderation API (its "
+                                       "/v1 base; POST {url}/moderations): prompts it flags are "
+                                       "refused beside the term lists (unreachable: 503).")
+    moderation_key: str | None = param(None, help="API key of --moderation-url.",
+                                       env="HUAJIA_MODERATION_KEY")
+    moderation_model: str | None = param(None, help="Model name sent to --moderation-url "
+                                         "(omitted: the service's default).")
+    moderation_timeout_s: float = param(10.0, help="How long a moderation call may take.",
+                                        unit="seconds", low=0.1)
     log_prompts: bool = param(False, help="Write each job's prompt to the log (off: prompts are "
                               "kept only with their jobs, until deleted).")
     nsfw: str = param("blur", help="Image safety policy.", choices=("blur", "refuse", "off"))
@@ -152,6 +161,16 @@ class ServeConfig:
 
             by_name(self.family)  # an unknown name is one line now, not when the model loads
         check(self)
+
+    def prompt_filter(self):
+        """The term lists, with the moderation service when one is configured."""
+        from huajia.serving.moderation import ModerationHook, ModerationSettings
+        from huajia.serving.safety import PromptFilter
+
+        hook = ModerationHook(ModerationSettings(
+            self.moderation_url, self.moderation_key, self.moderation_model,
+            self.moderation_timeout_s)) if self.moderation_url else None
+        return PromptFilter(moderation=hook)
 
     def expander(self):
         """The server's prompt expander. Lenient: a chat model that cannot be reached while a

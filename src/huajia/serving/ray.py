@@ -134,12 +134,11 @@ class ModelReplica:
 
         from huajia.engine.engine import Engine
         from huajia.serving.painted import GuardedExpander
-        from huajia.serving.safety import PromptFilter
         from huajia.world.parser import unknown_words
 
         torch.set_num_threads(threads)
         config = config_from_args(config_args)
-        expander = GuardedExpander(config.expander(), PromptFilter())
+        expander = GuardedExpander(config.expander(), config.prompt_filter())
         engine = Engine(config.model, vocabulary=unknown_words, expander=expander,
                         family=config.family, load=config.load_options())
         expander.facts = engine.facts

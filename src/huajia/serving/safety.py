@@ -38,7 +38,20 @@ def _strip_marks(text: str) -> str:
 
 
 def _is_cjk(char: str) -> bool:
-    return unicodedata.name(char, "").startswith(("CJK UNIFIED", "CJK COMPATIBILITY IDEOGRAPH"))
+    """Han, kana and Hangul: the scripts matched in the CJK view, never transliterated into the
+    Latin one (romaji 'ero' of エロ would match 'hero')."""
+    return unicodedata.name(char, "").startswith(("CJK UNIFIED", "CJK COMPATIBILITY IDEOGRAPH",
+                                                  "HIRAGANA", "KATAKANA", "HANGUL SYLLABLE"))
+
+
+def expand_forms(term: str) -> list[str]:
+    """A term's word forms written once: 'behead{,s,ed,ing}' → behead, beheads, beheaded,
+    beheading (one brace group per term)."""
+    match = re.search(r"\{([^{}]*)\}", term)
+    if match is None:
+        return [term]
+    return [term[:match.start()] + ending + term[match.end():]
+            for ending in match.group(1).split(",")]
 
 
 @dataclass(frozen=True)
@@ -49,16 +62,16 @@ class LatinView:
     starts: frozenset[int]
     ends: frozenset[int]
 
-    def occurrences(self, term: str) -> list[tuple[int, int]]:
+    def occurrences(self, term: str, whole: bool = False) -> list[tuple[int, int]]:
         """Where ``term`` occurs inside one word, or spans whole words (a plural 's'/'es' may
-        follow the last)."""
+        follow the last); ``whole``: only the latter ('sex' is not in 'Essex')."""
         found, at = [], self.text.find(term)
         while at >= 0:
             end = at + len(term)
             inside_one_word = not any(at < b < end for b in self.starts)
             whole_words = at in self.starts and any(end + k in self.ends and self.text[end:end + k]
                                                     in ("", "s", "es") for k in (0, 1, 2))
-            if inside_one_word or whole_words:
+            if whole_words or (inside_one_word and not whole):
                 found.append((at, end))
             at = self.text.find(term, at + 1)
         return found
@@ -98,6 +111,8 @@ class Folder:
         compatible = _strip_marks(unicodedata.normalize("NFKD", char))
         if compatible.isascii():  # full-width, circled, mathematical letters; accents dropped
             return compatible
+        if unicodedata.category(char) in ("So", "Sk", "Zs", "Po", "Pd"):
+            return " "  # emoji and marks between letters: 'n🍑u🍑d🍑e' reads 'n u d e'
         found = confusables.is_confusable(char, greedy=True, preferred_aliases=["latin"]) or []
         plain = sorted((_strip_marks(g["c"]) for entry in found for g in entry["homoglyphs"]),
                        key=len)  # 'm' before 'rn'
@@ -137,10 +152,14 @@ def fold(text: str) -> str:
 
 
 def pinyin_forms(term: str) -> list[str]:
-    """Tone-less pinyin of a Chinese term ('裸体' → 'luoti'), as typed with or without 'ü' as v."""
+    """Tone-less pinyin of a Chinese term ('裸体' → 'luoti'); none for a term with kana,
+    Hangul or a character pypinyin does not know (its pinyin would be a fragment)."""
     from pypinyin import lazy_pinyin
 
-    return ["".join(lazy_pinyin(term))]
+    syllables = lazy_pinyin(term)
+    if not all(s.isascii() for s in syllables):
+        return []
+    return ["".join(syllables)]
 
 
 @dataclass(frozen=True)
@@ -151,7 +170,7 @@ class SafetyVerdict:
 
 @dataclass(frozen=True)
 class _Terms:
-    latin: tuple[tuple[str, str], ...]  # (folded, as listed)
+    latin: tuple[tuple[str, str, bool], ...]  # (folded, as listed, whole words only)
     chinese: tuple[tuple[str, str], ...]
     allowed_latin: tuple[str, ...]
     allowed_chinese: tuple[str, ...]
@@ -160,19 +179,22 @@ class _Terms:
 def _load_terms(text: str, folder: Folder) -> _Terms:
     latin, chinese, allowed_latin, allowed_chinese = set(), set(), set(), set()
     for raw in text.splitlines():
-        line = raw.strip()
+        line = raw.split(" #", 1)[0].strip()  # a comment may follow a term
         if not line or line.startswith("#"):
             continue
-        allowed = line.startswith("+")
-        term = line.lstrip("+").replace(_NO_PINYIN, "").strip()
-        forms_latin = [folder.latin(term).text] if not folder.chinese(term) else []
-        if folder.chinese(term):
-            (allowed_chinese if allowed else chinese).add((folder.chinese(term), term))
-            if _NO_PINYIN not in line:
-                forms_latin = [folder.latin(p).text for p in pinyin_forms(folder.chinese(term))]
-        for form in forms_latin:
-            if form:
-                (allowed_latin if allowed else latin).add((form, term))
+        allowed, whole = line.startswith("+"), line.startswith("=")
+        for term in expand_forms(line.lstrip("+=").replace(_NO_PINYIN, "").strip()):
+            cjk = folder.chinese(term)
+            forms_latin = [folder.latin(term).text] if not cjk else []
+            if cjk:
+                (allowed_chinese if allowed else chinese).add((cjk, term))
+                if _NO_PINYIN not in line:
+                    forms_latin = [folder.latin(p).text for p in pinyin_forms(cjk)]
+            for form in forms_latin:
+                if form and allowed:
+                    allowed_latin.add((form, term))
+                elif form:
+                    latin.add((form, term, whole))
     by_length = lambda pairs: tuple(sorted(pairs, key=lambda p: (-len(p[0]), p[0])))  # noqa: E731
     return _Terms(by_length(latin), by_length(chinese),
                   tuple(p[0] for p in by_length(allowed_latin)),
@@ -184,7 +206,11 @@ def _excused(span: tuple[int, int], allowed: list[tuple[int, int]]) -> bool:
 
 
 class PromptFilter:
-    def __init__(self, terms_file: str | Path | None = None):
+    """The term lists, and a moderation service when one is given (``serving.moderation``):
+    a prompt either flags is refused."""
+
+    def __init__(self, terms_file: str | Path | None = None, moderation=None):
+        self.moderation = moderation
         if terms_file is None:
             text = resources.files("huajia.serving").joinpath("data/blocked_terms.txt").read_text(
                 "utf-8")
@@ -204,10 +230,11 @@ class PromptFilter:
         for drop_digits in (False, True):
             view = self._folder.latin(prompt, drop_digits)
             allowed = [s for phrase in self._terms.allowed_latin for s in view.occurrences(phrase)]
-            for folded, term in self._terms.latin:
-                if any(not _excused(s, allowed) for s in view.occurrences(folded)):
+            for folded, term, whole in self._terms.latin:
+                if any(not _excused(s, allowed) for s in view.occurrences(folded, whole)):
                     return SafetyVerdict(False, term)
-        return SafetyVerdict(True)
+        flagged = self.moderation.flagged(prompt) if self.moderation is not None else None
+        return SafetyVerdict(flagged is None, flagged and f"moderation: {flagged}")
 
     def require_safe(self, prompt: str) -> None:
         verdict = self.check(prompt)

@@ -53,7 +53,6 @@ from huajia.serving.painter import LocalPainter, Painter, PainterLost
 from huajia.serving.provenance import embed_watermark
 from huajia.serving.queue import Job, JobQueue
 from huajia.serving.retention import StoredResults
-from huajia.serving.safety import PromptFilter
 from huajia.serving.schemas import QUALITY_STEPS, ImageGenerationBody
 from huajia.thinking.critics import check_plan
 from huajia.thinking.plan import plan_prompt
@@ -81,7 +80,7 @@ class ImageService:
                                   evict=False)  # full: new work is refused (retention.py)
         self.results = StoredResults(self.queue, self.images, self.cache, config)
         self.events = JobEvents()
-        self.prompt_filter = PromptFilter()
+        self.prompt_filter = config.prompt_filter()
         self.loras = LoraFolder(config.lora_dir)
         self.critics = CriticSettings(config)
         # the engine's expander checks each expansion it paints; submit's checks draw the same
