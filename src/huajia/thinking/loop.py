@@ -32,6 +32,7 @@ from huajia.thinking.messages import text
 from huajia.thinking.options import ThinkOptions, options_text
 from huajia.thinking.plan import Plan
 from huajia.thinking.planner import make_plan
+from huajia.thinking.preview import plan_canvas
 from huajia.thinking.regional import CallCounter, RegionalHooks, RegionState, soft_mask
 from huajia.thinking.run import RESEED, Abandoned, Frame, PauseCallback, ThinkRun, Thought, mean_score
 
@@ -139,7 +140,8 @@ class Thinker:
                             boost=torch.zeros(regions), pooled=pooled,
                             guidance_scale=request.guidance)
         run = ThinkRun(request, opts, plan, state, (width, height), seed, on_thought)
-        run.think(-1, "plan", None, plan.describe(), run.text(_plan_key(opts)), None)
+        run.think(-1, "plan", None, plan.describe(), run.text(_plan_key(opts)), None,
+                  plan_canvas(plan, (width, height)))
         if self.engine.family.regions is None:
             run.think(-1, "plan", None, run.text("no_regions", family=self.engine.family.label),
                       run.text("steer_whole"), None)
@@ -200,8 +202,8 @@ class Thinker:
             said = [run.think(steps, "reflect" if attempt == 0 else "repaint", report.region,
                               report.observation,
                               run.text("keep" if (report.score or 0) >= opts.threshold
-                                       else "repaint"), report.score)
-                    for report in critique.reports]
+                                       else "repaint"), report.score, image if k == 0 else None)
+                    for k, report in enumerate(critique.reports)]
             run.frames.append(Frame(image, title, tuple(carried + said)))
             carried = []
             if mean > best[0]:
@@ -233,7 +235,7 @@ class Thinker:
             title = run.text("title_repainted", n=repaints)
         score, image, satisfied = best
         run.think(steps, "stop", None, run.text("done"),
-                  run.text("satisfied" if satisfied else "best_kept"), score)
+                  run.text("satisfied" if satisfied else "best_kept"), score, image)
         return image, satisfied
 
     def _composable(self, run: ThinkRun, image: Image.Image, failing: list[int],

@@ -24,6 +24,7 @@ from huajia.thinking.critics import Critic, Critique
 from huajia.thinking.messages import text
 from huajia.thinking.options import ThinkOptions
 from huajia.thinking.plan import Plan
+from huajia.thinking.preview import data_url
 from huajia.thinking.regional import RegionState
 
 RESEED = 7919  # fresh starts use seed + k·7919: reproducible, far from neighbouring seeds
@@ -43,6 +44,9 @@ class Thought:
     decision: str
     score: float | None
     nfe: int  # network evaluations per image spent so far
+    # the picture the thought is about, a small JPEG data URL with the plan's boxes (only where
+    # someone follows the thoughts as they come: the web page)
+    preview: str | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -107,9 +111,12 @@ class ThinkRun:
         return text(key, self.plan.lang, **values)
 
     def think(self, step: int, phase: str, region: int | None, observation: str,
-              decision: str, score: float | None) -> Thought:
-        """Record a thought (and report it as it happens)."""
-        thought = Thought(step, phase, region, observation, decision, score, self.state.calls)
+              decision: str, score: float | None, picture: Image.Image | None = None) -> Thought:
+        """Record a thought (and report it as it happens, with a thumbnail of ``picture``)."""
+        preview = data_url(picture, self.plan) if picture is not None and self.on_thought \
+            else None
+        thought = Thought(step, phase, region, observation, decision, score, self.state.calls,
+                          preview)
         self.thoughts.append(thought)
         if self.on_thought:
             self.on_thought(thought)
@@ -188,8 +195,8 @@ class PauseCallback:
         decisions = self._steer(critique, step) if opts.steer else {}
         said = [run.think(step.done, "pause", report.region, report.observation,
                           decisions.get(report.region) or self._decision(report.score),
-                          report.score)
-                for report in critique.reports]
+                          report.score, preview if k == 0 else None)
+                for k, report in enumerate(critique.reports)]
         if critique.satisfied:
             run.stop_looking = True
             said.append(run.think(step.done, "stop", None, critique.summary,
@@ -220,7 +227,7 @@ class PauseCallback:
         run = self.run
         run.replay, run.restart = decision[0], True
         thought = run.think(step.done, "restart", None, critique.summary, decision[1],
-                            mean_score(critique))
+                            mean_score(critique), preview)
         run.frames.append(Frame(preview, run.text("title_abandoned", step=step.done),
                                 (thought,)))
         raise Abandoned

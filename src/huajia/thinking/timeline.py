@@ -12,6 +12,7 @@ from PIL import Image
 from huajia.drawing import Tile, captioned_grid
 from huajia.thinking.loop import ThinkResult
 from huajia.thinking.messages import text
+from huajia.thinking.preview import boxed, plan_canvas
 
 
 def write_thoughts(result: ThinkResult, path: str | Path) -> Path:
@@ -20,20 +21,25 @@ def write_thoughts(result: ThinkResult, path: str | Path) -> Path:
             "planner": result.plan.planner, "background": result.plan.background,
             "plan": [{"region": r.index, "box": r.box, "caption": r.caption}
                      for r in result.plan.regions],
-            "thoughts": [t.to_dict() for t in result.thoughts]}
+            "thoughts": [{k: v for k, v in t.to_dict().items() if k != "preview"}
+                         for t in result.thoughts]}
     path = Path(path)
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
     return path
 
 
 def timeline(result: ThinkResult) -> Image.Image:
-    """Each pause's picture with the thoughts it prompted, then the final picture."""
-    tiles = [Tile(frame.image, (frame.title, *[_short(t) for t in frame.thoughts]))
-             for frame in result.frames]
+    """The plan, each pause's picture with the thoughts it prompted, then the final picture,
+    each with the plan's region boxes."""
+    plan = result.plan
+    first = Tile(plan_canvas(plan, result.image.size), (_short(result.thoughts[0]),))
+    tiles = [first] + [Tile(boxed(frame.image, plan), (frame.title,
+                                                       *[_short(t) for t in frame.thoughts]))
+                       for frame in result.frames]
     lang = result.plan.lang
     verdict = text("final_satisfied" if result.satisfied else "final_best", lang)
     cost = text("cost", lang, nfe=result.nfe)
-    tiles.append(Tile(result.image, (verdict, cost)))
+    tiles.append(Tile(boxed(result.image, plan), (verdict, cost)))
     title = f"{result.plan.prompt}   |   {result.plan.describe()}"
     return captioned_grid(tiles, columns=min(len(tiles), 5), tile_px=200, text_lines=None,
                           font_px=12, title=title[:170])
