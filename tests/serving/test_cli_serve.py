@@ -13,16 +13,27 @@ from huajia.world.render import render
 def test_detect_tells_our_pictures_apart(tmp_path):
     picture = render(sampler.sample_scene(np.random.default_rng(2), "train", seed=2), 128)
     ours, theirs = tmp_path / "ours.jpg", tmp_path / "theirs.png"
-    embed_watermark(picture).save(ours, quality=80)  # re-encoded: the infotext is gone
     save_png(picture, theirs, "a red circle\nSteps: 20, Version: huajia 0.1.0")
-    done = huajia("detect", str(ours))
+    embed_watermark(picture, "the server's secret").save(ours, quality=80)  # no infotext left
+    key_file = tmp_path / "watermark-key"
+    key_file.write_text("the server's secret\n")
+    done = huajia("detect", str(ours), "--watermark-key-file", str(key_file))
     assert done.returncode == 0 and "made by huajia" in done.stdout
-    done = huajia("detect", str(theirs))  # copied infotext does not make it ours
+    done = huajia("detect", str(ours), "--watermark-key", "huajia")  # the public default: no
     assert done.returncode == 1 and "not made by huajia" in done.stdout
+    done = huajia("detect", str(theirs), "--watermark-key-file", str(key_file))
+    assert done.returncode == 1 and "not made by huajia" in done.stdout  # copied infotext
+    marked = tmp_path / "marked"
+    done = huajia("generate", "a red circle", "--steps", "2", "--out", str(marked),
+                  "--watermark-key", "the server's secret")
+    assert done.returncode == 0, done.stderr
+    done = huajia("detect", str(next(marked.glob("*.png"))), "--watermark-key-file", str(key_file))
+    assert done.returncode == 0, done.stdout
 
 
 @pytest.mark.parametrize("args,needle", [
-    (("detect", "/nonexistent.png"), "/nonexistent.png"),
+    (("detect", "/nonexistent.png", "--watermark-key", "k"), "/nonexistent.png"),
+    (("detect", "/nonexistent.png"), "--watermark-key"),
     (("serve", "--api-keys", "/nonexistent-keys.txt"), "API key file"),
     (("serve", "--nsfw", "maybe"), "nsfw='maybe'"),
     (("serve", "--lora-dir", "/nonexistent-loras"), "--lora-dir"),

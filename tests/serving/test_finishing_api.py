@@ -84,7 +84,8 @@ def test_edit_repaints_only_the_masked_area(client):
         data={"prompt": "a blue square", "n": "2", "steps": "2", "seed": "3"})
     assert answer.status_code == 200, answer.text
     inside = np.asarray(_mask()) > 0
-    kept = np.asarray(embed_watermark(picture), np.int16)  # outside: the input plus our watermark
+    key = client.app.state.service.watermark_key
+    kept = np.asarray(embed_watermark(picture, key), np.int16)  # outside: the input plus our mark
     for item in answer.json()["data"]:
         edited = np.asarray(_picture(item).convert("RGB"), np.int16)
         diff = np.abs(edited - kept)
@@ -134,7 +135,7 @@ def test_openai_sdk_edits_and_variations(tmp_path, sd_dir):
         edited = sdk.images.edit(image=("in.png", _png(picture), "image/png"),
                                  mask=("m.png", _png(_mask()), "image/png"), prompt="a red circle",
                                  n=1, extra_body={"steps": 2})
-        kept = np.asarray(embed_watermark(picture), np.int16)
+        kept = np.asarray(embed_watermark(picture, app.state.service.watermark_key), np.int16)
         diff = np.abs(np.asarray(_picture(edited.data[0].model_dump()).convert("RGB"), np.int16) - kept)
         assert diff[~(np.asarray(_mask()) > 0)].max() == 0
         varied = sdk.images.create_variation(image=("in.png", _png(picture), "image/png"), n=1,

@@ -44,3 +44,37 @@ def test_another_key_does_not_match():
     marked = embed_watermark(_pictures(1)[0], key="huajia")
     assert check_provenance(marked, key="huajia").made_here
     assert not check_provenance(marked, key="someone-else").made_here
+
+
+def test_the_mark_survives_a_horizontal_flip_and_only_the_servers_key_counts(tmp_path, sd_dir):
+    import base64
+
+    from fastapi.testclient import TestClient
+    from PIL import ImageOps
+    from tests.serving.conftest import make_config
+
+    from huajia.serving.app import create_app
+
+    for picture in _pictures(4):
+        flipped = ImageOps.mirror(embed_watermark(picture, "k"))
+        assert check_provenance(flipped, "k").made_here
+        assert check_provenance(_jpeg(flipped, 85), "k").made_here
+        assert not check_provenance(ImageOps.mirror(picture), "k").made_here
+    config = make_config(tmp_path, sd_dir)
+    with TestClient(create_app(config)) as client:
+        key = client.app.state.service.watermark_key
+        assert key != "huajia" and len(key) >= 32
+        assert (config.data_dir / "watermark-key").stat().st_mode & 0o077 == 0  # private
+
+        def verify(image) -> bool:
+            buffer = io.BytesIO()
+            image.save(buffer, "PNG")
+            return client.post("/v1/provenance/verify", json={
+                "image": base64.b64encode(buffer.getvalue()).decode()}).json()["made_here"]
+
+        picture = _pictures(1)[0]
+        assert verify(embed_watermark(picture, key))
+        assert verify(ImageOps.mirror(embed_watermark(picture, key)))
+        assert not verify(embed_watermark(picture))  # the public default key forges nothing
+    with TestClient(create_app(config)) as client:  # the same key after a restart
+        assert client.app.state.service.watermark_key == key

@@ -283,8 +283,9 @@ def _service_routes(app: FastAPI, service: ImageService, auth: Auth) -> None:
     @app.post("/v1/provenance/verify", response_model=VerifyResult, responses=ERRORS,
               tags=["provenance"])
     def provenance(body: VerifyBody, owner: str = Depends(auth.limited)) -> VerifyResult:
+        # made_here only for this server's own key
         return VerifyResult(**check_provenance(_decode_image(body.image),
-                                               service.config.watermark_key).to_dict())
+                                               service.watermark_key).to_dict())
 
 
 async def _waited(service: ImageService, job_id: str) -> Job:

@@ -88,8 +88,12 @@ class ServeConfig:
     nsfw: str = param("blur", help="Image safety policy.", choices=("blur", "refuse", "off"))
     nsfw_threshold: float = param(0.5, help="nudenet score at or above which a picture is "
                                   "unsafe.", low=0.0, high=1.0)
-    watermark_key: str = param("huajia", help="Key of the invisible watermark (huajia detect "
-                               "reads the default).", env="HUAJIA_WATERMARK_KEY")
+    watermark_key: str | None = param(None, help="Key of the invisible watermark (omitted: "
+                                      "this server's own random key, kept in "
+                                      "DATA_DIR/watermark-key; huajia detect "
+                                      "--watermark-key-file reads it).", env="HUAJIA_WATERMARK_KEY")
+    watermark_key_file: Path | None = param(None, help="A file whose first line is the "
+                                            "watermark key.")
     lora_dir: Path | None = param(None, help="Folder of LoRAs clients may name (omitted: LoRAs "
                                   "are refused).")
     # the critics thinking jobs may use beside the world's verifier (None: refused at submit)

@@ -12,16 +12,24 @@ The mark: a keyed ±1 pattern on a 64×64 grid, smoothly stretched over the whol
 lives at mid frequencies that JPEG keeps, and in picture-relative coordinates that resizing keeps)
 and added to every channel at ±``AMPLITUDE`` levels (PSNR ≈ 40 dB). Detection resizes to 256²,
 removes the picture's own content with a local-mean high-pass, and correlates with the pattern:
-unmarked pictures give ρ ≈ 0 ± 0.02, so ``MIN_CORRELATION`` is far outside chance.
+unmarked pictures give ρ ≈ 0 ± 0.02, so ``MIN_CORRELATION`` is far outside chance. A picture
+is also read mirrored (the pattern is not symmetric, so a horizontal flip would hide it).
+
+The key is the server's secret: ``huajia serve`` makes a random one on first start
+(``DATA_DIR/watermark-key``) unless given ``--watermark-key``/``--watermark-key-file``, so a mark
+nobody else can embed says "made here"; ``huajia detect`` and ``huajia generate`` take the same
+key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 AMPLITUDE = 3.0
 GRID = 32
@@ -86,9 +94,44 @@ class Provenance:
 
 
 def check_provenance(image: Image.Image, key: str = "huajia") -> Provenance:
-    """Was ``image`` made here? The watermark decides; the infotext (easily copied or stripped)
-    is reported alongside. (Not ``world.verifier.verify``, a picture checked against a prompt.)"""
-    score = watermark_correlation(image, key)
+    """Was ``image`` made here? The watermark decides (read as it is and mirrored); the infotext
+    (easily copied or stripped) is reported alongside. (Not ``world.verifier.verify``, a picture
+    checked against a prompt.)"""
+    score = max(watermark_correlation(image, key),
+                watermark_correlation(ImageOps.mirror(image.convert("RGB")), key))
     text = image.info.get("parameters")
     return Provenance(score >= MIN_CORRELATION, score, MIN_CORRELATION, text,
                       bool(text) and "huajia" in str(text))
+
+
+def read_key_file(path: str | Path) -> str:
+    """A watermark key from a file (its first line)."""
+    from huajia.errors import HuajiaError
+
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip().splitlines()
+    except (OSError, UnicodeDecodeError):
+        raise HuajiaError(f"watermark key file '{path}' cannot be read; give the file the server "
+                          "wrote (DATA_DIR/watermark-key)") from None
+    if not key or not key[0].strip():
+        raise HuajiaError(f"watermark key file '{path}' is empty; write the key on its first line")
+    return key[0].strip()
+
+
+def server_key(key: str | None, key_file: str | Path | None, data_dir: Path) -> str:
+    """The key a server marks with: given, from a file, or its own (made once, kept private in
+    ``data_dir/watermark-key``)."""
+    if key:
+        return key
+    if key_file:
+        return read_key_file(key_file)
+    path = Path(data_dir) / "watermark-key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
+        path.chmod(0o600)
+    return read_key_file(path)
+
+
+def key_digest(key: str) -> str:
+    """What a cache key records of the watermark key (never the key itself)."""
+    return hashlib.sha256(f"huajia-watermark:{key}".encode()).hexdigest()[:16]

@@ -50,7 +50,7 @@ from huajia.serving.painted import (
     painted_variants,
 )
 from huajia.serving.painter import LocalPainter, Painter, PainterLost
-from huajia.serving.provenance import embed_watermark
+from huajia.serving.provenance import embed_watermark, key_digest, server_key
 from huajia.serving.queue import Job, JobQueue
 from huajia.serving.retention import StoredResults
 from huajia.serving.schemas import QUALITY_STEPS, ImageGenerationBody
@@ -88,6 +88,8 @@ class ImageService:
         self.plain_expander = config.expander()
         self.expander = GuardedExpander(self.plain_expander, self.prompt_filter)
         self.size_price = SizePrice.measured()
+        self.watermark_key = server_key(config.watermark_key, config.watermark_key_file,
+                                        config.data_dir)
         self._painter_factory = painter_factory or local_painter
         self.painter: Painter | None = None
         self.facts: ModelFacts | None = None
@@ -245,7 +247,8 @@ class ImageService:
     def image_keys(self, spec: JobSpec, owner: str | None) -> list[str]:
         """Each picture's content address; a tenant's own unless --shared-cache (a repeat of
         another key's request must not come back from their entries, with their LoRA names)."""
-        settings = self.config.output_settings()
+        settings = {**self.config.output_settings(),
+                    "watermark_key": key_digest(self.watermark_key)}
         if not self.config.shared_cache:
             settings = {**settings, "tenant": owner}
         return spec.image_keys(self.model_identity, self.loras, settings)
@@ -390,7 +393,7 @@ class ImageService:
     def _store(self, spec: JobSpec, index: int, key: str, image: Image.Image,
                infotext: str, owner: str | None) -> dict:
         image = self._screen(image)
-        image = embed_watermark(image, self.config.watermark_key)
+        image = embed_watermark(image, self.watermark_key)
         data = png_bytes(image, infotext)
         name = f"{key}.png"
         self.store_image(name, data, owner)
