@@ -50,6 +50,9 @@ def generate(
     model: str = typer.Option("embedded", help=MODEL_HELP),
     family: str = FAMILY,
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder for the PNGs."),
+    watermark_key: str = typer.Option(None, "--watermark-key", envvar="HUAJIA_WATERMARK_KEY",
+                                      help="Mark the pictures with this key's invisible "
+                                      "watermark (huajia detect --watermark-key reads it)."),
     *,
     request: Given,
     expansion: ExpansionOptions,
@@ -68,6 +71,13 @@ def generate(
               if painted.hires_scale > 1 else 0)
     with progress_bar("painting", steps + second) as advance:
         result = engine.generate(painted, on_step=lambda done, total: advance(1))
+    if watermark_key:
+        from dataclasses import replace
+
+        from huajia.serving.provenance import embed_watermark
+
+        result = replace(result, images=tuple(embed_watermark(i, watermark_key)
+                                              for i in result.images))
     write_results(result, out)
 
 

@@ -72,12 +72,22 @@ def _serve_on_ray(config, address: str, settings_file: Path | None, host: str, p
         ray.shutdown()
 
 
-def detect(image: Path = typer.Argument(..., help="A picture to check (PNG, JPEG, WebP).")) -> None:
+def detect(image: Path = typer.Argument(..., help="A picture to check (PNG, JPEG, WebP)."),
+           watermark_key: str = typer.Option(None, "--watermark-key", envvar="HUAJIA_WATERMARK_KEY",
+                                             help="The key the pictures were marked with."),
+           watermark_key_file: Path = typer.Option(None, "--watermark-key-file", help="A file "
+                                                   "holding it (a server's: "
+                                                   "DATA_DIR/watermark-key).")) -> None:
     """Was this picture made by huajia? Reads the invisible watermark (and the infotext)."""
     from huajia.drawing import load_image
-    from huajia.serving.provenance import check_provenance
+    from huajia.errors import HuajiaError
+    from huajia.serving.provenance import check_provenance, read_key_file
 
-    result = check_provenance(load_image(image))
+    if not watermark_key and not watermark_key_file:
+        raise HuajiaError("give the key the pictures were marked with: --watermark-key KEY or "
+                          "--watermark-key-file FILE (a server's is DATA_DIR/watermark-key)")
+    key = watermark_key or read_key_file(watermark_key_file)
+    result = check_provenance(load_image(image), key)
     verdict = "made by huajia" if result.made_here else "not made by huajia (no watermark found)"
     console.print(f"{image}: {verdict} — watermark score {result.watermark_score:.3f} "
                   f"(threshold {result.threshold}); infotext: "
