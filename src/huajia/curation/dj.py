@@ -19,6 +19,7 @@ import json
 import re
 import shutil
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def operators(data: dict) -> list[tuple[str, dict]]:
     return steps
 
 
-def check_operators(steps: list[tuple[str, dict]], base: Path) -> None:
+def check_operators(steps: list[tuple[str, dict]], base: Path, on_ray: bool = False) -> None:
     """One line for the first operator that cannot run here, before any work."""
     from data_juicer.ops.base_op import OPERATORS
 
@@ -83,15 +84,19 @@ def check_operators(steps: list[tuple[str, dict]], base: Path) -> None:
                 f"; did you mean {', '.join(close)}?" if close else
                 "; see Data-Juicer's operator list (huajia adds image_aesthetics_filter, "
                 "image_text_similarity_filter, image_nsfw_filter, image_deduplicator)"))
+        if on_ray and name == "image_deduplicator":
+            raise HuajiaError("image_deduplicator does not run on Data-Juicer's Ray executor (it "
+                              "takes ray_image_deduplicator, which needs torchvision); "
+                              "deduplicate without --ray")
         cls = known[name]
         if not has_torchvision and cls not in dj_ops.HUAJIA_OPERATORS.values() and \
                 any(mark in inspect.getsource(inspect.getmodule(cls)) for mark in TORCHVISION):
             raise HuajiaError(f"operator '{name}' needs torchvision, which has no build beside "
                               "this CPU torch; drop it from the config or use huajia's "
                               "image_deduplicator")
-        key = dj_ops.MODEL_PATHS.get(name)
-        folder = params.get(key) if key else None
-        if key and folder != dj_ops.VERIFIER and not (base / str(folder or "")).is_dir():
+        key, default = dj_ops.MODEL_PATHS.get(name, (None, ""))
+        folder = str(params.get(key) or default) if key else ""
+        if key and folder != dj_ops.VERIFIER and not (folder and (base / folder).is_dir()):
             raise HuajiaError(f"{name}: {key} '{folder}' is not a local folder; pass the path "
                               "of a downloaded model")
 
@@ -102,7 +107,7 @@ def run_config(config: str | Path, out_dir: str | Path | None = None,
     where the config says, or to ``out_dir``/result.jsonl when given."""
     data = read_config(config)
     steps = operators(data)
-    check_operators(steps, Path.cwd())
+    check_operators(steps, Path.cwd(), on_ray=ray is not None)
     if not Path(str(data["dataset_path"])).exists():
         raise HuajiaError(f"dataset_path '{data['dataset_path']}' does not exist")
     export = str(Path(out_dir) / "result.jsonl") if out_dir else data.get("export_path")
@@ -110,10 +115,11 @@ def run_config(config: str | Path, out_dir: str | Path | None = None,
         raise HuajiaError("say where results go: set export_path in the config or pass --out")
     work = Path(export).parent / "dj_work"  # this run's tracer files alone
     shutil.rmtree(work, ignore_errors=True)
-    args = ["--config", str(config), "--export_path", export, "--work_dir", str(work),
-            "--open_tracer", "true", "--trace_num", "1000000000"]
-    if ray:
+    args = ["--config", str(config), "--export_path", export, "--work_dir", str(work)]
+    if ray:  # (Data-Juicer 1.6's tracer cannot run inside its Ray executor)
         args += ["--executor_type", "ray", "--ray_address", ray]
+    else:
+        args += ["--open_tracer", "true", "--trace_num", "1000000000"]
     run = _execute(args, ray is not None)
     run.export_path = export
     return _read_traces(run, work, export, [name for name, _ in steps])
@@ -125,7 +131,8 @@ def _execute(args: list[str], on_ray: bool) -> DJRun:
     from data_juicer.config import init_configs
     from loguru import logger
 
-    cfg = init_configs(args=args)
+    with _ray_mode(on_ray):
+        cfg = init_configs(args=args)
     if on_ray:
         from data_juicer.core.executor.ray_executor import RayExecutor as Executor
     else:
@@ -140,15 +147,35 @@ def _execute(args: list[str], on_ray: bool) -> DJRun:
             left.append((found.group(1), int(found.group(2))))
 
     handler = logger.add(read, level="INFO", format="{message}")
-    try:
-        executor.run()
-    finally:
-        logger.remove(handler)
+    with _ray_mode(on_ray):
+        try:
+            executor.run()
+        finally:
+            logger.remove(handler)
     before = run.total
     for name, count in left:
         run.dropped[name] += before - count
         before = count
     return run
+
+
+@contextmanager
+def _ray_mode(on: bool):
+    """Data-Juicer's switch for "inside a Ray job", set for this run alone (its Ray executor
+    sets it and leaves it set, which sends a later local run's tracer to Ray)."""
+    import os
+
+    from data_juicer.utils.constant import RAY_JOB_ENV_VAR
+
+    before = os.environ.get(RAY_JOB_ENV_VAR)
+    os.environ[RAY_JOB_ENV_VAR] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(RAY_JOB_ENV_VAR, None)
+        else:
+            os.environ[RAY_JOB_ENV_VAR] = before
 
 
 def _count_input(dataset_path: str) -> int:
@@ -162,8 +189,7 @@ def _count_input(dataset_path: str) -> int:
 def _read_traces(run: DJRun, work: Path, export: str, names: list[str]) -> DJRun:
     """Kept: the export's lines; the dropped samples: the input's not kept, each labelled by
     the filter whose trace holds it (Data-Juicer's tracer sees them where ``np`` is 1)."""
-    with open(export, encoding="utf-8") as handle:
-        kept = [json.loads(line) for line in handle if line.strip()]
+    kept = read_rows(Path(export))
     run.kept = len(kept)
     by_whom = {}
     for name in dict.fromkeys(names):
@@ -171,14 +197,32 @@ def _read_traces(run: DJRun, work: Path, export: str, names: list[str]) -> DJRun
             with open(trace, encoding="utf-8") as handle:
                 for line in handle:
                     if line.strip():
-                        by_whom.setdefault(_identity(json.loads(line)), name)
+                        traced = json.loads(line)  # with what the filter measured
+                        by_whom.setdefault(_identity(traced), (name, traced))
     kept_ids = {_identity(sample) for sample in kept}
-    run.dropped_samples = [(by_whom.get(_identity(sample), "dropped"), sample)
+    run.dropped_samples = [by_whom.get(_identity(sample), ("dropped", sample))
                            for sample in _input_samples(run.input_path)
                            if _identity(sample) not in kept_ids]
+    traced = Counter(op for op, _ in run.dropped_samples)
+    untraced = [op for op, n in run.dropped.items() if n > traced[op]]
+    if len(untraced) == 1:  # a deduplicator (no sample trace), or a filter the tracer missed
+        run.dropped_samples = [(untraced[0] if op == "dropped" else op, sample)
+                               for op, sample in run.dropped_samples]
     if not run.total:
         run.total = run.kept + sum(run.dropped.values())
     return run
+
+
+def read_rows(path: Path) -> list[dict]:
+    """A JSON-lines export: one file, or the folder of parts Data-Juicer's Ray executor writes
+    there."""
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else \
+        [path] if path.is_file() else []
+    rows = []
+    for part in files:
+        with open(part, encoding="utf-8") as handle:
+            rows += [json.loads(line) for line in handle if line.strip()]
+    return rows
 
 
 def _identity(sample: dict) -> str:

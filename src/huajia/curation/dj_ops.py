@@ -120,10 +120,9 @@ class HuajiaSimilarityFilter(Filter):
 
     def __init__(self, hf_clip: str = VERIFIER, trust_remote_code: bool = False,
                  min_score: float = 0.1, max_score: float = 1.0, any_or_all: str = "any",
-                 *args, **kwargs):
-        kwargs.pop("horizontal_flip", None), kwargs.pop("vertical_flip", None)
-        kwargs.pop("reduce_mode", None)
-        super().__init__(*args, **kwargs)
+                 reduce_mode: str = "avg", horizontal_flip: bool = False,
+                 vertical_flip: bool = False, *args, **kwargs):
+        super().__init__(*args, **kwargs)  # one image per caption: reduce_mode and flips unused
         self.hf_clip, self.min_score, self.max_score = hf_clip, min_score, max_score
         self.any = _strategy(any_or_all)
         self._clip = None
@@ -224,8 +223,9 @@ HUAJIA_OPERATORS = {"image_aesthetics_filter": HuajiaAestheticsFilter,
                     "image_text_similarity_filter": HuajiaSimilarityFilter,
                     "image_nsfw_filter": HuajiaNsfwFilter,
                     "image_deduplicator": HuajiaImageDeduplicator}
-MODEL_PATHS = {"image_aesthetics_filter": "hf_scorer_model",
-               "image_text_similarity_filter": "hf_clip"}  # local folders checked before work
+# the parameter naming a local model folder, and its default (checked before any work)
+MODEL_PATHS = {"image_aesthetics_filter": ("hf_scorer_model", ""),
+               "image_text_similarity_filter": ("hf_clip", VERIFIER)}
 
 
 def register() -> None:

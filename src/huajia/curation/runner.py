@@ -1,34 +1,49 @@
-"""Run a curation recipe over a dataset, streaming: workers open each image once and apply the
-per-image filters; the main process drops perceptual duplicates and writes the clean imagefolder,
-the Data-Juicer style export, ``dropped.jsonl`` (a reason per file) and the report. The
-per-image work runs here, in ``workers`` processes, or on Ray Data (``ray``: an actor pool of
-that many) — the same operators in the same order, so the same files are kept and dropped.
-
-A file that is missing, empty, truncated, corrupt or not an image is dropped with that reason —
-it never stops the run.
+"""Run a curation recipe (``huajia curate --data DIR --out DIR`` with filter flags, or a
+``Recipe`` from Python) on Data-Juicer. huajia opens every file once first: one that is missing,
+empty, truncated, corrupt or not an image is dropped with that reason (it never stops the run;
+Data-Juicer would). The readable ones become a Data-Juicer dataset, the operators run in
+Data-Juicer's executor (its Ray executor with ``ray``), with huajia's own registered under
+Data-Juicer's names (``dj_ops``), and the clean imagefolder, the Data-Juicer style export,
+``dropped.jsonl`` (the operator per file) and the report are written from what it kept.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
+import re
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 
 import yaml
-from PIL import Image
+from PIL import Image, ImageFile
 
-from huajia.curation.ops import ImageDeduplicator, make_operator
 from huajia.errors import HuajiaError
 from huajia.imagefolder import Sample, iter_samples
 from huajia.params import check, param
 
 LOADER = "load"  # the pseudo-operator that drops unreadable files
+HASH_METHODS = ("phash", "dhash", "whash", "ahash")
+_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+          "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}
+# what each operator measured, from Data-Juicer's stats, for the report's histograms
+_STAT = {"image_shape_filter": lambda st: min(st["image_width"][0], st["image_height"][0]),
+         "image_aspect_ratio_filter": lambda st: st["aspect_ratios"][0],
+         "image_size_filter": lambda st: st["image_sizes"][0],
+         "image_text_similarity_filter": lambda st: st["image_text_similarity"][0],
+         "image_nsfw_filter": lambda st: st["image_nsfw_score"][0]}
+
+
+def parse_bytes(text: str | int) -> int:
+    """'1.5MB', '200KiB', 1024 → bytes (Data-Juicer's image_size_filter units)."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?i?B?)\s*", str(text), re.IGNORECASE)
+    if not match or match.group(2).upper() not in _UNITS:
+        raise HuajiaError(f"size '{text}' is not a byte size like 500KB, 1.5MB or 2GiB")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +61,7 @@ class FilterOptions:
                                     "this.", low=0.0)
     max_size: str | None = param(None, help="Drop files larger than this, e.g. 5MB.")
     dedup: str | None = param(None, help="Drop perceptual duplicates by this hash.",
-                              choices=ImageDeduplicator.METHODS)
+                              choices=HASH_METHODS)
     min_similarity: float | None = param(None, help="Drop pictures whose image-text score is "
                                          "below this (the verifier's, or CLIP's).")
     clip_model: str = param("shapes-verifier", help="What scores image and text for "
@@ -56,6 +71,8 @@ class FilterOptions:
 
     def __post_init__(self) -> None:
         check(self)
+        if self.max_size:
+            parse_bytes(self.max_size)  # a bad size is one line before any work
 
     def steps(self) -> tuple[tuple[str, dict], ...]:
         steps: list[tuple[str, dict]] = []
@@ -119,99 +136,6 @@ def load_config(path: str | Path, out_dir: str | None = None) -> Recipe:
 
 
 @dataclass
-class Outcome:
-    sample: Sample
-    dropped_by: str | None = None
-    reason: str = ""
-    stats: dict = field(default_factory=dict)
-    dedup_key: object = None
-    size: tuple[int, int] | None = None
-
-
-_WORKER_OPS: list = []
-
-
-def _init_worker(process: tuple[tuple[str, dict], ...]) -> None:
-    _WORKER_OPS[:] = [make_operator(name, params) for name, params in process]
-
-
-def open_checked(path: Path) -> Image.Image:
-    """Open and fully decode an image, or raise ValueError saying what is wrong with it."""
-    if not path.exists():
-        raise ValueError("missing file")
-    if path.stat().st_size == 0:
-        raise ValueError("zero-byte file")
-    try:
-        with Image.open(path) as image:
-            image.load()  # decodes everything: truncated files fail here
-            return image.convert("RGB") if image.mode not in ("RGB", "L") else image.copy()
-    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ValueError(f"not a readable image ({error})") from error
-
-
-def _inspect(sample: Sample) -> Outcome:
-    outcome = Outcome(sample)
-    try:
-        image = open_checked(sample.path)
-    except ValueError as error:
-        outcome.dropped_by, outcome.reason = LOADER, str(error)
-        return outcome
-    outcome.size = image.size
-    for op in _WORKER_OPS:
-        if isinstance(op, ImageDeduplicator):
-            outcome.dedup_key = op.key(sample, image)
-            continue
-        verdict = op(sample, image)
-        if verdict.stat is not None:
-            outcome.stats[op.name] = verdict.stat
-        if not verdict.keep:
-            outcome.dropped_by, outcome.reason = op.name, verdict.reason
-            break
-    return outcome
-
-
-class _RayInspector:
-    """Ray Data's callable class: one actor's operators, made once, applied to each sample."""
-
-    def __init__(self, process: tuple[tuple[str, dict], ...]):
-        _init_worker(process)
-
-    def __call__(self, batch: dict) -> dict:
-        return {"outcome": [pickle.dumps(_inspect(pickle.loads(data)))
-                            for data in batch["sample"]]}
-
-
-def _on_ray(recipe: Recipe, samples: Iterator[Sample]) -> Iterator[Outcome]:
-    """The per-image work on Ray Data, in the dataset's order (so duplicates resolve as in a
-    local run: the first copy is kept)."""
-    from huajia.ray_cluster import connect
-
-    ray = connect(recipe.ray)
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False  # the command has its own
-    context.execution_options.preserve_order = True
-    dataset = ray.data.from_items([{"sample": pickle.dumps(s)} for s in samples])
-    inspected = dataset.map_batches(_RayInspector, fn_constructor_args=(recipe.process,),
-                                    batch_size=16, concurrency=max(1, recipe.workers), num_cpus=1)
-    for row in inspected.iter_rows():
-        yield pickle.loads(row["outcome"])
-
-
-def _outcomes(recipe: Recipe, samples: Iterator[Sample]) -> Iterator[Outcome]:
-    if recipe.ray:
-        yield from _on_ray(recipe, samples)
-        return
-    if recipe.workers <= 1:
-        _init_worker(recipe.process)
-        yield from map(_inspect, samples)
-        return
-    with ProcessPoolExecutor(recipe.workers, initializer=_init_worker,
-                             initargs=(recipe.process,)) as pool:
-        while chunk := list(islice(samples, 256)):  # bounded: streaming, not all at once
-            yield from pool.map(_inspect, chunk, chunksize=8)
-
-
-@dataclass
 class CurationReport:
     total: int = 0
     kept: int = 0
@@ -224,37 +148,56 @@ class CurationReport:
                 "dropped_reasons": {op: dict(c.most_common(20)) for op, c in self.reasons.items()}}
 
 
+def open_checked(path: Path) -> Image.Image:
+    """Open and fully decode an image, or raise ValueError saying what is wrong with it."""
+    if not path.exists():
+        raise ValueError("missing file")
+    if path.stat().st_size == 0:
+        raise ValueError("zero-byte file")
+    lenient = ImageFile.LOAD_TRUNCATED_IMAGES  # Data-Juicer turns it on when imported
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        with Image.open(path) as image:
+            image.load()  # decodes everything: truncated files fail here
+            return image.convert("RGB") if image.mode not in ("RGB", "L") else image.copy()
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ValueError(f"not a readable image ({error})") from error
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
+
+
 def curate(recipe: Recipe, progress: Callable[[int], None] | None = None) -> CurationReport:
-    for name, params in recipe.process:
-        make_operator(name, params)  # fail on a bad config before any work
-    dedup = next((make_operator(n, p) for n, p in recipe.process if n == "image_deduplicator"),
-                 None)
+    from huajia.curation import dj
+
+    # a bad config fails before any work
+    dj.check_operators(list(recipe.process), Path.cwd(), on_ray=recipe.ray is not None)
+    samples = list(iter_samples(recipe.dataset_path, recipe.text_key, recipe.image_key))
     out = Path(recipe.out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    report, seen = CurationReport(), {}
+    unreadable = {}
+    for sample in samples:
+        try:
+            open_checked(sample.path).close()
+        except ValueError as error:
+            unreadable[sample.id] = str(error)
+    readable = [s for s in samples if s.id not in unreadable]
+    kept, dropped_by, report = _run_operators(recipe, readable, out / "dj_work")
+    report.total = len(samples)
     export = open(recipe.export_path, "w", encoding="utf-8") if recipe.export_path else None
     with open(out / "metadata.jsonl", "w", encoding="utf-8") as metadata, \
             open(out / "dropped.jsonl", "w", encoding="utf-8") as dropped:
-        samples = iter_samples(recipe.dataset_path, recipe.text_key, recipe.image_key)
-        for outcome in _outcomes(recipe, samples):
-            report.total += 1
-            for name, value in outcome.stats.items():
-                report.stats[name].append(value)
-            if outcome.dropped_by is None and dedup is not None:
-                twin = _find_twin(seen, outcome.dedup_key, dedup.max_distance)
-                if twin is not None:
-                    outcome.dropped_by = dedup.name
-                    outcome.reason = f"duplicate of {twin}"
-                else:
-                    seen[outcome.dedup_key] = outcome.sample.id
-            if outcome.dropped_by:
-                report.dropped[outcome.dropped_by] += 1
-                report.reasons[outcome.dropped_by][_reason_kind(outcome.reason)] += 1
-                dropped.write(json.dumps({"id": outcome.sample.id, "op": outcome.dropped_by,
-                                          "reason": outcome.reason}, ensure_ascii=False) + "\n")
-            else:
+        for sample in samples:  # in the dataset's order
+            op, reason = ((LOADER, unreadable[sample.id]) if sample.id in unreadable
+                          else dropped_by.get(sample.id, (None, "")))
+            if op is None and sample.id in kept:
                 report.kept += 1
-                _keep(outcome.sample, out, metadata, export, recipe)
+                _keep(sample, out, metadata, export, recipe)
+            else:
+                op = op or "data-juicer"
+                report.dropped[op] += 1
+                report.reasons[op][_reason_kind(reason)] += 1
+                dropped.write(json.dumps({"id": sample.id, "op": op, "reason": reason},
+                                         ensure_ascii=False) + "\n")
             if progress:
                 progress(1)
     if export:
@@ -262,22 +205,59 @@ def curate(recipe: Recipe, progress: Callable[[int], None] | None = None) -> Cur
     return report
 
 
-def _find_twin(seen: dict, key, max_distance: int):
-    if key in seen:
-        return seen[key]
-    if max_distance > 0:
-        digest, text = key
-        for (other, other_text), name in seen.items():
-            if other_text == text and digest - other <= max_distance:
-                return name
-    return None
+def _run_operators(recipe: Recipe, samples: list[Sample], work: Path
+                   ) -> tuple[set[str], dict[str, tuple[str, str]], CurationReport]:
+    """Data-Juicer on ``samples``: the ids it kept, (operator, reason) per id it dropped, and
+    a report holding what each operator measured. One process (so its tracer sees every drop
+    and names the filter), or its Ray executor."""
+    from huajia.curation.dj import read_rows, run_config
+
+    report = CurationReport()
+    if not recipe.process or not samples:
+        return {s.id for s in samples}, {}, report
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    with open(work / "input.jsonl", "w", encoding="utf-8") as handle:
+        for sample in samples:
+            handle.write(json.dumps({"text": sample.text, "image": [str(sample.path.resolve())],
+                                     "huajia_id": sample.id}, ensure_ascii=False) + "\n")
+    config = {"project_name": "huajia-curate", "dataset_path": str(work / "input.jsonl"),
+              "export_path": str(work / "result.jsonl"), "np": 1, "text_keys": "text",
+              "image_key": "image", "process": [{name: dict(params)}
+                                                for name, params in recipe.process]}
+    (work / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True),
+                                      encoding="utf-8")
+    run = run_config(work / "config.yaml", ray=recipe.ray)
+    rows = read_rows(work / "result.jsonl")
+    kept = {row["huajia_id"] for row in rows}
+    dropped_by = {sample["huajia_id"]: (op, "duplicate" if op.endswith("deduplicator") else
+                                        _reason(op, sample.get("__dj__stats__", {})))
+                  for op, sample in run.dropped_samples if op != "dropped"}
+    stats = [s.get("__dj__stats__", {}) for s in read_rows(work / "result_stats.jsonl")]
+    stats += [s.get("__dj__stats__", {}) for _, s in run.dropped_samples]
+    for name, _ in recipe.process:
+        for measured in stats:
+            try:
+                report.stats[name].append(float(_STAT[name](measured)))
+            except (KeyError, IndexError, TypeError):
+                continue
+    return kept, dropped_by, report
+
+
+def _reason(op: str, stats: dict) -> str:
+    """What the operator measured on a picture it dropped, in words."""
+    try:
+        return f"{op.removeprefix('image_').removesuffix('_filter').replace('_', ' ')} " \
+               f"{_STAT[op](stats):.4g} out of range"
+    except (KeyError, IndexError, TypeError):
+        return "dropped"
 
 
 def _reason_kind(reason: str) -> str:
-    """Group reasons for the summary ('duplicate of a.png' → 'duplicate')."""
-    if reason.startswith("duplicate of"):
-        return "duplicate"
-    return reason.split(" (")[0] if reason.startswith("not a readable image") else reason[:60]
+    """Group reasons for the summary."""
+    if reason.startswith("not a readable image"):
+        return reason.split(" (")[0]
+    return re.sub(r"[\d.]+(e[+-]?\d+)? out of range", "out of range", reason)[:60]
 
 
 def _keep(sample: Sample, out: Path, metadata, export, recipe: Recipe) -> None:
