@@ -136,3 +136,33 @@ def test_centre_crop_keeps_the_middle(tmp_path):
         red, _, blue = cropped.getpixel((x, 25))
         assert blue > 220 and red < 40
     assert _fit(wide, 50, crop=False).getpixel((2, 25))[0] > 200  # squashed: red at the edge
+
+
+def test_a_lora_with_alpha_below_rank_paints_as_trained_in_plain_diffusers(family_dirs, tmp_path):
+    """rank 4, alpha 1: the file holds alpha / rank in lora_B, so diffusers' loader (which
+    takes alpha = rank without adapter metadata) paints what the trained model painted."""
+    from diffusers import DiffusionPipeline
+    from peft import LoraConfig
+
+    from huajia.training.lora import LoraRun, save_lora
+
+    recipe = LoraRecipe(data="x", out=str(tmp_path), model=str(family_dirs["kolors"]), rank=4,
+                        alpha=1.0, train_text_encoder=False)
+    run = LoraRun(Engine(str(family_dirs["kolors"])), recipe)
+    run.denoiser.add_adapter(LoraConfig(r=4, lora_alpha=1.0, init_lora_weights="gaussian",
+                                        target_modules=run.family.training_targets(run.pipe)))
+    with torch.no_grad():
+        for name, param in run.denoiser.named_parameters():
+            if "lora_B" in name:
+                param.normal_(generator=torch.Generator().manual_seed(1))
+    latents, t = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)), \
+        torch.tensor([400])
+    with torch.no_grad():
+        trained = run.predict(run.denoiser, latents, t, ["二次元"])
+    path = save_lora(run, tmp_path, recipe, 1, 1)
+    plain = DiffusionPipeline.from_pretrained(family_dirs["kolors"])
+    plain.load_lora_weights(path.parent)
+    run.pipe.unet = plain.unet  # the same text conditioning, diffusers' loaded LoRA
+    with torch.no_grad():
+        loaded = run.predict(plain.unet, latents, t, ["二次元"])
+    assert torch.allclose(loaded, trained, atol=1e-5)

@@ -1,6 +1,6 @@
 """The seed's workflow end to end on the tiny Kolors fixture, as docs/lora.md runs it: a
 Data-Juicer config (the seed's two filters) through ``huajia curate``, ``huajia train lora
---recipe diffsynth-kolors`` on its export, then a seeded series with the LoRA at scale 2,
+--recipe diffsynth-kolors`` on its export, then a seeded series with the LoRA at half strength (the seed's alpha 2 of 4),
 Chinese prompts, a negative prompt and CFG 4, stitched into a grid."""
 
 import json
@@ -89,7 +89,8 @@ def test_curate_train_and_paint_the_story_on_kolors(family_dirs, tmp_path):
         panels = sorted((tmp_path / name).glob("*.png"))
         return panels, [np.asarray(Image.open(p), dtype=float) for p in panels]
 
-    panels, with_lora = series("story", "--lora", f"{lora}:2.0")
+    # the seed loads its LoRA back at alpha 2 of the trained 4: scale 0.5
+    panels, with_lora = series("story", "--lora", f"{lora}:0.5")
     assert [p.name for p in panels] == [f"{i:02d}-{i}.png" for i in range(1, 9)]  # seeds 1…8
     assert "丑陋" in Image.open(panels[0]).text["parameters"]  # the negative, in the infotext
     assert Image.open(tmp_path / "story.png").size[0] >= 4 * 224  # the grid: 4 columns

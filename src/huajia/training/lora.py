@@ -98,6 +98,21 @@ def adapter_state(module) -> dict:
             for name, param in module.named_parameters() if "lora_" in name}
 
 
+def folded_state(module) -> dict:
+    """``adapter_state`` with each layer's alpha / rank folded into its ``lora_B``, so the
+    file paints as trained wherever it is loaded at alpha = rank (diffusers' loader without
+    adapter metadata, kohya-style loaders, huajia's); the trained alpha stays in the header."""
+    from peft.tuners.lora import LoraLayer
+
+    scales = {name: layer.scaling["default"] for name, layer in module.named_modules()
+              if isinstance(layer, LoraLayer) and "default" in layer.scaling}
+    folded = {}
+    for key, value in adapter_state(module).items():
+        layer = key.rsplit(".lora_B", 1)[0] if ".lora_B" in key else None
+        folded[key] = value * scales[layer] if layer in scales else value
+    return folded
+
+
 def _load_adapter_state(module, state: dict) -> None:
     from peft.utils import set_peft_model_state_dict
 
@@ -128,8 +143,8 @@ def save_lora(run: LoraRun, out: Path, recipe: LoraRecipe, step: int, dataset_si
     from safetensors.torch import save_file
 
     family, pipe = run.family, run.pipe
-    layers = {family.denoiser_name: adapter_state(run.denoiser),
-              **{name: adapter_state(getattr(pipe, name)) for name in run.encoders}}
+    layers = {family.denoiser_name: folded_state(run.denoiser),
+              **{name: folded_state(getattr(pipe, name)) for name in run.encoders}}
     path = out / WEIGHT_NAME
     if hasattr(type(pipe), "save_lora_weights"):
         type(pipe).save_lora_weights(out, weight_name=WEIGHT_NAME,
@@ -145,6 +160,7 @@ def save_lora(run: LoraRun, out: Path, recipe: LoraRecipe, step: int, dataset_si
     metadata = {**header, "format": "pt", "ss_base_model": recipe.model,
                 "ss_network_dim": str(recipe.rank), "huajia_family": family.name,
                 "ss_network_alpha": str(recipe.alpha), "ss_steps": str(step),
+                "huajia_alpha_folded": "alpha / rank is folded into lora_B: load at scale 1",
                 "ss_learning_rate": str(recipe.lr), "ss_num_train_images": str(dataset_size),
                 "ss_num_reg_images": str(reg_size),
                 "ss_prior_loss_weight": str(recipe.prior_loss_weight),
