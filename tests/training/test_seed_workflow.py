@@ -1,7 +1,7 @@
 """The seed's workflow end to end on the tiny Kolors fixture, as docs/lora.md runs it: a
 Data-Juicer config (the seed's two filters) through ``huajia curate``, ``huajia train lora
---recipe diffsynth-kolors`` on its export, then a seeded series with the LoRA at half strength (the seed's alpha 2 of 4),
-Chinese prompts, a negative prompt and CFG 4, stitched into a grid."""
+--recipe diffsynth-kolors`` on its export, then a seeded series with the LoRA at half strength
+(the seed's alpha 2 of 4), Chinese prompts, a negative prompt and CFG 4, stitched into a grid."""
 
 import json
 import textwrap
