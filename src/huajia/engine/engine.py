@@ -279,6 +279,8 @@ class Engine:
         first = requests[0]
         size = self.paint_size(first)
         self.family.check_size(self.pipe, size)
+        if first.hires_scale > 1:  # the second pass's size too, before the first is painted
+            self.family.check_size(self.pipe, self.hires_size(first))
         progress = _ProgressCallback(on_step) if on_step else None
         with self.session(first) as run:
             encode_start = time.perf_counter()

@@ -38,7 +38,8 @@ class ModelFacts:
 
     def check_size(self, size: tuple[int, int]) -> None:
         """Refuse a size the model cannot paint, in the engine's words (before any work)."""
-        check_multiple(self.describe.get("label", self.name), self.size_multiple, size)
+        check_multiple(self.describe.get("label", self.name), self.size_multiple, size,
+                       self.describe.get("largest_side"))
 
     def base_size(self, request: GenerationRequest) -> tuple[int, int]:
         """The asked size (the model's native size where none was asked)."""

@@ -135,6 +135,8 @@ class ModelDetails(BaseModel):
     native_size: int = Field(..., description="The side it paints natively, in pixels (the "
                              "default size; larger sizes are painted at it and upscaled).")
     size_multiple: int = Field(..., description="Sizes it paints are multiples of this.")
+    largest_side: int | None = Field(None, description="The largest side it can paint at all "
+                                     "(its position table's); null: no stated limit.")
     prediction: str = Field(..., description="epsilon, v_prediction or flow.")
     samplers: list[str] = Field(..., description="The samplers (scheduler names) it takes.")
     prompt_window: int | None = Field(None, description="Tokens per prompt chunk (a longer "

@@ -30,13 +30,19 @@ if TYPE_CHECKING:
     import torch  # imported where used: a front end reads a family's facts without torch
 
 
-def check_multiple(label: str, step: int, size: tuple[int, int]) -> None:
+def check_multiple(label: str, step: int, size: tuple[int, int],
+                   largest: int | None = None) -> None:
     """Refuse, in one line, a size a model of ``label`` cannot paint (not in multiples of
-    ``step``); the engine asks its family, a front end its ``ModelFacts``."""
+    ``step``, or a side beyond ``largest``); the engine asks its family, a front end its
+    ``ModelFacts``."""
     if size[0] % step or size[1] % step:
         fit = "x".join(str(max(step, round(s / step) * step)) for s in size)
         raise HuajiaError(f"{label} paints sizes in multiples of {step}; "
                           f"{size[0]}x{size[1]} is not one (use e.g. {fit})")
+    if largest and max(size) > largest:
+        raise HuajiaError(f"this {label} model paints at most {largest} pixels a side (its "
+                          f"position table ends there); {size[0]}x{size[1]} is larger: ask for "
+                          f"less, or leave the upscaler on to paint at most {largest} and upscale")
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,13 @@ class Family:
         # the family's side in its real 8x VAE's latents: a VAE of another scale (a small
         # test pipeline's) keeps the latent size, as the pipelines' default_sample_size does
         multiple = self.size_multiple(pipe)
-        return max(multiple, self.native * self.vae_scale(pipe) // 8 // multiple * multiple)
+        side = max(multiple, self.native * self.vae_scale(pipe) // 8 // multiple * multiple)
+        largest = self.largest_side(pipe)  # room for the usual 2x hires fix inside it
+        return min(side, max(multiple, largest // 2 // multiple * multiple)) if largest else side
+
+    def largest_side(self, pipe) -> int | None:
+        """The largest side the denoiser can paint, in pixels (None: no limit it states)."""
+        return None
 
     def vae_scale(self, pipe) -> int:
         return int(getattr(pipe, "vae_scale_factor", 8))
@@ -113,7 +125,7 @@ class Family:
         return self.vae_scale(pipe) * max(self.patch, 2 if self.packed else 1)
 
     def check_size(self, pipe, size: tuple[int, int]) -> None:
-        check_multiple(self.label, self.size_multiple(pipe), size)
+        check_multiple(self.label, self.size_multiple(pipe), size, self.largest_side(pipe))
 
     # -- what the model predicts ------------------------------------------------------------
     def prediction(self, pipe) -> str:
@@ -280,6 +292,7 @@ class Family:
 
         return {"family": self.name, "label": self.label, "pipeline": type(pipe).__name__,
                 "native_size": self.native_size(pipe), "size_multiple": self.size_multiple(pipe),
+                "largest_side": self.largest_side(pipe),
                 "prediction": self.prediction(pipe),
                 "samplers": flow_samplers() if self.flow else list(SAMPLERS),
                 "prompt_window": self.prompt_window(pipe),

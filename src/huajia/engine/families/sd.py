@@ -24,6 +24,7 @@ class StableDiffusion(Family):
     label = "Stable Diffusion 1.x/2.x"
     pipelines = ("StableDiffusionPipeline",)
     img2img, inpaint = "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"
+    inpaint_channels = (4, 9)  # 4-channel latents (9: an inpainting UNet)
     lora_text_encoders = ("text_encoder",)
     weighted = True
     guidance_rescale = True

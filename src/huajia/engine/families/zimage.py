@@ -13,6 +13,7 @@ from __future__ import annotations
 from huajia.engine.families.base import CallPlan, Family
 from huajia.engine.t5_weights import own_encoding
 from huajia.engine.template_weights import TextChunk, encode_chunks, text_chunks
+from huajia.errors import HuajiaError
 
 MARK = "\uE000"  # a private-use character: where the prompt goes in the chat template
 
@@ -29,13 +30,40 @@ class ZImage(Family):
     weighted = True
     window = 512  # the pipeline's max_sequence_length, the chat template included
 
+    def largest_side(self, pipe) -> int:
+        # the transformer's rotary table holds axes_lens positions along each image axis
+        rows, columns = self.denoiser(pipe).config.axes_lens[1:]
+        return min(rows, columns) * self.patch * self.vae_scale(pipe)
+
     def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
         if not own_encoding(pipe.tokenizer, self.width(pipe), prompt, negative):
             return super().prompt_kwargs(pipe, prompt, negative, dtype)
         dtype = dtype or pipe.dtype
-        return {"prompt_embeds": [self.encode(pipe, prompt).to(dtype)],
+        embeds = {key: self.encode(pipe, text) for key, text in (("", prompt),
+                                                                  ("negative_", negative))}
+        for key, states in embeds.items():
+            if len(states) > self.longest(pipe):
+                raise HuajiaError(
+                    f"this {self.label} model takes at most {self.longest(pipe)} tokens of "
+                    f"prompt; this {'negative ' if key else ''}prompt needs {len(states)} (cut "
+                    f"at each BREAK and every {self.width(pipe)} tokens, each chunk in the chat "
+                    "template): shorten it or use fewer BREAKs")
+        return {"prompt_embeds": [embeds[""].to(dtype)],
                 "negative_prompt": None,  # the embeddings stand for it
-                "negative_prompt_embeds": [self.encode(pipe, negative).to(dtype)]}
+                "negative_prompt_embeds": [embeds["negative_"].to(dtype)]}
+
+    def longest(self, pipe) -> int:
+        """The most text tokens the transformer places: its rotary table's first axis holds
+        them (padded to 32), then the picture."""
+        return (self.denoiser(pipe).config.axes_lens[0] - 2) // 32 * 32
+
+    def text_window(self, pipe) -> int:
+        """Tokens per encoded chunk, the chat template included: the pipeline's 512, or fewer
+        where the transformer places fewer."""
+        return min(self.window, self.longest(pipe))
+
+    def prompt_window(self, pipe) -> int:
+        return self.text_window(pipe)
 
     @staticmethod
     def template(pipe) -> tuple[str, str]:
@@ -48,7 +76,7 @@ class ZImage(Family):
 
     def width(self, pipe) -> int:
         """The prompt's tokens that fit in the window beside the chat template."""
-        return self.window - sum(len(pipe.tokenizer(part).input_ids)
+        return self.text_window(pipe) - sum(len(pipe.tokenizer(part).input_ids)
                                  for part in self.template(pipe))
 
     def encode(self, pipe, prompt: str):
@@ -59,7 +87,7 @@ class ZImage(Family):
         before, after = self.template(pipe)
 
         def encode(text: str, _length=None):  # padded to the window already
-            inputs = tokenizer(text, padding="max_length", max_length=self.window,
+            inputs = tokenizer(text, padding="max_length", max_length=self.text_window(pipe),
                                truncation=True, return_offsets_mapping=True,
                                return_tensors="pt")
             mask = inputs.attention_mask.to(device).bool()
