@@ -84,3 +84,15 @@ def test_z_image_refuses_what_its_rotary_table_cannot_place(folders):
     engine.generate(GenerationRequest("a red circle, " * 30, seed=1, steps=2))
     with pytest.raises(HuajiaError, match="at most 224 tokens of prompt"):
         engine.generate(GenerationRequest("a red circle, " * 60, seed=1, steps=2))
+
+
+def test_hidream_refuses_an_oblong_picture_beyond_its_padding(family_dirs):
+    """HiDream pads a picture that is not square to max_resolution's patches (4096 on the real
+    model and this fixture: 1024x1024 of area); a square one has no such limit."""
+    engine = Engine(str(family_dirs["hidream"]))
+    assert engine.facts.describe["largest_oblong_area"] == 1024 * 1024
+    engine.family.check_size(engine.pipe, (1024, 512))
+    engine.family.check_size(engine.pipe, (1536, 1536))
+    with pytest.raises(HuajiaError, match="not square in at most 1024x1024 of area"):
+        engine.generate(GenerationRequest("a red circle", seed=1, steps=2, width=1536,
+                                          height=1024, upscaler="none"))

@@ -39,7 +39,7 @@ class ModelFacts:
     def check_size(self, size: tuple[int, int]) -> None:
         """Refuse a size the model cannot paint, in the engine's words (before any work)."""
         check_multiple(self.describe.get("label", self.name), self.size_multiple, size,
-                       self.describe.get("largest_side"))
+                       self.describe.get("largest_side"), self.describe.get("largest_oblong_area"))
 
     def base_size(self, request: GenerationRequest) -> tuple[int, int]:
         """The asked size (the model's native size where none was asked)."""

@@ -137,6 +137,8 @@ class ModelDetails(BaseModel):
     size_multiple: int = Field(..., description="Sizes it paints are multiples of this.")
     largest_side: int | None = Field(None, description="The largest side it can paint at all "
                                      "(its position table's); null: no stated limit.")
+    largest_oblong_area: int | None = Field(None, description="The largest area, in pixels, "
+                                            "of a picture that is not square; null: no limit.")
     prediction: str = Field(..., description="epsilon, v_prediction or flow.")
     samplers: list[str] = Field(..., description="The samplers (scheduler names) it takes.")
     prompt_window: int | None = Field(None, description="Tokens per prompt chunk (a longer "

@@ -30,11 +30,11 @@ if TYPE_CHECKING:
     import torch  # imported where used: a front end reads a family's facts without torch
 
 
-def check_multiple(label: str, step: int, size: tuple[int, int],
-                   largest: int | None = None) -> None:
+def check_multiple(label: str, step: int, size: tuple[int, int], largest: int | None = None,
+                   oblong_area: int | None = None) -> None:
     """Refuse, in one line, a size a model of ``label`` cannot paint (not in multiples of
-    ``step``, or a side beyond ``largest``); the engine asks its family, a front end its
-    ``ModelFacts``."""
+    ``step``, a side beyond ``largest``, or a picture that is not square larger than
+    ``oblong_area`` pixels); the engine asks its family, a front end its ``ModelFacts``."""
     if size[0] % step or size[1] % step:
         fit = "x".join(str(max(step, round(s / step) * step)) for s in size)
         raise HuajiaError(f"{label} paints sizes in multiples of {step}; "
@@ -43,6 +43,11 @@ def check_multiple(label: str, step: int, size: tuple[int, int],
         raise HuajiaError(f"this {label} model paints at most {largest} pixels a side (its "
                           f"position table ends there); {size[0]}x{size[1]} is larger: ask for "
                           f"less, or leave the upscaler on to paint at most {largest} and upscale")
+    if oblong_area and size[0] != size[1] and size[0] * size[1] > oblong_area:
+        side = int(oblong_area ** 0.5) // step * step
+        raise HuajiaError(f"this {label} model paints a picture that is not square in at most "
+                          f"{side}x{side} of area; {size[0]}x{size[1]} is larger: ask for a "
+                          "smaller or a square size")
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,10 @@ class Family:
         """The largest side the denoiser can paint, in pixels (None: no limit it states)."""
         return None
 
+    def largest_oblong_area(self, pipe) -> int | None:
+        """The largest area, in pixels, of a picture that is not square (None: no limit)."""
+        return None
+
     def vae_scale(self, pipe) -> int:
         return int(getattr(pipe, "vae_scale_factor", 8))
 
@@ -125,7 +134,8 @@ class Family:
         return self.vae_scale(pipe) * max(self.patch, 2 if self.packed else 1)
 
     def check_size(self, pipe, size: tuple[int, int]) -> None:
-        check_multiple(self.label, self.size_multiple(pipe), size, self.largest_side(pipe))
+        check_multiple(self.label, self.size_multiple(pipe), size, self.largest_side(pipe),
+                       self.largest_oblong_area(pipe))
 
     # -- what the model predicts ------------------------------------------------------------
     def prediction(self, pipe) -> str:
@@ -293,6 +303,7 @@ class Family:
         return {"family": self.name, "label": self.label, "pipeline": type(pipe).__name__,
                 "native_size": self.native_size(pipe), "size_multiple": self.size_multiple(pipe),
                 "largest_side": self.largest_side(pipe),
+                "largest_oblong_area": self.largest_oblong_area(pipe),
                 "prediction": self.prediction(pipe),
                 "samplers": flow_samplers() if self.flow else list(SAMPLERS),
                 "prompt_window": self.prompt_window(pipe),

@@ -30,6 +30,11 @@ class HiDream(Family):
     weighted = True
     window = 128  # the pipeline's max_sequence_length, for T5 and for Llama
 
+    def largest_oblong_area(self, pipe) -> int:
+        # a picture that is not square is padded to the transformer's max_seq patches
+        config = self.denoiser(pipe).config
+        return config.max_resolution[0] * config.max_resolution[1] * self.vae_scale(pipe) ** 2
+
     def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
         if not any(own_encoding(tokenizer, self.window - 1, prompt, negative)
                    for tokenizer in (pipe.tokenizer_3, pipe.tokenizer_4)):
