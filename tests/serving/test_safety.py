@@ -104,13 +104,13 @@ def test_a_moderation_service_flags_what_the_lists_do_not_name(tmp_path, sd_dir)
 
     from huajia.serving.app import create_app
 
-    body = {"prompt": "a couple making love", "steps": 2, "size": "64x64"}
+    body = {"prompt": "two lovers in the moonlight", "steps": 2, "size": "64x64"}
     with _Moderation() as moderation:
         config = make_config(tmp_path, sd_dir, moderation_url=moderation.url)
         with TestClient(create_app(config)) as client:
             refused = client.post("/v1/jobs", json=body)
             assert refused.status_code == 400 and "moderation: sexual" in refused.text
-            assert moderation.calls[0] == ("/v1/moderations", "a couple making love")
+            assert moderation.calls[0] == ("/v1/moderations", "two lovers in the moonlight")
             assert client.post("/v1/jobs", json={**body, "prompt": "a red circle"}).status_code == 202
             calls = len(moderation.calls)
             client.post("/v1/jobs", json=body)
