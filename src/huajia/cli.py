@@ -250,7 +250,9 @@ def curate_command(
     data: str = typer.Option(None, "--data", help="Dataset (without --config)."),
     out: Path = typer.Option(None, "--out", help="Clean imagefolder + report go here."),
     workers: int = typer.Option(1, "--workers", "--np",
-                                help="Worker processes (Ray actors with --ray)."),
+                                help="Ray actors with --ray (without it, Data-Juicer runs the "
+                                "flags' operators in one process, so its tracer names each "
+                                "drop; a --config keeps its own np)."),
     ray: str = typer.Option(None, "--ray", help="Run the operators on Ray Data: 'local', 'auto', "
                             "HOST:PORT or ray://HOST:PORT."),
     *,
