@@ -175,3 +175,36 @@ def test_refused_in_one_line_before_any_work(dataset, tmp_path, operator, messag
         run_config(config)
     assert "\n" not in str(error.value)
     assert not export.parent.exists()  # nothing ran
+
+
+def test_world_caption_mapper_captions_what_the_detector_sees(tmp_path):
+    """Pictures of the shapes world with wrong captions come back captioned in English and
+    Chinese with what is in them: the world's verifier passes every new caption."""
+    from huajia.curation.dj import run_config
+    from huajia.world.dataset import write_dataset
+    from huajia.world.parser import parse
+    from huajia.world.verifier import verify
+
+    folder = write_dataset(tmp_path / "world", 4, seed=5, workers=1)
+    rows = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
+    data = tmp_path / "input.jsonl"
+    data.write_text("".join(json.dumps({"text": "a cat", "image": [str(folder / r["file_name"])]})
+                            + "\n" for r in rows), encoding="utf-8")
+    body = """
+        dataset_path: '{data}'
+        export_path: '{export}'
+        text_keys: 'text'
+        image_key: 'image'
+        process:
+          - world_caption_mapper: {{}}
+        """
+    config, export = _config(tmp_path, "captioned", data, body)
+    run_config(config)
+    captioned = [json.loads(line) for line in export.read_text(encoding="utf-8").splitlines()]
+    assert len(captioned) == 4
+    for row in captioned:
+        image = Image.open(row["image"][0]).convert("RGB")
+        for text in (row["text"], row["text_zh"]):
+            parsed = parse(text)
+            assert verify(image, parsed.spec, parsed.lang).score == 1.0, text
+        assert row["text"].startswith("a photo of") and "画面中" in row["text_zh"]

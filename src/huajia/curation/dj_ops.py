@@ -9,7 +9,9 @@ so one config mixes both and ``dj-process`` semantics hold (stats in ``__dj__sta
   the shapes world's verifier (``hf_clip: shapes-verifier``);
 - ``image_nsfw_filter``: nudenet's detector (``score_threshold``), no download;
 - ``image_deduplicator``: perceptual hashes by imagehash (Data-Juicer's imports imagededup,
-  whose torchvision has no build beside this CPU torch).
+  whose torchvision has no build beside this CPU torch);
+- ``world_caption_mapper`` (huajia's own name): captions a shapes-world picture from what the
+  world's detector sees in it, in English and Chinese (no model, no download).
 
 Imported only when a curation runs (it imports Data-Juicer); ``register()`` does the work.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from data_juicer.ops.base_op import OPERATORS, Filter
+from data_juicer.ops.base_op import OPERATORS, Filter, Mapper
 from data_juicer.ops.deduplicator.image_deduplicator import ImageDeduplicator
 from data_juicer.utils.constant import Fields, StatsKeys
 from data_juicer.utils.mm_utils import load_data_with_context, load_image
@@ -219,10 +221,53 @@ class HuajiaImageDeduplicator(ImageDeduplicator):
             self.text_dedup_op = DocumentDeduplicator(**kwargs)
 
 
+def world_spec(image):
+    """The scene the world's detector sees in ``image``: one group per kind of object (shape,
+    colour, texture, size) with its count, on the detected background."""
+    from collections import Counter
+
+    from huajia.world.detect import detect
+    from huajia.world.spec import ObjectGroup, SceneSpec
+
+    background, found = detect(image.convert("RGB"))
+    kinds = Counter((d.shape, d.colour, d.texture, d.size) for d in found)
+    groups = tuple(ObjectGroup(shape, count, colour, texture, size)
+                   for (shape, colour, texture, size), count in kinds.items())
+    return SceneSpec(groups, (), background) if groups else None
+
+
+class HuajiaWorldCaptionMapper(Mapper):
+    """Captions a shapes-world picture from what the world's detector sees: ``text`` in
+    English (``en_template``) and ``text_zh`` in Chinese (``zh_template``); a picture in
+    which nothing is found keeps its caption."""
+
+    def __init__(self, en_template: str = "en_photo", zh_template: str = "zh_scene",
+                 *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from huajia.world.captions import TEMPLATES, template
+
+        try:
+            self.en, self.zh = template(en_template), template(zh_template)
+        except KeyError as error:
+            raise HuajiaError(f"world_caption_mapper: unknown template {error}; known: "
+                              f"{', '.join(t.id for t in TEMPLATES)}") from None
+
+    def process_single(self, sample, rank=None):
+        from huajia.world.captions import caption
+
+        sample, images = _images(self, sample, context=False)
+        spec = world_spec(images[0]) if images else None
+        if spec is not None:
+            sample[self.text_key] = caption(spec, self.en)
+            sample["text_zh"] = caption(spec, self.zh)
+        return sample
+
+
 HUAJIA_OPERATORS = {"image_aesthetics_filter": HuajiaAestheticsFilter,
                     "image_text_similarity_filter": HuajiaSimilarityFilter,
                     "image_nsfw_filter": HuajiaNsfwFilter,
-                    "image_deduplicator": HuajiaImageDeduplicator}
+                    "image_deduplicator": HuajiaImageDeduplicator,
+                    "world_caption_mapper": HuajiaWorldCaptionMapper}
 # the parameter naming a local model folder, and its default (checked before any work)
 MODEL_PATHS = {"image_aesthetics_filter": ("hf_scorer_model", ""),
                "image_text_similarity_filter": ("hf_clip", VERIFIER)}
