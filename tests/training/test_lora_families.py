@@ -1,6 +1,7 @@
-"""``train lora`` on every family's tiny fixture: 2 steps, the file loads back in huajia and in
-plain diffusers (``load_lora_weights``; PixArt-Σ's pipeline has none, huajia injects it) and
-changes the picture; the family's denoiser call, objective and refusals."""
+"""``train lora`` on every family's tiny fixture: 2 steps with gradient checkpointing; the file
+loads back in huajia and in plain diffusers (``load_lora_weights``; PixArt-Σ's pipeline has
+none, huajia injects it) and changes the picture; the family's denoiser call, objective and
+refusals."""
 
 import numpy as np
 import pytest
@@ -29,7 +30,8 @@ def pictures(tmp_path_factory):
 def _recipe(name, family_dirs, pictures, out, **changes):
     return LoraRecipe(**{"data": pictures, "out": str(out), "model": str(family_dirs[name]),
                          "rank": 4, "alpha": 4.0, "steps": 2, "batch": 2, "lr": 3e-2,
-                         "sample_every": 0, "conv_rank": 0, "resolution": 32, **changes})
+                         "sample_every": 0, "conv_rank": 0, "resolution": 32,
+                         "gradient_checkpointing": True, **changes})
 
 
 def _plain(name, folder, lora_dir=None):
