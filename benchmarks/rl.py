@@ -1,6 +1,7 @@
 """RL vs the honest baselines on held-out ShapesEval: plain generation at the default settings
 (20 DDIM steps, CFG 5), judged by the verifier *and* by the second judge, with diversity across
-seeds, the CPU minutes each model cost, and a before/after grid (benchmarks/results/rl_grid.png).
+seeds, the FID on the world feature network against the oracle's renders of the same prompts,
+the CPU minutes each model cost, and a before/after grid (benchmarks/results/rl_grid.png).
 
 Run: python benchmarks/rl.py --model "shipped base=embedded" --model "GRPO=runs/rl/grpo/model" \
         [--cpu-minutes "supervised=31.5"] [--specs-per-task 12] [--images-per-prompt 2]
@@ -59,6 +60,32 @@ def _cache_key(path: str, args) -> str:
     return json.dumps(key)
 
 
+class _Recording:
+    """A generator that keeps every picture it paints (for the FID against the oracle)."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.pictures = inner, inner.name, []
+
+    def generate(self, prompts, seeds, side):
+        pictures = self.inner.generate(prompts, seeds, side)
+        self.pictures += pictures
+        return pictures
+
+
+def _world_fid(pictures, prompts) -> float:
+    """FID on the world feature network between the pictures and the oracle's renders of the
+    same prompts' specs (evaluation/metrics' reference, cached)."""
+    from huajia.evaluation.metrics.compute import fid
+    from huajia.evaluation.metrics.features import extract, make_extractor
+    from huajia.evaluation.metrics.images import batch_tensor
+    from huajia.evaluation.metrics.model_eval import reference
+
+    extractor = make_extractor("world")
+    real, _ = reference(extractor, prompts, 128)
+    fake, _ = extract(extractor, batch_tensor(pictures, 128))
+    return fid(real, fake)
+
+
 def _evaluate(label: str, path: str, prompts, keep, args) -> tuple[dict, list]:
     """A model's report, reused from benchmarks/results/rl_cache when nothing changed (so
     models can be judged in parallel processes and put in one table afterwards)."""
@@ -72,13 +99,14 @@ def _evaluate(label: str, path: str, prompts, keep, args) -> tuple[dict, list]:
             return saved["report"], [Image.open(cache / f"{k}.png").convert("RGB") for k in keep]
     model, _, lora = path.partition("+")  # MODEL+LORA: a LoRA run's file on its base
     loras = (LoraSpec(lora),) if lora else ()
-    generator = EngineGenerator(Engine(model, vocabulary=unknown_words), loras=loras)
+    generator = _Recording(EngineGenerator(Engine(model, vocabulary=unknown_words), loras=loras))
     scores = report_model(generator, prompts, args.images_per_prompt, keep=keep)
+    report = {**scores.to_dict(), "fid_world": _world_fid(generator.pictures, prompts)}
     cache.mkdir(parents=True, exist_ok=True)
     for k in keep:
         scores.samples[k].save(cache / f"{k}.png")
-    (cache / "report.json").write_text(json.dumps({"key": key, "report": scores.to_dict()}, indent=1))
-    return scores.to_dict(), [scores.samples[k] for k in keep]
+    (cache / "report.json").write_text(json.dumps({"key": key, "report": report}, indent=1))
+    return report, [scores.samples[k] for k in keep]
 
 
 EQUAL_RECIPE = {"prompts_per_step": 2, "group_size": 8, "seed": 0, "steps": 100_000,
@@ -144,6 +172,7 @@ def main() -> None:
         rows.append([label, round(scores["overall"], 3), *[round(scores["tasks"][t], 3) for t in TASKS],
                      f"{scores['by_lang']['en']:.3f} / {scores['by_lang']['zh']:.3f}",
                      round(scores["second_judge"], 3), round(scores["diversity"], 4),
+                     round(scores["fid_world"], 2) if "fid_world" in scores else "?",
                      "?" if minutes is None else round(minutes, 1)])
         columns.append([Tile(image) for image in samples])
         print(label, rows[-1], flush=True)
@@ -157,7 +186,8 @@ def main() -> None:
     grid.save(RESULTS / f"{args.name}_grid.png")
     report(args.name, f"RL on critic rewards: held-out ShapesEval ({len(prompts)} prompts x "
            f"{args.images_per_prompt} images), plain generation at the default settings",
-           ["model", "overall", *TASKS, "en / zh", "second judge", "diversity", "CPU min"], rows,
+           ["model", "overall", *TASKS, "en / zh", "second judge", "diversity", "FID (world)", "CPU min"],
+           rows,
            {"specs_per_task": args.specs_per_task, "images_per_prompt": args.images_per_prompt,
             "prompt_seed": args.prompt_seed,
             "results": results})
