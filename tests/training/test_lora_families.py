@@ -168,3 +168,24 @@ def test_a_lora_with_alpha_below_rank_paints_as_trained_in_plain_diffusers(famil
     with torch.no_grad():
         loaded = run.predict(plain.unet, latents, t, ["二次元"])
     assert torch.allclose(loaded, trained, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ("sd15", *TRAINED))
+def test_a_batch_predicts_what_its_pictures_predict_one_by_one(name, family_dirs):
+    """Captions' calls stacked into one denoiser call (or run one by one where they cannot
+    stack) give each picture the prediction it gets alone."""
+    from huajia.training.lora import LoraRun
+
+    recipe = LoraRecipe(data="x", out="y", model=str(family_dirs[name]), resolution=32,
+                        train_text_encoder=False)
+    run = LoraRun(Engine(str(family_dirs[name])), recipe)
+    channels = run.family.to_latents(run.pipe, torch.zeros(1, 3, 32, 32)).shape[1]
+    side = 32 // run.family.vae_scale(run.pipe)
+    latents = torch.randn(3, channels, side, side, generator=torch.Generator().manual_seed(0))
+    timesteps = torch.tensor([100.0, 500.0, 900.0])
+    captions = ["一只红色的圆", "two blue squares on a white background", "一只红色的圆"]
+    with torch.no_grad():
+        batched = run.predict(run.denoiser, latents, timesteps, captions)
+        alone = run.predict(run.denoiser, latents, timesteps, captions, batched=False)
+    assert batched.shape == latents.shape
+    assert torch.allclose(batched, alone, atol=1e-4, rtol=1e-3)

@@ -77,6 +77,47 @@ def capture(pipe, family, caption: str, side: int, grad: bool = False) -> Denois
     raise RuntimeError(f"{type(pipe).__name__} never called its {family.denoiser_name}")
 
 
+class _Unstackable(Exception):  # noqa: N818 - a signal: these calls run one by one
+    pass
+
+
+def stacked(calls: list[DenoiserCall]) -> DenoiserCall | None:
+    """One call for a batch of captions' calls: batch-1 tensors concatenated, per-picture
+    lists joined, what every call shares (Flux's position ids, switches) kept once; None where
+    the calls differ in a way no batch can hold (Qwen-Image's unpadded texts of different
+    lengths), and the pictures then run one by one."""
+    first = calls[0]
+    try:
+        args = tuple(_stack([c.args[i] for c in calls]) for i in range(len(first.args)))
+        kwargs = {key: _stack([c.kwargs.get(key) for c in calls]) for key in first.kwargs}
+    except _Unstackable:
+        return None
+    return DenoiserCall(args, kwargs)
+
+
+def _stack(values: list):
+    head = values[0]
+    if isinstance(head, torch.Tensor):
+        if not all(isinstance(v, torch.Tensor) and v.shape == head.shape for v in values):
+            raise _Unstackable
+        if head.ndim and head.shape[0] == 1:
+            return torch.cat(values)  # (1, …) per caption → (B, …)
+        if all(torch.equal(v, head) for v in values[1:]):
+            return head  # shared by the batch (position ids)
+        raise _Unstackable
+    if isinstance(head, dict):
+        if not all(isinstance(v, dict) and v.keys() == head.keys() for v in values):
+            raise _Unstackable
+        return {key: _stack([v[key] for v in values]) for key in head}
+    if isinstance(head, list):
+        if not all(isinstance(v, list) and len(v) == len(head) for v in values):
+            raise _Unstackable
+        return [item for v in values for item in v]  # one entry per picture
+    if all(v == head for v in values[1:]):
+        return head
+    raise _Unstackable
+
+
 class CaptionCalls:
     """Captions' denoiser calls: captured once each where the text encoders are frozen."""
 

@@ -29,7 +29,7 @@ from huajia.errors import HuajiaError
 from huajia.imagefolder import iter_samples
 from huajia.params import canonical
 from huajia.training.components import ema_update
-from huajia.training.denoiser_call import CaptionCalls
+from huajia.training.denoiser_call import CaptionCalls, stacked
 from huajia.training.new_words import NewWords
 from huajia.training.objectives import objective_for
 from huajia.training.recipes import LoraRecipe
@@ -203,9 +203,15 @@ class LoraRun:
         return [getattr(self.pipe, name) for name in self.encoders]
 
     def predict(self, denoiser, latents: torch.Tensor, timesteps: torch.Tensor,
-                captions: list[str]) -> torch.Tensor:
-        """The denoiser's prediction, (B, C, h, w), one caption's call per picture."""
+                captions: list[str], batched: bool = True) -> torch.Tensor:
+        """The denoiser's prediction, (B, C, h, w): the captions' calls in one batch where
+        they stack, else one call per picture."""
         family, pipe = self.family, self.pipe
+        batch = stacked([self.calls(c) for c in captions]) if batched else None
+        if batch is not None:
+            raw = batch.run(denoiser, family.training_latents(pipe, latents),
+                            family.training_time(pipe, timesteps))
+            return family.training_prediction(pipe, raw, latents)
         out = []
         for i, caption in enumerate(captions):
             z = latents[i:i + 1]
