@@ -1,7 +1,10 @@
 """A hostile client against a real `huajia serve`: the battery of issue 28's classes (0 answers
-≥ 500, each refused as expected), schemathesis over the whole API, the worst request the cost
-budget still accepts (peak RSS and wall time), /health and job-status latency with 100
-generations in flight from four client addresses, the prompt filter's rates, and kill -9.
+≥ 500, each refused as expected), issue 46's round two (``_hostile_round2``: what is painted,
+the budget's refusal times, validation gaps, wide bodies beside /health, the readable 429, a
+full store, tenants, DELETE, keyed provenance, re-encoding), schemathesis over the whole API, the
+worst request the cost budget still accepts (peak RSS and wall time), /health and job-status
+latency with 100 generations in flight from four client addresses, the prompt filter's rates
+per language, and kill -9.
 
     python benchmarks/hostile.py [--model embedded] [--load-seconds 30] [--skip-pytest]
 → benchmarks/results/hostile.json
@@ -23,7 +26,8 @@ from pathlib import Path
 import httpx
 import psutil
 from _common import Server, report
-from filter_sets import blocked_set, read
+from _hostile_round2 import round_two
+from filter_sets import blocked_set, measure, read
 from PIL import Image
 
 ROOT = Path(__file__).parents[1]
@@ -277,11 +281,15 @@ def main() -> None:
     parser.add_argument("--skip-pytest", action="store_true")
     args = parser.parse_args()
     filters = filter_rates()
+    languages = measure()
     with Server(args.model, ["--header-timeout-s", "2"]) as server:
         hostile = battery(server)
         worst = worst_accepted(server)
+    import tempfile
+
+    second = round_two(args.model, tempfile.mkdtemp(prefix="huajia-loras-"))
     load = under_load(args.model, args.load_seconds)
-    hostile["server_errors"] += load["server_errors"]
+    hostile["server_errors"] += load["server_errors"] + second["server_errors"]
     checks = pytest_checks() if not args.skip_pytest else {}
     rows = [["answers ≥ 500 (battery and load)", hostile["server_errors"], "0"],
             ["battery cases not refused as expected", len(hostile["unexpected"]), "0"],
@@ -295,9 +303,15 @@ def main() -> None:
              ["web page p99 (ms)", f"{load['web_page_p99_ms']:.1f}", "fast"]]
     rows += [[f"filter: {k} (n={v['n']})", f"{v.get('blocked_rate', v.get('pass_rate')):.3f}",
               "1.000"] for k, v in filters.items()]
+    rows += [[f"round 2: {r['case']}", f"{r['status']}" + (f" in {r['seconds']} s" if "seconds"
+              in r else ""), "/".join(map(str, r["expected"]))] for r in second["cases"]]
+    rows += [[f"filter {lang}: block / false positives",
+              f"{row.get('block_rate', float('nan')):.3f} / {row.get('fp_rate', float('nan')):.3f}",
+              "≥ 0.9 / ≤ 0.02"] for lang, row in languages.items()]
     rows += [[f"pytest {k}", v["summary"], "passed"] for k, v in checks.items()]
     report("hostile", "huajia serve against hostile clients", ["check", "result", "goal"], rows,
-           {"battery": hostile, "worst_accepted": worst, "under_load": load, "filter": filters,
+           {"battery": hostile, "round_two": second, "worst_accepted": worst, "under_load": load,
+            "filter": filters, "filter_languages": languages,
             "pytest": checks, "model": args.model})
 
 

@@ -109,6 +109,15 @@ def test_a_result_is_reencoded_once_per_format_and_quality(hostile):
     assert len({a.content for a in answers}) == 1 and encoder.encoded == before + 1
     hostile.get(url + "&format=jpeg&quality=80")
     assert encoder.encoded == before + 2
+    import threading
+
+    at_once = [threading.Thread(target=lambda: hostile.get(url + "&format=webp&quality=50"))
+               for _ in range(8)]
+    for thread in at_once:
+        thread.start()
+    for thread in at_once:
+        thread.join()
+    assert encoder.encoded == before + 3  # eight at once waited for one encoding
 
 
 @pytest.mark.parametrize("patch, needle", [
@@ -154,8 +163,10 @@ def test_health_answers_while_wide_bodies_are_refused(hostile):
     import time
 
     wide = json.dumps({f"k{i}": 1 for i in range(400_000)}).encode()
-    answers, threads = [], [threading.Thread(target=lambda: answers.append(hostile.post(
-        "/v1/jobs", content=wide, headers={"content-type": "application/json"}))) for _ in range(3)]
+    kinds = ["application/json", "application/json; charset=utf-8", None]
+    answers, threads = [], [threading.Thread(target=lambda kind=kind: answers.append(hostile.post(
+        "/v1/jobs", content=wide, headers={"content-type": kind} if kind else {})))
+        for kind in kinds]
     for thread in threads:
         thread.start()
     start = time.perf_counter()

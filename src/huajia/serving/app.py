@@ -251,7 +251,7 @@ def _private_docs(app: FastAPI, auth: Auth) -> None:
 
 def _service_routes(app: FastAPI, service: ImageService, auth: Auth) -> None:
     @app.get("/health", tags=["service"])
-    async def health() -> dict:  # on the event loop: a busy thread pool does not stall it
+    def health() -> dict:
         return {"status": "ok", "model": service.model_id, "queue": service.queue.counts(),
                 "start": {k: round(v, 3) for k, v in service.start_times.items()}}
 
@@ -348,7 +348,7 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
     async def image_file(name: str, request: Request, sig: str = "", exp: int = 0,
                    format: Literal["png", "jpeg", "webp"] = "png",
                    quality: int = Query(100, ge=0, le=100)) -> Response:
-        data = _file_or_404(name, request, sig, exp)
+        data = await run_in_threadpool(_file_or_404, name, request, sig, exp)  # a disk read
         return Response(await files.encoder.encode(name, data, format, quality),
                         media_type=f"image/{format}")
 
@@ -453,6 +453,7 @@ def _cache_items(service: ImageService, spec: JobSpec, hits: list[bytes], owner:
     for index, (key, data) in enumerate(zip(service.image_keys(spec, owner), hits, strict=True)):
         name = f"{key}.png"
         if service.image_bytes(name) is None:  # the file may have been cleaned up
+            service.results.check_room(owner)
             service.store_image(name, data, owner)
         items.append((name, data, result_item(spec, index, name, png_infotext(data))))
     return items

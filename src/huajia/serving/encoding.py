@@ -2,8 +2,9 @@
 
 Results are stored as PNG with their infotext. Re-encoding a 2048² picture as WebP takes about a
 second of CPU, so it runs on a small pool of its own (never on the event loop nor in the request
-thread pool that ``/health`` shares), and each (picture, format, quality) is encoded once and kept
-in a small in-memory cache, capped in bytes, least recently used out first.
+thread pool that ``/health`` shares), and each (picture, format, quality) is encoded once
+(requests that arrive while it is encoded wait for that encoding) and kept in a small in-memory
+cache, capped in bytes, least recently used out first.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Reencoder:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="huajia-encode")
         self._cache: OrderedDict[tuple, bytes] = OrderedDict()
         self._size = 0
+        self._pending: dict[tuple, asyncio.Future] = {}  # encodings under way (event loop only)
         self._lock = threading.Lock()
         self.encoded = 0  # encodings done (tests and benchmarks)
 
@@ -49,10 +51,18 @@ class Reencoder:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        data = await asyncio.get_running_loop().run_in_executor(
-            self._pool, encode_as, png, output_format, quality)
-        self._keep(key, data)
-        return data
+        # one encoding per key at a time: 48 requests for one picture wait for the same one
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = self._pending[key] = asyncio.get_running_loop().run_in_executor(
+                self._pool, encode_as, png, output_format, quality)
+            pending.add_done_callback(lambda done: self._finish(key, done))
+        return await asyncio.shield(pending)
+
+    def _finish(self, key: tuple, done) -> None:
+        self._pending.pop(key, None)
+        if not done.cancelled() and done.exception() is None:
+            self._keep(key, done.result())
 
     def _keep(self, key: tuple, data: bytes) -> None:
         with self._lock:

@@ -254,7 +254,6 @@ class ImageService:
         return spec.image_keys(self.model_identity, self.loras, settings)
 
     def cached(self, spec: JobSpec, owner: str | None) -> list[bytes] | None:
-        self.results.check_room(owner)
         found = [self.cache.get(key) for key in self.image_keys(spec, owner)]
         return found if all(found) else None
 
