@@ -98,6 +98,13 @@ def own_encoding(tokenizer, width: int, *texts: str) -> bool:
                len(tokenizer(text, add_special_tokens=False).input_ids) > width for text in texts)
 
 
+def trimmed(encoding: T5Encoding, window: int):
+    """The first chunk's embeddings up to its last unmasked token (1, L, D): one caption for
+    thinking's regional prompts, which pad and mask it to the prompt's length."""
+    length = max(1, int(encoding.mask[0, :window].sum()))
+    return encoding.embeds[:, :length]
+
+
 def masked_kwargs(positive: T5Encoding, negative: T5Encoding, dtype) -> dict:
     """A weighted prompt and negative prompt (at one length, see ``even``) as the keywords of
     pipelines that take attention masks beside the embeddings (PixArt-Σ, Sana, Lumina 2);

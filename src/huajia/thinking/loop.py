@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from huajia.engine.engine import Engine, Expanded, PreparedPrompt
@@ -80,7 +81,7 @@ class Thinker:
         the prompt was expanded from (recorded in the infotext)."""
         start = time.perf_counter()
         regions = self.engine.family.regions
-        if regions == "unet" and request.guidance <= 1.0:  # the hooks steer [uncond, cond]
+        if regions == "batch" and request.guidance <= 1.0:  # the hooks steer [uncond, cond]
             raise HuajiaError(f"thinking needs guidance above 1 (got {request.guidance}); "
                               "use e.g. --guidance 5")
         if request.n != 1:
@@ -127,17 +128,19 @@ class Thinker:
         opts = self.options
         width, height = self.engine.paint_size(request)
         scale = session.latent_scale
-        embeds = pooled = None
-        if self.engine.family.regions == "unet":
+        embeds = pooled = lengths = None
+        if self.engine.family.regions == "batch":
             encoded = [session.encode_caption(region.caption) for region in plan.regions]
-            embeds = torch.cat([e for e, _ in encoded])
+            lengths = torch.tensor([e.shape[1] for e, _ in encoded])
+            embeds = torch.cat([F.pad(e, (0, 0, 0, int(lengths.max()) - e.shape[1]))
+                                for e, _ in encoded])
             pooled = torch.cat([p for _, p in encoded]) if encoded[0][1] is not None else None
         masks = torch.cat([soft_mask(r.box, height // scale, width // scale)
                            for r in plan.regions])
         regions = len(plan.regions)
         state = RegionState(embeds=embeds, masks=masks.to(self.engine.device),
                             strength=torch.full((regions,), opts.region_strength),
-                            boost=torch.zeros(regions), pooled=pooled,
+                            boost=torch.zeros(regions), pooled=pooled, lengths=lengths,
                             guidance_scale=request.guidance)
         run = ThinkRun(request, opts, plan, state, (width, height), seed, on_thought)
         run.think(-1, "plan", None, plan.describe(), run.text(_plan_key(opts)), None,
@@ -151,7 +154,7 @@ class Thinker:
         """How the regions reach this family's denoiser (``family.regions``): batched UNet
         calls, a joint-attention mask, or nothing but a count of the network evaluations."""
         family = self.engine.family
-        if family.regions == "unet":
+        if family.regions == "batch":
             return RegionalHooks(run.state)
         if family.regions == "joint":
             captions = [session.encode_caption(r.caption)[0] for r in run.plan.regions]

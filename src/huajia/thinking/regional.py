@@ -41,6 +41,7 @@ class RegionState:
     strength: torch.Tensor  # (R,) how much each region's prompt replaces the global one
     boost: torch.Tensor  # (R,) extra guidance inside a region (0: none)
     pooled: torch.Tensor | None = None  # (R, D2) for SDXL-style added conditions
+    lengths: torch.Tensor | None = None  # (R,) tokens of each sub-caption (masked text encoders)
     guidance_scale: float = 5.0
     calls: int = 0  # network evaluations per image so far
     distinct_regions: int = 0  # regions with a sub-caption of their own (each costs a call)
@@ -72,7 +73,8 @@ class RegionalHooks:
 
     def _expand(self, module, args, kwargs):
         state = self.state
-        sample = args[0] if args else kwargs["sample"]
+        name = "sample" if "sample" in kwargs else "hidden_states"  # UNet or DiT
+        sample = args[0] if args else kwargs[name]
         timestep = args[1] if len(args) > 1 else kwargs["timestep"]
         hidden = kwargs["encoder_hidden_states"]
         batch = sample.shape[0] // 2
@@ -94,6 +96,9 @@ class RegionalHooks:
         embeds = state.embeds[state._own].to(hidden.dtype).repeat_interleave(batch, dim=0)
         kwargs = dict(kwargs)
         kwargs["encoder_hidden_states"] = torch.cat([hidden, _pad_tokens(embeds, hidden)], 0)
+        if kwargs.get("encoder_attention_mask") is not None:  # PixArt-Σ, Sana: mask the padding
+            kwargs["encoder_attention_mask"] = _extend_mask(
+                kwargs["encoder_attention_mask"], state.lengths, state._own, batch)
         added = kwargs.get("added_cond_kwargs")
         if added and state.pooled is not None:
             pooled = state.pooled[state._own].to(hidden.dtype)
@@ -106,9 +111,12 @@ class RegionalHooks:
         if torch.is_tensor(timestep) and timestep.ndim > 0:
             timestep = torch.cat([timestep, timestep[batch:].repeat(regions)])
         state.calls += 2 + regions
-        args = (new_sample, timestep, *args[2:]) if args else ()
-        if not args:
-            kwargs["sample"], kwargs["timestep"] = new_sample, timestep
+        if len(args) > 1:  # sample and timestep by position (a UNet)
+            args = (new_sample, timestep, *args[2:])
+        else:  # the sample by position or keyword, the timestep by keyword (a DiT)
+            kwargs["timestep"] = timestep
+            args, kwargs = (((new_sample,), kwargs) if args
+                            else ((), {**kwargs, name: new_sample}))
         return args, kwargs
 
     def _fold(self, module, args, kwargs, output):
@@ -126,7 +134,9 @@ class RegionalHooks:
         blended = cond * (1 - weights.sum(0) / total) + (weights * regions).sum(0) / total
         boost = 1 + (masks * state.boost.to(cond.dtype).view(-1, 1, 1, 1, 1)).sum(0)
         blended = uncond + (blended - uncond) * boost
-        state.last_guided = (uncond + state.guidance_scale * (blended - uncond)).detach()
+        guided = uncond + state.guidance_scale * (blended - uncond)
+        # learned variance (PixArt-Σ) doubles the channels: the prediction is the first half
+        state.last_guided = guided[:, :state.last_input.shape[1]].detach()
         folded = torch.cat([uncond, blended], 0)
         if isinstance(output, tuple):
             return (folded, *output[1:])
@@ -159,6 +169,18 @@ class CallCounter:
         # Z-Image's transformer takes a list of latents; the others one (B, …) tensor
         self.state.calls += len(latents) if isinstance(latents, (list, tuple)) else \
             (latents.shape[0] if torch.is_tensor(latents) else 1)
+
+
+def _extend_mask(mask: torch.Tensor, lengths: torch.Tensor | None, own: list[int],
+                 batch: int) -> torch.Tensor:
+    """The text attention mask (2B, T) with a row per woken region and image: its sub-caption's
+    tokens on, the padding after them off."""
+    tokens = mask.shape[1]
+    if lengths is None:
+        rows = torch.ones(len(own), tokens, dtype=mask.dtype)
+    else:
+        rows = (torch.arange(tokens)[None] < lengths[own][:, None]).to(mask.dtype)
+    return torch.cat([mask, rows.repeat_interleave(batch, 0).to(mask.device)])
 
 
 def _own_regions(embeds: torch.Tensor, cond_hidden: torch.Tensor) -> list[int]:

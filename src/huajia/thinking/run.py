@@ -169,14 +169,16 @@ class PauseCallback:
         self.before = step.latents.detach().clone()  # after any steering of this step
 
     def x0(self, step: DenoiseStep, before: torch.Tensor | None) -> torch.Tensor | None:
-        """The step's x0-prediction as the session's latents (1, C, h, w): from the UNet hooks'
-        guided output, else read off the step the family's way (flow: x_t − σ·v)."""
+        """The step's x0-prediction as the session's latents (1, C, h, w): read off the step the
+        family's way (flow: x_t − σ·v), else from the regional hooks' guided output."""
+        if before is not None:  # flow families: read off the step, whatever the hooks saw
+            x0 = self.session.x0_of_step(step, before, self.run.size)
+            if x0 is not None:
+                return x0
         state = self.run.state
         if state.last_guided is not None:
             return step.x0(state.last_input, state.last_timestep, state.last_guided)
-        if before is None:
-            return None
-        return self.session.x0_of_step(step, before, self.run.size)
+        return None
 
     def _pause(self, step: DenoiseStep, before: torch.Tensor | None) -> None:
         run, opts = self.run, self.run.options

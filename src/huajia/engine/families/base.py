@@ -91,8 +91,8 @@ class Family:
     lora_targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")  # what a LoRA adapts
     lora_text_encoders: tuple[str, ...] = ()  # components a LoRA's text-encoder part goes into
     lora_formats: tuple[str, ...] = ()  # other tools' names huajia maps ("diffsynth")
-    # how thinking's regional prompts reach the denoiser: "unet" (one batched call per region's
-    # sub-caption, blended under masks: thinking/regional), "joint" (a mask over an MMDiT's
+    # how thinking's regional prompts reach the denoiser: "batch" (each region's sub-caption in
+    # the same call as the CFG pair, blended under masks: thinking/regional), "joint" (a mask over an MMDiT's
     # joint attention, thinking/attention), None (not supported: thinking steers the whole
     # picture and says so)
     regions: str | None = None
@@ -171,7 +171,7 @@ class Family:
     def caption_embeds(self, pipe, caption: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(1, L, D) embeddings of one caption (its first chunk) and its pooled vector (None
         where there is none), as the denoiser's cross-attention takes them: thinking's
-        regional prompts on "unet" families."""
+        regional prompts on "batch" families."""
         from huajia.engine.embeddings import encode_weighted
 
         encoded, _ = encode_weighted(pipe, caption, "")

@@ -21,7 +21,7 @@ class Kolors(Family):
     lora_formats = ("diffsynth",)  # DiffSynth-Studio's Kolors trainer (the seed's workflow)
     weighted = True
     window = 256  # the pipeline's max_sequence_length: [gMASK] sop and 254 tokens
-    regions = "unet"  # thinking's regional prompts: batched UNet calls
+    regions = "batch"  # thinking's regional prompts: batched denoiser calls
 
     def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
         if not own_encoding(pipe.tokenizer, self.window - 2, prompt, negative):

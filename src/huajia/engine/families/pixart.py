@@ -5,7 +5,7 @@ painted) and by default cleans captions in a way that deletes Chinese (off)."""
 from __future__ import annotations
 
 from huajia.engine.families.base import Family
-from huajia.engine.t5_weights import encode_t5, even, masked_kwargs, own_encoding
+from huajia.engine.t5_weights import encode_t5, even, masked_kwargs, own_encoding, trimmed
 
 
 class PixArtSigma(Family):
@@ -18,6 +18,13 @@ class PixArtSigma(Family):
     defaults = {"use_resolution_binning": False, "clean_caption": False}
     weighted = True
     window = 300
+
+    regions = "batch"  # thinking's regional prompts: batched denoiser calls
+
+    def caption_embeds(self, pipe, caption: str):
+        """A caption's T5 tokens (masked as the pipeline encodes them), padding cut off."""
+        return trimmed(encode_t5(pipe.tokenizer, pipe.text_encoder, caption, self.window,
+                                 masked=True), self.window), None
 
     def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
         """Weights on T5 (engine/t5_weights), masked as the pipeline masks it."""

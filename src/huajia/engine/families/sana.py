@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 
 from huajia.engine.families.base import Family
-from huajia.engine.t5_weights import T5Encoding, even, masked_kwargs, own_encoding
+from huajia.engine.t5_weights import T5Encoding, even, masked_kwargs, own_encoding, trimmed
 from huajia.engine.template_weights import encode_chunks, text_chunks
 
 
@@ -40,6 +40,13 @@ class Sana(Family):
         dtype = dtype or pipe.dtype
         encoded = even(self.encode(pipe, prompt), self.encode(pipe, negative, negative=True))
         return masked_kwargs(*encoded, dtype)
+
+    regions = "batch"  # thinking's regional prompts: batched denoiser calls
+
+    def caption_embeds(self, pipe, caption: str):
+        """A caption's Gemma 2 tokens as the pipeline encodes a prompt, padding cut off (the
+        regional hooks pad and mask it)."""
+        return trimmed(self.encode(pipe, caption), self.window), None
 
     def encode(self, pipe, prompt: str, *, negative: bool = False) -> T5Encoding:
         """``prompt`` through Gemma 2 with its weights, as the pipeline's ``encode_prompt``

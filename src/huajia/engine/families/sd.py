@@ -30,7 +30,7 @@ class StableDiffusion(Family):
     guidance_rescale = True
     cfg_cutoff = True
     cpu_split = True
-    regions = "unet"  # thinking's regional prompts: batched UNet calls
+    regions = "batch"  # thinking's regional prompts: batched denoiser calls
 
     def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
         return clip_prompt_kwargs(pipe, prompt, negative, dtype)
