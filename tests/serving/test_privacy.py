@@ -108,3 +108,14 @@ def test_prompts_reach_the_log_only_with_log_prompts(tmp_path, sd_dir, caplog):
             client.post("/v1/images/generations", json={**BODY, "prompt": marker})
             client.post("/v1/images/generations", json={**BODY, "prompt": "(broken:1.2"})
         assert (marker in caplog.text) is log_prompts
+
+
+def test_a_synchronous_result_is_deleted_by_its_file(tmp_path, sd_dir):
+    with TestClient(create_app(make_config(tmp_path, sd_dir))) as client:
+        service = client.app.state.service
+        answer = client.post("/v1/images/generations", json={**BODY, "response_format": "url"})
+        url = answer.json()["data"][0]["url"].split("testserver", 1)[1]
+        assert sum(service.queue.counts().values()) == 1  # its job holds the prompt
+        assert client.delete(url).status_code == 200
+        assert client.get(url).status_code == 404
+        assert sum(service.queue.counts().values()) == 0 and service.cache.size() == 0

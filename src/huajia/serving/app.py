@@ -366,12 +366,18 @@ def _image_routes(app: FastAPI, service: ImageService, auth: Auth, files: Signed
 
     @app.delete("/v1/images/files/{name}", tags=["images"], responses=ERRORS)
     def delete_image_file(name: str, request: Request, sig: str = "", exp: int = 0) -> dict:
-        """Delete one result picture (e.g. one answered from the cache) and its cache entry."""
+        """Delete one result picture, its cache entry and the caller's jobs that hold it (a
+        synchronous generation's job, whose id its caller never saw)."""
         _file_or_404(name, request, sig, exp)
+        owner = auth.caller(request) if auth.keys else None
+        for job in service.queue.naming(name):
+            if owner is None or job.owner == owner:
+                service.results.delete(job)
+                service.events.forget(job.id)
         service.results.drop_unclaimed([name])
         if service.image_bytes(name) is not None:
-            raise ApiError(409, "a job still holds this picture; DELETE /v1/jobs/ID deletes it "
-                           "with its job", code="picture_in_use")
+            raise ApiError(409, "another tenant's job holds this picture too; it stays until "
+                           "they delete it", code="picture_in_use")
         return {"id": name, "object": "image.file.deleted", "deleted": True}
 
 

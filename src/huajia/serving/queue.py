@@ -155,6 +155,12 @@ class JobQueue:
             "ORDER BY updated LIMIT ?", (cutoff, limit)).fetchall()
         return [job for job in (self.get(r["id"]) for r in rows) if job is not None]
 
+    def naming(self, name: str) -> list[Job]:
+        """The jobs whose result names the file ``name``."""
+        rows = self._connect().execute("SELECT id FROM jobs WHERE result LIKE ?",
+                                       (f"%{name}%",)).fetchall()
+        return [job for job in (self.get(r["id"]) for r in rows) if job is not None]
+
     def referenced(self, name: str) -> bool:
         """Whether any job's result still names the file ``name``."""
         row = self._connect().execute("SELECT 1 FROM jobs WHERE result LIKE ? LIMIT 1",
