@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from tests.family_fixtures import NATIVE, call_kwargs
+from tests.family_fixtures import NATIVE, call_kwargs, prepare
 
 from huajia.engine.engine import Engine
 from huajia.engine.request import GenerationRequest, LoraSpec
@@ -16,7 +16,7 @@ from huajia.training.lora import LoraRecipe, recipe_from_file, train_lora
 from huajia.world.dataset import write_dataset
 
 TRAINED = ("sdxl", "kolors", "sd3", "flux", "chroma", "qwenimage", "zimage", "sana",
-           "pixart_sigma", "lumina2")
+           "pixart_sigma", "lumina2", "hidream")
 CLIP = {"sdxl": ("text_encoder", "text_encoder_2"), "sd3": ("text_encoder", "text_encoder_2"),
         "flux": ("text_encoder",)}
 
@@ -38,7 +38,7 @@ def _plain(name, folder, lora_dir=None):
     from diffusers import DiffusionPipeline
 
     pipe = DiffusionPipeline.from_pretrained(folder)
-    pipe.set_progress_bar_config(disable=True)
+    prepare(name, pipe)
     if lora_dir is not None:
         pipe.load_lora_weights(lora_dir)
     image = pipe("一只红色的圆 a red circle", num_inference_steps=2, output_type="np",

@@ -46,8 +46,8 @@ class DenoiserCall:
             kwargs[next(k for k in LATENT_KEYS if k in kwargs)] = latents
         if len(args) > 1:
             args[1] = time
-        else:
-            kwargs["timestep"] = time
+        else:  # HiDream's transformer names it "timesteps"
+            kwargs["timesteps" if "timesteps" in kwargs else "timestep"] = time
         kwargs["return_dict"] = False
         return denoiser(*args, **kwargs)[0]
 
@@ -102,8 +102,8 @@ def _stack(values: list):
             raise _Unstackable
         if head.ndim and head.shape[0] == 1:
             return torch.cat(values)  # (1, …) per caption → (B, …)
-        if all(torch.equal(v, head) for v in values[1:]):
-            return head  # shared by the batch (position ids)
+        if head.ndim <= 2 and all(torch.equal(v, head) for v in values[1:]):
+            return head  # shared by the batch (position ids, (tokens, 3))
         raise _Unstackable
     if isinstance(head, dict):
         if not all(isinstance(v, dict) and v.keys() == head.keys() for v in values):

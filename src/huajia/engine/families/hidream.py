@@ -35,6 +35,10 @@ class HiDream(Family):
         config = self.denoiser(pipe).config
         return config.max_resolution[0] * config.max_resolution[1] * self.vae_scale(pipe) ** 2
 
+    def training_prediction(self, pipe, output, latents):
+        """The pipeline negates the transformer's output (it predicts x0 − ε)."""
+        return -super().training_prediction(pipe, output, latents)
+
     def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
         if not any(own_encoding(tokenizer, self.window - 1, prompt, negative)
                    for tokenizer in (pipe.tokenizer_3, pipe.tokenizer_4)):
