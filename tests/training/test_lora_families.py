@@ -189,3 +189,16 @@ def test_a_batch_predicts_what_its_pictures_predict_one_by_one(name, family_dirs
         alone = run.predict(run.denoiser, latents, timesteps, captions, batched=False)
     assert batched.shape == latents.shape
     assert torch.allclose(batched, alone, atol=1e-4, rtol=1e-3)
+
+
+def test_a_vae_folder_replaces_the_models(family_dirs, pictures, tmp_path):
+    """--vae (the seed's SDXL fp16-fix VAE): a diffusers VAE folder is trained with; anything
+    else is one line."""
+    vae = family_dirs["kolors"] / "vae"
+    path = train_lora(_recipe("kolors", family_dirs, pictures, tmp_path / "a", vae=str(vae),
+                              steps=1))
+    assert path.is_file()
+    with pytest.raises(HuajiaError, match="--vae .* is not a diffusers VAE folder") as error:
+        train_lora(_recipe("kolors", family_dirs, pictures, tmp_path / "b",
+                           vae=str(tmp_path / "nothing")))
+    assert "\n" not in str(error.value)

@@ -345,7 +345,8 @@ def _swap_vae(pipe, folder: str) -> None:
     try:
         vae = AutoencoderKL.from_pretrained(folder)
     except (OSError, ValueError) as error:
-        raise HuajiaError(f"--vae '{folder}' is not a diffusers VAE folder ({error})") from error
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise HuajiaError(f"--vae '{folder}' is not a diffusers VAE folder ({reason})") from error
     pipe.vae = vae.to(pipe.vae.device, pipe.vae.dtype)
 
 
