@@ -158,6 +158,7 @@ def _from_infotext(path: Path, lora: list[str]):
                                     build=False), critics=CriticOptions, load=LoadOptions)
 def compare(
     prompt: str = PROMPT,
+    size: str = typer.Option(None, help=SIZE_HELP),
     model: str = typer.Option("embedded", help=MODEL_HELP),
     family: str = FAMILY,
     out: Path = typer.Option(Path("compare.png"), "--out"),
@@ -173,7 +174,7 @@ def compare(
     from huajia.thinking.timeline import comparison
     from huajia.world.dataset import prepare_out_dir
 
-    painted = build_request(prompt, None, [], **request.values)
+    painted = build_request(prompt, size, [], **request.values)
     critic_impl, plan = critics.make(), plan_prompt(prompt)
     check_plan(critic_impl, plan)
     check_font_for(prompt)

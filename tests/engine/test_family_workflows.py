@@ -140,3 +140,15 @@ def test_family_and_load_options_reach_edit_batch_and_eval(family_dirs, tmp_path
         assert code == 0, (command, err)
     assert len(list((tmp_path / "edit").glob("*.png"))) == 1
     assert len(list((tmp_path / "batch" / "images").glob("*.png"))) == 1
+
+
+# thinking itself runs on every family in tests/thinking; compare adds the plain picture and
+# the sheet, the same on every family: two flow families here (a thinking run is slow)
+@pytest.mark.parametrize("name", ["flux", "sana"])
+def test_compare_puts_plain_and_thinking_side_by_side(family_dirs, tmp_path, cli, name):
+    out = tmp_path / "compare.png"
+    code, stdout, err = cli("compare", "一个红色的圆在蓝色正方形左边", "--model",
+                            str(family_dirs[name]), "--steps", "2", "--seed", "3", "--size",
+                            "64x64", "--out", str(out))
+    assert code == 0, err
+    assert str(out) in stdout and Image.open(out).size[0] > 400
