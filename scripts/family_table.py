@@ -40,7 +40,6 @@ FEATURES = {
     "test_a_series_is_seeded_panel_by_panel": "series",
     "test_a_batch_file_is_painted_on_every_family": "batch (Ray: flux, sana)",
     "test_a_flow_family_batch_is_the_same_on_ray": "batch (Ray: flux, sana)",
-    "test_compare_puts_plain_and_thinking_side_by_side": "compare",
     "test_every_family_is_served": "serve",
 }
 REFUSING = {"test_what_a_family_cannot_do_is_one_line"}  # tests that check a refusal
