@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ["tests/engine/test_families.py", "tests/engine/test_family_lora.py",
          "tests/engine/test_family_edits.py", "tests/engine/test_family_workflows.py",
-         "tests/thinking/test_every_family.py",
+         "tests/thinking/test_every_family.py", "tests/training/test_lora_families.py",
          "tests/serving/test_families_serve.py"]
 # test function → the table's column (tests not named here do not make a column)
 FEATURES = {
@@ -38,6 +38,7 @@ FEATURES = {
     "test_the_hires_fix_paints_at_the_scaled_size": "hires fix",
     "test_a_repaint_keeps_the_latents_outside_the_mask_exactly": "repaint (thinking)",
     "test_the_loop_runs_through_its_phases_on_every_family": "thinking loop",
+    "test_two_steps_write_a_lora_that_loads_back_and_changes_the_picture": "train lora",
     "test_a_size_beyond_native_is_painted_native_then_upscaled": "beyond native: upscaled",
     "test_a_series_is_seeded_panel_by_panel": "series",
     "test_a_batch_file_is_painted_on_every_family": "batch (Ray: flux, sana)",
