@@ -17,8 +17,8 @@ from huajia.world.dataset import write_dataset
 
 TRAINED = ("sdxl", "kolors", "sd3", "flux", "chroma", "qwenimage", "zimage", "sana",
            "pixart_sigma", "lumina2", "hidream")
-CLIP = {"sd15": ("text_encoder",), "sdxl": ("text_encoder", "text_encoder_2"), "sd3": ("text_encoder", "text_encoder_2"),
-        "flux": ("text_encoder",)}
+CLIP = {"sd15": ("text_encoder",), "sdxl": ("text_encoder", "text_encoder_2"),
+        "sd3": ("text_encoder", "text_encoder_2"), "flux": ("text_encoder",)}
 
 
 @pytest.fixture(scope="module")
