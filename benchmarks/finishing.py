@@ -12,6 +12,7 @@ import argparse
 import base64
 import io
 import time
+from pathlib import Path
 
 import numpy as np
 from _common import RESULTS, Server, report
@@ -96,7 +97,8 @@ def sdk_checks(engine_dir: str = "embedded") -> dict:
     edited = np.asarray(Image.open(io.BytesIO(base64.b64decode(edit.data[0].b64_json))).convert("RGB"),
                         np.int16)
     inside = read_mask(picture, mask) > 0
-    kept = np.asarray(embed_watermark(picture), np.int16)  # the server marks what it returns
+    key = (Path(server.data) / "watermark-key").read_text().strip()  # the server's own key
+    kept = np.asarray(embed_watermark(picture, key), np.int16)  # the server marks what it returns
     outside = np.abs(edited - kept)[~inside]
     roundtrip = _vae_roundtrip_change(picture, inside)
     return {"wildcards": {"prompt": "a {red|blue} circle and a __shapes__",

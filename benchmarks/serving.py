@@ -65,7 +65,7 @@ def cache_latency(server: Server, count: int) -> dict:
             "bit_identical": same}
 
 
-def watermark_survival(images: list[bytes]) -> dict:
+def watermark_survival(images: list[bytes], key: str) -> dict:
     from huajia.serving.provenance import check_provenance
     from huajia.world import sampler
     from huajia.world.render import render
@@ -86,11 +86,11 @@ def watermark_survival(images: list[bytes]) -> dict:
                "resize1.5": lambda im: scale(im, 1.5),
                "jpeg75+resize0.75": lambda im: jpeg(scale(im, 0.75), 75)}
     pictures = [Image.open(io.BytesIO(data)) for data in images]
-    survival = {name: float(np.mean([check_provenance(attack(p)).made_here for p in pictures]))
+    survival = {name: float(np.mean([check_provenance(attack(p), key).made_here for p in pictures]))
                 for name, attack in attacks.items()}
     foreign = [render(sampler.sample_scene(np.random.default_rng(i), "train", seed=i), 128)
                for i in range(200)]
-    survival["false_positive_rate"] = float(np.mean([check_provenance(p).made_here for p in foreign]))
+    survival["false_positive_rate"] = float(np.mean([check_provenance(p, key).made_here for p in foreign]))
     return survival
 
 
@@ -115,9 +115,10 @@ def main() -> None:
                 marked = [_generate(server.url, {"prompt": p, "seed": 50 + i, "steps": args.steps})[1]
                           for i, p in enumerate(["a red circle", "一个蓝色正方形", "two green stars",
                                                  "a yellow triangle on a gray background"] * 5)]
+                key = (Path(server.data) / "watermark-key").read_text().strip()
     speedup = (results["huajia (micro-batching) c=8"]["images_per_s"]
                / results["serial (one lock) c=8"]["images_per_s"])
-    survival = watermark_survival(marked)
+    survival = watermark_survival(marked, key)
     report("serving", "huajia serve: throughput, cache, watermark",
            ["mode", "concurrency", "images/s", "p50 latency s"], rows,
            {"speedup_at_8": speedup, "cache_hit": cache, "watermark_survival": survival,
