@@ -122,13 +122,7 @@ def test_batched_regions_steer_dits_with_masked_text(engines, family_dirs, name)
 # Engine.from_pipe hands these flow pipelines a UniPC scheduler without flow sigmas, so even
 # plain generation fails ("Passing `sigmas` is only supported when use_flow_sigmas=True"): an
 # engine fault, not thinking's; strict, so the test says when it is fixed
-_FROM_PIPE_FLOW = {"flux", "chroma", "qwenimage", "zimage", "lumina2", "flux_schnell"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(n in _FROM_PIPE_FLOW, strict=True,
-                                            reason="Engine.from_pipe: no flow sigmas"))
-    for n in (*FAMILIES, *VARIANTS)])
+@pytest.mark.parametrize("name", [*FAMILIES, *VARIANTS])
 def test_the_loop_runs_on_pipelines_built_in_memory(name):
     """Pipelines handed over as built (``Engine.from_pipe``), FLUX.1 schnell (no guidance) too."""
     engine = Engine.from_pipe(build(name))

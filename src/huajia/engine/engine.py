@@ -144,7 +144,9 @@ class Engine:
         # how it runs (precision, quantization, offload, VAE tiling, attention, step cache)
         self.load_record = loading.configure(self.pipe, self.family, self.load,
                                              torch.device(self.device), self.source)
-        self.base_scheduler_config = dict(self.pipe.scheduler.config)
+        # a scheduler built in memory (not read from a folder) has no _class_name in its config
+        self.base_scheduler_config = {"_class_name": type(self.pipe.scheduler).__name__,
+                                      **self.pipe.scheduler.config}
         self.model_hash = loading.model_hash(self.source, self.pipe)
         self.vocabulary = vocabulary
         self.expander = expander or PromptExpander()
