@@ -46,7 +46,10 @@ class BodyChecker:
     bodies queue for them, more are a 503 (the event loop and /health never wait on them)."""
 
     def __init__(self, workers: int = 2, waiting: int = 16):
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="huajia-body")
+        from huajia.serving.encoding import lower_priority
+
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="huajia-body",
+                                        initializer=lower_priority)
         self.capacity = workers + waiting
         self.busy = 0
 

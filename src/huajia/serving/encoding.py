@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from PIL import Image
 
 from huajia.serving.schemas import OUTPUT_FORMATS
+
+
+def lower_priority(niceness: int = 10) -> None:
+    """This worker thread yields the CPU to the event loop and the request threads (Linux
+    schedules threads by their own nice value; elsewhere nothing changes)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (AttributeError, OSError):
+        pass
 
 
 def encode_as(png: bytes, output_format: str, quality: int = 100) -> bytes:
@@ -36,7 +46,8 @@ class Reencoder:
 
     def __init__(self, workers: int = 2, max_bytes: int = 64 * 1024**2):
         self.max_bytes = max_bytes
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="huajia-encode")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="huajia-encode",
+                                        initializer=lower_priority)
         self._cache: OrderedDict[tuple, bytes] = OrderedDict()
         self._size = 0
         self._pending: dict[tuple, asyncio.Future] = {}  # encodings under way (event loop only)
