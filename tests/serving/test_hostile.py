@@ -204,3 +204,17 @@ def test_uploads_are_the_formats_they_claim(hostile):
     fine = hostile.post("/v1/images/variations", data={"steps": "2", "size": "64x64"},
                         files={"image": ("a.jpg", _upload(rgb, "JPEG"), "image/jpeg")})
     assert fine.status_code == 200, fine.text
+
+
+def test_a_full_body_checker_answers_503():
+    import asyncio
+
+    from huajia.serving.connections import BodyChecker
+
+    checker = BodyChecker(workers=1, waiting=0)
+    checker.busy = checker.capacity  # every worker and waiting place taken
+    status, code, _ = asyncio.run(checker.problem(b'{"prompt": "x"}'))
+    assert (status, code) == (503, "server_busy")
+    checker.busy = 0
+    assert asyncio.run(checker.problem(b'{"prompt": "x"}')) is None
+    checker.close()

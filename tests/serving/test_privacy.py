@@ -119,3 +119,21 @@ def test_a_synchronous_result_is_deleted_by_its_file(tmp_path, sd_dir):
         assert client.delete(url).status_code == 200
         assert client.get(url).status_code == 404
         assert sum(service.queue.counts().values()) == 0 and service.cache.size() == 0
+
+
+def test_the_retention_sweep_runs_on_a_schedule_only_when_asked(tmp_path):
+    from huajia.serving.cache import ResultCache
+    from huajia.serving.config import ServeConfig
+    from huajia.serving.queue import JobQueue
+    from huajia.serving.retention import SWEEP_EVERY_S, StoredResults
+
+    def results(**settings) -> StoredResults:
+        config = ServeConfig(data_dir=tmp_path, **settings)
+        return StoredResults(JobQueue(tmp_path / "q.sqlite"), ResultCache(tmp_path / "i"),
+                             ResultCache(tmp_path / "c"), config)
+
+    assert not results().due()  # keep until deleted: no sweep at all
+    timed = results(retain_days=1)
+    assert timed.due(now=1000.0)
+    timed.sweep(now=1000.0)
+    assert not timed.due(now=1000.0 + SWEEP_EVERY_S / 2) and timed.due(now=1000.0 + SWEEP_EVERY_S)
