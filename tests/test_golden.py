@@ -124,8 +124,10 @@ def tiny_cases(sd_dir, tmp_path) -> dict:
         GenerationRequest("two red circles left of a blue square", seed=3, steps=6, width=64,
                           height=64, scheduler=OWN))
     cases = {"tiny_generate": digests(result.images), "tiny_think": digests([thought.image])}
+    # a fixed watermark key (a server makes a random one per data folder otherwise): the one
+    # every server marked with before keys were per server
     config = ServeConfig(data_dir=tmp_path / "data", model=str(sd_dir), nsfw="off",
-                         batch_wait_s=0.02, rate=1000.0, burst=1000)
+                         batch_wait_s=0.02, rate=1000.0, burst=1000, watermark_key="huajia")
     # the server's engine, eager and unsplit like the goldens' (see ``embedded_engine``)
     service = ImageService(config, lambda service: LocalPainter(
         Engine(str(sd_dir), split_batch=False, trace=False), service.critics))
