@@ -48,6 +48,13 @@ def test_page_paints_while_thinking_and_shows_the_timeline(tmp_path, sd_dir):
         page.click("#edit-go")
         page.wait_for_function("document.querySelectorAll('#gallery img').length === 2", timeout=120_000)
         assert "a green triangle" in page.locator("#gallery figcaption").first.inner_text()
+        # delete a result: gone from the page and from the server
+        url = page.evaluate("() => document.querySelector('#gallery img').src")
+        page.locator("#gallery button.delete").first.click()
+        page.wait_for_function("document.querySelectorAll('#gallery img').length === 1")
+        import httpx
+
+        assert httpx.get(url, timeout=60).status_code == 404
         # bad input shows the API's one-line message, not a broken page
         page.fill("#prompt", "a n.u.d.e figure")
         page.click("#go")
