@@ -286,3 +286,16 @@ def test_qwen_image_refuses_one_step_in_one_line(engines, family_dirs):
     engine = _engine(engines, family_dirs, "qwenimage")
     with pytest.raises(HuajiaError, match="needs at least 2 steps"):
         engine.generate(GenerationRequest("a red circle", steps=1, width=64, height=64))
+
+
+@pytest.mark.parametrize(("name", "counted"), [("sd15", "tokenizer"), ("sd3", "tokenizer_3"),
+                                               ("flux", "tokenizer_2"), ("hidream", "tokenizer_4")])
+def test_a_prompts_cost_counts_the_tokens_of_the_encoder_whose_window_it_is(
+        engines, family_dirs, name, counted):
+    """SD3's and FLUX.1's windows are T5's, HiDream's Llama's: the budget counts their tokens,
+    not the CLIP tokenizer's."""
+    engine = _engine(engines, family_dirs, name)
+    assert engine.facts.tokenizer is getattr(engine.pipe, counted)
+    window = engine.facts.prompt_window
+    prompt = "一个红色的圆在蓝色正方形左边, " * 60
+    assert len(engine.facts.tokenizer(prompt).input_ids) > window  # several chunks

@@ -206,7 +206,8 @@ class Engine:
         runs: ``load_record``): what a front end needs to check and bound a request and to
         describe the model."""
         return ModelFacts(self.source.name, self.model_hash, self.native_size,
-                          getattr(self.pipe, "tokenizer", None), self.family.size_multiple(self.pipe),
+                          self.family.counting_tokenizer(self.pipe),
+                          self.family.size_multiple(self.pipe),
                           {**self.family.describe(self.pipe), "loading": dict(self.load_record)})
 
     def base_size(self, request: GenerationRequest) -> tuple[int, int]:

@@ -168,6 +168,12 @@ class Family:
             return None
         return self.window or int(pipe.tokenizer.model_max_length) - 2
 
+    window_tokenizer = "tokenizer"  # the tokenizer of the encoder ``window`` counts tokens of
+
+    def counting_tokenizer(self, pipe):
+        """The tokenizer whose tokens ``prompt_window`` counts (a prompt's real cost)."""
+        return getattr(pipe, self.window_tokenizer, None)
+
     def caption_embeds(self, pipe, caption: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(1, L, D) embeddings of one caption (its first chunk) and its pooled vector (None
         where there is none), as the denoiser's cross-attention takes them: thinking's

@@ -29,6 +29,7 @@ class Flux(Family):
     packed = True
     weighted = True
     window = 512  # T5 tokens per chunk (the pipeline's max_sequence_length)
+    window_tokenizer = "tokenizer_2"  # T5's (CLIP gives the pooled vector alone)
 
     def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
         """Weights on T5 (engine/t5_weights); the pooled CLIP vector of the words as written.

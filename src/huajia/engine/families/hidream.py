@@ -29,6 +29,7 @@ class HiDream(Family):
     patch = 2
     weighted = True
     window = 128  # the pipeline's max_sequence_length, for T5 and for Llama
+    window_tokenizer = "tokenizer_4"  # Llama's, whose every layer the transformer reads
 
     def largest_oblong_area(self, pipe) -> int:
         # a picture that is not square is padded to the transformer's max_seq patches

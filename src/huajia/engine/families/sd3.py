@@ -25,6 +25,7 @@ class StableDiffusion3(Family):
     patch = 2
     weighted = True  # on T5 (a pipeline loaded without T5 paints the words as written)
     window = 256  # the pipeline's max_sequence_length
+    window_tokenizer = "tokenizer_3"  # T5's (the CLIPs' 77 are fixed)
 
     regions = "joint"  # thinking's regional prompts: a mask over [image, text] attention
     text_first = False
