@@ -71,6 +71,8 @@ def test_url_results_are_served_by_the_api(client):
     ({"model": "sd-9000"}, None), ({"background": "transparent"}, None),
     ({"loras": ["x"]}, None), ({"seed": -1}, "seed"), ({"seed": 2**63 - 1, "n": 2}, None),
     ({"prompt": "(x:nan)"}, None), ({"prompt": "\u200b\u200b"}, None),
+    # the shapes critic cannot judge a bands plan: refused at submit, not failed in the queue
+    ({"think": True, "planner": "bands"}, None),
 ])
 def test_bad_input_is_a_400_in_openai_shape(client, patch, param):
     error = _error(client.post("/v1/images/generations", json={**BODY, **patch}), 400)

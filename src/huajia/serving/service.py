@@ -164,7 +164,8 @@ class ImageService:
         if body.think:
             self.critics.check(body.critic)
             if body.critic == "shapes":  # the verifier must read the prompt: a 400 now
-                check_plan(self.critics.make("shapes"), plan_prompt(body.prompt))
+                check_plan(self.critics.make("shapes"),
+                           plan_prompt(body.prompt, world=body.planner != "bands"))
         if body.hires_upscaler.lower() not in HIRES_UPSCALERS:
             raise HuajiaError(f"hires_upscaler '{body.hires_upscaler}' is not one of "
                               f"{', '.join(HIRES_UPSCALERS)} (upscaler files are for the CLI)")
