@@ -116,8 +116,8 @@ def test_a_flow_family_batch_is_the_same_on_ray(family_dirs, tmp_path, ray_clust
 
 
 def test_family_and_load_options_reach_edit_batch_and_eval(family_dirs, tmp_path, cli):
-    """``--family`` and ``--dtype`` are flags of edit, batch and eval: a wrong family is one
-    line before any model loads, a right one paints."""
+    """``--family`` and ``--dtype`` are flags of edit, batch and eval (``--family`` of training
+    too): a wrong family is one line before any model loads, a right one paints."""
     folder = str(family_dirs["sana"])
     picture = tmp_path / "in.png"
     Image.new("RGB", (64, 64), (200, 40, 40)).save(picture)
@@ -140,6 +140,10 @@ def test_family_and_load_options_reach_edit_batch_and_eval(family_dirs, tmp_path
         assert code == 0, (command, err)
     assert len(list((tmp_path / "edit").glob("*.png"))) == 1
     assert len(list((tmp_path / "batch" / "images").glob("*.png"))) == 1
+    for train in (["train", "lora", "--data", str(tmp_path), "--out", str(tmp_path / "lora")],
+                  ["train", "rl", "--out", str(tmp_path / "rl")]):
+        code, _, err = cli(*train, "--model", folder, "--family", "sdxxl")
+        assert code == 2 and "unknown family 'sdxxl'" in err, (train, err)
 
 
 # thinking itself runs on every family in tests/thinking; compare adds the plain picture and

@@ -258,7 +258,8 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
     out.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(mixed_precision="no" if recipe.precision == "fp32" else recipe.precision)
     torch.manual_seed(recipe.seed)
-    engine = Engine(recipe.model, device=str(accelerator.device), split_batch=False, trace=False)
+    engine = Engine(recipe.model, device=str(accelerator.device), split_batch=False, trace=False,
+                    family=recipe.family)
     if engine.family.lora_loader is None:
         raise HuajiaError(f"{engine.family.label} takes no LoRA files, so huajia trains none")
     if recipe.vae:

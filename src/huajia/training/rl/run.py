@@ -101,12 +101,12 @@ class _Run:
 
 def check_policy(recipe: RLRecipe, pipe):
     """Refuse, in one line, what RL cannot do on ``pipe``; its family where it is not SD 1.x/2.x."""
-    if sd_style(pipe):
+    if sd_style(pipe) and recipe.family in (None, "sd"):
         return None
     from huajia.engine.families import detect
     from huajia.training.rl.family_policy import check_family_method
 
-    family = detect(pipe)
+    family = detect(pipe, recipe.family)
     check_family_method(recipe.method, recipe.lora_rank, family)
     if recipe.anchor:
         raise HuajiaError(f"--anchor trains on the shapes world's renders through an SD-style UNet; "
