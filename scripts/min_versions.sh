@@ -25,4 +25,5 @@ import diffusers, tokenizers, transformers
 print(f"lowest versions: transformers {transformers.__version__}, diffusers "
       f"{diffusers.__version__}, tokenizers {tokenizers.__version__}")
 PY
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/engine/test_embedded.py
+# (not the main run's PYTEST_ADDOPTS, e.g. its --junitxml)
+env -u PYTEST_ADDOPTS "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/engine/test_embedded.py
