@@ -109,14 +109,9 @@ class Recipe:
 def load_config(path: str | Path, out_dir: str | None = None) -> Recipe:
     """A Data-Juicer YAML config (dataset_path, export_path, np, text_keys, image_key,
     process: [{op: params}, …]); other Data-Juicer keys are accepted and ignored."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise HuajiaError(f"cannot read config '{path}': {error.strerror}") from error
-    except yaml.YAMLError as error:
-        raise HuajiaError(f"config '{path}' is not valid YAML: {error}".replace("\n", " ")) from error
-    if not isinstance(data, dict) or "dataset_path" not in data or "process" not in data:
-        raise HuajiaError(f"config '{path}' needs 'dataset_path' and a 'process' list")
+    from huajia.curation.dj import read_config
+
+    data = read_config(path)
     steps = []
     for entry in data["process"] or []:
         if not isinstance(entry, dict) or len(entry) != 1:
