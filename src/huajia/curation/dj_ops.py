@@ -90,7 +90,16 @@ class AestheticsPredictor:
             return self.head(embeds)[:, 0].tolist()
 
 
-class HuajiaAestheticsFilter(Filter):
+class InProcess:
+    """A model-running operator runs in Data-Juicer's own process: torch in a forked worker
+    can hang or segfault on the thread pool its parent started (seen in the suite). None, not
+    1: datasets forks a pool for any num_proc of 1 or more."""
+
+    def runtime_np(self) -> None:
+        return None
+
+
+class HuajiaAestheticsFilter(InProcess, Filter):
     """Data-Juicer's ``image_aesthetics_filter`` on a local LAION predictor folder."""
 
     def __init__(self, hf_scorer_model: str = "", trust_remote_code: bool = False,
@@ -116,7 +125,7 @@ class HuajiaAestheticsFilter(Filter):
                      self.min_score, self.max_score)
 
 
-class HuajiaSimilarityFilter(Filter):
+class HuajiaSimilarityFilter(InProcess, Filter):
     """Data-Juicer's ``image_text_similarity_filter``: a local CLIP folder's cosine, or the
     shapes verifier's share of the caption's constraints the picture meets."""
 
@@ -159,7 +168,7 @@ class HuajiaSimilarityFilter(Filter):
                      self.min_score, self.max_score)
 
 
-class HuajiaNsfwFilter(Filter):
+class HuajiaNsfwFilter(InProcess, Filter):
     """Data-Juicer's ``image_nsfw_filter`` on nudenet: an image at or above
     ``score_threshold`` (the highest exposed-anatomy confidence) goes."""
 
@@ -236,7 +245,7 @@ def world_spec(image):
     return SceneSpec(groups, (), background) if groups else None
 
 
-class HuajiaWorldCaptionMapper(Mapper):
+class HuajiaWorldCaptionMapper(InProcess, Mapper):
     """Captions a shapes-world picture from what the world's detector sees: ``text`` in
     English (``en_template``) and ``text_zh`` in Chinese (``zh_template``); a picture in
     which nothing is found keeps its caption."""
