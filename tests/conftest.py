@@ -184,11 +184,37 @@ def loud_lora(model_dir, out):
     return out / "pytorch_lora_weights.safetensors"
 
 
-class _FakeVLM(BaseHTTPRequestHandler):
+class JsonEndpoint(BaseHTTPRequestHandler):
+    """A fake HTTP service's handler: ``answer`` sends a JSON body (a client that gave up, as
+    in the timeout tests, gets nothing), and nothing is logged."""
+
+    def body(self) -> dict:
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def chat(self, content: str) -> None:
+        """An OpenAI chat completion whose message is ``content``."""
+        self.answer(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
+
+    def log_message(self, *args):
+        pass
+
+
+class _FakeVLM(JsonEndpoint):
     """An OpenAI-compatible /chat/completions that answers per the sub-caption it is sent."""
 
     def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.body()
         caption = body["messages"][1]["content"][0]["text"]
         assert body["messages"][1]["content"][1]["image_url"]["url"].startswith("data:image/png")
         if "slow" in caption:
@@ -196,51 +222,28 @@ class _FakeVLM(BaseHTTPRequestHandler):
         content = ("no idea" if "square" in caption else
                    'Sure! {"score": 42, "observation": "a pink blob", '
                    '"revised_caption": "a bright red circle"}')
-        reply = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(reply.encode())
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (the timeout test): nothing to answer
-
-    def log_message(self, *args):
-        pass
+        self.chat(content)
 
 
-class _FakeLLM(BaseHTTPRequestHandler):
+class _FakeLLM(JsonEndpoint):
     """An OpenAI-compatible chat endpoint that writes detailed prompts: it adds "on a beige
     background" to a topic, answers nothing usable for "garbage" and too late for "slow"."""
 
     def do_GET(self):  # noqa: N802 - /models: the reachability probe
-        self._answer(200, {"object": "list", "data": [{"id": "fake"}]})
+        self.answer(200, {"object": "list", "data": [{"id": "fake"}]})
 
     def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.body()
         topic = body["messages"][-1]["content"]
         if "slow" in topic:
             time.sleep(3)
         if "garbage" in topic:
-            self._answer(200, {"unexpected": True})
+            self.answer(200, {"unexpected": True})
             return
-        text = f"{topic} on a beige background (seed {body.get('seed')})"
-        self._answer(200, {"choices": [{"message": {"role": "assistant", "content": text}}]})
-
-    def _answer(self, status, body):
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(json.dumps(body).encode())
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def log_message(self, *args):
-        pass
+        self.chat(f"{topic} on a beige background (seed {body.get('seed')})")
 
 
-def _local_endpoint(handler):
+def local_endpoint(handler):
     """An OpenAI-style base URL served by ``handler`` on a free local port, for one test."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -250,12 +253,12 @@ def _local_endpoint(handler):
 
 @pytest.fixture
 def llm_url():
-    yield from _local_endpoint(_FakeLLM)
+    yield from local_endpoint(_FakeLLM)
 
 
 @pytest.fixture
 def vlm_url():
-    yield from _local_endpoint(_FakeVLM)
+    yield from local_endpoint(_FakeVLM)
 
 
 @pytest.fixture

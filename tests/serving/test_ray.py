@@ -3,14 +3,14 @@ OpenAI's shape, and a model replica killed mid-job costs a re-run, never a lost 
 
 from __future__ import annotations
 
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from tests.conftest import JsonEndpoint
 from tests.serving.conftest import free_port, make_config, wait_for
 
 from huajia.errors import HuajiaError
@@ -29,24 +29,13 @@ class HeldChat:
         self.asked, self.release = threading.Event(), threading.Event()
         held = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonEndpoint):
             def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.body()
                 if not held.asked.is_set():
                     held.asked.set()
                     held.release.wait(timeout=300)
-                text = body["messages"][-1]["content"]
-                reply = {"choices": [{"message": {"role": "assistant", "content": text}}]}
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.end_headers()
-                    self.wfile.write(json.dumps(reply).encode())
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the replica asking was killed
-
-            def log_message(self, *args):
-                pass
+                self.chat(body["messages"][-1]["content"])  # (a killed replica gets nothing)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/v1"

@@ -5,13 +5,12 @@ a thought and the bands plan; over the CLI on a tiny SD 1.5 and a tiny Flux."""
 import json
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from tests.conftest import JsonEndpoint, local_endpoint
 
 from huajia.engine.engine import Engine
 from huajia.engine.expansion import LlmSettings
@@ -45,11 +44,11 @@ def _layout_for(prompt: str) -> str:
     return json.dumps(FRUIT)
 
 
-class _FakeChat(BaseHTTPRequestHandler):
+class _FakeChat(JsonEndpoint):
     """Plans for the layout system prompt, a score of 90 for every reflection."""
 
     def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.body()
         system = body["messages"][0]["content"]
         if system == LAYOUT_SYSTEM:
             content = _layout_for(body["messages"][1]["content"])
@@ -57,25 +56,12 @@ class _FakeChat(BaseHTTPRequestHandler):
             assert system == VLM_PROTOCOL
             content = json.dumps({"score": 90, "observation": "looks right",
                                   "revised_caption": ""})
-        reply = {"choices": [{"message": {"role": "assistant", "content": content}}]}
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(json.dumps(reply).encode())
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def log_message(self, *args):
-        pass
+        self.chat(content)
 
 
 @pytest.fixture(scope="module")
 def chat_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeChat)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
+    yield from local_endpoint(_FakeChat)
 
 
 def _llm(url: str, timeout: float = 20.0) -> LlmSettings:
