@@ -282,10 +282,9 @@ def build_request(prompt: str, size: str | None, lora: list[str], **fields):
 
 def check_family(name: str | None) -> str | None:
     """``--family``: a name no family has is a one-line error before any model loads."""
-    if name is not None:
-        from huajia.engine.families import by_name
+    from huajia.engine.loading import check_family as check
 
-        by_name(name)
+    check(name)
     return name
 
 

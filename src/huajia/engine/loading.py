@@ -43,6 +43,23 @@ def embedded_path() -> Path:
     return Path(str(resources.files("huajia"))) / "assets" / "embedded"
 
 
+def family_param():
+    """``family``: the model family, for a pipeline whose family cannot be told (one
+    declaration for the server's config and the training recipes; ``check_family``)."""
+    return param(None, help="The model family (sd, sdxl, kolors, sd3, flux, chroma, "
+                            "qwenimage, zimage, sana, pixart_sigma, lumina2, hidream), for a "
+                            "pipeline whose family cannot be told (default: told from the "
+                            "pipeline; huajia models PATH shows it).")
+
+
+def check_family(name: str | None) -> None:
+    """A family name no family has is one line now, not when the model loads."""
+    if name is not None:
+        from huajia.engine.families import by_name
+
+        by_name(name)
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     """How a model is loaded and run: precision, memory and speed. Options a machine cannot

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huajia.engine.expansion import ExpansionOptions
-from huajia.engine.loading import LoadOptions
+from huajia.engine.loading import LoadOptions, check_family, family_param
 from huajia.errors import HuajiaError
 from huajia.params import check, param, params, same_as
 from huajia.thinking.options import CriticOptions
@@ -44,10 +44,7 @@ def read_api_keys(path: str | Path) -> tuple[str, ...]:
 class ServeConfig:
     data_dir: Path = param(Path("huajia-data"), help="Queue, cache and result images live here.")
     model: str = param("embedded", help="embedded, a diffusers folder or a hub id.")
-    family: str | None = param(None, help="The model family (sd, sdxl, kolors, sd3, flux, "
-                               "chroma, qwenimage, zimage, sana, pixart_sigma, lumina2, "
-                               "hidream), for a pipeline whose family cannot be told (default: "
-                               "told from the pipeline; huajia models PATH shows it).")
+    family: str | None = family_param()
     api_keys: tuple[str, ...] = param((), help="File with one API key per line (omitted: no "
                                       "authentication).", cli_type=Path, parse=read_api_keys)
     rate: float = param(2.0, help="Requests per second per API key (token bucket).", low=0.0)
@@ -160,10 +157,7 @@ class ServeConfig:
             raise HuajiaError("prompt expansion by LLM needs both --llm-url and --llm-model")
         if self.wildcards is not None and not Path(self.wildcards).is_dir():
             raise HuajiaError(f"--wildcards '{self.wildcards}' is not a folder")
-        if self.family is not None:
-            from huajia.engine.families import by_name
-
-            by_name(self.family)  # an unknown name is one line now, not when the model loads
+        check_family(self.family)
         check(self)
 
     def prompt_filter(self):

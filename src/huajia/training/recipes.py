@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from huajia.engine.loading import check_family, family_param
 from huajia.errors import HuajiaError
 from huajia.params import check, param
 
@@ -82,10 +83,7 @@ class LoraRecipe:
                       "export (result.jsonl).")
     out: str = param(help="Where the LoRA, samples and loss curve go.")
     model: str = param("embedded", help="Base model: embedded, a diffusers folder or a hub id.")
-    family: str | None = param(None, help="The model family (sd, sdxl, kolors, sd3, flux, "
-                               "chroma, qwenimage, zimage, sana, pixart_sigma, lumina2, "
-                               "hidream), for a pipeline whose family cannot be told (default: "
-                               "told from the pipeline; huajia models PATH shows it).")
+    family: str | None = family_param()
     rank: int = param(16, help="network_dim.", low=1)
     alpha: float = param(16.0, help="network_alpha.")
     steps: int = param(800, help="max_train_steps.", low=1)
@@ -170,8 +168,5 @@ class LoraRecipe:
             raise HuajiaError("rank and steps must be at least 1 (conv_rank at least 0)")
         if self.mask_weight < 1 or not 0 <= self.ema_decay < 1:
             raise HuajiaError("mask weight must be at least 1 and EMA decay in [0, 1)")
-        if self.family is not None:
-            from huajia.engine.families import by_name
-
-            by_name(self.family)  # an unknown name is one line now, not when the model loads
+        check_family(self.family)
         check(self)

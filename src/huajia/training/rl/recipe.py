@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from huajia.engine.loading import check_family, family_param
 from huajia.errors import HuajiaError
 from huajia.params import check, param, same_as
 from huajia.thinking.options import CriticOptions
@@ -24,10 +25,7 @@ ANCHORED = ("grpo", "nft", "craft")  # methods whose optimizer steps take the sh
 @dataclass(frozen=True, kw_only=True)
 class RLRecipe:
     model: str = param("embedded", help="Starting pipeline: 'embedded' or a diffusers folder.")
-    family: str | None = param(None, help="The model family (sd, sdxl, kolors, sd3, flux, "
-                               "chroma, qwenimage, zimage, sana, pixart_sigma, lumina2, "
-                               "hidream), for a pipeline whose family cannot be told (default: "
-                               "told from the pipeline; huajia models PATH shows it).")
+    family: str | None = family_param()
     # the critic whose credit is the reward (``reward`` is its older name: ``reward`` below)
     critic: str = same_as(CriticOptions, "critic", help="The critic that scores each picture "
                           "(its credit is the reward): shapes, clip or vlm.")
@@ -89,10 +87,7 @@ class RLRecipe:
 
     def __post_init__(self) -> None:
         check(self)  # the critic and the method are known, the guidance in range
-        if self.family is not None:
-            from huajia.engine.families import by_name
-
-            by_name(self.family)  # an unknown name is one line now, not when the model loads
+        check_family(self.family)
         if self.group_size < 2:
             raise HuajiaError(f"--group-size {self.group_size}: a group needs at least 2 pictures "
                               "(advantages and pairs compare pictures of one prompt); use 4-16")
