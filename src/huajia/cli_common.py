@@ -305,8 +305,10 @@ def open_engine(model: str, expander=None, family: str | None = None, load=None)
     the ``LoadOptions`` flags, ``--dtype``, ``--quantize``, ``--offload``, …)."""
     from huajia.engine.engine import Engine
     from huajia.world.parser import unknown_words
+    from huajia.world.reading import reword
 
-    return Engine(model, vocabulary=unknown_words, expander=expander, family=family, load=load)
+    return Engine(model, vocabulary=unknown_words, reword=reword, expander=expander,
+                  family=family, load=load)
 
 
 def write_results(result, out: Path) -> None:

@@ -89,3 +89,29 @@ def test_warns_about_words_outside_the_world(engine):
                                                                    if w == "circle"])
     assert "'circle'" in picky.generate(GenerationRequest("a red circle", seed=1,
                                                           steps=1)).warnings[0]
+
+
+def test_a_users_prompt_is_painted_in_the_models_own_words():
+    """Issue 45: the embedded model paints a prompt it reads fully as its canonical caption
+    (and says so); ``verbatim`` paints the words as written; weighted prompts are untouched."""
+    from huajia.engine.engine import Engine
+    from huajia.engine.request import GenerationRequest
+    from huajia.world.parser import unknown_words
+    from huajia.world.reading import reword
+
+    engine = Engine("embedded", vocabulary=unknown_words, reword=reword)
+    asked = "could you draw me three green triangles please?"
+
+    def paint(prompt, **fields):
+        return engine.generate(GenerationRequest(prompt=prompt, seed=3, steps=2, **fields))
+
+    read, own, verbatim = paint(asked), paint("three green triangles"), paint(asked, verbatim=True)
+    assert np.array_equal(np.asarray(read.images[0]), np.asarray(own.images[0]))
+    assert any("painted as 'three green triangles'" in w for w in read.warnings)
+    assert read.metadata[0]["Prompt"] == "three green triangles"  # what was painted
+    assert not np.array_equal(np.asarray(verbatim.images[0]), np.asarray(own.images[0]))
+    assert verbatim.metadata[0]["Prompt"] == asked
+    assert any("never learned" in w for w in verbatim.warnings)
+    weighted = paint("(three green triangles:1.2) please")
+    assert weighted.metadata[0]["Prompt"] == "(three green triangles:1.2) please"
+    assert Engine("embedded", reword=None).reword is None

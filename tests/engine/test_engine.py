@@ -95,3 +95,13 @@ def test_micro_batch_splits_results_per_request(engine):
     assert diff.max() <= 2  # batching may move low bits, never the picture
     with pytest.raises(HuajiaError, match="share steps"):
         engine.generate_batch([requests[0], GenerationRequest("x", steps=3)])
+
+
+def test_only_models_trained_on_the_shapes_world_are_reworded(sd_dir):
+    """A model of the wider world learned its own words: its prompts are painted as written."""
+    from huajia.world.reading import reword
+
+    engine = Engine(str(sd_dir), reword=reword)
+    result = engine.generate(GenerationRequest(prompt="please draw a star", seed=0, steps=1,
+                                               width=64, height=64))
+    assert result.metadata[0]["Prompt"] == "please draw a star"

@@ -37,6 +37,7 @@ from huajia.errors import HuajiaError
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, total steps)
 Vocabulary = Callable[[str], Sequence[str]]  # prompt text → the words the model never learned
+Rewording = Callable[[str], "str | None"]  # a user's prompt → the model's own words, or None
 
 
 def batch_key(request: GenerationRequest) -> tuple:
@@ -117,13 +118,15 @@ class Engine:
     an already built pipeline: ``Engine(pipe=pipe)`` / ``Engine.from_pipe(pipe)`` (as diffusers'
     ``from_pipe``, the components are shared, not copied). ``vocabulary`` checks each prompt
     for words the model never learned (e.g. ``huajia.world.parser.unknown_words`` for models
-    trained on the shapes world); they come back as warnings. ``load`` (``LoadOptions``):
+    trained on the shapes world); they come back as warnings. ``reword`` says a prompt in the
+    words a huajia-trained model learned (``huajia.world.reading.reword``), unless the request
+    is ``verbatim``. ``load`` (``LoadOptions``):
     precision, quantization, offloading, VAE tiling and slicing, attention backend, step cache
     (docs/loading.md); ``load_record`` says how the model runs.
     """
 
     def __init__(self, model: str = loading.EMBEDDED, *, device: str | None = None,
-                 pipe=None, vocabulary: Vocabulary | None = None,
+                 pipe=None, vocabulary: Vocabulary | None = None, reword: Rewording | None = None,
                  expander: PromptExpander | None = None, split_batch: bool = True,
                  trace: bool = True, trace_after: int = 40, family: str | None = None,
                  load: loading.LoadOptions | None = None):
@@ -149,6 +152,7 @@ class Engine:
                                       **self.pipe.scheduler.config}
         self.model_hash = loading.model_hash(self.source, self.pipe)
         self.vocabulary = vocabulary
+        self.reword = reword if self.source.huajia_trained else None
         self.expander = expander or PromptExpander()
         self.upscalers = Upscalers(self.device)
         # on CPU the denoiser runs as a frozen trace and its batch as parts on the cores
@@ -421,10 +425,10 @@ class Engine:
         """Style applied, seeds drawn, prompts encoded (with weights), warnings written: what
         every way of painting (plain, batched, thinking) starts from. Call it inside the
         request's session, so its LoRAs' words are known."""
-        prompt, negative = get_style(request.style).apply(request.prompt, request.negative_prompt)
+        prompt, warnings = self._own_words(request)
+        prompt, negative = get_style(request.style).apply(prompt, request.negative_prompt)
         if request.style_raw:
             prompt, negative = Style("raw", request.style_raw).apply(prompt, negative)
-        warnings = []
         unknown = self.unknown_words(prompt)
         if unknown:
             warnings.append("the model never learned " + ", ".join(f"'{w}'" for w in unknown)
@@ -432,6 +436,17 @@ class Engine:
         warnings += self.family.prompt_notes(prompt, negative)
         return PreparedPrompt(prompt, negative, self._seeds(request),
                               self.prompt_kwargs(prompt, negative), tuple(warnings))
+
+    def _own_words(self, request: GenerationRequest) -> tuple[str, list[str]]:
+        """The prompt in the words the model learned, when it reads the whole prompt and the
+        request is not ``verbatim`` (weighted or BREAK prompts are painted as written)."""
+        if self.reword is None or request.verbatim or plain_text(request.prompt) != request.prompt:
+            return request.prompt, []
+        words = self.reword(request.prompt)
+        if words is None:
+            return request.prompt, []
+        return words, [f"painted as {words!r}, the model's own words for the prompt "
+                       "(verbatim: paint it as written)"]
 
     def _seeds(self, request: GenerationRequest) -> list[int]:
         base = request.seed if request.seed is not None else self.prepare_seed()

@@ -109,6 +109,10 @@ class GenerationRequest:
     expand: str = param("none", help="Prompt expansion: wildcards ({red|blue}, __colours__), "
                         "llm (a chat model writes the details) or world (the embedded model's "
                         "own details).", choices=EXPANSIONS)
+    verbatim: bool = param(False, help="Paint the prompt exactly as written. Off: a model trained "
+                           "on the shapes world (the embedded one) paints a prompt it reads fully "
+                           "('could you draw me three green triangles?') in its own words "
+                           "('three green triangles'); the result says so.")
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not visible(self.prompt):

@@ -135,11 +135,12 @@ class ModelReplica:
         from huajia.engine.engine import Engine
         from huajia.serving.painted import GuardedExpander
         from huajia.world.parser import unknown_words
+        from huajia.world.reading import reword
 
         torch.set_num_threads(threads)
         config = config_from_args(config_args)
         expander = GuardedExpander(config.expander(), config.prompt_filter())
-        engine = Engine(config.model, vocabulary=unknown_words, expander=expander,
+        engine = Engine(config.model, vocabulary=unknown_words, reword=reword, expander=expander,
                         family=config.family, load=config.load_options())
         expander.facts = engine.facts
         self.painter = LocalPainter(engine, CriticSettings(config))

@@ -57,6 +57,7 @@ from huajia.serving.schemas import QUALITY_STEPS, ImageGenerationBody
 from huajia.thinking.critics import check_plan
 from huajia.thinking.plan import plan_prompt
 from huajia.world.parser import unknown_words
+from huajia.world.reading import reword
 
 FINAL_STATES = ("done", "failed", "cancelled")
 LOG = logging.getLogger("huajia.serve")
@@ -448,7 +449,8 @@ class _BatchProgress:
 def local_painter(service: ImageService) -> LocalPainter:
     """The default: the server's model in this process."""
     config = service.config
-    engine = Engine(config.model, vocabulary=unknown_words, expander=service.expander,
+    engine = Engine(config.model, vocabulary=unknown_words, reword=reword,
+                    expander=service.expander,
                     family=config.family, load=config.load_options())
     return LocalPainter(engine, service.critics)
 

@@ -32,6 +32,26 @@ _ZH_FILLERS = ("画面中", "图中", "一张", "图片", "照片", "上", "里"
                ":", "。", ".", "!", "?", "!")
 _SEPARATORS_EN = ("and", ",", ";", ".", "with", "as well as")
 _SEPARATORS_ZH = ("和", "与", "、", ",", ";", "还有", "以及", "及")
+# Reading a prompt as users write it (``parse(text, reading=True)``): words that ask for the
+# picture rather than describe it, and everyday names of the world's shapes. Kept out of the
+# plain lexicon, so ``unknown_words`` still warns that the model never learned them.
+_EN_REQUEST = ("can", "could", "would", "will", "you", "please", "pls", "draw", "paint", "make",
+               "create", "generate", "render", "show", "give", "put", "place", "add", "me", "us",
+               "for me", "i", "i'd", "i'm", "want", "like", "need", "looking for", "see", "get",
+               "to", "let's", "just", "simple", "thanks", "thank you", "an image with",
+               "a picture with", "an image of", "a drawing of", "art of", "nothing else",
+               "somewhere", "also", "plus", "then", "both", "that", "which", "shows", "showing",
+               "depicting", "sitting", "standing", "positioned", "located", "right there", "here",
+               "next to each other", "next to", "beside", "together", "alongside", "colored",
+               "coloured", "shape", "shapes", "one of", "pattern", "patterned", "kind of")
+_EN_READING_SHAPES = {"dot": "circle", "round": "circle", "ball": "circle", "boxes": "square",
+                      "tri": "triangle"}
+_ZH_REQUEST = ("帮我", "帮忙", "请", "给我", "麻烦", "来", "一下", "我", "想", "要", "想要", "需要",
+               "生成", "做", "绘制", "一幅", "一张", "张", "幅", "吧", "呢", "好吗", "谢谢", "可以",
+               "能", "你", "出", "个", "放", "放着", "摆", "并排", "旁边", "挨着", "紧挨着", "一起",
+               "图案", "形状", "颜色", "啊", "哦", "就", "好", "再", "加", "然后", "同时", "也")
+_ZH_READING_SHAPES = {"星星": "star", "星": "star", "圆圈": "circle", "圆球": "circle",
+                      "方形": "square", "方框": "square", "正方块": "square", "三角": "triangle"}
 _EN_TEXTURE_POSTFIX = {"with stripes": "striped", "with dots": "dotted", "with polka dots": "dotted",
                        "with a checkered pattern": "checkered", "with checks": "checkered",
                        "in a solid colour": "solid", "in a solid color": "solid"}
@@ -73,9 +93,11 @@ def _entries(lang: str) -> dict[str, tuple[str, object]]:
     return table
 
 
-@lru_cache(maxsize=2)
-def _lexicon(lang: str) -> dict[str, tuple[str, object]]:
+@lru_cache(maxsize=4)
+def _lexicon(lang: str, reading: bool = False) -> dict[str, tuple[str, object]]:
     table = _entries(lang)
+    if reading:
+        table.update(_reading_entries(lang))
     if lang == "en":
         table.update({w: ("FILL", None) for w in _EN_FILLERS})
         table.update({w: ("SEP", None) for w in _SEPARATORS_EN})
@@ -101,10 +123,23 @@ def _lexicon(lang: str) -> dict[str, tuple[str, object]]:
     return table
 
 
-def tokenize(text: str, lang: str) -> list[Token]:
-    """Longest-match tokens; unknown words/characters become UNK tokens, as written."""
+def _reading_entries(lang: str) -> dict[str, tuple[str, object]]:
+    if lang == "en":
+        table = {w: ("FILL", None) for w in _EN_REQUEST}
+        for word, shape in _EN_READING_SHAPES.items():
+            plural = word if word.endswith("es") else word + "s"
+            table.update({word: ("SHAPE", shape), plural: ("SHAPES", shape)})
+        return table
+    table = {w: ("FILL", None) for w in _ZH_REQUEST}
+    table.update({w: ("SHAPE", shape) for w, shape in _ZH_READING_SHAPES.items()})
+    return table
+
+
+def tokenize(text: str, lang: str, reading: bool = False) -> list[Token]:
+    """Longest-match tokens; unknown words/characters become UNK tokens, as written.
+    ``reading``: also the words people use to ask for a picture (see ``_EN_REQUEST``)."""
     text = unicodedata.normalize("NFKC", text)
-    lexicon = _lexicon(lang)
+    lexicon = _lexicon(lang, reading)
     if lang == "en":
         units, max_len = _EN_WORD.findall(text), 5
     else:
@@ -252,11 +287,12 @@ class _Builder:
         return ParsedPrompt(spec, self.lang, tuple(self.unparsed))
 
 
-def parse(text: str) -> ParsedPrompt:
-    """Read a prompt in English or Chinese. Never raises; check ``.unparsed`` and ``.spec``."""
+def parse(text: str, reading: bool = False) -> ParsedPrompt:
+    """Read a prompt in English or Chinese. Never raises; check ``.unparsed`` and ``.spec``.
+    ``reading``: as users write ('could you draw me …', '帮我画…'; ``huajia.world.reading``)."""
     lang = detect_lang(text)
     builder = _Builder(lang)
-    for token in tokenize(text, lang):
+    for token in tokenize(text, lang, reading):
         if token.kind in ("NUM", "SIZE", "TEX", "COL", "BGCOL"):
             builder.modifier(token)
         elif token.kind in ("SHAPE", "SHAPES"):
