@@ -15,10 +15,12 @@ from huajia.cli_common import (
     Options,
     card_eval,
     console,
+    stage_progress,
     vocabulary_options,
 )
 from huajia.errors import HuajiaError
 from huajia.thinking.options import CriticOptions
+from huajia.training.critic_recipe import CriticRecipe
 from huajia.training.rl.recipe import RLRecipe
 
 
@@ -74,3 +76,30 @@ def train_rl_command(
         evaluation = {"setting": CARD_SETTING, **card_eval(model, eval_specs, loras)}
         folder = result.model_dir or result.lora.parent
         console.print(f"card: {write_rl_card(folder, rl_card_record(result.out), [evaluation])}")
+
+
+@vocabulary_options(recipe=CriticRecipe)
+def train_critic_command(
+    out: Path = typer.Option(..., "--out", help="Folder for the critic (network, critic.json, card)."),
+    *,
+    recipe: CriticRecipe,
+) -> None:
+    """Distil the differentiable critic of `train rl --method draft` from the verifier's
+    verdicts on the model's own pictures and oracle renders; its card gives the held-out
+    agreement with the verifier."""
+    import torch
+
+    from huajia.engine.loading import load_pipeline, resolve_model
+    from huajia.training.critic import train_critic
+    from huajia.training.rl.policy import check_pipeline
+    from huajia.world.dataset import prepare_out_dir
+
+    pipe = load_pipeline(resolve_model(recipe.model), torch.device("cpu"), torch.float32).to(torch.float32)
+    check_pipeline(pipe)
+    prepare_out_dir(out)
+    with stage_progress() as progress:
+        record = train_critic(recipe, out, pipe=pipe, progress=progress)
+    a = record["agreement"]
+    console.print(f"{out}\nheld-out agreement with the verifier ({a['pictures']} pictures): "
+                  f"r {a['pearson_r']:.3f}, pass/fail {a['pass_agreement']:.3f}, "
+                  f"per constraint {a['constraint_agreement']:.3f}")

@@ -17,13 +17,14 @@ from huajia.cli_common import (
     stage_progress,
     vocabulary_options,
 )
-from huajia.cli_rl import train_rl_command
+from huajia.cli_rl import train_critic_command, train_rl_command
 from huajia.errors import HuajiaError
 from huajia.training.recipes import BaseRecipe, LoraRecipe
 
 app = typer.Typer(help="Training: the embedded base model, LoRAs, RL on critic rewards.",
                   no_args_is_help=True)
 app.command("rl")(train_rl_command)
+app.command("critic")(train_critic_command)
 
 
 @app.command("base")
