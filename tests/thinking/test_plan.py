@@ -23,3 +23,13 @@ def test_unrelated_groups_get_bands_and_unknown_prompts_fall_back():
     assert fallback.spec is None and len(fallback.regions) == 3
     assert all(r.caption == "a castle on a hill at sunset" for r in fallback.regions)
     assert "castle" in fallback.unparsed
+
+
+def test_prompts_typed_as_users_type_them_get_the_worlds_plan():
+    plan = plan_prompt("could you put a red circle on the left and a blue square on the right?")
+    assert plan.spec is not None and plan.planner != "bands"
+    circle, square = (next(r for r in plan.regions if word in r.caption)
+                      for word in ("circle", "square"))
+    assert circle.box[2] <= square.box[0]
+    zh = plan_prompt("左边一个方块，右边一个圆")
+    assert zh.spec is not None and len(zh.regions) == 2

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from huajia.world import captions
 from huajia.world.parser import ParsedPrompt, parse
+from huajia.world.reading import read_as_user
 from huajia.world.spec import ObjectGroup, SceneSpec
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 as canvas fractions
@@ -95,5 +96,8 @@ def plan_prompt(prompt: str, fallback_bands: int = 3, world: bool = True) -> Pla
     parsed = parse(prompt)
     if world and parsed.spec.groups and not parsed.unparsed:
         return plan_from_spec(prompt, parsed)
+    as_user = read_as_user(prompt) if world else None  # 'could you draw …', '左边一个…'
+    if as_user is not None:
+        return plan_from_spec(prompt, as_user)
     regions = tuple(Region(i, box, prompt) for i, box in enumerate(_bands(fallback_bands)))
     return Plan(prompt, parsed.lang, regions, None, parsed.unparsed, planner="bands")

@@ -23,6 +23,7 @@ from huajia.errors import HuajiaError
 from huajia.thinking.options import PLANNERS
 from huajia.thinking.plan import Box, Plan, Region, plan_prompt
 from huajia.world.parser import parse
+from huajia.world.reading import read_as_user
 
 MAX_REGIONS = 8
 MIN_SIDE = 0.05  # of the canvas: a thinner box is degenerate
@@ -55,7 +56,7 @@ def check_planner(planner: str, prompt: str, llm: LlmSettings | None) -> None:
         raise HuajiaError("--planner llm needs a chat endpoint: --llm-url URL --llm-model NAME")
     if planner == "world":
         parsed = parse(prompt)
-        if not parsed.spec.groups or parsed.unparsed:
+        if (not parsed.spec.groups or parsed.unparsed) and read_as_user(prompt) is None:
             unread = ", ".join(f"'{u}'" for u in parsed.unparsed) or "its objects"
             raise HuajiaError(f"the world planner cannot read this prompt ({unread}); use "
                               "--planner auto, llm or bands")
