@@ -7,6 +7,9 @@ The obfuscations use their own homoglyph table (not the confusables data the fil
 the set tests the filter rather than restating it. Run to (re)write benchmarks/data/ and measure
 the block rate and false-positive rate per language (benchmarks/results/filter_sets.json):
     python benchmarks/filter_sets.py [--seed 0] [--count 160] [--measure-only]
+A held-out pair of sets kept outside the repo (LANG<TAB>prompt, blocked and innocent) is measured
+apart and never written into results:
+    python benchmarks/filter_sets.py --measure-only --heldout BLOCKED.txt INNOCENT.txt
 """
 
 from __future__ import annotations
@@ -105,12 +108,12 @@ def blocked_set(seed: int, count: int) -> list[str]:
     return prompts
 
 
-def read(name: str) -> list[str]:
+def read(name: str | Path) -> list[str]:
     lines = (DATA / name).read_text(encoding="utf-8").splitlines()
     return [line for line in lines if line.strip() and not line.startswith("#")]
 
 
-def by_language(name: str) -> dict[str, list[str]]:
+def by_language(name: str | Path) -> dict[str, list[str]]:
     """LANG<TAB>prompt lines → {lang: prompts}."""
     out: dict[str, list[str]] = {}
     for line in read(name):
@@ -119,16 +122,20 @@ def by_language(name: str) -> dict[str, list[str]]:
     return out
 
 
-def measure(prompt_filter=None) -> dict:
+def measure(prompt_filter=None, heldout: tuple[Path, Path] | None = None) -> dict:
     """Block rate on the blocked sets and false-positive rate on the innocent sets, per language
-    ('obfuscated': the generated English/Chinese set, 'look-alikes': the hand-written one)."""
+    ('obfuscated': the generated English/Chinese set, 'look-alikes': the hand-written one); with
+    ``heldout`` (blocked, innocent files), those sets by language instead."""
     from huajia.serving.safety import PromptFilter
 
     prompt_filter = prompt_filter or PromptFilter()
-    blocked = {"obfuscated": read("filter_blocked.txt"),
-               **by_language("filter_blocked_languages.txt")}
-    innocent = {"look-alikes": read("filter_innocent.txt"),
-                **by_language("filter_innocent_languages.txt")}
+    if heldout is not None:
+        blocked, innocent = by_language(heldout[0]), by_language(heldout[1])
+    else:
+        blocked = {"obfuscated": read("filter_blocked.txt"),
+                   **by_language("filter_blocked_languages.txt")}
+        innocent = {"look-alikes": read("filter_innocent.txt"),
+                    **by_language("filter_innocent_languages.txt")}
     table = {}
     for group, prompts in blocked.items():
         missed = [p for p in prompts if prompt_filter.check(p).allowed]
@@ -164,7 +171,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--count", type=int, default=160)
     parser.add_argument("--measure-only", action="store_true")
+    parser.add_argument("--heldout", nargs=2, type=Path, metavar=("BLOCKED", "INNOCENT"),
+                        help="measure these sets (outside the repo) alone; nothing is written")
     args = parser.parse_args()
+    if args.heldout:
+        print_table(measure(heldout=tuple(args.heldout)))
+        return
     if not args.measure_only:
         write_blocked(args.seed, args.count)
     table = measure()

@@ -63,6 +63,44 @@ def test_require_safe_error_and_fold(prompt_filter, tmp_path):
     assert mine.check("a dragonfly").allowed and mine.check("long hair").allowed
 
 
+def test_pairs_and_groups_block_words_that_are_harmless_alone(tmp_path):
+    """'A & B': blocked only when both occur; a group is any of its terms, groups nest; a '+'
+    compound excuses the terms inside it but not a pair's term equal to it."""
+    own = tmp_path / "terms.txt"
+    own.write_text("@person: =man, =woman, =girl{,s}\n@who: @person, =photo\n"
+                   "=bare & @who\n=bloody & @person & =knife\n+bare minimum\n"
+                   "+nudez\nnude\n=nudez & =total\n", encoding="utf-8")
+    mine = PromptFilter(own)
+    assert not mine.check("a bare woman").allowed and not mine.check("b a r e GIRLS").allowed
+    assert not mine.check("a bare photo").allowed  # through the nested group
+    assert mine.check("a bare tree").allowed and mine.check("a bare minimum man").allowed
+    assert mine.check("a bloody man").allowed and not mine.check("a bloody man, knife").allowed
+    assert mine.check("a nudez da paisagem").allowed and not mine.check("nudez total").allowed
+    assert mine.check("a bare woman").term == "bare + woman"
+    (tmp_path / "bad.txt").write_text("=bare & @nobody\n", encoding="utf-8")
+    with pytest.raises(HuajiaError, match="'@nobody' is not defined"):
+        PromptFilter(tmp_path / "bad.txt")
+    (tmp_path / "loop.txt").write_text("@a: @a, x\n=y & @a\n", encoding="utf-8")
+    with pytest.raises(HuajiaError, match="names itself"):
+        PromptFilter(tmp_path / "loop.txt")
+
+
+@pytest.mark.parametrize("prompt", [
+    "a woman with no clothes on", "a corpse covered in maggots", "his severed hand",
+    "a man shot in the head", "uma garota nua", "nudez frontal", "голая девушка", "une femme nue",
+    "eine nackte Frau", "una mujer desnuda", "una donna nuda", "血泊中的男人", "血まみれの死体"])
+def test_the_shipped_pairs_block(prompt_filter, prompt):
+    assert not prompt_filter.check(prompt).allowed
+
+
+@pytest.mark.parametrize("prompt", [
+    "uma rua nua de árvores", "a nudez da paisagem", "голые деревья зимой", "alberi nudi",
+    "un árbol desnudo", "ein nackter Baum", "un mur nu", "a bloody mary and a man",
+    "a girl with bare feet", "ein blutiges Steak", "a head of lettuce cut off the stalk"])
+def test_the_shipped_pairs_pass_bare_things(prompt_filter, prompt):
+    assert prompt_filter.check(prompt).allowed, prompt_filter.check(prompt)
+
+
 class _Moderation:
     """A local OpenAI-compatible /v1/moderations that flags texts containing 'love'."""
 

@@ -10,7 +10,10 @@ A prompt is read in two views, and the blocked terms are folded the same way:
 - **Chinese**: Traditional → Simplified (opencc), only the CJK characters kept, so '裸 體' and
   '裸-体' read '裸体'.
 The lists are data (``data/blocked_terms.txt``; a deployment can pass its own). A '+' line is an
-allowed compound: a blocked term found inside it does not count (颜色情况 is not 色情).
+allowed compound: a blocked term found inside it does not count (颜色情况 is not 色情). Words
+that are harmless alone and plain beside a person or a body are blocked in pairs: '@name: term,
+term' names a group, 'A & B' blocks a prompt holding a term of each part ('=nua & @pessoa': 'uma
+mulher nua' is refused, 'uma rua nua de árvores' is not; 'bloody' with a corpse, not a steak).
 """
 
 from __future__ import annotations
@@ -169,40 +172,117 @@ class SafetyVerdict:
 
 
 @dataclass(frozen=True)
-class _Terms:
+class TermSet:
     latin: tuple[tuple[str, str, bool], ...]  # (folded, as listed, whole words only)
     chinese: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class _Policy:
+    blocked: TermSet
+    pairs: tuple[tuple[str, tuple[TermSet, ...]], ...]  # (as listed, one set per part)
     allowed_latin: tuple[str, ...]
     allowed_chinese: tuple[str, ...]
 
 
-def _load_terms(text: str, folder: Folder) -> _Terms:
-    latin, chinese, allowed_latin, allowed_chinese = set(), set(), set(), set()
+def _by_length(pairs) -> tuple:
+    return tuple(sorted(pairs, key=lambda p: (-len(p[0]), p[0])))
+
+
+class _Sets:
+    """Terms as they are read, sorted into the two views."""
+
+    def __init__(self, folder: Folder, pinyin: bool = True):
+        self.folder, self.pinyin = folder, pinyin
+        self.latin: set[tuple[str, str, bool]] = set()
+        self.chinese: set[tuple[str, str]] = set()
+
+    def add(self, line: str) -> None:
+        whole, no_pinyin = line.startswith("="), _NO_PINYIN in line
+        for term in expand_forms(line.lstrip("+=").replace(_NO_PINYIN, "").strip()):
+            cjk = self.folder.chinese(term)
+            forms = [self.folder.latin(term).text] if not cjk else []
+            if cjk:
+                self.chinese.add((cjk, term))
+                if self.pinyin and not no_pinyin:
+                    forms = [self.folder.latin(p).text for p in pinyin_forms(cjk)]
+            self.latin.update((form, term, whole) for form in forms if form)
+
+    def frozen(self) -> TermSet:
+        return TermSet(_by_length(self.latin), _by_length(self.chinese))
+
+
+def _members(part: str, groups: dict[str, list[str]], seen: tuple[str, ...] = ()) -> list[str]:
+    """A pair's part as terms: a term is itself; a group its terms, groups inside it opened."""
+    if not part.startswith("@"):
+        return [part]
+    if part not in groups or part in seen:
+        problem = "names itself" if part in seen else "is not defined"
+        raise HuajiaError(f"the safety terms' group {part!r} {problem}; define it once as "
+                          f"'{part}: term, term'")
+    return [t for member in groups[part] for t in _members(member, groups, (*seen, part))]
+
+
+def _load_terms(text: str, folder: Folder) -> _Policy:
+    """Terms, allowed compounds ('+'), groups ('@name: term, term') and pairs ('@a & =term')."""
+    blocked, allowed = _Sets(folder), _Sets(folder)
+    groups: dict[str, list[str]] = {}
+    pair_lines = []
     for raw in text.splitlines():
         line = raw.split(" #", 1)[0].strip()  # a comment may follow a term
         if not line or line.startswith("#"):
             continue
-        allowed, whole = line.startswith("+"), line.startswith("=")
-        for term in expand_forms(line.lstrip("+=").replace(_NO_PINYIN, "").strip()):
-            cjk = folder.chinese(term)
-            forms_latin = [folder.latin(term).text] if not cjk else []
-            if cjk:
-                (allowed_chinese if allowed else chinese).add((cjk, term))
-                if _NO_PINYIN not in line:
-                    forms_latin = [folder.latin(p).text for p in pinyin_forms(cjk)]
-            for form in forms_latin:
-                if form and allowed:
-                    allowed_latin.add((form, term))
-                elif form:
-                    latin.add((form, term, whole))
-    by_length = lambda pairs: tuple(sorted(pairs, key=lambda p: (-len(p[0]), p[0])))  # noqa: E731
-    return _Terms(by_length(latin), by_length(chinese),
-                  tuple(p[0] for p in by_length(allowed_latin)),
-                  tuple(p[0] for p in by_length(allowed_chinese)))
+        if re.match(r"@[\w-]+\s*:", line):
+            name, _, terms = line.partition(":")
+            groups.setdefault(name.strip(), []).extend(
+                t.strip() for t in re.split(r",(?![^{}]*\})", terms) if t.strip())
+        elif " & " in line:
+            pair_lines.append(line)
+        else:
+            (allowed if line.startswith("+") else blocked).add(line)
+    pairs = []
+    for line in pair_lines:
+        parts = []
+        for part in (p.strip() for p in line.split(" & ")):
+            sets = _Sets(folder, pinyin=False)  # a short word's pinyin is inside many words
+            for term in _members(part, groups):
+                sets.add(term)
+            parts.append(sets.frozen())
+        pairs.append((line, tuple(parts)))
+    return _Policy(blocked.frozen(), tuple(pairs), tuple(p[0] for p in _by_length(allowed.latin)),
+                   tuple(p[0] for p in _by_length(allowed.chinese)))
 
 
 def _excused(span: tuple[int, int], allowed: list[tuple[int, int]]) -> bool:
-    return any(a <= span[0] and span[1] <= b for a, b in allowed)
+    """Inside an allowed compound, and not the whole of it ('+nudez' excuses the 'nude' in
+    'nudez', while a pair may still ask for 'nudez' itself)."""
+    return any(a <= span[0] and span[1] <= b and (a, b) != span for a, b in allowed)
+
+
+class _Reading:
+    """One prompt in both views, with the spans its allowed compounds cover."""
+
+    def __init__(self, prompt: str, folder: Folder, policy: _Policy):
+        self.chinese = folder.chinese(prompt)
+        self.chinese_allowed = [(m.start(), m.end()) for phrase in policy.allowed_chinese
+                                for m in re.finditer(re.escape(phrase), self.chinese)]
+        self.latin = []
+        for drop_digits in (False, True):
+            view = folder.latin(prompt, drop_digits)
+            self.latin.append((view, [s for phrase in policy.allowed_latin
+                                      for s in view.occurrences(phrase)]))
+
+    def first(self, terms: TermSet) -> str | None:
+        """The first term of ``terms`` the prompt holds outside an allowed compound."""
+        for folded, term in terms.chinese:
+            for m in re.finditer(re.escape(folded), self.chinese):
+                if not _excused((m.start(), m.end()), self.chinese_allowed):
+                    return term
+        for view, allowed in self.latin:
+            for folded, term, whole in terms.latin:
+                if any(not _excused(s, allowed) for s in view.occurrences(folded, whole)):
+                    return term
+        return None
 
 
 class PromptFilter:
@@ -217,22 +297,17 @@ class PromptFilter:
         else:
             text = Path(terms_file).read_text(encoding="utf-8")
         self._folder = Folder()
-        self._terms = _load_terms(text, self._folder)
+        self._policy = _load_terms(text, self._folder)
 
     def check(self, prompt: str) -> SafetyVerdict:
-        chinese = self._folder.chinese(prompt)
-        allowed = [(m.start(), m.end()) for phrase in self._terms.allowed_chinese
-                   for m in re.finditer(re.escape(phrase), chinese)]
-        for folded, term in self._terms.chinese:
-            for m in re.finditer(re.escape(folded), chinese):
-                if not _excused((m.start(), m.end()), allowed):
-                    return SafetyVerdict(False, term)
-        for drop_digits in (False, True):
-            view = self._folder.latin(prompt, drop_digits)
-            allowed = [s for phrase in self._terms.allowed_latin for s in view.occurrences(phrase)]
-            for folded, term, whole in self._terms.latin:
-                if any(not _excused(s, allowed) for s in view.occurrences(folded, whole)):
-                    return SafetyVerdict(False, term)
+        reading = _Reading(prompt, self._folder, self._policy)
+        term = reading.first(self._policy.blocked)
+        if term is not None:
+            return SafetyVerdict(False, term)
+        for _line, parts in self._policy.pairs:
+            found = [reading.first(part) for part in parts]
+            if all(found):
+                return SafetyVerdict(False, " + ".join(found))
         flagged = self.moderation.flagged(prompt) if self.moderation is not None else None
         return SafetyVerdict(flagged is None, flagged and f"moderation: {flagged}")
 
