@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from huajia.training.rl.final_pictures import PictureSettings
     from huajia.training.rl.methods import UpdateSettings
 
-METHODS = ("grpo", "dpo", "raft", "nft", "craft")
+METHODS = ("grpo", "dpo", "raft", "nft", "craft", "draft")
 ANCHORED = ("grpo", "nft", "craft")  # methods whose optimizer steps take the shapes anchor
 
 
@@ -31,7 +31,8 @@ class RLRecipe:
                           "(its credit is the reward): shapes, clip or vlm.")
     method: str = param("grpo", help="grpo (policy gradient), dpo (Diffusion-DPO), raft, nft "
                         "(DiffusionNFT: the denoising loss contrasting better and worse pictures) "
-                        "or craft (reward-filtered fine-tuning with caption dropout).",
+                        "craft (reward-filtered fine-tuning with caption dropout) or draft "
+                        "(the distilled critic's gradient through the last sampling steps).",
                         choices=METHODS)
     steps: int = param(200, help="RL steps (one rollout and update each).")
     minutes: float | None = param(None, help="Also stop after this much CPU time (process "
@@ -63,6 +64,13 @@ class RLRecipe:
     caption_dropout: float = param(0.1, help="CRAFT: share of its pictures learnt under the "
                                    "empty prompt (the base recipe's), so guidance keeps working.",
                                    low=0.0, high=1.0)
+    critic_model: str | None = param(None, help="DRaFT: the differentiable critic's folder "
+                                     "(made by `huajia train critic`).")
+    backprop_steps: int = param(1, help="DRaFT: the critic's gradient flows through the last "
+                                "1..K sampling steps (K drawn afresh each step).")
+    early_stop: int = param(20, help="DRaFT: stop when, between the run's first and last K "
+                            "steps, the critic's lead over the verifier grew by 0.05 while the "
+                            "verifier's credit did not rise (0: never).", low=0)
     updates: int = param(2, help="Optimizer steps per rollout.")
     lora_rank: int | None = param(None, help="Train a LoRA of this rank instead of the whole "
                                   "UNet (omitted: the whole UNet learns).")
@@ -115,8 +123,25 @@ class RLRecipe:
         if self.anchor and (self.method not in ANCHORED or self.critic != "shapes"):
             raise HuajiaError("--anchor trains on the shapes world's oracle renders; it needs "
                               "--method grpo, nft or craft and --critic shapes")
+        self._check_draft()
         if self.lr <= 0 or self.kl < 0 or self.eta <= 0:
             raise HuajiaError("--lr and --eta must be positive and --kl not negative")
+
+    def _check_draft(self) -> None:
+        if self.method != "draft":
+            if self.critic_model:
+                raise HuajiaError(f"--critic-model is the differentiable critic of --method draft; "
+                                  f"drop it for --method {self.method}")
+            return
+        if not self.critic_model:
+            raise HuajiaError("--method draft backpropagates through a differentiable critic: give "
+                              "--critic-model DIR (make one with `huajia train critic --out DIR`)")
+        if not 1 <= self.backprop_steps <= self.sample_steps:
+            raise HuajiaError(f"--backprop-steps {self.backprop_steps} must be between 1 and the "
+                              f"sampler's {self.sample_steps} steps")
+        if self.critic != "shapes":
+            raise HuajiaError("--method draft's critic reads the shapes world; use --critic shapes "
+                              "(the verifier judges its pictures beside the critic)")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -51,6 +51,7 @@ class _Run:
             self.policy = FamilyPolicy(pipe, check_policy(recipe, pipe), guidance=recipe.guidance,
                                        side=recipe.resolution, sample_steps=recipe.sample_steps)
             self.steps = self.policy.steps
+        self.draft_critic = draft_critic(recipe, pipe) if recipe.method == "draft" else None
         self.anchor = (WorldAnchor(self.policy, self.steps, weight=recipe.anchor, batch=recipe.anchor_batch,
                                    seed=recipe.seed) if recipe.anchor else None)
         self.optimizer = torch.optim.AdamW(self.policy.trainable(), lr=recipe.lr, weight_decay=0.0)
@@ -71,6 +72,8 @@ class _Run:
         r = self.recipe
         prompts = [p for p in self.source.prompts(self.step, r.prompts_per_step) for _ in range(r.group_size)]
         seed = r.seed * 1_000_003 + self.step
+        if self.draft_critic is not None:
+            return self._draft_step(prompts, seed)
         if isinstance(self.policy, Policy):
             rollout = sample(self.policy, self.steps, prompts, seed=seed, eta=r.eta,
                              positions=r.stochastic_steps)
@@ -92,16 +95,48 @@ class _Run:
             stats = dpo_update(*args, r.group_size, r.settings(), rng, generator)
         else:
             stats = raft_update(*args, satisfied, r.group_size, r.settings(), rng, generator)
+        return self._record(prompts, rewards, satisfied, stats)
+
+    def _draft_step(self, prompts: list, seed: int) -> dict:
+        from huajia.training.rl.draft import draft_step
+
+        r = self.recipe
+        images, stats = draft_step(self.policy, self.steps, self.optimizer, self.draft_critic, prompts,
+                                   seed, backprop_steps=r.backprop_steps, kl=r.kl,
+                                   max_grad_norm=r.settings().max_grad_norm,
+                                   rng=np.random.default_rng([r.seed, 31, self.step]))
+        rewards, satisfied = self.reward(images, prompts)  # the verifier judges what the critic did
+        return self._record(prompts, rewards, satisfied, stats)
+
+    def _record(self, prompts: list, rewards: np.ndarray, satisfied: np.ndarray, stats: dict) -> dict:
         by_task: dict[str, list[float]] = {}
         for prompt, passed in zip(prompts, satisfied, strict=True):
             by_task.setdefault(prompt.task, []).append(float(passed))
         return {"step": self.step, "reward": float(rewards.mean()), "pass_rate": float(satisfied.mean()),
                 "tasks": {k: float(np.mean(v)) for k, v in by_task.items()}, **stats}
 
+    def stop_reason(self) -> str | None:
+        """DRaFT's early stop against hacking the critic (None: go on)."""
+        if self.draft_critic is None:
+            return None
+        from huajia.training.rl.draft import hacking
+
+        return hacking(self.history, self.recipe.early_stop)
+
+
+def draft_critic(recipe: RLRecipe, pipe):
+    """DRaFT's differentiable critic, refused in one line when it was made for another world or
+    another picture size than ``pipe`` paints."""
+    from huajia.training.critic_model import load_critic, picture_side
+
+    return load_critic(recipe.critic_model, picture_side(pipe)).to(pipe.unet.device)
+
 
 def check_policy(recipe: RLRecipe, pipe):
     """Refuse, in one line, what RL cannot do on ``pipe``; its family where it is not SD 1.x/2.x."""
     if sd_style(pipe) and recipe.family in (None, "sd"):
+        if recipe.method == "draft":
+            draft_critic(recipe, pipe)
         return None
     from huajia.engine.families import detect
     from huajia.training.rl.family_policy import check_family_method
@@ -153,7 +188,8 @@ def train_rl(recipe: RLRecipe, out: str | Path, *, resume: bool = False, critic=
     progress = progress or (lambda done, total, record: None)
     budget = recipe.minutes * 60 if recipe.minutes else float("inf")
     wall_budget = recipe.wall_minutes * 60 if recipe.wall_minutes else float("inf")
-    while run.step < recipe.steps and run.cpu_s < budget and run.wall_s < wall_budget:
+    stopped = bool(run.history) and "stopped" in run.history[-1]  # a resumed run that stopped early
+    while run.step < recipe.steps and run.cpu_s < budget and run.wall_s < wall_budget and not stopped:
         cpu, wall = time.process_time(), time.perf_counter()
         record = run.one_step()
         run.cpu_s += time.process_time() - cpu
@@ -168,6 +204,9 @@ def train_rl(recipe: RLRecipe, out: str | Path, *, resume: bool = False, critic=
             save_snapshot(run.policy.unet, out, run.step)
         if run.step % recipe.checkpoint_every == 0:
             _save(checkpoint, run.state())
+        reason = run.stop_reason()
+        if reason:
+            record["stopped"], stopped = reason, True
     _save(checkpoint, run.state())
     return export(run, out)
 
