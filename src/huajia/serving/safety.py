@@ -49,12 +49,12 @@ def _is_cjk(char: str) -> bool:
 
 def expand_forms(term: str) -> list[str]:
     """A term's word forms written once: 'behead{,s,ed,ing}' → behead, beheads, beheaded,
-    beheading (one brace group per term)."""
+    beheading; several groups give every combination ('h{is,er} {back,neck}')."""
     match = re.search(r"\{([^{}]*)\}", term)
     if match is None:
         return [term]
-    return [term[:match.start()] + ending + term[match.end():]
-            for ending in match.group(1).split(",")]
+    return [form for ending in match.group(1).split(",")
+            for form in expand_forms(term[:match.start()] + ending + term[match.end():])]
 
 
 @dataclass(frozen=True)
@@ -253,10 +253,11 @@ def _load_terms(text: str, folder: Folder) -> _Policy:
                    tuple(p[0] for p in _by_length(allowed.chinese)))
 
 
-def _excused(span: tuple[int, int], allowed: list[tuple[int, int]]) -> bool:
-    """Inside an allowed compound, and not the whole of it ('+nudez' excuses the 'nude' in
-    'nudez', while a pair may still ask for 'nudez' itself)."""
-    return any(a <= span[0] and span[1] <= b and (a, b) != span for a, b in allowed)
+def _excused(span: tuple[int, int], allowed: list[tuple[int, int]], whole_counts: bool) -> bool:
+    """Inside an allowed compound; with ``whole_counts`` a term that is the whole compound is
+    not excused ('+nudez' excuses the 'nude' in 'nudez', while a pair may ask for 'nudez')."""
+    return any(a <= span[0] and span[1] <= b and not (whole_counts and (a, b) == span)
+               for a, b in allowed)
 
 
 class _Reading:
@@ -272,15 +273,16 @@ class _Reading:
             self.latin.append((view, [s for phrase in policy.allowed_latin
                                       for s in view.occurrences(phrase)]))
 
-    def first(self, terms: TermSet) -> str | None:
+    def first(self, terms: TermSet, whole_counts: bool = False) -> str | None:
         """The first term of ``terms`` the prompt holds outside an allowed compound."""
         for folded, term in terms.chinese:
             for m in re.finditer(re.escape(folded), self.chinese):
-                if not _excused((m.start(), m.end()), self.chinese_allowed):
+                if not _excused((m.start(), m.end()), self.chinese_allowed, whole_counts):
                     return term
         for view, allowed in self.latin:
             for folded, term, whole in terms.latin:
-                if any(not _excused(s, allowed) for s in view.occurrences(folded, whole)):
+                if any(not _excused(s, allowed, whole_counts)
+                       for s in view.occurrences(folded, whole)):
                     return term
         return None
 
@@ -305,7 +307,7 @@ class PromptFilter:
         if term is not None:
             return SafetyVerdict(False, term)
         for _line, parts in self._policy.pairs:
-            found = [reading.first(part) for part in parts]
+            found = [reading.first(part, whole_counts=True) for part in parts]
             if all(found):
                 return SafetyVerdict(False, " + ".join(found))
         flagged = self.moderation.flagged(prompt) if self.moderation is not None else None
