@@ -41,6 +41,7 @@ _LAZY = {  # public name → the module that defines it
     "parse": "huajia.world.parser",
     "read_prompt": "huajia.world.parser",
     "unknown_words": "huajia.world.parser",
+    "reword": "huajia.world.reading",
     "render": "huajia.world.render",
     "Verdict": "huajia.world.verifier",
     "verify": "huajia.world.verifier",
@@ -70,6 +71,7 @@ __all__ = [
     "parse",
     "read_prompt",
     "render",
+    "reword",
     "unknown_words",
     "verify",
 ]
@@ -95,6 +97,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from huajia.thinking.options import ThinkOptions
     from huajia.thinking.run import Thought
     from huajia.world.parser import ParsedPrompt, parse, read_prompt, unknown_words
+    from huajia.world.reading import reword
     from huajia.world.render import render
     from huajia.world.spec import ObjectGroup, Relation, Scene, SceneSpec
     from huajia.world.verifier import Verdict, verify
