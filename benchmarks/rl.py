@@ -64,12 +64,33 @@ class _Recording:
     """A generator that keeps every picture it paints (for the FID against the oracle)."""
 
     def __init__(self, inner):
-        self.inner, self.name, self.pictures = inner, inner.name, []
+        self.inner, self.name, self.pictures, self.texts = inner, inner.name, [], []
 
     def generate(self, prompts, seeds, side):
         pictures = self.inner.generate(prompts, seeds, side)
         self.pictures += pictures
+        self.texts += list(prompts)
         return pictures
+
+
+def _critic_score(folder: str, texts: list[str], pictures: list) -> float:
+    """The distilled critic's mean score (training/critic_model.py) on the pictures: beside the
+    verifier's, it tells a real gain from a critic being gamed (DRaFT's hacking)."""
+    import numpy as np
+    import torch
+
+    from huajia.training.critic_model import load_critic
+    from huajia.world.parser import parse
+
+    critic = load_critic(folder, pictures[0].size[0])
+    scores = []
+    with torch.no_grad():
+        for start in range(0, len(pictures), 64):
+            part = pictures[start:start + 64]
+            pixels = torch.stack([torch.from_numpy(np.array(p.convert("RGB"), dtype=np.float32) / 255)
+                                  .permute(2, 0, 1) for p in part])
+            scores += critic(pixels, [parse(t).spec for t in texts[start:start + 64]]).tolist()
+    return float(np.mean(scores))
 
 
 def _world_fid(pictures, prompts) -> float:
@@ -95,13 +116,15 @@ def _evaluate(label: str, path: str, prompts, keep, args) -> tuple[dict, list]:
     key = _cache_key(path, args)
     if (cache / "report.json").is_file():
         saved = json.loads((cache / "report.json").read_text())
-        if saved["key"] == key:
+        if saved["key"] == key and (not args.critic_model or "critic_score" in saved["report"]):
             return saved["report"], [Image.open(cache / f"{k}.png").convert("RGB") for k in keep]
     model, _, lora = path.partition("+")  # MODEL+LORA: a LoRA run's file on its base
     loras = (LoraSpec(lora),) if lora else ()
     generator = _Recording(EngineGenerator(Engine(model, vocabulary=unknown_words), loras=loras))
     scores = report_model(generator, prompts, args.images_per_prompt, keep=keep)
     report = {**scores.to_dict(), "fid_world": _world_fid(generator.pictures, prompts)}
+    if args.critic_model:
+        report["critic_score"] = _critic_score(args.critic_model, generator.texts, generator.pictures)
     cache.mkdir(parents=True, exist_ok=True)
     for k in keep:
         scores.samples[k].save(cache / f"{k}.png")
@@ -113,7 +136,7 @@ EQUAL_RECIPE = {"prompts_per_step": 2, "group_size": 8, "seed": 0, "steps": 100_
                 "checkpoint_every": 2}  # the shipped GRPO run's prompts and pictures per step
 
 
-def train_method(method: str, minutes: float, runs: Path) -> Path:
+def train_method(method: str, minutes: float, runs: Path, args) -> Path:
     """METHOD from the shipped model for ``minutes`` CPU minutes into RUNS/METHOD (resumed when
     a checkpoint is there); its exported pipeline folder."""
     import torch
@@ -124,7 +147,9 @@ def train_method(method: str, minutes: float, runs: Path) -> Path:
     from huajia.training.rl.run import CHECKPOINT, train_rl
 
     out = runs / method
-    recipe = RLRecipe(method=method, minutes=minutes, **EQUAL_RECIPE)
+    extra = ({"critic_model": args.critic_model, "backprop_steps": args.backprop_steps}
+             if method == "draft" else {})
+    recipe = RLRecipe(method=method, minutes=minutes, **EQUAL_RECIPE, **extra)
     if (out / "model").is_dir() and (out / "rl.json").is_file():
         done = json.loads((out / "rl.json").read_text())
         if done["cpu_s"] >= minutes * 60:
@@ -149,6 +174,10 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="--train: CPU minutes each.")
     parser.add_argument("--runs", type=Path, default=Path("runs/rl_equal"), help="--train: run folders.")
     parser.add_argument("--cpu-minutes", action="append", default=[], help="LABEL=MINUTES.")
+    parser.add_argument("--critic-model", default=None,
+                        help="A distilled critic (huajia train critic): --train draft's, and each "
+                             "model's critic score beside the verifier's (hacking shows as a gap).")
+    parser.add_argument("--backprop-steps", type=int, default=2, help="--train draft: DRaFT's K.")
     parser.add_argument("--specs-per-task", type=int, default=12)
     parser.add_argument("--images-per-prompt", type=int, default=2)
     parser.add_argument("--name", default="rl")
@@ -156,7 +185,7 @@ def main() -> None:
                         help="Another seed draws an independent held-out prompt set (a "
                              "confirmation run).")
     args = parser.parse_args()
-    trained = [(f"{m.upper()} {args.minutes:g} min", str(train_method(m, args.minutes, args.runs)))
+    trained = [(f"{m.upper()} {args.minutes:g} min", str(train_method(m, args.minutes, args.runs, args)))
                for m in args.train]
     models = [m.split("=", 1) for m in args.model] + [list(t) for t in trained]
     if not models:
@@ -173,6 +202,7 @@ def main() -> None:
                      f"{scores['by_lang']['en']:.3f} / {scores['by_lang']['zh']:.3f}",
                      round(scores["second_judge"], 3), round(scores["diversity"], 4),
                      round(scores["fid_world"], 2) if "fid_world" in scores else "?",
+                     round(scores["critic_score"], 3) if "critic_score" in scores else "-",
                      "?" if minutes is None else round(minutes, 1)])
         columns.append([Tile(image) for image in samples])
         print(label, rows[-1], flush=True)
@@ -186,7 +216,8 @@ def main() -> None:
     grid.save(RESULTS / f"{args.name}_grid.png")
     report(args.name, f"RL on critic rewards: held-out ShapesEval ({len(prompts)} prompts x "
            f"{args.images_per_prompt} images), plain generation at the default settings",
-           ["model", "overall", *TASKS, "en / zh", "second judge", "diversity", "FID (world)", "CPU min"],
+           ["model", "overall", *TASKS, "en / zh", "second judge", "diversity", "FID (world)", "critic",
+            "CPU min"],
            rows,
            {"specs_per_task": args.specs_per_task, "images_per_prompt": args.images_per_prompt,
             "prompt_seed": args.prompt_seed,

@@ -122,10 +122,18 @@ def save_critic(critic: SoftCritic, folder: str | Path, record: dict) -> Path:
     return folder
 
 
+def shipped_critic() -> Path:
+    """The critic distilled for the embedded model (``--critic-model embedded``)."""
+    from importlib import resources
+
+    return Path(str(resources.files("huajia").joinpath("assets/critic")))
+
+
 def load_critic(folder: str | Path, image_side: int | None = None) -> SoftCritic:
-    """The critic in ``folder``, refused in one line when it is not a critic, was distilled in
-    another world, or for pictures of another side than ``image_side``."""
-    folder = Path(folder)
+    """The critic in ``folder`` ('embedded': the one shipped for the embedded model), refused in
+    one line when it is not a critic, was distilled in another world, or for pictures of another
+    side than ``image_side``."""
+    folder = shipped_critic() if str(folder) == "embedded" else Path(folder)
     record_path = folder / CRITIC_RECORD
     if not record_path.is_file():
         raise HuajiaError(f"--critic-model '{folder}' is not a critic folder (no {CRITIC_RECORD}); "

@@ -65,7 +65,8 @@ class RLRecipe:
                                    "empty prompt (the base recipe's), so guidance keeps working.",
                                    low=0.0, high=1.0)
     critic_model: str | None = param(None, help="DRaFT: the differentiable critic's folder "
-                                     "(made by `huajia train critic`).")
+                                     "(made by `huajia train critic`; 'embedded': the one "
+                                     "shipped for the embedded model).")
     backprop_steps: int = param(1, help="DRaFT: the critic's gradient flows through the last "
                                 "1..K sampling steps (K drawn afresh each step).")
     early_stop: int = param(20, help="DRaFT: stop when, between the run's first and last K "
