@@ -40,8 +40,9 @@ def _pixels(image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
 
 
-def test_the_critic_reads_an_oracle_render_as_the_verifier_does_and_passes_gradients():
-    critic = SoftCritic(load_feature_net(), 128).eval()
+@pytest.mark.parametrize("shipped", [False, True])
+def test_the_critic_reads_an_oracle_render_as_the_verifier_does_and_passes_gradients(shipped):
+    critic = load_critic("embedded", 128) if shipped else SoftCritic(load_feature_net(), 128).eval()
     right = parse("a red circle to the left of a blue square").spec
     picture = render(scene_for(right, 0), 128)
     assert verify(picture, right).passed
