@@ -134,6 +134,6 @@ def test_cli_refuses_bad_settings_of_nft_and_craft(tmp_path, args, message, cli)
 
 
 def test_recipe_names_the_new_methods():
-    assert RLRecipe(method="nft").stochastic_steps == ()  # pictures as deployed: deterministic DDIM
+    assert RLRecipe(method="nft").stochastic_window(0) == ()  # pictures as deployed: deterministic DDIM
     with pytest.raises(HuajiaError, match="unknown method|must be one of"):
         RLRecipe(method="draftt")

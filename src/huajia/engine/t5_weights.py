@@ -105,6 +105,11 @@ def trimmed(encoding: T5Encoding, window: int):
     return encoding.embeds[:, :length]
 
 
+def as_prompt(encoding: T5Encoding, dtype) -> dict:
+    """An encoding (a negative prompt's) as the keywords of a masked pipeline's prompt."""
+    return {"prompt_embeds": encoding.embeds.to(dtype), "prompt_attention_mask": encoding.mask}
+
+
 def masked_kwargs(positive: T5Encoding, negative: T5Encoding, dtype) -> dict:
     """A weighted prompt and negative prompt (at one length, see ``even``) as the keywords of
     pipelines that take attention masks beside the embeddings (PixArt-Σ, Sana, Lumina 2);

@@ -52,12 +52,16 @@ class DenoiserCall:
         return denoiser(*args, **kwargs)[0]
 
 
-def capture(pipe, family, caption: str, side: int, grad: bool = False) -> DenoiserCall:
+def capture(pipe, family, caption: str, side: int, grad: bool = False,
+            guidance: float = 1.0, negative: bool = False) -> DenoiserCall:
     """The denoiser call the pipeline makes for ``caption`` at ``side`` x ``side`` without
-    guidance (the first step; nothing past it runs). ``grad``: through the text encoders."""
+    classifier-free guidance (the first step; nothing past it runs). ``grad``: through the
+    text encoders; ``guidance``: what a guidance-distilled denoiser (FLUX.1 dev) is given;
+    ``negative``: ``caption`` encoded as a negative prompt (CFG's unconditional call)."""
     denoiser = family.denoiser(pipe)
-    request = GenerationRequest("guidance off", guidance=1.0, steps=2)  # only its guidance
-    kwargs = {"prompt": caption, "height": side, "width": side, "num_inference_steps": 2,
+    request = GenerationRequest("guidance off", guidance=guidance, steps=2)  # only its guidance
+    prompt = family.unconditional_kwargs(pipe, caption) if negative else {"prompt": caption}
+    kwargs = {**prompt, "height": side, "width": side, "num_inference_steps": 2,
               "output_type": "latent", "generator": torch.Generator("cpu").manual_seed(0),
               **family.call_plan(pipe, request, has_negative=False).kwargs}
 
@@ -121,13 +125,22 @@ def _stack(values: list):
 class CaptionCalls:
     """Captions' denoiser calls: captured once each where the text encoders are frozen."""
 
-    def __init__(self, pipe, family, side: int, grad: bool):
+    def __init__(self, pipe, family, side: int, grad: bool, guidance: float = 1.0):
         self.pipe, self.family, self.side, self.grad = pipe, family, side, grad
+        self.guidance = guidance  # a distilled denoiser's guidance input (1: none)
         self.cache: dict[str, DenoiserCall] = {}
 
     def __call__(self, caption: str) -> DenoiserCall:
         if self.grad:
-            return capture(self.pipe, self.family, caption, self.side, grad=True)
+            return capture(self.pipe, self.family, caption, self.side, True, self.guidance)
         if caption not in self.cache:
-            self.cache[caption] = capture(self.pipe, self.family, caption, self.side)
+            self.cache[caption] = capture(self.pipe, self.family, caption, self.side, False, self.guidance)
         return self.cache[caption]
+
+    def negative(self, text: str = "") -> DenoiserCall:
+        """The call of ``text`` as the negative prompt: classifier-free guidance's other half."""
+        key = ("negative", text)
+        if key not in self.cache:
+            self.cache[key] = capture(self.pipe, self.family, text, self.side, False, self.guidance,
+                                      negative=True)
+        return self.cache[key]

@@ -474,7 +474,30 @@ class Family:
         import math
 
         mu = self.schedule_kwargs(pipe, size, 2).get("mu")
-        return math.exp(mu) if mu is not None else float(pipe.scheduler.config.get("shift", 1.0))
+        if mu is not None:
+            return math.exp(mu)
+        config = pipe.scheduler.config  # DPM-Solver on flow sigmas (Sana) names it flow_shift
+        return float(config.get("shift") or config.get("flow_shift") or 1.0)
+
+    def latent_channels(self, pipe) -> int:
+        """Channels of the denoiser's unpacked latents (the VAE's; Qwen-Image's names it z_dim)."""
+        config = pipe.vae.config
+        return int(config.get("latent_channels") or config.get("z_dim"))
+
+    def unconditional_kwargs(self, pipe, negative: str) -> dict:
+        """The pipeline's keywords that make ``negative`` its prompt, encoded as the pipeline
+        encodes a negative prompt (CFG's other half in a sampler of huajia's own)."""
+        return {"prompt": negative}
+
+    def sampler_guidance(self, pipe, guidance: float) -> tuple[float, float]:
+        """How a sampler of huajia's own (RL's SDE) guides this family at the user's
+        ``guidance``: the guidance its denoiser calls are captured with (a distilled model's
+        input) and the classifier-free scale it applies on top (1: no unconditional call)."""
+        return 1.0, guidance
+
+    def guided(self, pipe, uncond: torch.Tensor, cond: torch.Tensor, scale: float) -> torch.Tensor:
+        """Classifier-free guidance of (B, C, h, w) predictions, as the pipeline combines them."""
+        return uncond + scale * (cond - uncond)
 
     def clip_text_encoders(self, pipe) -> tuple[str, ...]:
         """The text encoders a LoRA trains on: the CLIPs (not T5, ChatGLM, Gemma, Qwen, Llama)."""

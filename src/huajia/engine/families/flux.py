@@ -71,6 +71,10 @@ class Flux(Family):
     def distilled(self, pipe) -> bool:
         return bool(self.denoiser(pipe).config.get("guidance_embeds", False))
 
+    def sampler_guidance(self, pipe, guidance: float) -> tuple[float, float]:
+        """dev: the guidance is the transformer's input, one pass a step; schnell: none."""
+        return (guidance if self.distilled(pipe) else 1.0), 1.0
+
     def call_plan(self, pipe, request, has_negative: bool) -> CallPlan:
         self.check_request(request)
         kwargs, fields, notes = {}, {}, []

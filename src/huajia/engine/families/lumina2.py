@@ -9,7 +9,7 @@ chunks that fit the window beside the system prompt are encoded apart and concat
 from __future__ import annotations
 
 from huajia.engine.families.base import Family
-from huajia.engine.t5_weights import T5Encoding, even, masked_kwargs, own_encoding
+from huajia.engine.t5_weights import T5Encoding, as_prompt, even, masked_kwargs, own_encoding
 from huajia.engine.template_weights import encode_chunks, text_chunks
 
 
@@ -31,6 +31,18 @@ class Lumina2(Family):
     def training_prediction(self, pipe, output, latents):
         """The pipeline negates the transformer's output (it predicts x0 − ε)."""
         return -super().training_prediction(pipe, output, latents)
+
+    def guided(self, pipe, uncond, cond, scale):
+        """CFG normalisation (the pipeline's default): the guided prediction rescaled to the
+        conditional one's norm along its last axis."""
+        import torch
+
+        mixed = uncond + scale * (cond - uncond)
+        return mixed * (torch.norm(cond, dim=-1, keepdim=True) / torch.norm(mixed, dim=-1, keepdim=True))
+
+    def unconditional_kwargs(self, pipe, negative: str) -> dict:
+        """A negative prompt is encoded without the system prompt a prompt gets."""
+        return as_prompt(self.encode(pipe, negative, negative=True), pipe.dtype)
 
     def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
         if not own_encoding(pipe.tokenizer, self.width(pipe), prompt, negative):

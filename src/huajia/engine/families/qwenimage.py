@@ -102,6 +102,16 @@ class QwenImage(Family):
     def vae_decode(self, vae, raw):
         return vae.decode(raw.unsqueeze(2)).sample[:, :, 0]
 
+    def guided(self, pipe, uncond, cond, scale):
+        """True CFG, then rescaled to the conditional prediction's norm per packed token."""
+        import torch
+
+        packed_cond, packed = self.pack(pipe, cond), self.pack(pipe, uncond + scale * (cond - uncond))
+        norms = torch.norm(packed_cond, dim=-1, keepdim=True) / torch.norm(packed, dim=-1, keepdim=True)
+        packed = packed * norms
+        scale_px = self.vae_scale(pipe)
+        return self.unpack(pipe, packed, (cond.shape[-1] * scale_px, cond.shape[-2] * scale_px))
+
     def training_time(self, pipe, timesteps):
         """The pipeline passes the transformer σ (its timestep / 1000)."""
         return timesteps / 1000

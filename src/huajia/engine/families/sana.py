@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 
 from huajia.engine.families.base import Family
-from huajia.engine.t5_weights import T5Encoding, even, masked_kwargs, own_encoding, trimmed
+from huajia.engine.t5_weights import T5Encoding, as_prompt, even, masked_kwargs, own_encoding, trimmed
 from huajia.engine.template_weights import encode_chunks, text_chunks
 
 
@@ -33,6 +33,10 @@ class Sana(Family):
     def training_time(self, pipe, timesteps):
         """The pipeline scales the timestep by the transformer's ``timestep_scale``."""
         return timesteps * self.denoiser(pipe).config.get("timestep_scale", 1.0)
+
+    def unconditional_kwargs(self, pipe, negative: str) -> dict:
+        """A negative prompt is encoded without the complex human instruction a prompt gets."""
+        return as_prompt(self.encode(pipe, negative, negative=True), pipe.dtype)
 
     def prompt_kwargs(self, pipe, prompt: str, negative: str, dtype=None) -> dict:
         if not own_encoding(pipe.tokenizer, self.window - 2, prompt, negative):

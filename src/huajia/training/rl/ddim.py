@@ -68,9 +68,8 @@ class DdimSteps:
             eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
         else:
             raise ValueError(f"unsupported prediction type {self.prediction}")
-        if self.clip:
+        if self.clip:  # x0 alone, as diffusers' step does (ε is not re-derived from it)
             x0 = x0.clamp(-self.clip, self.clip)
-            eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
         return x0, eps
 
     def mean_std(self, pred: torch.Tensor, x: torch.Tensor, t: torch.Tensor,

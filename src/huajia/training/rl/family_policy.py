@@ -1,6 +1,7 @@
 """The policy for any model family (SDXL and Kolors with their added conditions, and the
-flow-matching families: SD3, FLUX.1, Chroma, Qwen-Image, Z-Image, Sana, Lumina 2), for the
-methods that need only final pictures and rewards (nft, craft).
+flow-matching families: SD3, FLUX.1, Chroma, Qwen-Image, Z-Image, Sana, Lumina 2): nft and craft
+from the pipeline's own final pictures, grpo through a sampler of huajia's own whose stochastic
+steps keep their likelihoods (``rl/family_sde.py``: Flow-GRPO's SDE, or DDIM).
 
 Pictures are painted by the family's own pipeline, as deployed (its sampler, its guidance as
 the family means it), and returned as latents. Training asks the family: each caption's
@@ -69,7 +70,8 @@ class FamilyPolicy:
                 module.requires_grad_(False).eval()
         self.reference = copy.deepcopy(self.unet).requires_grad_(False).eval()
         self.unet.requires_grad_(True).eval()
-        self.calls = CaptionCalls(pipe, family, self.side, grad=False)
+        capture_guidance, self.cfg_scale = family.sampler_guidance(pipe, guidance)
+        self.calls = CaptionCalls(pipe, family, self.side, grad=False, guidance=capture_guidance)
         self.steps = FamilySteps(objective_for(family, pipe, self.side, MIN_SNR_GAMMA,
                                                "logit_normal", "none"))
 
@@ -81,6 +83,10 @@ class FamilyPolicy:
 
     def encode(self, texts: list[str]) -> Captions:
         return Captions(tuple(self.calls(text) for text in texts))
+
+    def unconditional(self, count: int) -> Captions:
+        """Classifier-free guidance's calls: the empty negative prompt, ``count`` times."""
+        return Captions((self.calls.negative(),) * count)
 
     def drop_captions(self, cond: Captions, dropped: torch.Tensor) -> Captions:
         empty = self.calls("")
@@ -100,6 +106,25 @@ class FamilyPolicy:
     @torch.no_grad()
     def reference_predict(self, x: torch.Tensor, t: torch.Tensor, cond: Captions) -> torch.Tensor:
         return self._run(self.reference, x, t, cond)
+
+    def guided(self, uncond: torch.Tensor | None, cond: torch.Tensor) -> torch.Tensor:
+        """The sampler's prediction: the family's guidance of the two (``cond`` alone at scale 1)."""
+        if uncond is None:
+            return cond
+        return self.family.guided(self.pipe, uncond, cond, self.cfg_scale)
+
+    def latent_shape(self) -> tuple[int, int, int]:
+        side = self.side // self.family.vae_scale(self.pipe)
+        return self.family.latent_channels(self.pipe), side, side
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> list:
+        return to_pil(self.family.to_image(self.pipe, latents).float())
+
+    def step_log_prob(self, steps, rollout: Rollout, rows, cols, eta: float, with_reference: bool):
+        from huajia.training.rl.family_sde import sde_step_log_prob
+
+        return sde_step_log_prob(self, steps, rollout, rows, cols, eta, with_reference)
 
     @torch.no_grad()
     def paint(self, texts: list[str], seed: int) -> tuple[torch.Tensor, list]:
@@ -126,9 +151,9 @@ def sample_family(policy: FamilyPolicy, prompts: list[TrainPrompt], seed: int) -
 
 def check_family_method(method: str, lora_rank: int | None, family) -> None:
     """What RL on a family other than SD 1.x/2.x supports, refused in one line otherwise."""
-    if method not in ("nft", "craft"):
+    if method not in ("grpo", "nft", "craft"):
         raise HuajiaError(f"--method {method} needs an SD 1.x/2.x-style UNet; on {family.label} use "
-                          "--method nft or craft (they learn from final pictures alone)")
+                          "--method grpo, nft or craft")
     if lora_rank:
         raise HuajiaError(f"--lora-rank: RL on {family.label} trains the whole denoiser; drop "
                           "--lora-rank (or train a LoRA with huajia train lora)")

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from huajia.training.rl.ddim import DdimSteps
-from huajia.training.rl.policy import Policy, Rollout, step_log_prob
+from huajia.training.rl.policy import Policy, Rollout
 
 Anchor = Callable[[int], torch.Tensor]  # optimizer step k of this rollout → an extra loss
 
@@ -87,7 +87,7 @@ def grpo_update(policy: Policy, steps: DdimSteps, optimizer, rollout: Rollout, r
             part = batch[start:start + settings.micro_batch]
             rows = torch.tensor([b for b, _ in part], device=policy.device)
             cols = torch.tensor([c for _, c in part], device=policy.device)
-            logp, kl = step_log_prob(policy, steps, rollout, rows, cols, settings.eta, with_reference=True)
+            logp, kl = policy.step_log_prob(steps, rollout, rows, cols, settings.eta, with_reference=True)
             # far outside the clip range the surrogate is flat anyway; the bound keeps exp finite
             ratio = torch.exp((logp - rollout.log_probs[rows, cols]).clamp(-20.0, 20.0))
             a = advantages[rows]

@@ -104,6 +104,10 @@ class Policy:
     def guided(self, uncond_pred: torch.Tensor, cond_pred: torch.Tensor) -> torch.Tensor:
         return uncond_pred + self.guidance * (cond_pred - uncond_pred)
 
+    def step_log_prob(self, steps: DdimSteps, rollout: Rollout, rows, cols, eta: float,
+                      with_reference: bool):
+        return step_log_prob(self, steps, rollout, rows, cols, eta, with_reference)
+
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> list:
         vae = self.pipe.vae

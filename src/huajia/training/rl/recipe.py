@@ -45,9 +45,13 @@ class RLRecipe:
                               "default: 20).")
     guidance: float = param(5.0, help="Classifier-free guidance of the sampled pictures (the "
                             "deployed default).", low=0.0, high=30.0, aliases=("cfg",))
-    eta: float = param(1.0, help="GRPO: DDIM η of the stochastic steps.")
+    eta: float = param(1.0, help="GRPO: DDIM η of the stochastic steps; on flow-matching "
+                       "families Flow-GRPO's noise level a (σ_t = a·√(t/(1−t)); theirs is 0.7).")
     sde_window: int = param(10, help="GRPO: the first N sampler steps are stochastic (the "
                             "layout is decided there).")
+    sde_window_slide: int | None = param(None, help="GRPO (MixGRPO): move the stochastic window "
+                                         "one step later every K RL steps, back to the start "
+                                         "after the last (omitted: it stays at the start).")
     train_timesteps: int = param(4, help="GRPO: steps trained per picture; DPO/RAFT/NFT/CRAFT: "
                                  "noise draws per picture.")
     # measured best (docs/rl.md): 3e-5 forgot held-out colour pairs, 1e-4 did worse
@@ -107,6 +111,9 @@ class RLRecipe:
         if self.method == "grpo" and not 1 <= self.sde_window <= self.sample_steps:
             raise HuajiaError(f"--sde-window {self.sde_window} must be between 1 and the sampler's "
                               f"{self.sample_steps} steps")
+        if self.sde_window_slide is not None and self.sde_window_slide < 1:
+            raise HuajiaError(f"--sde-window-slide {self.sde_window_slide} must be at least 1 (RL "
+                              "steps between moves of the window)")
         if self.lora_rank is not None and self.lora_rank < 1:
             raise HuajiaError(f"--lora-rank {self.lora_rank} must be at least 1 (or use --full)")
         if self.snapshot_every is not None and (self.snapshot_every < 1 or self.lora_rank):
@@ -161,6 +168,10 @@ class RLRecipe:
         return PictureSettings(nft_beta=self.nft_beta, winners=self.winners,
                                caption_dropout=self.caption_dropout)
 
-    @property
-    def stochastic_steps(self) -> tuple[int, ...]:
-        return tuple(range(self.sde_window)) if self.method == "grpo" else ()
+    def stochastic_window(self, step: int) -> tuple[int, ...]:
+        """The sampler steps that are stochastic at RL step ``step`` (GRPO's window)."""
+        if self.method != "grpo":
+            return ()
+        places = self.sample_steps - self.sde_window + 1
+        start = (step // self.sde_window_slide) % places if self.sde_window_slide else 0
+        return tuple(range(start, start + self.sde_window))

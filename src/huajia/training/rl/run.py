@@ -47,10 +47,12 @@ class _Run:
             self.steps = DdimSteps(pipe.scheduler.config, recipe.sample_steps, self.policy.device)
         else:
             from huajia.training.rl.family_policy import FamilyPolicy
+            from huajia.training.rl.family_sde import sde_steps
 
             self.policy = FamilyPolicy(pipe, check_policy(recipe, pipe), guidance=recipe.guidance,
                                        side=recipe.resolution, sample_steps=recipe.sample_steps)
-            self.steps = self.policy.steps
+            self.steps = (sde_steps(self.policy, recipe.sample_steps) if recipe.method == "grpo"
+                          else self.policy.steps)
         self.draft_critic = draft_critic(recipe, pipe) if recipe.method == "draft" else None
         self.anchor = (WorldAnchor(self.policy, self.steps, weight=recipe.anchor, batch=recipe.anchor_batch,
                                    seed=recipe.seed) if recipe.anchor else None)
@@ -76,7 +78,12 @@ class _Run:
             return self._draft_step(prompts, seed)
         if isinstance(self.policy, Policy):
             rollout = sample(self.policy, self.steps, prompts, seed=seed, eta=r.eta,
-                             positions=r.stochastic_steps)
+                             positions=r.stochastic_window(self.step))
+        elif r.method == "grpo":
+            from huajia.training.rl.family_sde import sample_sde
+
+            rollout = sample_sde(self.policy, self.steps, prompts, seed, eta=r.eta,
+                                 positions=r.stochastic_window(self.step))
         else:
             from huajia.training.rl.family_policy import sample_family
 
