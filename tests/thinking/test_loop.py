@@ -211,6 +211,9 @@ def test_the_first_look_comes_when_asked_and_old_infotexts_keep_their_options():
     old = 'a\nSteps: 6, Think options: "{\\"pauses\\":1,\\"compose_tries\\":2}", Critic: shapes'
     options, critic = options_from_infotext(old)
     assert (options.part_steps, options.first_look, options.compose_tries) == (0, 0.35, 2)
+    # joint-attention regions were on for every step, with no base blend, before they were
+    # recorded; new runs record theirs
+    assert (options.region_steps, options.base_ratio) == (1.0, 0.0)
 
 
 def test_thinking_guides_every_step_whatever_the_cutoff(engine):

@@ -14,10 +14,11 @@ from PIL import Image
 from tests.serving.conftest import KEY, LiveServer, make_config
 
 from huajia.engine.engine import Engine
+from huajia.engine.infotext import parse_infotext
 from huajia.engine.request import GenerationRequest
 from huajia.serving.app import create_app
 from huajia.thinking.critics import ShapesCritic
-from huajia.thinking.loop import Thinker, ThinkOptions
+from huajia.thinking.loop import Thinker, ThinkOptions, thought_lines
 from huajia.thinking.preview import COLOURS, boxed
 from huajia.thinking.timeline import timeline, write_thoughts
 
@@ -53,6 +54,13 @@ def test_thoughts_carry_previews_with_boxes_and_the_timeline_marks_them(sd_dir, 
     assert pause[0].preview is not None and pause[1].preview is None  # one per look
     data = json.loads(write_thoughts(result, tmp_path / "t.json").read_text(encoding="utf-8"))
     assert all("preview" not in t for t in data["thoughts"])
+    # the plan rides in the picture's infotext, and is said as "plan", not at a step "@-1"
+    recorded = json.loads(parse_infotext(result.infotext)["Plan"])
+    assert recorded["planner"] == "world" and recorded["regions"] == data["plan"]
+    assert [r["caption"] for r in recorded["regions"]] == [r.caption for r in result.plan.regions]
+    assert [tuple(r["box"]) for r in recorded["regions"]] == [r.box for r in result.plan.regions]
+    assert thought_lines(seen[0]).startswith("plan: ")
+    assert thought_lines(pause[0]).startswith(f"pause@{pause[0].step}")
     sheet = timeline(result)
     assert sheet.size[0] > 400
     # without a follower nothing is encoded: the thoughts stay light for benchmarks
@@ -111,6 +119,7 @@ def test_the_page_shows_each_thought_beside_its_picture(tmp_path, sd_dir):
         assert previews.count() >= 3
         width = page.evaluate("(img) => img.naturalWidth", previews.first.element_handle())
         assert width == 160  # the thumbnail decoded in the browser
-        assert page.locator("#thoughts li").first.inner_text().startswith("plan@")
+        first = page.locator("#thoughts li").first.inner_text()
+        assert first.startswith("plan") and not first.startswith("plan@")  # not "plan@-1"
         page.screenshot(path=str(tmp_path / "thinking-page.png"), full_page=True)
         browser.close()

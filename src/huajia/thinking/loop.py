@@ -10,6 +10,7 @@ are reported as they happen.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -37,8 +38,8 @@ from huajia.thinking.preview import plan_canvas
 from huajia.thinking.regional import CallCounter, RegionalHooks, RegionState, soft_mask
 from huajia.thinking.run import RESEED, Abandoned, Frame, PauseCallback, ThinkRun, Thought, mean_score
 
-__all__ = ["Frame", "ThinkOptions", "ThinkResult", "Thinker", "Thought", "stream",
-           "thought_lines"]
+__all__ = ["Frame", "ThinkOptions", "ThinkResult", "Thinker", "Thought", "plan_record",
+           "stream", "thought_lines"]
 
 
 @dataclass
@@ -113,7 +114,9 @@ class Thinker:
         # the critic and every think option; 'huajia think --infotext PNG' reads them back
         fields.update({"Seed": run.seed, "Critic": getattr(self.critic, "name", "custom"),
                        "Think options": options_text(opts), "Restarts": run.attempt,
-                       "NFE": run.state.calls})
+                       "NFE": run.state.calls,
+                       "Plan": json.dumps(plan_record(plan), ensure_ascii=False,
+                                          separators=(",", ":"))})
         infotext = self.engine.infotext(request, prepared.prompt, prepared.negative, fields)
         result = ThinkResult(image, plan, run.thoughts, run.frames, run.state.calls, satisfied,
                              run.seed, infotext)
@@ -159,7 +162,8 @@ class Thinker:
         if family.regions == "joint":
             captions = [session.encode_caption(r.caption)[0] for r in run.plan.regions]
             return JointRegions(run.state, family, captions,
-                                max(family.patch, 2 if family.packed else 1))
+                                max(family.patch, 2 if family.packed else 1), run.request.steps,
+                                self.options.region_steps, self.options.base_ratio)
         return CallCounter(run.state)
 
     def _paint(self, session: Session, run: ThinkRun, prepared: PreparedPrompt) -> torch.Tensor:
@@ -343,10 +347,19 @@ def _plan_key(opts: ThinkOptions) -> str:
 _NO_PART = Part(None, 0.0, -1, False)
 
 
+def plan_record(plan: Plan) -> dict:
+    """Who planned the picture, its background and its regions' boxes and captions (the
+    infotext's 'Plan', thoughts.json)."""
+    return {"planner": plan.planner, "background": plan.background,
+            "regions": [{"region": r.index, "box": list(r.box), "caption": r.caption}
+                        for r in plan.regions]}
+
+
 def thought_lines(thought: Thought) -> str:
     where = "" if thought.region is None else f" [region {thought.region}]"
     score = "" if thought.score is None else f" ({thought.score:.0f})"
-    return f"{thought.phase}@{thought.step}{where}{score}: {thought.observation} → {thought.decision}"
+    when = f"@{thought.step}" if thought.step >= 0 else ""  # the plan comes before any step
+    return f"{thought.phase}{when}{where}{score}: {thought.observation} → {thought.decision}"
 
 
 def stream(thinker: Thinker, request: GenerationRequest) -> Iterator[Thought | ThinkResult]:

@@ -74,6 +74,17 @@ class ThinkOptions:
     first_look: float = param(0.35, help="When the first look comes, as a fraction of the "
                               "steps (restarts are judged there).", low=0.05, high=0.95)
 
+    # joint-attention regions (SD3, FLUX.1, Chroma, Qwen-Image), as *Regional Prompting for
+    # FLUX* (arXiv 2411.02395) runs them: injected for the first steps only (its examples: 10
+    # of 24 steps, "recommended between 5-10"), each attention blended with the prompt alone's
+    # (its examples: 0.2, "smaller means stronger control"). Not measured on real weights here
+    region_steps: float = param(0.4, help="Joint-attention families (SD3, FLUX.1, Chroma, "
+                                "Qwen-Image): regions steer this fraction of the steps first, "
+                                "then the prompt alone paints the details.", low=0.0, high=1.0)
+    base_ratio: float = param(0.2, help="Joint-attention families: how much of the prompt "
+                              "alone's attention the picture gets while regions steer (0: "
+                              "none, one attention per block).", low=0.0, high=1.0)
+
     # who plans the regions: the shapes world (exact, for the prompts it reads whole), a
     # language model behind --llm-url (any prompt; a bad answer falls back to bands), or bands
     planner: str = param("auto", help="Who plans the picture's regions: world (the shapes "
@@ -118,7 +129,8 @@ class CriticOptions:
 
 
 # what options missing from an older run's infotext were then (so it repaints the same)
-BEFORE_RECORDED = {"part_steps": 0, "first_look": 0.35, "planner": "auto"}
+BEFORE_RECORDED = {"part_steps": 0, "first_look": 0.35, "planner": "auto", "region_steps": 1.0,
+                   "base_ratio": 0.0}
 
 
 def options_text(options: ThinkOptions) -> str:

@@ -10,17 +10,17 @@ from pathlib import Path
 from PIL import Image
 
 from huajia.drawing import Tile, captioned_grid
-from huajia.thinking.loop import ThinkResult
+from huajia.thinking.loop import ThinkResult, plan_record
 from huajia.thinking.messages import text
 from huajia.thinking.preview import boxed, plan_canvas
 
 
 def write_thoughts(result: ThinkResult, path: str | Path) -> Path:
+    record = plan_record(result.plan)
     data = {"prompt": result.plan.prompt, "lang": result.plan.lang, "seed": result.seed,
             "nfe": result.nfe, "satisfied": result.satisfied,
-            "planner": result.plan.planner, "background": result.plan.background,
-            "plan": [{"region": r.index, "box": r.box, "caption": r.caption}
-                     for r in result.plan.regions],
+            "planner": record["planner"], "background": record["background"],
+            "plan": record["regions"],
             "thoughts": [{k: v for k, v in t.to_dict().items() if k != "preview"}
                          for t in result.thoughts]}
     path = Path(path)

@@ -189,6 +189,15 @@ class Family:
         restored after; None where the pipeline's own processors already apply it."""
         return None
 
+    def joint_mask(self, kwargs: dict, mask: torch.Tensor) -> dict:
+        """The denoiser's keywords with ``mask`` (B, 1, S, S) bool over the joint sequence
+        (thinking's regions): where the family's attention processors read it."""
+        kwargs = dict(kwargs)
+        joint = dict(kwargs.get("joint_attention_kwargs") or {})
+        joint["attention_mask"] = mask
+        kwargs["joint_attention_kwargs"] = joint
+        return kwargs
+
     def joint_text(self, kwargs: dict, extra: torch.Tensor) -> dict:
         """The denoiser's keywords with ``extra`` (B, L, D) text tokens after the prompt's
         (thinking's regions in joint attention; the mask is given apart)."""
@@ -511,3 +520,16 @@ class Family:
                  for name, _ in self.denoiser(pipe).named_modules()}
         wanted = (*self.lora_targets, "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
         return [target for target in dict.fromkeys(wanted) if target in names]
+
+
+def join_masks(mask: torch.Tensor | None, region: torch.Tensor) -> torch.Tensor:
+    """An attention mask the pipeline gives (bool: where a query may attend; float: added to
+    the scores) narrowed to where the region mask (bool) lets a query attend too."""
+    import torch
+
+    region = region.to(mask.device if mask is not None else region.device)
+    if mask is None:
+        return region
+    if mask.dtype == torch.bool:
+        return mask & region
+    return mask.masked_fill(~region, float("-inf"))

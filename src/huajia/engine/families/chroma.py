@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from huajia.engine.families.base import Family
-from huajia.engine.t5_weights import encode_t5, even, own_encoding
+from huajia.engine.families.base import Family, join_masks
+from huajia.engine.t5_weights import encode_t5, even, own_encoding, trimmed
 
 
 class Chroma(Family):
@@ -25,6 +25,42 @@ class Chroma(Family):
     packed = True
     weighted = True
     window = 512
+
+    regions = "joint"  # thinking's regional prompts: a mask over [text, image] attention
+
+    def caption_embeds(self, pipe, caption: str):
+        """A caption's T5 tokens (its words and EOS, padding cut off) for regional attention."""
+        return trimmed(encode_t5(pipe.tokenizer, pipe.text_encoder, caption, self.window,
+                                 masked=True), self.window), None
+
+    def joint_text(self, kwargs: dict, extra) -> dict:
+        """The transformer's keywords with ``extra`` text tokens after the prompt's: their
+        positions are the text's (zeros, as Flux's), and the pipeline's mask over the joint
+        [text, image] sequence lets them through."""
+        text_tokens = kwargs["encoder_hidden_states"].shape[1]
+        kwargs = super().joint_text(kwargs, extra)
+        ids = kwargs["txt_ids"]
+        ids = ids[0] if ids.ndim == 3 else ids  # the deprecated batched form
+        kwargs["txt_ids"] = torch.cat([ids, ids.new_zeros(extra.shape[1], ids.shape[-1])])
+        mask = kwargs.get("attention_mask")
+        if mask is not None:  # (B, text + image): ones for the new tokens after the text
+            ones = mask.new_ones(mask.shape[0], extra.shape[1])
+            kwargs["attention_mask"] = torch.cat([mask[:, :text_tokens], ones,
+                                                  mask[:, text_tokens:]], 1)
+        return kwargs
+
+    def joint_mask(self, kwargs: dict, mask) -> dict:
+        """Chroma's blocks pass the padding mask as ``attention_mask``: the regions' mask goes
+        apart, as ``region_mask``, for ``mask_processors``."""
+        kwargs = dict(kwargs)
+        kwargs["joint_attention_kwargs"] = {**(kwargs.get("joint_attention_kwargs") or {}),
+                                            "region_mask": mask}
+        return kwargs
+
+    def mask_processors(self, denoiser) -> dict:
+        """Flux's attention processors with the region mask joined to the padding mask."""
+        return {name: RegionMaskedFlux(processor)
+                for name, processor in denoiser.attn_processors.items()}
 
     def training_time(self, pipe, timesteps):
         """The pipeline passes the transformer σ (its timestep / 1000)."""
@@ -49,3 +85,18 @@ def _one_pad_more(mask: torch.Tensor) -> torch.Tensor:
     """Each chunk's mask with its first padding position let through (as Chroma's pipeline)."""
     shifted = torch.nn.functional.pad(mask[:, :-1], (1, 0))
     return (mask.bool() | (shifted.bool() & ~mask.bool())).to(mask.dtype)
+
+
+class RegionMaskedFlux:
+    """A Flux attention processor (Chroma's blocks) that also applies thinking's region mask,
+    given as ``region_mask`` (B or 1, 1, S, S) over the joint [text, image] sequence."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
+                 image_rotary_emb=None, region_mask=None):
+        if region_mask is not None:
+            attention_mask = join_masks(attention_mask, region_mask)
+        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask,
+                          image_rotary_emb)

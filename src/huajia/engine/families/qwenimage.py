@@ -12,7 +12,9 @@ chunks of 512 tokens (the pipeline's own cut) are concatenated with their masks,
 
 from __future__ import annotations
 
-from huajia.engine.families.base import CallPlan, Family
+import torch
+
+from huajia.engine.families.base import CallPlan, Family, join_masks
 from huajia.engine.t5_weights import T5Encoding, own_encoding
 from huajia.engine.template_weights import TextChunk, encode_chunks, text_chunks
 from huajia.errors import HuajiaError
@@ -87,6 +89,35 @@ class QwenImage(Family):
             TextChunk(prompt, (1.0,) * len(prompt))]  # " ", the empty negative, as it is
         return encode_chunks(chunks, before, encode, slice(drop, None), after)
 
+    regions = "joint"  # thinking's regional prompts: a mask over [text, image] attention
+
+    @torch.no_grad()
+    def caption_embeds(self, pipe, caption: str):
+        """A caption's Qwen2.5-VL states as the pipeline encodes a prompt, padding cut off."""
+        qwen = self.encode(pipe, caption)
+        return qwen.embeds[:, qwen.mask[0].bool()], None
+
+    def joint_text(self, kwargs: dict, extra) -> dict:
+        """The transformer's keywords with ``extra`` text tokens after the prompt's, let
+        through by its text mask (their rotary positions follow the prompt's)."""
+        kwargs = super().joint_text(kwargs, extra)
+        mask = kwargs.get("encoder_hidden_states_mask")
+        if mask is not None:
+            kwargs["encoder_hidden_states_mask"] = torch.cat(
+                [mask, mask.new_ones(mask.shape[0], extra.shape[1])], 1)
+        return kwargs
+
+    def joint_mask(self, kwargs: dict, mask) -> dict:
+        """Qwen-Image's processors build their own mask from the text mask and take no other:
+        the regions' goes in ``attention_kwargs`` as ``region_mask`` (``mask_processors``)."""
+        kwargs = dict(kwargs)
+        kwargs["attention_kwargs"] = {**(kwargs.get("attention_kwargs") or {}),
+                                      "region_mask": mask}
+        return kwargs
+
+    def mask_processors(self, denoiser) -> dict:
+        return {name: RegionMaskedQwen() for name in denoiser.attn_processors}
+
     def call_plan(self, pipe, request, has_negative: bool) -> CallPlan:
         self.check_request(request)
         if request.steps < 2 and pipe.scheduler.config.get("shift_terminal"):
@@ -115,3 +146,46 @@ class QwenImage(Family):
     def training_time(self, pipe, timesteps):
         """The pipeline passes the transformer σ (its timestep / 1000)."""
         return timesteps / 1000
+
+
+class RegionMaskedQwen:
+    """diffusers' ``QwenDoubleStreamAttnProcessor2_0`` (joint [text, image] attention, the text
+    mask over the keys) with thinking's region mask, given as ``region_mask`` (B or 1, 1, S, S),
+    joined to it; without one, the same attention."""
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None,
+                 encoder_hidden_states_mask=None, attention_mask=None, image_rotary_emb=None,
+                 region_mask=None):
+        from diffusers.models.attention_dispatch import dispatch_attention_fn
+        from diffusers.models.transformers.transformer_qwenimage import apply_rotary_emb_qwen
+
+        mask = None
+        if encoder_hidden_states_mask is not None:
+            image = hidden_states.new_ones(hidden_states.shape[:2], dtype=torch.bool)
+            mask = torch.cat([encoder_hidden_states_mask.bool(), image], 1)[:, None, None, :]
+        if region_mask is not None:
+            mask = join_masks(mask, region_mask)
+        head_dim = attn.inner_dim // attn.heads
+
+        def project(states, to_q, to_k, to_v, norm_q, norm_k, freqs):
+            query, key, value = (p(states).unflatten(-1, (-1, head_dim)) for p in (to_q, to_k, to_v))
+            query = norm_q(query) if norm_q is not None else query
+            key = norm_k(key) if norm_k is not None else key
+            if freqs is not None:
+                query = apply_rotary_emb_qwen(query, freqs, use_real=False)
+                key = apply_rotary_emb_qwen(key, freqs, use_real=False)
+            return query, key, value
+
+        image_freqs, text_freqs = image_rotary_emb if image_rotary_emb is not None else (None, None)
+        image_qkv = project(hidden_states, attn.to_q, attn.to_k, attn.to_v, attn.norm_q,
+                            attn.norm_k, image_freqs)
+        text_qkv = project(encoder_hidden_states, attn.add_q_proj, attn.add_k_proj,
+                           attn.add_v_proj, attn.norm_added_q, attn.norm_added_k, text_freqs)
+        joint = [torch.cat([t, i], 1) for t, i in zip(text_qkv, image_qkv, strict=True)]
+        out = dispatch_attention_fn(*joint, attn_mask=mask, dropout_p=0.0, is_causal=False)
+        out = out.flatten(2, 3).to(joint[0].dtype)
+        text_tokens = encoder_hidden_states.shape[1]
+        image_out = attn.to_out[0](out[:, text_tokens:].contiguous())
+        if len(attn.to_out) > 1:
+            image_out = attn.to_out[1](image_out)
+        return image_out, attn.to_add_out(out[:, :text_tokens].contiguous())
