@@ -13,6 +13,13 @@ seconds per step of the embedded model (native 128²) were measured from 64² to
 costs ``P · (a + b·n·P/N) / (a + b·n)`` effective megapixels (n: the embedded model's native
 area): P at the native size, growing past it as the measured curve does in units of the model's
 own native area. On the embedded model 512² prices at 1.1 megapixels, 1024² at 15, 2048² at 230.
+
+The upscaler is priced apart: a size past the native one is painted native, then upscaled, and
+each picture is screened, watermarked and compressed at the size asked, work no step counts.
+``benchmarks/upscale_cost.py`` measured it as ``s = c + k·P`` CPU seconds per picture (P: output
+megapixels; ``data/upscale_cost.json``: a 2048² picture about 0.5-0.8 s), turned into
+megapixel-steps at what one costs on the step fit's model (a step at its native size over its
+2·P megapixel-steps).
 """
 
 from __future__ import annotations
@@ -37,13 +44,30 @@ class SizePrice:
     a: float = 1.0
     b: float = 0.0
     native: int = 128
+    c: float = 0.0  # a step's fixed seconds
+    finish_c: float = 0.0  # seconds per picture finished (upscale, screen, watermark, PNG) …
+    finish_k: float = 0.0  # … and per output megapixel
 
     @classmethod
     def measured(cls) -> SizePrice:
-        """The fit of ``benchmarks/step_cost.py`` (``data/step_cost.json``)."""
-        text = resources.files("huajia.serving").joinpath("data/step_cost.json").read_text("utf-8")
-        fit = json.loads(text)
-        return cls(fit["a_s_per_mp"], fit["b_s_per_mp2"], fit["native_side"])
+        """The fits of ``benchmarks/step_cost.py`` and ``benchmarks/upscale_cost.py``
+        (``data/step_cost.json``, ``data/upscale_cost.json``)."""
+        data = resources.files("huajia.serving").joinpath("data")
+        step = json.loads(data.joinpath("step_cost.json").read_text("utf-8"))
+        finish = json.loads(data.joinpath("upscale_cost.json").read_text("utf-8"))
+        return cls(step["a_s_per_mp"], step["b_s_per_mp2"], step["native_side"], step["c_s"],
+                   finish["c_s"], finish["k_s_per_mp"])
+
+    def seconds_per_unit(self) -> float:
+        """The CPU seconds one megapixel-step stands for: a step at the fitted model's native
+        size over the 2·P megapixel-steps it is priced at."""
+        fitted = self.native**2 / 1e6
+        return (self.c + self.a * fitted + self.b * fitted**2) / (2 * fitted)
+
+    def upscaling(self, size: tuple[int, int], n: int) -> float:
+        """Megapixel-steps of finishing ``n`` pictures at ``size`` (0 without a measured fit)."""
+        seconds = n * (self.finish_c + self.finish_k * size[0] * size[1] / 1e6)
+        return seconds / self.seconds_per_unit()
 
     def megapixels(self, size: tuple[int, int], native: int | None = None) -> float:
         """What one step at ``size`` costs on a model of native side ``native``, in megapixels
@@ -91,12 +115,14 @@ def check_partial_steps(what: str, steps: int, strength: float) -> None:
 
 
 def check_budget(cost: float, budget: float, size: tuple[int, int], steps: int, n: int,
-                 chunks: int, thinking: bool) -> None:
+                 chunks: int, thinking: bool, finished: tuple[int, int] | None = None) -> None:
     if cost <= budget:
         return
     parts = (f"{size[0]}x{size[1]} (priced as attention grows) × {steps} steps × 2 (CFG) × "
              f"{chunks} prompt chunk(s) × {n} image(s)")
     parts += " × the thinking loop's passes" if thinking else ""
+    if finished and finished != size:
+        parts += f", then upscaled to {finished[0]}x{finished[1]}"
     raise HuajiaError(f"this request would cost {cost:.0f} megapixel-steps ({parts}); this "
                       f"server allows {budget:g} (--max-cost) per request: ask for fewer images or steps, a "
                       "smaller size (or the default upscaler), a shorter prompt or style")

@@ -221,10 +221,10 @@ class ImageService:
         return variants
 
     def check_cost(self, spec: JobSpec, painted: list[Painted], size: tuple[int, int] | None = None,
-                   strength: float = 1.0) -> None:
+                   strength: float = 1.0) -> float:
         """Refuse, before it is queued, a job whose cost would pass ``max_cost`` (``size`` and
-        ``strength``: an edit's size and strength)."""
-        request, facts = spec.request, self.facts
+        ``strength``: an edit's size and strength); the cost of one it allows."""
+        request, facts, edit_size = spec.request, self.facts, size
         size = size or (facts.paint_size(request) if facts else (request.width or 512,
                                                                  request.height or 512))
         if facts is not None:
@@ -243,8 +243,11 @@ class ImageService:
                 tuple(round(side * request.hires_scale) for side in size)
             cost += job_cost(hires, (request.hires_steps or request.steps) * request.hires_denoise,
                              request.n, chunks, None, self.size_price, native)
+        finished = edit_size or (facts.size_of(request) if facts else size)
+        cost += self.size_price.upscaling(finished, request.n)  # upscale, screen, mark, PNG
         check_budget(cost, self.config.max_cost, size, request.steps, request.n, chunks,
-                     spec.think is not None)
+                     spec.think is not None, finished)
+        return cost
 
     def image_keys(self, spec: JobSpec, owner: str | None) -> list[str]:
         """Each picture's content address; a tenant's own unless --shared-cache (a repeat of
