@@ -36,7 +36,11 @@ from huajia.errors import HuajiaError
 from huajia.serving.config import ServeConfig
 from huajia.serving.connections import RequestGuard, error_body
 from huajia.serving.edits import ImageEditForm, ImageVariationForm, read_form
-from huajia.serving.encoding import Reencoder, encode_as  # noqa: F401 - encode_as: public
+from huajia.serving.encoding import (  # noqa: F401 - encode_as: public
+    Reencoder,
+    ReencodingBusy,
+    encode_as,
+)
 from huajia.serving.jobs import JobSpec, redact, short
 from huajia.serving.moderation import ModerationUnavailable
 from huajia.serving.provenance import check_provenance
@@ -92,6 +96,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def moderation_down(request: Request, error: ModerationUnavailable):
         return _error(503, str(error), "server_error", code="moderation_unavailable",
                       headers={"Retry-After": "10"})
+
+    @app.exception_handler(ReencodingBusy)
+    async def reencoding_busy(request: Request, error: ReencodingBusy):
+        return _error(503, str(error), "server_error", code="server_busy",
+                      headers={"Retry-After": "5"})
 
     @app.exception_handler(StoreFull)
     async def store_full(request: Request, error: StoreFull):

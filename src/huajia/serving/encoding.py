@@ -2,9 +2,12 @@
 
 Results are stored as PNG with their infotext. Re-encoding a 2048² picture as WebP takes about a
 second of CPU, so it runs on a small pool of its own (never on the event loop nor in the request
-thread pool that ``/health`` shares), and each (picture, format, quality) is encoded once
-(requests that arrive while it is encoded wait for that encoding) and kept in a small in-memory
-cache, capped in bytes, least recently used out first.
+thread pool that ``/health`` shares; one thread per two cores, at nice 10), and each (picture,
+format, quality) is encoded once (requests that arrive while it is encoded wait for that
+encoding) and kept in a small in-memory cache, capped in bytes, least recently used out first.
+It is metered: at most ``max_waiting`` different encodings wait or run at once; one more is a
+503 with Retry-After (48 requests for 48 qualities of one picture would otherwise queue a
+minute of CPU), while a request for an encoding already under way or cached is always served.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
+from huajia.errors import HuajiaError
 from huajia.serving.schemas import OUTPUT_FORMATS
+
+
+class ReencodingBusy(HuajiaError):
+    """Too many different re-encodings wait already (HTTP 503, Retry-After)."""
 
 
 def lower_priority(niceness: int = 10) -> None:
@@ -41,11 +49,14 @@ def encode_as(png: bytes, output_format: str, quality: int = 100) -> bytes:
 
 
 class Reencoder:
-    """``await encode(name, png, format, quality)``: at most ``workers`` encodings at once, each
-    (name, format, quality) encoded once while it stays in the ``max_bytes`` cache."""
+    """``await encode(name, png, format, quality)``: at most ``workers`` encodings at once (one
+    per two cores by default) and ``max_waiting`` waiting or running, each (name, format,
+    quality) encoded once while it stays in the ``max_bytes`` cache."""
 
-    def __init__(self, workers: int = 2, max_bytes: int = 64 * 1024**2):
-        self.max_bytes = max_bytes
+    def __init__(self, workers: int | None = None, max_bytes: int = 64 * 1024**2,
+                 max_waiting: int = 8):
+        workers = workers or max(1, (os.cpu_count() or 2) // 2)
+        self.max_bytes, self.max_waiting = max_bytes, max_waiting
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="huajia-encode",
                                         initializer=lower_priority)
         self._cache: OrderedDict[tuple, bytes] = OrderedDict()
@@ -65,6 +76,10 @@ class Reencoder:
         # one encoding per key at a time: 48 requests for one picture wait for the same one
         pending = self._pending.get(key)
         if pending is None:
+            if len(self._pending) >= self.max_waiting:
+                raise ReencodingBusy(
+                    f"{len(self._pending)} pictures are being re-encoded already; retry shortly, "
+                    "or ask for format=png (sent as stored, with no re-encoding)")
             pending = self._pending[key] = asyncio.get_running_loop().run_in_executor(
                 self._pool, encode_as, png, output_format, quality)
             pending.add_done_callback(lambda done: self._finish(key, done))
