@@ -149,3 +149,29 @@ def test_the_window_slides_as_mixgrpo_moves_it():
     assert RLRecipe(method="grpo", sample_steps=5, sde_window=2).stochastic_window(7) == (0, 1)
     with pytest.raises(HuajiaError, match="--sde-window-slide 0 must be at least 1"):
         RLRecipe(method="grpo", sde_window_slide=0)
+
+
+@pytest.mark.parametrize("name", ["flux", "qwenimage", "sdxl"])
+def test_one_dpo_step_on_a_family_writes_weights_that_change_the_picture(name, family_dirs, tmp_path):
+    """Diffusion-DPO under the family's objective (flow or DDPM), winner and loser under one
+    time and noise."""
+    side = NATIVE[name]
+    recipe = RLRecipe(model=str(family_dirs[name]), method="dpo", steps=1, prompts_per_step=1,
+                      group_size=2, sample_steps=2, train_timesteps=2, lr=3e-2, resolution=side)
+    result = train_rl(recipe, tmp_path / "out", critic=BrightnessCritic(),
+                      pipe=_pipe(name, family_dirs[name]))
+    assert result.history[0]["trained_pairs"] == 1 and np.isfinite(result.history[0]["drift"])
+    assert np.abs(_paint(family_dirs[name], side) - _paint(result.model_dir, side)).mean() > 0.5
+
+
+@pytest.mark.parametrize("name", ["sd3", "kolors"])
+def test_shared_noise_gives_every_copy_the_same_time_and_noise(name, family_dirs):
+    pipe = _pipe(name, family_dirs[name])
+    policy = FamilyPolicy(pipe, detect(pipe), guidance=4.0, side=NATIVE[name], sample_steps=2)
+    x0 = torch.randn((6, *policy.latent_shape()), generator=torch.Generator().manual_seed(0))
+    x0[3:] = x0[:3]  # the second copy holds the same pictures: its noisy latents must match
+    noisy, t, target = policy.steps.shared_noise(x0, 2, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(t[:3], t[3:])
+    torch.testing.assert_close(noisy[:3], noisy[3:])
+    torch.testing.assert_close(target[:3], target[3:])
+    assert len(set(t[:3].tolist())) == 3 and not torch.equal(noisy[:3], x0[:3])

@@ -45,6 +45,10 @@ class NoiseObjective:
     def noised(self, z: torch.Tensor, noise: torch.Tensor, generator: torch.Generator) -> Noised:
         steps = self.scheduler.config.num_train_timesteps
         t = torch.randint(0, steps, (len(z),), generator=generator).to(z.device)
+        return self.at(z, noise, t)
+
+    def at(self, z: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> Noised:
+        """``z`` noised with ``noise`` to the timesteps ``t`` (one a picture)."""
         target = self.scheduler.get_velocity(z, noise, t) if self.v else noise
         return Noised(self.scheduler.add_noise(z, noise, t), t, target,
                       self.weights.to(z.device)[t])
@@ -65,9 +69,13 @@ class FlowObjective:
         return self.shift * u / (1 + (self.shift - 1) * u)
 
     def noised(self, z: torch.Tensor, noise: torch.Tensor, generator: torch.Generator) -> Noised:
+        return self.at(z, noise, self.sigmas(len(z), generator).to(z.device, z.dtype) * 1000)
+
+    def at(self, z: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> Noised:
+        """``z`` noised with ``noise`` to the timesteps σ · 1000 (one a picture)."""
         from diffusers.training_utils import compute_loss_weighting_for_sd3
 
-        sigma = self.sigmas(len(z), generator).to(z.device, z.dtype)
+        sigma = timesteps / 1000
         s = sigma.view(-1, *([1] * (z.ndim - 1)))
         weights = compute_loss_weighting_for_sd3(self.weighting, sigma).to(z.dtype)
         return Noised((1 - s) * z + s * noise, sigma * 1000, noise - z, weights)

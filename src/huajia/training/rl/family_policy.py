@@ -54,6 +54,14 @@ class FamilySteps:
         noised = self.objective.noised(x0, noise, generator)
         return noised.latents, noised.timesteps, noised.target, noised.weights
 
+    def shared_noise(self, x0: torch.Tensor, copies: int, generator: torch.Generator):
+        """As ``methods.shared_noise``: the k-th row of every copy under the same time and noise."""
+        rows = x0.shape[0] // copies
+        noise = torch.randn((rows, *x0.shape[1:]), generator=generator).to(x0.device, x0.dtype)
+        t = self.objective.noised(x0[:rows], noise, generator).timesteps.repeat(copies)
+        noised = self.objective.at(x0, noise.repeat(copies, *([1] * (x0.dim() - 1))), t)
+        return noised.latents, noised.timesteps, noised.target
+
 
 class FamilyPolicy:
     """A family's pipeline whose denoiser learns in full, with a frozen copy for reference."""
@@ -151,9 +159,9 @@ def sample_family(policy: FamilyPolicy, prompts: list[TrainPrompt], seed: int) -
 
 def check_family_method(method: str, lora_rank: int | None, family) -> None:
     """What RL on a family other than SD 1.x/2.x supports, refused in one line otherwise."""
-    if method not in ("grpo", "nft", "craft"):
+    if method not in ("grpo", "dpo", "raft", "nft", "craft"):  # every method: a guard for new ones
         raise HuajiaError(f"--method {method} needs an SD 1.x/2.x-style UNet; on {family.label} use "
-                          "--method grpo, nft or craft")
+                          "--method grpo, dpo, raft, nft or craft")
     if lora_rank:
         raise HuajiaError(f"--lora-rank: RL on {family.label} trains the whole denoiser; drop "
                           "--lora-rank (or train a LoRA with huajia train lora)")

@@ -116,7 +116,10 @@ def _diffusion_target(steps: DdimSteps, x0: torch.Tensor, noise: torch.Tensor,
 def shared_noise(steps: DdimSteps, x0: torch.Tensor, copies: int, generator: torch.Generator):
     """``x0`` (copies stacked along the batch) noised to random training timesteps, the same
     timestep and noise for the k-th row of every copy (Diffusion-DPO compares winner and loser
-    under identical noise); returns the noisy latents, timesteps and regression targets."""
+    under identical noise); returns the noisy latents, timesteps and regression targets. A
+    family's objective (``rl/family_policy.FamilySteps``: flow or DDPM) draws its own."""
+    if not isinstance(steps, DdimSteps):
+        return steps.shared_noise(x0, copies, generator)
     rows = x0.shape[0] // copies
     t = torch.randint(0, steps.scheduler.config.num_train_timesteps, (rows,), generator=generator)
     noise = torch.randn((rows, *x0.shape[1:]), generator=generator)
