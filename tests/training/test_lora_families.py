@@ -132,12 +132,12 @@ def test_centre_crop_keeps_the_middle(tmp_path):
 
     wide = Image.new("RGB", (300, 100), "red")
     wide.paste((0, 0, 255), (100, 0, 200, 100))  # blue middle third
-    cropped = _fit(wide, 50, crop=True)
+    cropped = _fit(wide, (50, 50), crop=True)
     assert cropped.size == (50, 50)
     for x in (0, 25, 49):  # blue edge to edge (bicubic rings a little at the border)
         red, _, blue = cropped.getpixel((x, 25))
         assert blue > 220 and red < 40
-    assert _fit(wide, 50, crop=False).getpixel((2, 25))[0] > 200  # squashed: red at the edge
+    assert _fit(wide, (50, 50), crop=False).getpixel((2, 25))[0] > 200  # squashed: red at the edge
 
 
 def test_a_lora_with_alpha_below_rank_paints_as_trained_in_plain_diffusers(family_dirs, tmp_path):

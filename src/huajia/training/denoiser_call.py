@@ -52,16 +52,18 @@ class DenoiserCall:
         return denoiser(*args, **kwargs)[0]
 
 
-def capture(pipe, family, caption: str, side: int, grad: bool = False,
+def capture(pipe, family, caption: str, side: int | tuple[int, int], grad: bool = False,
             guidance: float = 1.0, negative: bool = False) -> DenoiserCall:
-    """The denoiser call the pipeline makes for ``caption`` at ``side`` x ``side`` without
+    """The denoiser call the pipeline makes for ``caption`` at ``side`` x ``side`` (or a (W, H)
+    size) without
     classifier-free guidance (the first step; nothing past it runs). ``grad``: through the
     text encoders; ``guidance``: what a guidance-distilled denoiser (FLUX.1 dev) is given;
     ``negative``: ``caption`` encoded as a negative prompt (CFG's unconditional call)."""
     denoiser = family.denoiser(pipe)
     request = GenerationRequest("guidance off", guidance=guidance, steps=2)  # only its guidance
     prompt = family.unconditional_kwargs(pipe, caption) if negative else {"prompt": caption}
-    kwargs = {**prompt, "height": side, "width": side, "num_inference_steps": 2,
+    width, height = (side, side) if isinstance(side, int) else side
+    kwargs = {**prompt, "height": height, "width": width, "num_inference_steps": 2,
               "output_type": "latent", "generator": torch.Generator("cpu").manual_seed(0),
               **family.call_plan(pipe, request, has_negative=False).kwargs}
 
@@ -72,7 +74,7 @@ def capture(pipe, family, caption: str, side: int, grad: bool = False,
     call = type(pipe).__call__
     call = getattr(call, "__wrapped__", call) if grad else call  # no_grad off for the encoders
     try:
-        with family.sized(pipe, (side, side)):
+        with family.sized(pipe, (width, height)):
             call(pipe, **kwargs)
     except _Captured as captured:
         return DenoiserCall(tuple(captured.args), dict(captured.kwargs))
@@ -125,7 +127,7 @@ def _stack(values: list):
 class CaptionCalls:
     """Captions' denoiser calls: captured once each where the text encoders are frozen."""
 
-    def __init__(self, pipe, family, side: int, grad: bool, guidance: float = 1.0):
+    def __init__(self, pipe, family, side: int | tuple[int, int], grad: bool, guidance: float = 1.0):
         self.pipe, self.family, self.side, self.grad = pipe, family, side, grad
         self.guidance = guidance  # a distilled denoiser's guidance input (1: none)
         self.cache: dict[str, DenoiserCall] = {}

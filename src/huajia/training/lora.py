@@ -28,10 +28,12 @@ from huajia.engine.lora import WEIGHT_NAME, embeddings_path
 from huajia.errors import HuajiaError
 from huajia.imagefolder import iter_samples
 from huajia.params import canonical
+from huajia.training.buckets import bucket_sizes, cover_crop, nearest_bucket
 from huajia.training.components import ema_update
 from huajia.training.denoiser_call import CaptionCalls, stacked
 from huajia.training.new_words import NewWords
 from huajia.training.objectives import objective_for
+from huajia.training.precision import autocast, check_precision
 from huajia.training.recipes import LoraRecipe
 
 # kohya's LoCon: also the ResNet 3x3 convolutions, where a new shape's outline lives at
@@ -40,15 +42,9 @@ UNET_CONV_TARGETS = ["conv1", "conv2"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
-def _fit(image: Image.Image, side: int, crop: bool) -> Image.Image:
-    """``image`` at ``side`` x ``side``: squashed, or scaled to cover and centre-cropped."""
-    if not crop:
-        return image.resize((side, side), Image.Resampling.BICUBIC)
-    scale = side / min(image.size)
-    w, h = max(side, round(image.width * scale)), max(side, round(image.height * scale))
-    left, top = (w - side) // 2, (h - side) // 2
-    return image.resize((w, h), Image.Resampling.BICUBIC).crop((left, top, left + side,
-                                                               top + side))
+def _fit(image: Image.Image, size: tuple[int, int], crop: bool) -> Image.Image:
+    """``image`` at ``size`` (W, H): squashed, or scaled to cover and centre-cropped."""
+    return cover_crop(image, size) if crop else image.resize(size, Image.Resampling.BICUBIC)
 
 
 def _plain_caption(text: str) -> str:
@@ -56,11 +52,12 @@ def _plain_caption(text: str) -> str:
     return text.replace("<__dj__image>", "").replace("<|__dj__eoc|>", "").strip()
 
 
-def _load_examples(folder: str, side: int, crop: bool = False
+def _load_examples(folder: str, side: int, crop: bool = False, buckets: list | None = None
                    ) -> tuple[list[np.ndarray], list[np.ndarray], list[list[str]]]:
     """``folder``'s pictures (an imagefolder, a Data-Juicer export such as ``huajia curate``'s
     result.jsonl, a CSV, or pictures with .txt captions) at ``side`` (squashed or
-    centre-cropped), their alpha masks (all ones without an
+    centre-cropped) or, given ``buckets``, cropped to the (W, H) bucket of nearest aspect;
+    their alpha masks (all ones without an
     alpha channel; the colours are used as they are, not composited) and, per image, its
     captions (text and text_zh if present)."""
     images, masks, captions = [], [], []
@@ -72,13 +69,14 @@ def _load_examples(folder: str, side: int, crop: bool = False
                 # colour and alpha apart: an RGBA resize premultiplies, blacking out the
                 # colours under alpha 0
                 image = image.convert("RGBA" if has_alpha else "RGB")
-                pixels = _fit(image.convert("RGB"), side, crop)
-                alpha = _fit(image.getchannel("A"), side, crop) if has_alpha else None
+                size = nearest_bucket(image.size, buckets) if buckets else (side, side)
+                pixels = _fit(image.convert("RGB"), size, crop or bool(buckets))
+                alpha = _fit(image.getchannel("A"), size, crop or bool(buckets)) if has_alpha else None
         except OSError as error:
             raise HuajiaError(f"cannot read '{path}' ({error}); curate the folder first "
                               "with 'huajia curate'") from error
         images.append(np.asarray(pixels, dtype=np.float32) / 127.5 - 1.0)
-        masks.append(np.ones((side, side), np.float32) if alpha is None
+        masks.append(np.ones(size[::-1], np.float32) if alpha is None
                      else np.asarray(alpha, dtype=np.float32) / 255.0)
         texts = (sample.text, sample.extra.get("text_zh"))
         captions.append([_plain_caption(t) for t in texts if t and _plain_caption(t)] or [""])
@@ -194,10 +192,25 @@ class LoraRun:
         self.family.check_size(self.pipe, (self.side, self.side))
         self.encoders = _text_encoders(self.family, self.pipe, recipe)
         self.conv_rank = recipe.conv_rank if self.family.denoiser_name == "unet" else 0
-        self.calls = CaptionCalls(self.pipe, self.family, self.side,
-                                  grad=bool(self.encoders or recipe.new_words))
-        self.objective = objective_for(self.family, self.pipe, self.side, recipe.min_snr_gamma,
-                                       recipe.timestep_density, recipe.loss_weighting)
+        self.recipe = recipe
+        self.sized: dict[tuple[int, int], tuple[CaptionCalls, object]] = {}  # per bucket (W, H)
+        self.calls, self.objective = self.at((self.side, self.side))
+        self.buckets = bucket_sizes(self.family, self.pipe, self.side) if recipe.buckets else None
+
+    def at(self, size: tuple[int, int]) -> tuple[CaptionCalls, object]:
+        """The captions' denoiser calls and the objective for (W, H) pictures (position ids,
+        time ids and a flow model's shift depend on the size)."""
+        if size not in self.sized:
+            recipe = self.recipe
+            self.sized[size] = (
+                CaptionCalls(self.pipe, self.family, size, grad=bool(self.encoders or recipe.new_words)),
+                objective_for(self.family, self.pipe, size, recipe.min_snr_gamma,
+                              recipe.timestep_density, recipe.loss_weighting))
+        return self.sized[size]
+
+    def size_of(self, latents: torch.Tensor) -> tuple[int, int]:
+        scale = self.family.vae_scale(self.pipe)
+        return latents.shape[-1] * scale, latents.shape[-2] * scale
 
     def text_modules(self) -> list:
         return [getattr(self.pipe, name) for name in self.encoders]
@@ -207,7 +220,8 @@ class LoraRun:
         """The denoiser's prediction, (B, C, h, w): the captions' calls in one batch where
         they stack, else one call per picture."""
         family, pipe = self.family, self.pipe
-        batch = stacked([self.calls(c) for c in captions]) if batched else None
+        calls = self.at(self.size_of(latents))[0]
+        batch = stacked([calls(c) for c in captions]) if batched else None
         if batch is not None:
             raw = batch.run(denoiser, family.training_latents(pipe, latents),
                             family.training_time(pipe, timesteps))
@@ -215,7 +229,7 @@ class LoraRun:
         out = []
         for i, caption in enumerate(captions):
             z = latents[i:i + 1]
-            raw = self.calls(caption).run(denoiser, family.training_latents(pipe, z),
+            raw = calls(caption).run(denoiser, family.training_latents(pipe, z),
                                           family.training_time(pipe, timesteps[i:i + 1]))
             out.append(family.training_prediction(pipe, raw, z))
         return torch.cat(out)
@@ -254,9 +268,12 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
     from huajia.engine.engine import Engine
 
     check_font_for(*recipe.sample_prompts)  # the sample grids, before any compute
+    check_precision(recipe.precision)
     out = Path(recipe.out)
     out.mkdir(parents=True, exist_ok=True)
-    accelerator = Accelerator(mixed_precision="no" if recipe.precision == "fp32" else recipe.precision)
+    # the device from accelerate; precision ours (its state is one per process, so a second
+    # run in another precision could not change it): autocast, and fp16's loss scaling
+    accelerator = Accelerator(mixed_precision="no")
     torch.manual_seed(recipe.seed)
     engine = Engine(recipe.model, device=str(accelerator.device), split_batch=False, trace=False,
                     family=recipe.family)
@@ -266,8 +283,8 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
         _swap_vae(engine.pipe, recipe.vae)
     run = LoraRun(engine, recipe)
     pipe, denoiser = run.pipe, run.denoiser
-    sets = [_encoded_set(run, recipe.data, recipe.center_crop)]
-    if recipe.mask_weight > 1 and bool((sets[0][1] == 1).all()):
+    sets = [_encoded_set(run, recipe.data, recipe.center_crop, run.buckets)]
+    if recipe.mask_weight > 1 and all(bool((masks == 1).all()) for masks in sets[0][1]):
         raise HuajiaError(f"--mask-weight {recipe.mask_weight:g} needs alpha masks, but no image "
                           f"in '{recipe.data}' has an alpha channel; add them (huajia world "
                           "dataset --alpha-mask) or drop --mask-weight")
@@ -298,16 +315,19 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
                              num_training_steps=recipe.steps)
     ema = [p.detach().clone() for p in params] if recipe.ema_decay else []
     step, losses = _resume(out, resume, run, optimizer, schedule, words, ema)
+    scaler = torch.amp.GradScaler(accelerator.device.type, enabled=recipe.precision == "fp16")
     rng = np.random.default_rng([recipe.seed, step])
     generator = torch.Generator().manual_seed(recipe.seed * 100_003 + step)
     start = time.perf_counter()
     denoiser.train()
     while step < recipe.steps:
-        with accelerator.autocast():
+        with autocast(recipe.precision, accelerator.device):
             loss = _batch_loss(run, trained, sets, recipe, rng, generator)
-        accelerator.backward(loss)
+        accelerator.backward(scaler.scale(loss))
+        scaler.unscale_(optimizer)
         accelerator.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         if words:
             words.restore_old_rows()
         schedule.step()
@@ -326,14 +346,16 @@ def train_lora(recipe: LoraRecipe, resume: bool = False,
         with torch.no_grad():
             for param, average in zip(params, ema, strict=True):
                 param.copy_(average)
-    path = save_lora(run, out, recipe, step, len(sets[0][0]),
-                     len(sets[1][0]) if len(sets) > 1 else 0)
+    path = save_lora(run, out, recipe, step, sum(len(z) for z in sets[0][0]),
+                     sum(len(z) for z in sets[1][0]) if len(sets) > 1 else 0)
     if words:
         words.save(embeddings_path(path))
     loss_curve(losses).save(out / "loss.png")
     (out / "training.json").write_text(json.dumps(
         {"recipe": asdict(recipe), "steps": step, "seconds_this_run": time.perf_counter() - start,
          "family": run.family.name, "side": run.side, "text_encoders": list(run.encoders),
+         "buckets": {f"{z.shape[-1] * run.family.vae_scale(run.pipe)}x"
+                     f"{z.shape[-2] * run.family.vae_scale(run.pipe)}": len(z) for z in sets[0][0]},
          "final_loss": float(np.mean(losses[-20:])), "device": str(accelerator.device)},
         indent=1))
     return path
@@ -381,18 +403,25 @@ def _denoiser_config(recipe: LoraRecipe, run: LoraRun):
                       target_modules=targets, rank_pattern=ranks, alpha_pattern=alphas)
 
 
-def _encoded_set(run: LoraRun, folder: str, crop: bool
-                 ) -> tuple[torch.Tensor, torch.Tensor, list[list[str]]]:
+def _encoded_set(run: LoraRun, folder: str, crop: bool, buckets: list | None = None
+                 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[list[list[str]]]]:
     """A folder's latents (the VAE is frozen, so encode once; the family's scale, shift or
     mean/std), its masks at latent size (the share of each latent pixel's area that is
-    subject) and captions."""
-    images, masks, captions = _load_examples(folder, run.side, crop)
-    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
-    latents = torch.cat([run.family.to_latents(run.pipe, batch[i:i + 16]).float()
-                         for i in range(0, len(batch), 16)])
-    masks = F.adaptive_avg_pool2d(torch.from_numpy(np.stack(masks))[:, None].to(latents.device),
-                                  latents.shape[-2:])
-    return latents, masks, captions
+    subject) and captions: one group per picture size (one without ``buckets``)."""
+    images, masks, captions = _load_examples(folder, run.side, crop, buckets)
+    groups: dict[tuple, list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(i)
+    latents, pooled, texts = [], [], []
+    for members in groups.values():
+        batch = torch.from_numpy(np.stack([images[i] for i in members])).permute(0, 3, 1, 2)
+        z = torch.cat([run.family.to_latents(run.pipe, batch[i:i + 16]).float()
+                       for i in range(0, len(batch), 16)])
+        alpha = torch.from_numpy(np.stack([masks[i] for i in members]))[:, None].to(z.device)
+        latents.append(z)
+        pooled.append(F.adaptive_avg_pool2d(alpha, z.shape[-2:]))
+        texts.append([captions[i] for i in members])
+    return latents, pooled, texts
 
 
 def _batch_loss(run: LoraRun, denoiser, sets: list, recipe: LoraRecipe,
@@ -402,7 +431,10 @@ def _batch_loss(run: LoraRun, denoiser, sets: list, recipe: LoraRecipe,
     sizes = [recipe.batch] if len(sets) == 1 else [recipe.batch - recipe.batch // 2,
                                                    recipe.batch // 2]
     latents, masks, texts = [], [], []
-    for (z, mask, captions), size in zip(sets, sizes, strict=True):
+    for (groups, group_masks, group_captions), size in zip(sets, sizes, strict=True):
+        counts = np.array([len(z) for z in groups], dtype=float)
+        group = int(rng.choice(len(groups), p=counts / counts.sum())) if len(groups) > 1 else 0
+        z, mask, captions = groups[group], group_masks[group], group_captions[group]
         picks = torch.from_numpy(rng.integers(len(z), size=size))
         latents.append(z[picks])
         masks.append(mask[picks])
@@ -410,7 +442,7 @@ def _batch_loss(run: LoraRun, denoiser, sets: list, recipe: LoraRecipe,
                   captions[i][int(rng.integers(len(captions[i])))] for i in picks.tolist()]
     z = torch.cat(latents)
     noise = torch.randn(z.shape, generator=generator).to(z.device, z.dtype)
-    noised = run.objective.noised(z, noise, generator)
+    noised = run.at(run.size_of(z))[1].noised(z, noise, generator)
     target = noised.target
     if len(sizes) == 2 and recipe.prior_target == "base":
         reg = slice(sizes[0], None)

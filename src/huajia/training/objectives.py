@@ -81,8 +81,10 @@ class FlowObjective:
         return Noised((1 - s) * z + s * noise, sigma * 1000, noise - z, weights)
 
 
-def objective_for(family, pipe, side: int, min_snr_gamma: float, density: str, weighting: str):
-    """The objective of ``pipe``'s family at ``side`` x ``side``."""
+def objective_for(family, pipe, side: int | tuple[int, int], min_snr_gamma: float, density: str,
+                  weighting: str):
+    """The objective of ``pipe``'s family at ``side`` x ``side`` (or a (W, H) size)."""
     if family.flow:
-        return FlowObjective(family.training_shift(pipe, (side, side)), density, weighting)
+        size = (side, side) if isinstance(side, int) else side
+        return FlowObjective(family.training_shift(pipe, size), density, weighting)
     return NoiseObjective(dict(pipe.scheduler.config), min_snr_gamma)

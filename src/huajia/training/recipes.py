@@ -148,6 +148,9 @@ class LoraRecipe:
                             unit="pixels", low=0)
     center_crop: bool = param(False, help="Scale to cover the square and crop its centre "
                               "(else squash to it).")
+    buckets: bool = param(False, help="Aspect-ratio buckets: each picture is cropped to the "
+                          "size of nearest aspect among sizes of about --resolution² pixels "
+                          "(sides multiples of the family's, up to 2:1); a batch holds one size.")
     vae: str | None = param(None, help="A VAE folder that replaces the model's (e.g. the SDXL "
                             "fp16-fix VAE).")
     # flow-matching families: diffusers.training_utils' σ density and loss weighting
@@ -162,6 +165,9 @@ class LoraRecipe:
                               f"{', '.join(LR_SCHEDULERS)}")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise HuajiaError(f"precision '{self.precision}' is unknown; use fp32, bf16 or fp16")
+        if self.buckets and (self.center_crop or self.reg_data):
+            raise HuajiaError("--buckets crops each picture to its own size and takes no "
+                              "--reg-data yet; drop --center-crop and --reg-data, or --buckets")
         if self.prior_target not in ("images", "base"):
             raise HuajiaError(f"prior target '{self.prior_target}' is unknown; use images or base")
         if self.rank < 1 or self.steps < 1 or self.conv_rank < 0:

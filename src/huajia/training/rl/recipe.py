@@ -94,6 +94,8 @@ class RLRecipe:
     resolution: int | None = param(None, help="Side of the pictures, in pixels, on families "
                                    "other than SD 1.x/2.x (default: the family's native size).",
                                    low=16, high=4096)
+    precision: str = param("fp32", help="Mixed precision of the forward passes (bf16 also on a "
+                           "CPU); the learning weights stay fp32.", choices=("fp32", "bf16"))
     anchor: float = param(0.0, help="GRPO/NFT/CRAFT + shapes: weight of a supervised loss on oracle "
                           "renders of training scenes (keeps what the base generalised).")
     anchor_batch: int = param(16, help="--anchor: oracle scenes per optimizer step.")

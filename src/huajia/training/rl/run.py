@@ -15,6 +15,7 @@ import torch
 
 from huajia.errors import HuajiaError
 from huajia.params import canonical
+from huajia.training.precision import autocast
 from huajia.training.rl.anchor import WorldAnchor
 from huajia.training.rl.ddim import DdimSteps
 from huajia.training.rl.export import export
@@ -198,7 +199,8 @@ def train_rl(recipe: RLRecipe, out: str | Path, *, resume: bool = False, critic=
     stopped = bool(run.history) and "stopped" in run.history[-1]  # a resumed run that stopped early
     while run.step < recipe.steps and run.cpu_s < budget and run.wall_s < wall_budget and not stopped:
         cpu, wall = time.process_time(), time.perf_counter()
-        record = run.one_step()
+        with autocast(recipe.precision, run.policy.device):  # fp32 master weights
+            record = run.one_step()
         run.cpu_s += time.process_time() - cpu
         run.wall_s += time.perf_counter() - wall
         record["cpu_s"] = run.cpu_s
