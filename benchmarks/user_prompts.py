@@ -78,15 +78,15 @@ def evaluate(engine, prompts: list[dict], n: int, verbatim: bool, label: str,
     return out
 
 
-def contact_sheet(pictures: list, path: Path, columns: int = 14) -> None:
+def contact_sheet(pictures: list, path: Path, columns: int = 14, side: int = 64) -> None:
     from PIL import Image
 
-    side = pictures[0].width
+    pictures = [p.resize((side, side), Image.Resampling.LANCZOS) for p in pictures]
     rows = -(-len(pictures) // columns)
     sheet = Image.new("RGB", (columns * side, rows * side), "white")
     for i, picture in enumerate(pictures):
         sheet.paste(picture, ((i % columns) * side, (i // columns) * side))
-    sheet.save(path)
+    sheet.save(path, optimize=True)
 
 
 def main() -> None:
