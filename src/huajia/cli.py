@@ -311,7 +311,7 @@ def _curate_with_data_juicer(config: Path, out: Path | None, ray: str | None) ->
     for op, count in run.dropped.items():
         table.add_row(op, str(count))
     console.print(table)
-    console.print(f"{run.export_path}\n{json_path}\n{png_path}")
+    console.print(f"{run.export_path}\n{json_path}\n{png_path}\n{run.console_log} (Data-Juicer's log)")
 
 
 @app.command("version")

@@ -105,6 +105,12 @@ def test_seed_data_juicer_config_runs_as_written(tmp_path, monkeypatch):
     report = json.loads((tmp_path / "data/data-juicer/output/report.json").read_text())
     assert report["dropped"] == {"image_shape_filter": 1, "image_aspect_ratio_filter": 1}
     assert (tmp_path / "data/data-juicer/output/report.png").stat().st_size > 1000
+    # Data-Juicer's console goes to a log beside the results; huajia's report stays on screen
+    log = (tmp_path / "data/data-juicer/output/data_juicer.log").read_text(encoding="utf-8")
+    assert "OP [image_shape_filter] Done" in log and "| INFO" in log
+    console = done.stdout + done.stderr
+    assert "| INFO" not in console and "data_juicer" not in console.replace("data_juicer.log", "")
+    assert "image_shape_filter" in done.stdout and "data_juicer.log" in done.stdout
 
 
 def test_plain_folder_with_txt_captions_and_nsfw_filter(tmp_path):

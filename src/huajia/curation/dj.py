@@ -28,6 +28,7 @@ import yaml
 from huajia.errors import HuajiaError
 
 TORCHVISION = ("torchvision", "imagededup")  # packages that import torchvision
+CONSOLE_LOG = "data_juicer.log"  # Data-Juicer's console, beside the results
 
 
 @dataclass
@@ -40,6 +41,7 @@ class DJRun:
     dropped_samples: list[tuple[str, dict]] = field(default_factory=list)  # (operator, sample)
     export_path: str = ""
     input_path: str = ""
+    console_log: str = ""  # Data-Juicer's console output
 
     def to_dict(self) -> dict:
         return {"total": self.total, "kept": self.kept, "dropped": dict(self.dropped),
@@ -120,14 +122,42 @@ def run_config(config: str | Path, out_dir: str | Path | None = None,
         args += ["--executor_type", "ray", "--ray_address", ray]
     else:
         args += ["--open_tracer", "true", "--trace_num", "1000000000"]
-    run = _execute(args, ray is not None)
-    run.export_path = export
+    run = _execute(args, ray is not None, Path(export).parent / CONSOLE_LOG)
+    run.export_path, run.console_log = export, str(Path(export).parent / CONSOLE_LOG)
     return _read_traces(run, work, export, [name for name, _ in steps])
 
 
-def _execute(args: list[str], on_ray: bool) -> DJRun:
-    """Data-Juicer's executor on ``args``; what each operator left, from its log line
-    ("OP [name] Done in …s. Left N samples."), gives the drops per operator whatever ``np``."""
+def _execute(args: list[str], on_ray: bool, console_log: Path) -> DJRun:
+    """Data-Juicer's executor on ``args``, its console into ``console_log``; what each operator
+    left, from its log line ("OP [name] Done in …s. Left N samples."), gives the drops per
+    operator whatever ``np``."""
+    with _console_to(console_log):
+        return _execute_here(args, on_ray)
+
+
+@contextmanager
+def _console_to(path: Path):
+    """Data-Juicer's console output into ``path``: its loguru lines (its logger setup binds
+    them to the ``sys.stderr`` of the moment, so each run sets it up again) and what it
+    redirects of stdout and stderr (datasets' bars). huajia's own bars and report stay."""
+    import sys
+
+    import data_juicer.utils.logger_utils as dj_logging
+    from loguru import logger
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    saved = sys.stdout, sys.stderr
+    with open(path, "a", encoding="utf-8") as log:
+        sys.stdout = sys.stderr = log
+        dj_logging.LOGGER_SETUP = False
+        try:
+            yield
+        finally:
+            logger.remove()  # its sinks (the queued ones drained) before the file closes
+            sys.stdout, sys.stderr = saved
+
+
+def _execute_here(args: list[str], on_ray: bool) -> DJRun:
     from data_juicer.config import init_configs
     from loguru import logger
 
