@@ -48,11 +48,12 @@ def test_one_step_writes_weights_that_load_back_and_change_the_picture(name, met
 
 def test_what_a_family_cannot_do_is_refused_in_one_line(family_dirs, tmp_path):
     pipe = _pipe("sdxl", family_dirs["sdxl"])
-    for changes, message in (({"method": "grpo", "lora_rank": 4}, "trains the whole denoiser"),
-                             ({"method": "nft", "anchor": 1.0}, "drop it on")):
-        recipe = RLRecipe(model=str(family_dirs["sdxl"]), steps=1, group_size=2, **changes)
+    pixart = _pipe("pixart_sigma", family_dirs["pixart_sigma"])
+    for changes, message, on in (({"method": "grpo", "lora_rank": 4}, "has no LoRA loader", pixart),
+                                 ({"method": "nft", "anchor": 1.0}, "drop it on", pipe)):
+        recipe = RLRecipe(model="x", steps=1, group_size=2, **changes)
         with pytest.raises(HuajiaError, match=message):
-            train_rl(recipe, tmp_path / "x", critic=BrightnessCritic(), pipe=pipe)
+            train_rl(recipe, tmp_path / "x", critic=BrightnessCritic(), pipe=on)
         assert not (tmp_path / "x").exists()
 
 

@@ -175,3 +175,38 @@ def test_shared_noise_gives_every_copy_the_same_time_and_noise(name, family_dirs
     torch.testing.assert_close(noisy[:3], noisy[3:])
     torch.testing.assert_close(target[:3], target[3:])
     assert len(set(t[:3].tolist())) == 3 and not torch.equal(noisy[:3], x0[:3])
+
+
+@pytest.mark.parametrize("name", ["sd3", "flux", "kolors"])
+def test_a_grpo_lora_loads_in_huajia_and_plain_diffusers_and_changes_the_picture(name, family_dirs, tmp_path):
+    """Flow-GRPO's way: a LoRA learns, the denoiser without it is the reference (KL 0 at first)."""
+    from diffusers import DiffusionPipeline
+    from tests.family_fixtures import call_kwargs, prepare
+
+    from huajia.engine.engine import Engine
+    from huajia.engine.request import LoraSpec
+
+    side = NATIVE[name]
+    recipe = RLRecipe(model=str(family_dirs[name]), method="grpo", steps=1, prompts_per_step=1,
+                      group_size=2, sample_steps=3, sde_window=2, train_timesteps=2, eta=0.7,
+                      lr=3e-2, resolution=side, lora_rank=4, updates=2)
+    result = train_rl(recipe, tmp_path / "out", critic=BrightnessCritic(),
+                      pipe=_pipe(name, family_dirs[name]))
+    assert result.model_dir is None and result.lora.is_file()
+    engine = Engine(str(family_dirs[name]))
+
+    def paint(*loras):
+        request = GenerationRequest("一只红色的圆 a red circle", seed=3, steps=2, width=max(64, side),
+                                    height=max(64, side), guidance=4.0, loras=loras)
+        return np.asarray(engine.generate(request).images[0], dtype=float)
+
+    assert result.history[0]["kl"] > 0  # the LoRA moved away from the reference
+    assert np.abs(paint() - paint(LoraSpec(str(result.lora), 1.0))).mean() > 0.2  # Kolors: 0.41
+    plain = DiffusionPipeline.from_pretrained(family_dirs[name])
+    prepare(name, plain)
+    before = plain("a red circle", num_inference_steps=2, output_type="np",
+                   generator=torch.Generator().manual_seed(3), **call_kwargs(name)).images[0]
+    plain.load_lora_weights(result.lora.parent)
+    after = plain("a red circle", num_inference_steps=2, output_type="np",
+                  generator=torch.Generator().manual_seed(3), **call_kwargs(name)).images[0]
+    assert np.abs(before - after).mean() > 1e-3

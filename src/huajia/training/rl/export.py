@@ -64,10 +64,13 @@ def export(run, out: Path) -> RLResult:
 
 
 def _save_lora(run, folder: Path) -> Path:
-    from diffusers import StableDiffusionPipeline
+    """The LoRA in diffusers' format, saved by the pipeline's own ``save_lora_weights`` (alpha
+    equals rank: the weights paint as trained at scale 1)."""
     from peft.utils import get_peft_model_state_dict
 
     folder.mkdir(parents=True, exist_ok=True)
-    StableDiffusionPipeline.save_lora_weights(
-        folder, unet_lora_layers=get_peft_model_state_dict(run.policy.unet), weight_name=WEIGHT_NAME)
+    pipe, family = run.policy.pipe, getattr(run.policy, "family", None)
+    name = family.denoiser_name if family else "unet"
+    type(pipe).save_lora_weights(folder, weight_name=WEIGHT_NAME,
+                                 **{f"{name}_lora_layers": get_peft_model_state_dict(run.policy.unet)})
     return folder / WEIGHT_NAME

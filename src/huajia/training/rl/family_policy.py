@@ -9,7 +9,9 @@ denoiser call is captured from the pipeline (``training/denoiser_call.py``: text
 pooled vectors, SDXL's time ids, position ids, masks), the latents are noised by the family's
 objective (``training/objectives.py``: DDPM ε/v with Min-SNR weights, or rectified flow with
 logit-normal σ and the family's shift, target ε − x0), and its prediction read back unpacked.
-The whole denoiser learns; a frozen copy is the reference.
+The whole denoiser learns, a frozen copy the reference; or, with ``--lora-rank`` (Flow-GRPO's
+way), a LoRA on the family's training targets learns and the denoiser without it is the
+reference.
 """
 
 from __future__ import annotations
@@ -66,8 +68,10 @@ class FamilySteps:
 class FamilyPolicy:
     """A family's pipeline whose denoiser learns in full, with a frozen copy for reference."""
 
-    def __init__(self, pipe, family, *, guidance: float, side: int | None, sample_steps: int):
+    def __init__(self, pipe, family, *, guidance: float, side: int | None, sample_steps: int,
+                 lora_rank: int | None = None):
         self.pipe, self.family, self.guidance, self.sample_steps = pipe, family, guidance, sample_steps
+        self.lora_rank = lora_rank
         self.unet = family.denoiser(pipe)  # the name run.py and snapshots use for what learns
         self.device = self.unet.device
         self.side = side or family.native_size(pipe)
@@ -76,8 +80,17 @@ class FamilyPolicy:
             module = getattr(pipe, name, None)
             if isinstance(module, torch.nn.Module):
                 module.requires_grad_(False).eval()
-        self.reference = copy.deepcopy(self.unet).requires_grad_(False).eval()
-        self.unet.requires_grad_(True).eval()
+        if lora_rank:  # Flow-GRPO's way: a LoRA learns, the denoiser without it is the reference
+            from peft import LoraConfig
+
+            self.unet.requires_grad_(False)
+            self.unet.add_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_rank, init_lora_weights="gaussian",
+                                             target_modules=family.training_targets(pipe)))
+            self.reference = None
+        else:
+            self.reference = copy.deepcopy(self.unet).requires_grad_(False).eval()
+            self.unet.requires_grad_(True)
+        self.unet.eval()
         capture_guidance, self.cfg_scale = family.sampler_guidance(pipe, guidance)
         self.calls = CaptionCalls(pipe, family, self.side, grad=False, guidance=capture_guidance)
         self.steps = FamilySteps(objective_for(family, pipe, self.side, MIN_SNR_GAMMA,
@@ -87,7 +100,9 @@ class FamilyPolicy:
         return [p for p in self.unet.parameters() if p.requires_grad]
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().clone() for k, v in self.unet.state_dict().items()}
+        names = {n for n, p in self.unet.named_parameters() if p.requires_grad}
+        return {k: v.detach().clone() for k, v in self.unet.state_dict().items()
+                if k in names or not self.lora_rank}
 
     def encode(self, texts: list[str]) -> Captions:
         return Captions(tuple(self.calls(text) for text in texts))
@@ -113,7 +128,15 @@ class FamilyPolicy:
 
     @torch.no_grad()
     def reference_predict(self, x: torch.Tensor, t: torch.Tensor, cond: Captions) -> torch.Tensor:
-        return self._run(self.reference, x, t, cond)
+        if self.reference is not None:
+            return self._run(self.reference, x, t, cond)
+        from huajia.training.lora import switch_adapters
+
+        switch_adapters([self.unet], False)
+        try:
+            return self._run(self.unet, x, t, cond)
+        finally:
+            switch_adapters([self.unet], True)
 
     def guided(self, uncond: torch.Tensor | None, cond: torch.Tensor) -> torch.Tensor:
         """The sampler's prediction: the family's guidance of the two (``cond`` alone at scale 1)."""
@@ -162,6 +185,6 @@ def check_family_method(method: str, lora_rank: int | None, family) -> None:
     if method not in ("grpo", "dpo", "raft", "nft", "craft"):  # every method: a guard for new ones
         raise HuajiaError(f"--method {method} needs an SD 1.x/2.x-style UNet; on {family.label} use "
                           "--method grpo, dpo, raft, nft or craft")
-    if lora_rank:
-        raise HuajiaError(f"--lora-rank: RL on {family.label} trains the whole denoiser; drop "
-                          "--lora-rank (or train a LoRA with huajia train lora)")
+    if lora_rank and family.lora_loader != "pipeline":
+        raise HuajiaError(f"--lora-rank: {family.label}'s pipeline has no LoRA loader to save "
+                          "for; drop --lora-rank (the whole denoiser learns)")

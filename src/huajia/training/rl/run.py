@@ -51,7 +51,8 @@ class _Run:
             from huajia.training.rl.family_sde import sde_steps
 
             self.policy = FamilyPolicy(pipe, check_policy(recipe, pipe), guidance=recipe.guidance,
-                                       side=recipe.resolution, sample_steps=recipe.sample_steps)
+                                       side=recipe.resolution, sample_steps=recipe.sample_steps,
+                                       lora_rank=recipe.lora_rank)
             self.steps = (sde_steps(self.policy, recipe.sample_steps) if recipe.method == "grpo"
                           else self.policy.steps)
         self.draft_critic = draft_critic(recipe, pipe) if recipe.method == "draft" else None
