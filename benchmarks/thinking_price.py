@@ -14,10 +14,12 @@ import argparse
 import dataclasses
 import json
 import time
+from pathlib import Path
 
 import torch
 from _common import RESULTS, report
 
+from huajia.drawing import Tile, captioned_grid
 from huajia.engine.engine import Engine
 from huajia.engine.request import GenerationRequest
 from huajia.evaluation.prompts import shapes_eval_prompts
@@ -83,23 +85,33 @@ class _Thinking:
         return images
 
 
-def _judged(generator, prompts) -> dict:
+def _judged(generator, prompts, keep: list | None = None) -> dict:
+    """ShapesEval's verdicts and the second judge's; ``keep``: gets each picture."""
     seconds, second = time.perf_counter(), []
-    result = run_shapes_eval(generator, prompts, images_per_prompt=1,
-                             on_image=lambda i, p, image: second.append(judge(image, p.spec)))
+
+    def judged(i, prompt, image):
+        second.append(judge(image, prompt.spec))
+        if keep is not None:
+            keep.append(image)
+
+    result = run_shapes_eval(generator, prompts, images_per_prompt=1, on_image=judged)
     seconds = (time.perf_counter() - seconds) / len(prompts)
     return {"overall": result.overall, "tasks": result.tasks, "by_lang": result.by_lang,
             "second_judge": sum(second) / len(second), "s_per_image": seconds,
             "passed": [r.passed for r in result.records], "second": second}
 
 
-def measure(engine: Engine, name: str, prompts) -> dict:
+def measure(engine: Engine, name: str, prompts, pictures: Path | None = None) -> dict:
+    """One config, plain and thinking; ``pictures``: a folder for the contact sheet of both."""
     fields, changed = CONFIGS[name]
     options = ThinkOptions(**changed)
     plain_gen = _Plain(engine, fields)
-    plain = _judged(plain_gen, prompts)
+    plain_images, thinking_images = [], []
+    plain = _judged(plain_gen, prompts, plain_images)
     thinking_gen = _Thinking(engine, fields, options)
-    thinking = _judged(thinking_gen, prompts)
+    thinking = _judged(thinking_gen, prompts, thinking_images)
+    if pictures is not None:
+        _sheet(pictures / f"{name}.png", prompts, plain, plain_images, thinking, thinking_images)
     runs = thinking_gen.runs
     split = by_task(prompts, plain, plain_gen.runs, thinking, runs)
     mean = {key: sum(r.get(key, 0.0) for r in runs) / len(runs)
@@ -110,6 +122,22 @@ def measure(engine: Engine, name: str, prompts) -> dict:
             "options": dataclasses.asdict(options), "plain": plain, "thinking": thinking,
             "ratio": thinking["s_per_image"] / plain["s_per_image"], "mean": mean,
             "by_task": split}
+
+
+def _sheet(path: Path, prompts, plain: dict, plain_images: list, thinking: dict,
+           thinking_images: list) -> None:
+    """Plain and thinking side by side per prompt, each with both judges' verdicts."""
+    tiles = []
+    for i, prompt in enumerate(prompts):
+        for label, judged, images in (("plain", plain, plain_images),
+                                      ("thinking", thinking, thinking_images)):
+            verdict = f"{label}: {'pass' if judged['passed'][i] else 'FAIL'} / 2nd " \
+                      f"{'pass' if judged['second'][i] else 'FAIL'}"
+            tiles.append(Tile(images[i], (verdict, prompt.text),
+                              (30, 30, 30) if judged["passed"][i] else (200, 30, 30)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    captioned_grid(tiles, columns=8, tile_px=160, text_lines=4, font_px=11).save(path)
+    print(f"wrote {path}")
 
 
 def by_task(prompts, plain: dict, plain_runs: list, thinking: dict, runs: list) -> dict:
@@ -141,6 +169,8 @@ def main() -> None:
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--specs-per-task", type=int, default=3)
     parser.add_argument("--configs", default="before,after")
+    parser.add_argument("--pictures", type=Path, default=None,
+                        help="A folder for each config's contact sheet (plain | thinking).")
     parser.add_argument("--name", default="thinking_price",
                         help="Results name (benchmarks/results/NAME.json and NAME_by_task.json).")
     args = parser.parse_args()
@@ -149,7 +179,7 @@ def main() -> None:
     prompts = shapes_eval_prompts(args.specs_per_task)
     results, rows, task_rows = {}, [], []
     for name in args.configs.split(","):
-        found = results[name] = measure(engine, name, prompts)
+        found = results[name] = measure(engine, name, prompts, args.pictures)
         mean, total = found["mean"], found["mean"]["total_s"]
         shares = " ".join(f"{stage} {mean.get(f'{stage}_s', 0.0) / total:.0%}" for stage in STAGES
                           if mean.get(f"{stage}_s", 0.0) / total >= 0.01)

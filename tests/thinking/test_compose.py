@@ -81,3 +81,18 @@ def test_nothing_is_cut_out_of_a_busy_background():
     box = plan.regions[0].box
     assert paste(Image.fromarray(busy), shapes, box) is None  # the canvas cannot be cleared
     assert paste(shapes, Image.fromarray(busy), box) is None  # the part cannot be cut out
+
+
+def test_a_speck_in_the_part_does_not_shrink_the_object_pasted():
+    # a red disc in the part's top left and a 3-pixel speck in its far corner: the cut is the
+    # disc alone, pasted at its own size (the speck's bounds once shrank it to a fleck)
+    part = np.full((128, 128, 3), 255, np.uint8)
+    ys, xs = np.mgrid[:128, :128]
+    disc = (ys - 30) ** 2 + (xs - 30) ** 2 <= 20 ** 2
+    part[disc] = (220, 20, 20)
+    part[124:127, 124:127] = (0, 0, 0)
+    canvas = Image.new("RGB", (128, 128), "white")
+    pasted = np.asarray(paste(canvas, Image.fromarray(part), (0.5, 0.0, 1.0, 1.0)))
+    red = (pasted[..., 0] > 150) & (pasted[..., 1] < 100)
+    assert abs(int(red.sum()) - int(disc.sum())) < 0.1 * disc.sum()
+    assert red[:, :64].sum() == 0 and not (pasted.max(axis=2) < 60).any()  # no speck pasted

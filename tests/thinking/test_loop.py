@@ -3,6 +3,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from PIL import Image
 from tests.conftest import loud_lora
 
 from huajia.engine.engine import Engine
@@ -222,3 +223,12 @@ def test_thinking_guides_every_step_whatever_the_cutoff(engine):
     full = Thinker(engine, ShapesCritic(), options).think(_request())
     assert np.array_equal(np.asarray(cut.image), np.asarray(full.image))
     assert "CFG cutoff" not in cut.infotext
+
+
+def test_a_repaint_changes_the_picture_only_inside_its_mask():
+    from huajia.thinking.loop import only_inside
+    from huajia.thinking.regional import soft_mask
+
+    before, after = Image.new("RGB", (64, 64), "white"), Image.new("RGB", (64, 64), (200, 0, 90))
+    mixed = np.asarray(only_inside(before, after, soft_mask((0.5, 0, 1, 1), 8, 8, feather=0.01)))
+    assert (mixed[:, :28] == 255).all() and (mixed[:, 36:] == (200, 0, 90)).all()

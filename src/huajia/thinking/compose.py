@@ -19,6 +19,7 @@ from PIL import Image
 
 from huajia.thinking.plan import Box, Plan, Region
 from huajia.world import captions
+from huajia.world.detect import MIN_AREA_FRACTION
 from huajia.world.spec import Relation, SceneSpec
 
 OBJECT_TOLERANCE = 48  # RGB distance from the background above which a pixel is an object
@@ -92,6 +93,18 @@ def object_mask(pixels: np.ndarray, tolerance: float = OBJECT_TOLERANCE) -> np.n
     return distance > tolerance
 
 
+def without_specks(mask: np.ndarray) -> np.ndarray:
+    """``mask`` without the blobs the verifier counts as noise (``MIN_AREA_FRACTION`` of the
+    canvas). A speck far from the object would stretch the cut's bounds, and the object pasted
+    into its box shrank to a fleck."""
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 8)
+    smallest = MIN_AREA_FRACTION * mask.size
+    kept = [k for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= smallest]
+    return np.isin(labels, kept)
+
+
 def objects_in(pixels: np.ndarray, box: Box) -> np.ndarray:
     """(H, W) bool: the objects whose centre lies in ``box``, whole (with a soft edge), even
     where they reach out of it. Regions own objects by their centres, as the verifier places
@@ -132,7 +145,7 @@ def paste(canvas: Image.Image, part: Image.Image, box: Box) -> Image.Image | Non
     ``part`` placed in the box's middle (shrunk to fit, never enlarged). None: ``part`` shows
     no object, or either picture lacks a plain background to cut objects from."""
     source = np.asarray(part.convert("RGB").resize(canvas.size, Image.Resampling.BICUBIC))
-    mask = object_mask(source)
+    mask = without_specks(object_mask(source))
     if not mask.any() or not plain_background(source) or \
             not plain_background(np.asarray(canvas.convert("RGB"))):
         return None

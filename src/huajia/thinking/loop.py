@@ -238,7 +238,7 @@ class Thinker:
                 latents = session.repaint(prepared.kwargs, latents, mask, opts.repaint_strength,
                                           seed + 1 + attempt)
             with watch("decode"):
-                image, repaints = session.decode(latents), repaints + 1
+                image, repaints = only_inside(image, session.decode(latents), mask), repaints + 1
             title = run.text("title_repainted", n=repaints)
         score, image, satisfied = best
         run.think(steps, "stop", None, run.text("done"),
@@ -345,6 +345,18 @@ def _plan_key(opts: ThinkOptions) -> str:
 
 
 _NO_PART = Part(None, 0.0, -1, False)
+
+
+def only_inside(before: Image.Image, after: Image.Image, mask: torch.Tensor) -> Image.Image:
+    """``after`` inside the repaint ``mask`` (1, 1, h, w), ``before`` outside it. The latents
+    outside are kept, but a VAE decoder's attention lets a repainted region tint the rest of
+    the picture (a region repainted at high guidance turned its neighbour's white background
+    pink on the embedded model)."""
+    weight = F.interpolate(mask.float().cpu(), size=(after.height, after.width),
+                           mode="bilinear", align_corners=False)[0, 0, :, :, None].numpy()
+    mixed = np.asarray(before.convert("RGB"), np.float32) * (1 - weight) + \
+        np.asarray(after.convert("RGB"), np.float32) * weight
+    return Image.fromarray(mixed.round().clip(0, 255).astype(np.uint8))
 
 
 def plan_record(plan: Plan) -> dict:
