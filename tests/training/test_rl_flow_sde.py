@@ -83,7 +83,8 @@ def test_sana_gets_euler_on_its_own_shifted_sigmas(family_dirs):
 
 
 # the flow families, Sana with Euler swapped in, and the noise-prediction ones through DDIM
-ODE = ["sd3", "flux", "chroma", "qwenimage", "zimage", "lumina2", "sana", "sdxl", "kolors", "pixart_sigma"]
+ODE = ["sd3", "flux", "chroma", "qwenimage", "zimage", "lumina2", "hidream", "sana", "sdxl", "kolors",
+       "pixart_sigma"]
 
 
 @pytest.mark.parametrize("name", ODE)
@@ -126,7 +127,7 @@ def test_recorded_log_probs_are_reproduced_before_any_update(family_dirs):
 
 
 # every flow family and SDXL/Kolors, one GRPO step each
-GRPO = ["sd3", "flux", "chroma", "qwenimage", "zimage", "sana", "lumina2", "sdxl", "kolors"]
+GRPO = ["sd3", "flux", "chroma", "qwenimage", "zimage", "sana", "lumina2", "hidream", "sdxl", "kolors"]
 
 
 @pytest.mark.parametrize("name", GRPO)
