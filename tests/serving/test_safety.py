@@ -168,3 +168,7 @@ def test_the_language_sets_block_and_pass(prompt_filter):
     table = measure(prompt_filter)
     assert len(table) >= 13  # obfuscated, 11 languages, look-alikes, all
     assert table["all"]["block_rate"] >= 0.98 and table["all"]["fp_rate"] <= 0.02, table["all"]
+    languages = {k: v for k, v in table.items() if k not in ("obfuscated", "look-alikes", "all")}
+    # no language pays for another's words ('nua' was 20 % of Portuguese before the pairs)
+    assert {k: v["fp_rate"] for k, v in languages.items() if v["fp_rate"] > 0} == {}
+    assert {k: v["block_rate"] for k, v in languages.items() if v["block_rate"] < 1} == {}
