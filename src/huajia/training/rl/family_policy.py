@@ -24,7 +24,7 @@ import torch
 from huajia.engine.images import to_pil
 from huajia.engine.request import GenerationRequest
 from huajia.errors import HuajiaError
-from huajia.training.denoiser_call import CaptionCalls, DenoiserCall
+from huajia.training.denoiser_call import CaptionCalls, DenoiserCall, stacked
 from huajia.training.objectives import objective_for
 from huajia.training.rl.policy import Rollout
 from huajia.training.rl.prompts import TrainPrompt
@@ -116,8 +116,14 @@ class FamilyPolicy:
         return Captions(tuple(empty if d else c for c, d in zip(cond.calls, dropped.tolist(), strict=True)))
 
     def _run(self, denoiser, x: torch.Tensor, t: torch.Tensor, cond: Captions) -> torch.Tensor:
+        """The denoiser's prediction for each picture: one batched call where the captions'
+        calls stack (``denoiser_call.stacked``), else one call a picture."""
         family, pipe, out = self.family, self.pipe, []
-        for i, call in enumerate(cond.calls):  # one caption's call a picture (batch 1)
+        batch = stacked(list(cond.calls))
+        if batch is not None:
+            raw = batch.run(denoiser, family.training_latents(pipe, x), family.training_time(pipe, t))
+            return family.training_prediction(pipe, raw, x)
+        for i, call in enumerate(cond.calls):  # Qwen-Image's texts of different lengths
             z = x[i:i + 1]
             raw = call.run(denoiser, family.training_latents(pipe, z), family.training_time(pipe, t[i:i + 1]))
             out.append(family.training_prediction(pipe, raw, z))
