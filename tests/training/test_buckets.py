@@ -1,6 +1,7 @@
 """``train lora --buckets``: sizes of about the training area in the family's multiples, each
-picture cropped to the bucket of nearest aspect, a batch of one size; on SD 1.5 and FLUX.1
-(whose position ids follow the size) the LoRA loads back and changes the picture."""
+picture cropped to the bucket of nearest aspect, a batch of one size; on SD 1.5, SDXL, FLUX.1
+and Qwen-Image (whose conditioning follows the size) the LoRA loads back and changes the
+picture."""
 
 import json
 
@@ -14,7 +15,7 @@ from huajia.engine.families import detect
 from huajia.engine.request import GenerationRequest, LoraSpec
 from huajia.errors import HuajiaError
 from huajia.training.buckets import MAX_RATIO, bucket_multiple, bucket_sizes, cover_crop, nearest_bucket
-from huajia.training.lora import LoraRecipe, train_lora
+from huajia.training.lora import LoraRecipe, LoraRun, train_lora
 
 SHAPES = {"wide": (128, 64), "tall": (64, 128), "square": (96, 96)}
 
@@ -56,12 +57,22 @@ def test_cover_crop_fills_the_bucket_from_the_centre():
     assert np.asarray(cropped, dtype=float).mean() > 200  # only the white centre is left
 
 
-@pytest.mark.parametrize("name", ["sd15", "flux"])
+@pytest.mark.parametrize("name", ["sd15", "sdxl", "flux", "qwenimage"])
 def test_bucketed_training_uses_every_aspect_and_its_lora_changes_the_picture(
-        name, family_dirs, mixed, tmp_path):
-    side = 64 if name == "flux" else 32
+        name, family_dirs, mixed, tmp_path, monkeypatch):
+    """SDXL's added time ids, FLUX.1's position ids and Qwen-Image's image shapes follow the
+    bucket's size."""
+    side = 32 if name == "sd15" else 64
+    asked, at = [], LoraRun.at
+
+    def recording(run, size):
+        asked.append(size)
+        return at(run, size)
+
+    monkeypatch.setattr(LoraRun, "at", recording)
     path = train_lora(_recipe(name, family_dirs, mixed, tmp_path / "out", buckets=True,
                               resolution=side, steps=3))
+    assert any(w != h for w, h in asked)  # a batch of an oblong bucket was trained
     record = json.loads((tmp_path / "out" / "training.json").read_text())
     sizes = {tuple(int(v) for v in key.split("x")): n for key, n in record["buckets"].items()}
     assert sum(sizes.values()) == 6 and len(sizes) == 3  # wide, tall and square: 2 each
