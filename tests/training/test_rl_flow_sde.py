@@ -213,18 +213,22 @@ def test_a_grpo_lora_loads_in_huajia_and_plain_diffusers_and_changes_the_picture
     assert np.abs(before - after).mean() > 1e-3
 
 
-@pytest.mark.parametrize("name, lora_rank", [("sd3", None), ("flux", 2), ("kolors", None)])
-def test_one_grpo_update_makes_the_rewarded_draws_likelier(name, lora_rank, family_dirs):
+# plain SGD, a step each model's gradients make small enough to stay first-order (a LoRA's
+# B starts at zero, so its first step is small)
+@pytest.mark.parametrize("name, lora_rank, lr", [("sd3", None, 0.1), ("flux", 2, 100.0),
+                                                 ("kolors", None, 1e-3)])
+def test_one_grpo_update_makes_the_rewarded_draws_likelier(name, lora_rank, lr, family_dirs):
     """The policy gradient points the right way through the SDE (flow) and DDIM (Kolors): the
     rewarded picture's stochastic steps get likelier, the other's less likely."""
     from huajia.training.rl.methods import UpdateSettings, grpo_update
 
     pipe = _pipe(name, family_dirs[name])
+    torch.manual_seed(0)  # the LoRA's first weights
     policy = FamilyPolicy(pipe, detect(pipe), guidance=4.0, side=NATIVE[name], sample_steps=4,
                           lora_rank=lora_rank)
     sampler = sde_steps(policy, 4)
     rollout = sample_sde(policy, sampler, [PROMPTS[0]] * 2, 3, eta=0.7, positions=(0, 1, 2))
-    optimizer = torch.optim.SGD(policy.trainable(), lr=1e-2 if lora_rank else 1e-3)
+    optimizer = torch.optim.SGD(policy.trainable(), lr=lr)
     settings = UpdateSettings(eta=0.7, kl=0.0, clip_range=1e-4, adv_clip=5.0, train_timesteps=3,
                               updates=1, dpo_beta=2000.0)
     stats = grpo_update(policy, sampler, optimizer, rollout, np.array([1.0, 0.0]), 2, settings,
@@ -234,4 +238,4 @@ def test_one_grpo_update_makes_the_rewarded_draws_likelier(name, lora_rank, fami
     with torch.no_grad():
         after, kl = policy.step_log_prob(sampler, rollout, rows, cols, 0.7, with_reference=True)
     gain = (after - rollout.log_probs[rows, cols]).reshape(2, 3).sum(dim=1)
-    assert gain[0] > 0 > gain[1] and kl.sum() > 0
+    assert gain[0] > 1e-5 and gain[1] < -1e-5 and kl.sum() > 0  # beyond rounding
