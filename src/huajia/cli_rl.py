@@ -36,12 +36,9 @@ def train_rl_command(
     critics: CriticOptions,
 ) -> None:
     """Improve a model with RL on a critic's rewards (CUDA when present), then measure it."""
-    import torch
 
-    from huajia.engine.loading import load_pipeline, pick_device, resolve_model
-    from huajia.training.base import training_device
     from huajia.training.rl.prompts import read_prompt_file
-    from huajia.training.rl.run import check_policy, train_rl
+    from huajia.training.rl.run import check_policy, load_rl_pipeline, train_rl
     from huajia.world.dataset import prepare_out_dir
 
     if full and recipe.lora_rank:
@@ -49,10 +46,7 @@ def train_rl_command(
     critic = replace(critics, critic=recipe.critic).make()
     if recipe.prompt_file:
         read_prompt_file(Path(recipe.prompt_file), world_words=recipe.critic == "shapes")
-    device = training_device()
-    pipe = load_pipeline(resolve_model(recipe.model), device,
-                         torch.float32 if device.type == "cpu" else pick_device()[1])
-    pipe = pipe.to(torch.float32)  # RL updates are small: full precision keeps them
+    pipe = load_rl_pipeline(recipe.model)
     check_policy(recipe, pipe)
     prepare_out_dir(out)
     method = recipe.method.upper()

@@ -89,3 +89,14 @@ def test_a_family_run_resumes_bit_for_bit(family_dirs, tmp_path):
     a = DiffusionPipeline.from_pretrained(straight.model_dir).transformer.state_dict()
     b = DiffusionPipeline.from_pretrained(resumed.model_dir).transformer.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_python_api_loads_the_recipes_model_and_asks_for_a_critic(family_dirs, tmp_path):
+    """``train_rl(recipe, out, critic=…)`` without a pipeline loads ``recipe.model`` itself."""
+    recipe = RLRecipe(model=str(family_dirs["sd3"]), method="nft", steps=1, prompts_per_step=1,
+                      group_size=2, sample_steps=2, train_timesteps=2, lr=3e-2,
+                      resolution=NATIVE["sd3"])
+    result = train_rl(recipe, tmp_path / "out", critic=BrightnessCritic())
+    assert result.model_dir.is_dir() and len(result.history) == 1
+    with pytest.raises(HuajiaError, match="needs a critic"):
+        train_rl(recipe, tmp_path / "again")

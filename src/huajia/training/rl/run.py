@@ -175,11 +175,27 @@ def _save(path: Path, state: dict) -> None:
     tmp.replace(path)  # atomic: a crash never leaves half a checkpoint
 
 
+def load_rl_pipeline(model: str):
+    """``model``'s pipeline as RL trains it: on the training device, in fp32 (RL's updates are
+    small: full precision keeps them)."""
+    from huajia.engine.loading import load_pipeline, pick_device, resolve_model
+    from huajia.training.base import training_device
+
+    device = training_device()
+    pipe = load_pipeline(resolve_model(model), device,
+                         torch.float32 if device.type == "cpu" else pick_device()[1])
+    return pipe.to(torch.float32)
+
+
 def train_rl(recipe: RLRecipe, out: str | Path, *, resume: bool = False, critic=None, pipe=None,
              progress: Progress | None = None) -> RLResult:
     """Run ``recipe`` into ``out``. ``critic``: the reward's critic (built by the caller, so its
-    errors come before any work); ``pipe``: an already loaded pipeline (fp32, on its device)."""
+    errors come before any work); ``pipe``: an already loaded pipeline (fp32, on its device;
+    omitted: ``recipe.model``'s, as ``load_rl_pipeline`` loads it)."""
     out = Path(out)
+    if critic is None:
+        raise HuajiaError("train_rl needs a critic: e.g. ShapesCritic() or make_critic('clip', …)")
+    pipe = load_rl_pipeline(recipe.model) if pipe is None else pipe
     checkpoint = out / CHECKPOINT
     if checkpoint.exists() and not resume:
         raise HuajiaError(f"'{out}' already holds an RL run; pass --resume to continue it or choose "
