@@ -239,3 +239,19 @@ def test_one_grpo_update_makes_the_rewarded_draws_likelier(name, lora_rank, lr, 
         after, kl = policy.step_log_prob(sampler, rollout, rows, cols, 0.7, with_reference=True)
     gain = (after - rollout.log_probs[rows, cols]).reshape(2, 3).sum(dim=1)
     assert gain[0] > 1e-5 and gain[1] < -1e-5 and kl.sum() > 0  # beyond rounding
+
+
+def test_a_window_over_ddims_noiseless_last_step_keeps_only_the_steps_that_add_noise():
+    """SDXL's configs set ᾱ = 1 after the last step: that step has no variance, so a window
+    over it once gave NaN log-probabilities and KL; it is left deterministic now."""
+    from huajia.training.rl.ddim import noisy_positions
+    from huajia.training.rl.family_sde import DdimFamilySteps
+
+    config = dict(DDIMScheduler(set_alpha_to_one=True).config)
+    steps = DdimFamilySteps(config, 2, torch.device("cpu"))
+    assert steps.adds_noise(0) and not steps.adds_noise(1)
+    assert noisy_positions(steps, (0, 1)) == (0,)
+    with pytest.raises(HuajiaError, match="add no noise"):
+        noisy_positions(steps, (1,))
+    flow = FlowSde(torch.tensor([1.0, 0.5, 0.0]))
+    assert noisy_positions(flow, (0, 1)) == (0, 1)

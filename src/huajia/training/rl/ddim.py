@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from huajia.errors import HuajiaError
+
 
 class DdimSteps:
     def __init__(self, scheduler_config: dict, steps: int, device: torch.device | str = "cpu"):
@@ -49,6 +51,13 @@ class DdimSteps:
             target = x0
         return self.scheduler.add_noise(x0, noise, t), t, target, self.loss_weights(t)
 
+    def adds_noise(self, index: int) -> bool:
+        """Whether step ``index`` can be stochastic: a last step to ᾱ = 1 (``set_alpha_to_one``,
+        as SDXL's configs say) has no variance, so no likelihood."""
+        t = self.timesteps[index:index + 1].to(self.alphas.device).long()
+        a, a_prev = self.alphas[t], self._alpha_prev(t)
+        return bool(((1 - a_prev) / (1 - a) * (1 - a / a_prev) > 0).all())
+
     def _alpha_prev(self, t: torch.Tensor) -> torch.Tensor:
         prev = t - self.stride
         return torch.where(prev >= 0, self.alphas[prev.clamp(min=0)],
@@ -82,6 +91,15 @@ class DdimSteps:
         std = eta * variance.clamp(min=0).sqrt()
         mean = a_prev.sqrt() * x0 + (1 - a_prev - std ** 2).clamp(min=0).sqrt() * eps
         return mean, std
+
+
+def noisy_positions(steps, positions: tuple[int, ...]) -> tuple[int, ...]:
+    """The steps of the stochastic window that can add noise (``steps.adds_noise``)."""
+    kept = tuple(i for i in positions if steps.adds_noise(i))
+    if not kept:
+        raise HuajiaError("the --sde-window's steps add no noise (DDIM's last step lands on the "
+                          "clean picture); widen --sde-window or raise --sample-steps")
+    return kept
 
 
 def log_prob(sample: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ import copy
 
 import torch
 
-from huajia.training.rl.ddim import DdimSteps, log_prob
+from huajia.training.rl.ddim import DdimSteps, log_prob, noisy_positions
 from huajia.training.rl.policy import Rollout
 from huajia.training.rl.prompts import TrainPrompt
 
@@ -52,6 +52,9 @@ class FlowSde:
 
     def initial(self, shape: tuple, generator: torch.Generator) -> torch.Tensor:
         return torch.randn(shape, generator=generator)
+
+    def adds_noise(self, index: int) -> bool:
+        return bool(self.sigmas[index] > 0 and self.sigmas[index + 1] != self.sigmas[index])
 
     def mean_std(self, velocity: torch.Tensor, x: torch.Tensor, index: torch.Tensor,
                  eta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,6 +88,9 @@ class DdimFamilySteps:
     def initial(self, shape: tuple, generator: torch.Generator) -> torch.Tensor:
         return torch.randn(shape, generator=generator) * self.ddim.scheduler.init_noise_sigma
 
+    def adds_noise(self, index: int) -> bool:
+        return self.ddim.adds_noise(index)
+
     def mean_std(self, pred: torch.Tensor, x: torch.Tensor, index: torch.Tensor,
                  eta: float) -> tuple[torch.Tensor, torch.Tensor]:
         mean, std = self.ddim.mean_std(pred, x, self.timesteps(index), eta)
@@ -117,6 +123,7 @@ def sample_sde(policy, steps, prompts: list[TrainPrompt], seed: int, *, eta: flo
                positions: tuple[int, ...]) -> Rollout:
     """One picture per prompt; the steps in ``positions`` are stochastic (and recorded), the
     others deterministic (the ODE's Euler step, or DDIM η = 0)."""
+    positions = noisy_positions(steps, positions)
     generator = torch.Generator().manual_seed(seed)
     batch = len(prompts)
     cond = policy.encode([p.text for p in prompts])

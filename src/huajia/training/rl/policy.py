@@ -17,7 +17,7 @@ import torch
 
 from huajia.engine.images import to_pil
 from huajia.errors import HuajiaError
-from huajia.training.rl.ddim import DdimSteps, log_prob
+from huajia.training.rl.ddim import DdimSteps, log_prob, noisy_positions
 from huajia.training.rl.prompts import TrainPrompt
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -134,6 +134,7 @@ def sample(policy: Policy, steps: DdimSteps, prompts: list[TrainPrompt], seed: i
            eta: float, positions: tuple[int, ...]) -> Rollout:
     """Sample one picture per prompt with guidance; steps in ``positions`` use η = ``eta``
     (and are recorded), the others are deterministic DDIM (η = 0, as deployed)."""
+    positions = noisy_positions(steps, positions)
     generator = torch.Generator().manual_seed(seed)
     batch, device = len(prompts), policy.device
     cond = policy.encode([p.text for p in prompts])
