@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = ["tests/engine/test_families.py", "tests/engine/test_family_lora.py",
          "tests/engine/test_family_edits.py", "tests/engine/test_family_workflows.py",
          "tests/thinking/test_every_family.py", "tests/training/test_lora_families.py",
-         "tests/serving/test_families_serve.py"]
+         "tests/serving/test_families_serve.py", "tests/training/test_rl_families.py",
+         "tests/training/test_rl_flow_sde.py"]
 # test function → the table's column (tests not named here do not make a column)
 FEATURES = {
     "test_each_family_paints_what_was_asked": "generate, n, seeds",
@@ -41,6 +42,8 @@ FEATURES = {
     "test_a_repaint_keeps_the_latents_outside_the_mask_exactly": "repaint (thinking)",
     "test_the_loop_runs_through_its_phases_on_every_family": "thinking loop",
     "test_two_steps_write_a_lora_that_loads_back_and_changes_the_picture": "train lora",
+    "test_one_step_writes_weights_that_load_back_and_change_the_picture": "train rl nft/craft",
+    "test_one_grpo_step_writes_weights_that_load_back_and_change_the_picture": "train rl grpo",
     "test_a_size_beyond_native_is_painted_native_then_upscaled": "beyond native: upscaled",
     "test_a_series_is_seeded_panel_by_panel": "series",
     "test_a_batch_file_is_painted_on_every_family": "batch (Ray: flux, sana)",
