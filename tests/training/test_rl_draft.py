@@ -178,7 +178,8 @@ def test_cli_train_critic_distils_and_refuses_bad_input(sd_dir, tmp_path, cli):
     assert code == 0, stderr
     assert "held-out agreement with the verifier (8 pictures)" in stdout
     assert load_critic(out, 32).image_side == 32
-    for args, message in [(["--pictures", "4"], "pictures=4 is out of range"), (["--model", str(tmp_path)], "not a diffusers")]:
+    for args, message in [(["--pictures", "4"], "pictures=4 is out of range"),
+                          (["--model", str(tmp_path)], "not a diffusers")]:
         code, _, stderr = cli("train", "critic", "--out", str(tmp_path / "bad"), *args)
         lines = stderr.strip().splitlines()
         assert code == 2 and len(lines) == 1 and message in lines[0], stderr

@@ -96,7 +96,7 @@ class DdimSteps:
 def noisy_positions(steps, positions: tuple[int, ...]) -> tuple[int, ...]:
     """The steps of the stochastic window that can add noise (``steps.adds_noise``)."""
     kept = tuple(i for i in positions if steps.adds_noise(i))
-    if not kept:
+    if positions and not kept:  # no window at all (nft, craft, dpo, raft, draft) is deterministic
         raise HuajiaError("the --sde-window's steps add no noise (DDIM's last step lands on the "
                           "clean picture); widen --sde-window or raise --sample-steps")
     return kept
