@@ -23,7 +23,7 @@ import torch
 
 from huajia.engine.images import to_pil
 from huajia.training.rl.ddim import DdimSteps
-from huajia.training.rl.policy import Policy
+from huajia.training.rl.policy import Policy, sampling_start
 from huajia.training.rl.prompts import TrainPrompt
 
 EARLY_STOP_GAP = 0.05  # growth of the critic's lead over the verifier (mean credit)
@@ -47,12 +47,8 @@ def draft_step(policy: Policy, steps: DdimSteps, optimizer, critic, prompts: lis
                seed: int, *, backprop_steps: int, kl: float, max_grad_norm: float,
                rng: np.random.Generator) -> tuple[list, dict]:
     """One DRaFT update on ``prompts``; (the pictures, for the verifier; the step's stats)."""
-    generator = torch.Generator().manual_seed(seed)
-    batch, device = len(prompts), policy.device
-    cond = policy.encode([p.text for p in prompts])
-    uncond = policy.encode([""]).expand(batch, -1, -1)
-    shape = (batch, policy.latent_channels, policy.latent_side, policy.latent_side)
-    x = torch.randn(shape, generator=generator).to(device) * steps.scheduler.init_noise_sigma
+    batch = len(prompts)
+    cond, uncond, x = sampling_start(policy, steps, prompts, torch.Generator().manual_seed(seed))
     k = int(rng.integers(1, backprop_steps + 1))  # random truncation
     last = len(steps.timesteps) - k
     with torch.no_grad():

@@ -129,6 +129,18 @@ class Rollout:
     images: list
 
 
+def sampling_start(policy: Policy, steps: DdimSteps, prompts: list[TrainPrompt],
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What a sampling run starts from: the prompts' encodings, the empty prompt's, and the
+    initial noise at the scheduler's scale (drawn first from ``generator``)."""
+    batch = len(prompts)
+    cond = policy.encode([p.text for p in prompts])
+    uncond = policy.encode([""]).expand(batch, -1, -1)
+    shape = (batch, policy.latent_channels, policy.latent_side, policy.latent_side)
+    noise = torch.randn(shape, generator=generator).to(policy.device)
+    return cond, uncond, noise * steps.scheduler.init_noise_sigma
+
+
 @torch.no_grad()
 def sample(policy: Policy, steps: DdimSteps, prompts: list[TrainPrompt], seed: int, *,
            eta: float, positions: tuple[int, ...]) -> Rollout:
@@ -137,10 +149,8 @@ def sample(policy: Policy, steps: DdimSteps, prompts: list[TrainPrompt], seed: i
     positions = noisy_positions(steps, positions)
     generator = torch.Generator().manual_seed(seed)
     batch, device = len(prompts), policy.device
-    cond = policy.encode([p.text for p in prompts])
-    uncond = policy.encode([""]).expand(batch, -1, -1)
-    shape = (batch, policy.latent_channels, policy.latent_side, policy.latent_side)
-    x = torch.randn(shape, generator=generator).to(device) * steps.scheduler.init_noise_sigma
+    cond, uncond, x = sampling_start(policy, steps, prompts, generator)
+    shape = x.shape
     states, nexts, log_probs, uncond_preds = [], [], [], []
     for i, t in enumerate(steps.timesteps):
         t_batch = t.expand(batch)
