@@ -18,7 +18,7 @@ from huajia.training.rl.run import train_rl
 # (family, method): every family RL reaches through its pipeline, each method at least twice
 TRAINED = [("sdxl", "nft"), ("kolors", "craft"), ("sd3", "nft"), ("flux", "craft"), ("chroma", "nft"),
            ("qwenimage", "craft"), ("zimage", "nft"), ("sana", "craft"), ("lumina2", "nft"),
-           ("pixart_sigma", "craft")]
+           ("pixart_sigma", "craft"), ("hidream", "nft"), ("sd15", "craft")]
 
 
 def _pipe(name, folder):

@@ -127,7 +127,8 @@ def test_recorded_log_probs_are_reproduced_before_any_update(family_dirs):
 
 
 # every flow family and SDXL/Kolors, one GRPO step each
-GRPO = ["sd3", "flux", "chroma", "qwenimage", "zimage", "sana", "lumina2", "hidream", "sdxl", "kolors"]
+GRPO = ["sd15", "sd3", "flux", "chroma", "qwenimage", "zimage", "sana", "lumina2", "hidream", "sdxl",
+        "kolors", "pixart_sigma"]
 
 
 @pytest.mark.parametrize("name", GRPO)
