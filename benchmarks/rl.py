@@ -112,7 +112,9 @@ def _evaluate(label: str, path: str, prompts, keep, args) -> tuple[dict, list]:
     models can be judged in parallel processes and put in one table afterwards)."""
     from PIL import Image
 
-    cache = RESULTS / "rl_cache" / "".join(c if c.isalnum() else "_" for c in label)
+    # one folder per model and prompt set, so judging a model on the second set keeps the first's
+    prompt_set = "" if args.prompt_seed == PROMPT_SEED else f"__prompts{args.prompt_seed}"
+    cache = RESULTS / "rl_cache" / ("".join(c if c.isalnum() else "_" for c in label) + prompt_set)
     key = _cache_key(path, args)
     if (cache / "report.json").is_file():
         saved = json.loads((cache / "report.json").read_text())
