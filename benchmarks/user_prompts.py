@@ -113,7 +113,7 @@ def main() -> None:
                      *[round(result["tasks"][t], 3) for t in TASKS],
                      round(result["by_lang"]["en"], 3), round(result["by_lang"]["zh"], 3)])
     report(args.name, f"{args.model} on {len(prompts)} prompts phrased as users write them "
-           f"(x{args.images_per_prompt} pictures; the world reads {read} of them)",
+           f"(x{args.images_per_prompt} pictures; {read} of them reworded)",
            ["reading", "overall", "second judge", *TASKS, "en", "zh"], rows,
            {"model": args.model, "images_per_prompt": args.images_per_prompt,
             "prompts": len(prompts), "reworded": read, "results": results})
