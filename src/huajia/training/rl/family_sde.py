@@ -28,7 +28,7 @@ import copy
 import torch
 
 from huajia.training.rl.ddim import DdimSteps, log_prob, noisy_positions
-from huajia.training.rl.policy import Rollout
+from huajia.training.rl.policy import Rollout, walk
 from huajia.training.rl.prompts import TrainPrompt
 
 
@@ -128,31 +128,18 @@ def sample_sde(policy, steps, prompts: list[TrainPrompt], seed: int, *, eta: flo
     batch = len(prompts)
     cond = policy.encode([p.text for p in prompts])
     uncond = policy.unconditional(batch) if policy.cfg_scale != 1 else None
-    shape = (batch, *policy.latent_shape())
-    x = steps.initial(shape, generator).to(policy.device)
-    states, nexts, log_probs, uncond_preds = [], [], [], []
-    for i in range(len(steps)):
+    x = steps.initial((batch, *policy.latent_shape()), generator).to(policy.device)
+
+    def denoise(i: int, x: torch.Tensor, stochastic: bool):
         index = torch.full((batch,), i)
         t = steps.timesteps(index)
         u = policy.predict(x, t, uncond) if uncond is not None else None
         mean, std = steps.mean_std(policy.guided(u, policy.predict(x, t, cond)), x, index,
-                                   eta if i in positions else 0.0)
-        if i not in positions:
-            x = mean
-            continue
-        following = mean + std * torch.randn(shape, generator=generator).to(x.device)
-        states.append(x)
-        nexts.append(following)
-        log_probs.append(log_prob(following, mean, std))
-        if u is not None:
-            uncond_preds.append(u)
-        x = following
-    return Rollout(prompts, cond, x, tuple(positions), _stack(states), _stack(nexts),
-                   _stack(log_probs), _stack(uncond_preds), policy.decode(x))
+                                   eta if stochastic else 0.0)
+        return mean, std, u
 
-
-def _stack(items: list[torch.Tensor]) -> torch.Tensor:
-    return torch.stack(items, dim=1) if items else torch.empty(0)
+    x, recorded = walk(x, len(steps), positions, generator, denoise)
+    return Rollout(prompts, cond, x, tuple(positions), *recorded, policy.decode(x))
 
 
 def sde_step_log_prob(policy, steps, rollout: Rollout, rows: torch.Tensor, cols: torch.Tensor,

@@ -141,6 +141,33 @@ def sampling_start(policy: Policy, steps: DdimSteps, prompts: list[TrainPrompt],
     return cond, uncond, noise * steps.scheduler.init_noise_sigma
 
 
+def walk(x: torch.Tensor, n_steps: int, positions: tuple[int, ...], generator: torch.Generator,
+         denoise) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The sampling loop both samplers share: ``denoise(i, x, stochastic)`` gives step i's
+    (mean, std, unconditional prediction or None); a step in ``positions`` draws around its
+    mean and is recorded. Returns the final latent and the stacked (states, nexts, log_probs,
+    uncond) of the recorded steps."""
+    states, nexts, log_probs, uncond_preds = [], [], [], []
+    for i in range(n_steps):
+        stochastic = i in positions
+        mean, std, u = denoise(i, x, stochastic)
+        if not stochastic:
+            x = mean
+            continue
+        following = mean + std * torch.randn(x.shape, generator=generator).to(x.device)
+        states.append(x)
+        nexts.append(following)
+        log_probs.append(log_prob(following, mean, std))
+        if u is not None:
+            uncond_preds.append(u)
+        x = following
+    return x, tuple(_stack(items) for items in (states, nexts, log_probs, uncond_preds))
+
+
+def _stack(items: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(items, dim=1) if items else torch.empty(0)
+
+
 @torch.no_grad()
 def sample(policy: Policy, steps: DdimSteps, prompts: list[TrainPrompt], seed: int, *,
            eta: float, positions: tuple[int, ...]) -> Rollout:
@@ -148,30 +175,19 @@ def sample(policy: Policy, steps: DdimSteps, prompts: list[TrainPrompt], seed: i
     (and are recorded), the others are deterministic DDIM (η = 0, as deployed)."""
     positions = noisy_positions(steps, positions)
     generator = torch.Generator().manual_seed(seed)
-    batch, device = len(prompts), policy.device
+    batch = len(prompts)
     cond, uncond, x = sampling_start(policy, steps, prompts, generator)
-    shape = x.shape
-    states, nexts, log_probs, uncond_preds = [], [], [], []
-    for i, t in enumerate(steps.timesteps):
-        t_batch = t.expand(batch)
+
+    def denoise(i: int, x: torch.Tensor, stochastic: bool):
+        t_batch = steps.timesteps[i].expand(batch)
         both = policy.unet(torch.cat([x, x]), torch.cat([t_batch, t_batch]),
                            torch.cat([uncond, cond])).sample
-        u, c = both.chunk(2)
-        stochastic = i in positions
+        u, c = both.chunk(2)  # one fused call for both branches
         mean, std = steps.mean_std(policy.guided(u, c), x, t_batch, eta if stochastic else 0.0)
-        if stochastic:
-            noise = torch.randn(shape, generator=generator).to(device)
-            following = mean + std * noise
-            states.append(x)
-            nexts.append(following)
-            log_probs.append(log_prob(following, mean, std))
-            uncond_preds.append(u)
-            x = following
-        else:
-            x = mean
-    stack = (lambda items: torch.stack(items, dim=1)) if positions else (lambda items: torch.empty(0))
-    return Rollout(prompts, cond, x, tuple(positions), stack(states), stack(nexts),
-                   stack(log_probs), stack(uncond_preds), policy.decode(x))
+        return mean, std, u
+
+    x, recorded = walk(x, len(steps.timesteps), positions, generator, denoise)
+    return Rollout(prompts, cond, x, tuple(positions), *recorded, policy.decode(x))
 
 
 def step_log_prob(policy: Policy, steps: DdimSteps, rollout: Rollout, rows: torch.Tensor,
