@@ -97,3 +97,15 @@ def test_fine_tune_from_a_missing_folder_names_it(tmp_path):
 
     with pytest.raises(HuajiaError, match="no model at 'nowhere'"):
         train_base(BaseRecipe(size=TINY, n_scenes=2, init_from="nowhere"), tmp_path)
+
+
+def test_relation_share_redraws_scenes_until_they_state_a_relation():
+    from huajia.training.base import _scenes
+
+    plain = _scenes(BaseRecipe(n_scenes=60))
+    related = _scenes(BaseRecipe(n_scenes=60, relation_share=1.0))
+    assert [s.spec for s in plain] == [s.spec for s in _scenes(BaseRecipe(n_scenes=60))]
+    assert all(s.spec.relations for s in related)
+    assert 0 < sum(bool(s.spec.relations) for s in plain) < 60
+    # the scenes that already stated one are kept as they were
+    assert all(a.spec == b.spec for a, b in zip(plain, related, strict=True) if a.spec.relations)

@@ -89,8 +89,18 @@ class _Checkpoints:
 
 
 def _scenes(recipe: BaseRecipe) -> list[Scene]:
-    return [sampler.sample_scene(np.random.default_rng([recipe.seed, 1, i]), "train", seed=i)
-            for i in range(recipe.n_scenes)]
+    return [_scene(recipe, i) for i in range(recipe.n_scenes)]
+
+
+def _scene(recipe: BaseRecipe, index: int) -> Scene:
+    """Scene ``index`` of the recipe; with ``relation_share`` the scene is redrawn until it states
+    a relation (with that chance), so related scenes keep the sampler's own mix of kinds."""
+    rng = np.random.default_rng([recipe.seed, 1, index])
+    scene = sampler.sample_scene(rng, "train", seed=index)
+    if recipe.relation_share > 0 and rng.random() < recipe.relation_share:
+        while not scene.spec.relations:
+            scene = sampler.sample_scene(rng, "train", seed=index)
+    return scene
 
 
 def _train_tokenizer(recipe: BaseRecipe, scenes: list[Scene]):
@@ -156,7 +166,7 @@ def _cached_latents(vae, scenes: list[Scene], recipe: BaseRecipe, ckpt: _Checkpo
     """Encoding 24k scenes takes minutes on a CPU: keep them beside the checkpoints so that a
     resumed (or extended) UNet stage starts at once. Keyed by the recipe's data and VAE."""
     key = {"seed": recipe.seed, "n_scenes": recipe.n_scenes, "vae_steps": recipe.vae_steps,
-           "init_from": recipe.init_from}
+           "init_from": recipe.init_from, "relation_share": recipe.relation_share}
     cached = ckpt.load("latents")
     if cached and cached["key"] == key:
         return cached["latents"], cached["scaling"]

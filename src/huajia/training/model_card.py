@@ -111,9 +111,14 @@ def _command(recipe: dict, out: str = "DIR") -> str:
     if recipe.get("init_from"):
         return (f"{command} --init-from {recipe['init_from']} --unet-steps "
                 f"{recipe['unet_steps']} --unet-lr {recipe['unet_lr']} --colour-drop "
-                f"{recipe.get('colour_drop', 0.0)}")
+                f"{recipe.get('colour_drop', 0.0)}" + _relation_flag(recipe))
     return (f"{command} --vae-steps {recipe['vae_steps']} --unet-steps {recipe['unet_steps']}"
             f" --colour-drop {recipe.get('colour_drop', 0.0)}")
+
+
+def _relation_flag(recipe: dict) -> str:
+    share = recipe.get("relation_share", 0.0)
+    return f" --relation-share {share}" if share else ""
 
 
 def decoder_passes(training: dict) -> list[dict]:
