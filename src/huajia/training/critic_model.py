@@ -129,10 +129,10 @@ def shipped_critic() -> Path:
     return Path(str(resources.files("huajia").joinpath("assets/critic")))
 
 
-def load_critic(folder: str | Path, image_side: int | None = None) -> SoftCritic:
-    """The critic in ``folder`` ('embedded': the one shipped for the embedded model), refused in
-    one line when it is not a critic, was distilled in another world, or for pictures of another
-    side than ``image_side``."""
+def check_critic(folder: str | Path, image_side: int | None = None) -> tuple[Path, dict]:
+    """The critic folder ``folder`` names ('embedded': the one shipped for the embedded model)
+    and its record, refused in one line when it is not a critic, was distilled in another world,
+    or for pictures of another side than ``image_side``. Reads the record only."""
     folder = shipped_critic() if str(folder) == "embedded" else Path(folder)
     record_path = folder / CRITIC_RECORD
     if not record_path.is_file():
@@ -147,6 +147,12 @@ def load_critic(folder: str | Path, image_side: int | None = None) -> SoftCritic
         raise HuajiaError(f"--critic-model '{folder}' judges {record.get('image_side')} px pictures; "
                           f"this model paints {image_side} px; train a critic for it with "
                           "`huajia train critic --model …`")
+    return folder, record
+
+
+def load_critic(folder: str | Path, image_side: int | None = None) -> SoftCritic:
+    """The critic in ``folder``, checked as ``check_critic`` checks it."""
+    folder, record = check_critic(folder, image_side)
     critic = SoftCritic(load_feature_net(folder), int(record["image_side"]))
     return critic.requires_grad_(False).eval()
 

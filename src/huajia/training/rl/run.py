@@ -144,8 +144,10 @@ def draft_critic(recipe: RLRecipe, pipe):
 def check_policy(recipe: RLRecipe, pipe):
     """Refuse, in one line, what RL cannot do on ``pipe``; its family where it is not SD 1.x/2.x."""
     if sd_style(pipe) and recipe.family in (None, "sd"):
-        if recipe.method == "draft":
-            draft_critic(recipe, pipe)
+        if recipe.method == "draft":  # the record only: _Run loads the weights once
+            from huajia.training.critic_model import check_critic, picture_side
+
+            check_critic(recipe.critic_model, picture_side(pipe))
         return None
     from huajia.engine.families import detect
     from huajia.training.rl.family_policy import check_family_method
