@@ -57,7 +57,7 @@ class BaseRecipe:
     colour_drop: float = param(0.3, help="Chance a caption names no colour.", low=0.0, high=1.0)
     # a fine-tune aimed at relations: more scenes that state where one kind is from another
     relation_share: float = param(0.0, help="Chance a training scene is redrawn "
-                                  "until it states a relation (0: about 39% do).", low=0.0, high=1.0)
+                                  "until it states a relation (0: about 36% do).", low=0.0, high=1.0)
     min_snr_gamma: float = param(5.0, help="Min-SNR-γ loss weights (0: plain MSE).", low=0.0)
     min_snr_floor: float = param(1.0, help="The smallest Min-SNR weight (see "
                                  "components.snr_loss_weights).", low=0.0)
