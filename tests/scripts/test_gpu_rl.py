@@ -33,9 +33,9 @@ def test_the_gpu_job_trains_validates_and_returns_files_the_cpu_assembles(gpu_rl
     results = tmp_path / "out"
     _main(gpu_rl, monkeypatch, "run", "--model", sd_dir, "--results", results, "--work", tmp_path / "w",
           "--steps", 3, "--prompts-per-step", 1, "--group-size", 2, "--snapshot-every", 1,
-          "--val-specs", 1, "--val-images", 1, "--eval-minutes", 10, "--method", "nft")
+          "--val-specs", 1, "--val-images", 1, "--eval-minutes", 10)
     record = json.loads((results / "gpu_rl.json").read_text())
-    assert record["recipe"]["method"] == "nft"
+    assert record["recipe"]["method"] == "dpo"  # the default: the best method at equal CPU minutes
     assert [c["step"] for c in record["validation"]] == [0, 1, 2, 3]  # the base, then each kept UNet
     assert record["validation_seed"] not in (2025, 7)  # neither judged set chooses the point kept
     assert len(record["history"]) == 3 and record["recipe"]["micro_batch"] == 512
