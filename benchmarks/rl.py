@@ -148,12 +148,15 @@ def train_method(method: str, minutes: float, runs: Path, args) -> Path:
     from huajia.training.rl.recipe import RLRecipe
     from huajia.training.rl.run import CHECKPOINT, train_rl
 
-    out = runs / (method if args.kl is None else f"{method}_kl{args.kl:g}")
+    out = runs / (method + ("" if args.kl is None else f"_kl{args.kl:g}")
+                  + ("" if args.seed is None else f"_seed{args.seed}"))
     extra = ({"critic_model": args.critic_model, "backprop_steps": args.backprop_steps}
              if method == "draft" else {})
-    if args.kl is not None:  # another KL is another run, in its own folder
+    if args.kl is not None:  # another KL or seed is another run, in its own folder
         extra["kl"] = args.kl
-    recipe = RLRecipe(method=method, minutes=minutes, **EQUAL_RECIPE, **extra)
+    if args.seed is not None:
+        extra["seed"] = args.seed
+    recipe = RLRecipe(method=method, minutes=minutes, **{**EQUAL_RECIPE, **extra})
     if (out / "model").is_dir() and (out / "rl.json").is_file():
         done = json.loads((out / "rl.json").read_text())
         if done["cpu_s"] >= minutes * 60:
@@ -184,6 +187,8 @@ def main() -> None:
     parser.add_argument("--backprop-steps", type=int, default=2, help="--train draft: DRaFT's K.")
     parser.add_argument("--kl", type=float, default=None,
                         help="--train: this KL weight instead of the recipe's (RUNS/METHOD_klK).")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="--train: this seed of prompts and noise instead of 0 (RUNS/METHOD_seedS).")
     parser.add_argument("--specs-per-task", type=int, default=12)
     parser.add_argument("--images-per-prompt", type=int, default=2)
     parser.add_argument("--name", default="rl")
@@ -191,7 +196,7 @@ def main() -> None:
                         help="Another seed draws an independent held-out prompt set (a "
                              "confirmation run).")
     args = parser.parse_args()
-    kl = "" if args.kl is None else f" KL {args.kl:g}"
+    kl = ("" if args.kl is None else f" KL {args.kl:g}") + ("" if args.seed is None else f" seed {args.seed}")
     trained = [(f"{m.upper()}{kl} {args.minutes:g} min", str(train_method(m, args.minutes, args.runs, args)))
                for m in args.train]
     models = [m.split("=", 1) for m in args.model] + [list(t) for t in trained]
