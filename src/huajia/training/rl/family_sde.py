@@ -27,8 +27,8 @@ import copy
 
 import torch
 
-from huajia.training.rl.ddim import DdimSteps, log_prob, noisy_positions
-from huajia.training.rl.policy import Rollout, walk
+from huajia.training.rl.ddim import DdimSteps, noisy_positions
+from huajia.training.rl.policy import Rollout, recorded_log_prob, walk
 from huajia.training.rl.prompts import TrainPrompt
 
 
@@ -146,14 +146,6 @@ def sde_step_log_prob(policy, steps, rollout: Rollout, rows: torch.Tensor, cols:
                       eta: float, with_reference: bool):
     """Log-probability (with grad) of the recorded draws under the current policy, and the KL
     to the reference at those steps (the unconditional prediction is the rollout's)."""
-    x, following = rollout.states[rows, cols], rollout.nexts[rows, cols]
-    u = rollout.uncond[rows, cols] if rollout.uncond.numel() else None
     index = torch.tensor([rollout.positions[int(c)] for c in cols.tolist()])
-    t, cond = steps.timesteps(index), rollout.cond[rows]
-    mean, std = steps.mean_std(policy.guided(u, policy.predict(x, t, cond)), x, index, eta)
-    kl = None
-    if with_reference:
-        reference = policy.guided(u, policy.reference_predict(x, t, cond))
-        ref_mean, _ = steps.mean_std(reference, x, index, eta)
-        kl = ((mean - ref_mean) ** 2 / (2 * std ** 2)).flatten(1).mean(dim=1)
-    return log_prob(following, mean, std), kl
+    return recorded_log_prob(policy, rollout, rows, cols, steps.timesteps(index),
+                             lambda pred, x: steps.mean_std(pred, x, index, eta), with_reference)

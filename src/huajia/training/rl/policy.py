@@ -194,12 +194,21 @@ def step_log_prob(policy: Policy, steps: DdimSteps, rollout: Rollout, rows: torc
                   cols: torch.Tensor, eta: float, with_reference: bool):
     """Log-probability (with grad) of the recorded draws (rows = samples, cols = stochastic step
     index) under the current policy, and the KL to the reference at those steps."""
-    x, following = rollout.states[rows, cols], rollout.nexts[rows, cols]
-    u, cond = rollout.uncond[rows, cols], rollout.cond[rows]
     t = steps.timesteps[torch.tensor([rollout.positions[int(c)] for c in cols])]
-    mean, std = steps.mean_std(policy.guided(u, policy.predict(x, t, cond)), x, t, eta)
+    return recorded_log_prob(policy, rollout, rows, cols, t,
+                             lambda pred, x: steps.mean_std(pred, x, t, eta), with_reference)
+
+
+def recorded_log_prob(policy, rollout: Rollout, rows: torch.Tensor, cols: torch.Tensor,
+                      t: torch.Tensor, mean_std, with_reference: bool):
+    """What both samplers' ``step_log_prob`` share: the recorded draws' log-probability under
+    the policy's guided step (``mean_std(prediction, x)``) and, ``with_reference``, the KL to the
+    frozen reference's step. The unconditional prediction is the rollout's (none without CFG)."""
+    x, following = rollout.states[rows, cols], rollout.nexts[rows, cols]
+    u, cond = (rollout.uncond[rows, cols] if rollout.uncond.numel() else None), rollout.cond[rows]
+    mean, std = mean_std(policy.guided(u, policy.predict(x, t, cond)), x)
     kl = None
     if with_reference:
-        ref_mean, _ = steps.mean_std(policy.guided(u, policy.reference_predict(x, t, cond)), x, t, eta)
+        ref_mean, _ = mean_std(policy.guided(u, policy.reference_predict(x, t, cond)), x)
         kl = ((mean - ref_mean) ** 2 / (2 * std ** 2)).flatten(1).mean(dim=1)
     return log_prob(following, mean, std), kl
