@@ -17,9 +17,8 @@ import argparse
 
 import numpy as np
 from _common import report
+from rl import PROMPT_SEED
 from scipy import linalg
-
-PROMPT_SEED = 2025
 
 
 def frechet(real: np.ndarray, fake: np.ndarray) -> float:
@@ -30,8 +29,10 @@ def frechet(real: np.ndarray, fake: np.ndarray) -> float:
 
 
 def features(path: str, prompts, images_per_prompt: int):
-    """The model's pictures of ``prompts`` (prompt-major, as report_model paints them), as world
-    features."""
+    """The model's pictures of ``prompts`` painted and recorded as benchmarks/rl.py paints them,
+    as world features, prompt-major whatever order the runner painted in."""
+    from rl import _Recording
+
     from huajia import Engine
     from huajia.evaluation.generators import EngineGenerator
     from huajia.evaluation.metrics.features import extract, make_extractor
@@ -39,18 +40,13 @@ def features(path: str, prompts, images_per_prompt: int):
     from huajia.evaluation.model_report import report_model
     from huajia.world.parser import unknown_words
 
+    recording = _Recording(EngineGenerator(Engine(path, vocabulary=unknown_words)))
+    report_model(recording, prompts, images_per_prompt)
     by_text: dict[str, list] = {}
-
-    class Recording(EngineGenerator):
-        def generate(self, texts, seeds, side):
-            painted = super().generate(texts, seeds, side)
-            for text, picture in zip(texts, painted, strict=True):
-                by_text.setdefault(text, []).append(picture)
-            return painted
-
-    report_model(Recording(Engine(path, vocabulary=unknown_words)), prompts, images_per_prompt)
+    for text, picture in zip(recording.texts, recording.pictures, strict=True):
+        by_text.setdefault(text, []).append(picture)
     taken: dict[str, int] = {}
-    ordered = []  # prompt-major, whatever order the runner painted in
+    ordered = []
     for prompt in prompts:
         start = taken.get(prompt.text, 0)
         ordered += by_text[prompt.text][start:start + images_per_prompt]
