@@ -109,3 +109,38 @@ def test_relation_share_redraws_scenes_until_they_state_a_relation():
     assert 0 < sum(bool(s.spec.relations) for s in plain) < 60
     # the scenes that already stated one are kept as they were
     assert all(a.spec == b.spec for a, b in zip(plain, related, strict=True) if a.spec.relations)
+
+
+def test_mirror_pairs_share_noise_step_and_caption_frame():
+    import numpy as np
+
+    from huajia.training.base import _batch, _scenes
+    from huajia.world import vocab
+
+    recipe = BaseRecipe(n_scenes=30, relation_share=1.0, mirror_pairs=True, unet_batch=8,
+                        caption_dropout=0.0)
+    scenes = _scenes(recipe)
+    assert len(scenes) == 60
+    picks, texts = _batch(recipe, scenes, np.random.default_rng(0))
+    assert list(picks[4:]) == [i + 30 for i in picks[:4]]
+    relation_words = {w for c in vocab.RELATIONS for phrase in c.en for w in phrase.split()}
+    relation_words |= {ch for c in vocab.RELATIONS for phrase in c.zh for ch in phrase}
+    for first, second in zip(texts[:4], texts[4:], strict=True):
+        a, b = _middle(_tokens(first), _tokens(second)), _middle(_tokens(second), _tokens(first))
+        assert a != b, (first, second)  # only relation words tell the two captions apart
+        assert set(a) | set(b) <= relation_words | {"of", "the", "to"}, (first, second)
+
+
+def _tokens(text: str) -> list[str]:
+    return text.split() if " " in text else list(text)  # Chinese captions: one per character
+
+
+def _middle(tokens: list[str], other: list[str]) -> list[str]:
+    """What is left of ``tokens`` once the prefix and suffix they share with ``other`` are cut."""
+    start = 0
+    while start < min(len(tokens), len(other)) and tokens[start] == other[start]:
+        start += 1
+    end = 0
+    while end < min(len(tokens), len(other)) - start and tokens[-1 - end] == other[-1 - end]:
+        end += 1
+    return tokens[start:len(tokens) - end]

@@ -56,3 +56,18 @@ def test_train_split_leaves_out_held_out_concepts(rng):
         for g in spec.groups:
             assert g.shape != "hexagon" and g.texture != "checkered"
             assert (g.shape, g.colour) not in vocab.HELD_OUT_COMBOS
+
+
+def test_a_mirrored_scene_draws_what_its_turned_relation_says():
+    from huajia.world.verifier import verify
+
+    rng = np.random.default_rng(3)
+    scenes = [sampler.sample_scene(rng) for _ in range(40)]
+    related = [s for s in scenes if s.spec.relations][:6]
+    assert related
+    for scene in related:
+        mirror = sampler.mirrored(scene, sampler.mirror_axis(scene))
+        assert mirror.spec != scene.spec  # the relation word is the other one
+        assert verify(render(mirror), mirror.spec).passed
+        assert not verify(render(mirror), scene.spec).passed
+        assert [o.shape for o in mirror.objects] == [o.shape for o in scene.objects]

@@ -89,7 +89,12 @@ class _Checkpoints:
 
 
 def _scenes(recipe: BaseRecipe) -> list[Scene]:
-    return [_scene(recipe, i) for i in range(recipe.n_scenes)]
+    """The recipe's scenes; with ``mirror_pairs`` their mirror images follow them (scene i's
+    mirror is scene i + n_scenes)."""
+    scenes = [_scene(recipe, i) for i in range(recipe.n_scenes)]
+    if recipe.mirror_pairs:
+        scenes += [sampler.mirrored(s, sampler.mirror_axis(s)) for s in scenes]
+    return scenes
 
 
 def _scene(recipe: BaseRecipe, index: int) -> Scene:
@@ -166,7 +171,8 @@ def _cached_latents(vae, scenes: list[Scene], recipe: BaseRecipe, ckpt: _Checkpo
     """Encoding 24k scenes takes minutes on a CPU: keep them beside the checkpoints so that a
     resumed (or extended) UNet stage starts at once. Keyed by the recipe's data and VAE."""
     key = {"seed": recipe.seed, "n_scenes": recipe.n_scenes, "vae_steps": recipe.vae_steps,
-           "init_from": recipe.init_from, "relation_share": recipe.relation_share}
+           "init_from": recipe.init_from, "relation_share": recipe.relation_share,
+           "mirror_pairs": recipe.mirror_pairs}
     cached = ckpt.load("latents")
     if cached and cached["key"] == key:
         return cached["latents"], cached["scaling"]
@@ -180,6 +186,23 @@ def _cached_latents(vae, scenes: list[Scene], recipe: BaseRecipe, ckpt: _Checkpo
 def _ema_update(ema: dict, model: torch.nn.Module, step: int) -> None:
     state = {k: v for k, v in model.state_dict().items() if v.dtype.is_floating_point}
     C.ema_update([ema[k] for k in state], list(state.values()), 0.999, step)
+
+
+def _batch(recipe: BaseRecipe, scenes: list[Scene],
+           rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+    """Scene indices and captions of one UNet batch. Mirror pairs are captioned from one seed,
+    so both sentences share their frame, language and dropped words."""
+    if not recipe.mirror_pairs:
+        picks = rng.integers(len(scenes), size=recipe.unet_batch)
+        return picks, [random_caption(scenes[i], rng, recipe.caption_dropout, recipe.colour_drop)
+                       for i in picks]
+    n = len(scenes) // 2
+    first = rng.integers(n, size=max(1, recipe.unet_batch // 2))
+    seeds = rng.integers(2**63, size=len(first))
+    texts = [random_caption(scenes[i + offset], np.random.default_rng(seed),
+                            recipe.caption_dropout, recipe.colour_drop)
+             for offset in (0, n) for i, seed in zip(first, seeds)]
+    return np.concatenate([first, first + n]), texts
 
 
 def train_unet(recipe: BaseRecipe, scenes: list[Scene], latents: torch.Tensor, tokenizer,
@@ -208,14 +231,15 @@ def train_unet(recipe: BaseRecipe, scenes: list[Scene], latents: torch.Tensor, t
     weight_table = C.snr_loss_weights(alphas, True, recipe.min_snr_gamma, recipe.min_snr_floor)
     rng = np.random.default_rng([recipe.seed, 4, step])
     while step < recipe.unet_steps:
-        picks = rng.integers(len(scenes), size=recipe.unet_batch)
-        texts = [random_caption(scenes[i], rng, recipe.caption_dropout, recipe.colour_drop)
-                 for i in picks]
+        picks, texts = _batch(recipe, scenes, rng)
         ids = tokenizer(texts, padding="max_length", max_length=C.MAX_TOKENS, truncation=True,
                         return_tensors="pt").input_ids.to(device)
         z = latents[torch.from_numpy(picks)].to(device)
         noise = torch.randn_like(z)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(picks),), device=device)
+        if recipe.mirror_pairs:  # a pair shares its noise and step: only the word differs
+            half = len(picks) // 2
+            noise[half:], t[half:] = noise[:half], t[:half]
         noisy = scheduler.add_noise(z, noise, t)
         target = scheduler.get_velocity(z, noise, t)
         for group in opt.param_groups:

@@ -118,7 +118,8 @@ def _command(recipe: dict, out: str = "DIR") -> str:
 
 def _relation_flag(recipe: dict) -> str:
     share = recipe.get("relation_share", 0.0)
-    return f" --relation-share {share}" if share else ""
+    flags = f" --relation-share {share}" if share else ""
+    return flags + (" --mirror-pairs" if recipe.get("mirror_pairs") else "")
 
 
 def decoder_passes(training: dict) -> list[dict]:

@@ -58,6 +58,11 @@ class BaseRecipe:
     # a fine-tune aimed at relations: more scenes that state where one kind is from another
     relation_share: float = param(0.0, help="Chance a training scene is redrawn "
                                   "until it states a relation (0: about 36% do).", low=0.0, high=1.0)
+    # pairs that differ only in the relation word (and so in where things are): the gradient of
+    # a pair is what that word should change
+    mirror_pairs: bool = param(False, help="Train on pairs: each scene beside its mirror image "
+                               "with its relation words turned round, one caption frame, noise "
+                               "and step for both.")
     min_snr_gamma: float = param(5.0, help="Min-SNR-γ loss weights (0: plain MSE).", low=0.0)
     min_snr_floor: float = param(1.0, help="The smallest Min-SNR weight (see "
                                  "components.snr_loss_weights).", low=0.0)

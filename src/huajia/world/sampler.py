@@ -162,6 +162,26 @@ def sample_scene(rng: np.random.Generator, split: str = "train", seed: int = 0) 
             continue
 
 
+def mirrored(scene: Scene, axis: int) -> Scene:
+    """``scene`` reflected left to right (axis 0) or top to bottom (axis 1), with its relations
+    on that axis turned round ("A left of B" becomes "A right of B"): the same kinds, the other
+    way round. Shapes are drawn upright either way; only their places move."""
+    def flip(obj: PlacedObject) -> PlacedObject:
+        return (replace(obj, cx=1.0 - obj.cx) if axis == 0 else replace(obj, cy=1.0 - obj.cy))
+
+    relations = tuple(replace(rel, relation=vocab.INVERSE_RELATION[rel.relation])
+                      if _REL_AXIS[rel.relation][0] == axis else rel
+                      for rel in scene.spec.relations)
+    return replace(scene, spec=replace(scene.spec, relations=relations),
+                   objects=tuple(flip(obj) for obj in scene.objects))
+
+
+def mirror_axis(scene: Scene) -> int:
+    """The axis whose mirror changes what ``scene``'s caption says: its first relation's (left
+    to right when it states none)."""
+    return _REL_AXIS[scene.spec.relations[0].relation][0] if scene.spec.relations else 0
+
+
 def scene_for(spec: SceneSpec, seed: int, split: str = "eval") -> Scene:
     """The oracle's scene for a (possibly partial) spec: deterministic in ``seed``."""
     rng = np.random.default_rng(seed)
