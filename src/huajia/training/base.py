@@ -201,7 +201,7 @@ def _batch(recipe: BaseRecipe, scenes: list[Scene],
     seeds = rng.integers(2**63, size=len(first))
     texts = [random_caption(scenes[i + offset], np.random.default_rng(seed),
                             recipe.caption_dropout, recipe.colour_drop)
-             for offset in (0, n) for i, seed in zip(first, seeds)]
+             for offset in (0, n) for i, seed in zip(first, seeds, strict=True)]
     return np.concatenate([first, first + n]), texts
 
 
