@@ -145,3 +145,14 @@ def test_openai_sdk_edits_and_variations(tmp_path, sd_dir):
             sdk.images.edit(image=("in.png", _png(picture), "image/png"),
                             mask=("m.png", _png(Image.new("L", (32, 32), 255)), "image/png"),
                             prompt="a red circle")
+
+
+def test_a_variation_describes_more_shapes_than_the_words_count():
+    from huajia.serving.edits import describe_picture
+    from huajia.world import sampler
+    from huajia.world.render import render
+    from huajia.world.spec import ObjectGroup, SceneSpec
+
+    crowd = SceneSpec((ObjectGroup("circle", 6, "red", "solid", "small"),), (), "white")
+    text = describe_picture(render(sampler.layout(crowd, np.random.default_rng(0)), 128))
+    assert "red circles" in text and "six" not in text  # said as a plural: 'two or more'

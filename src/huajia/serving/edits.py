@@ -178,6 +178,7 @@ def describe_picture(image: Image.Image) -> str:
     from huajia.engine.request import painted_prompt
     from huajia.world import captions
     from huajia.world.detect import detect
+    from huajia.world import vocab
     from huajia.world.spec import ObjectGroup, SceneSpec
 
     text = image.info.get("parameters")
@@ -189,6 +190,8 @@ def describe_picture(image: Image.Image) -> str:
     counts: dict[tuple, int] = {}
     for d in found:
         counts[(d.shape, d.colour)] = counts.get((d.shape, d.colour), 0) + 1
-    groups = tuple(ObjectGroup(shape, count, colour) for (shape, colour), count in counts.items())
+    # more of one kind than the words count (four) is said as a bare plural: 'red circles'
+    groups = tuple(ObjectGroup(shape, count if count <= vocab.MAX_COUNT else None, colour)
+                   for (shape, colour), count in counts.items())
     return captions.caption(SceneSpec(groups, (), background), captions.template("en_plain"))
 
