@@ -176,9 +176,8 @@ def describe_picture(image: Image.Image) -> str:
     """A prompt for a variation without one: the picture's infotext prompt, or what the shapes
     world's detector sees in it ('a picture' when it sees nothing)."""
     from huajia.engine.request import painted_prompt
-    from huajia.world import captions
+    from huajia.world import captions, vocab
     from huajia.world.detect import detect
-    from huajia.world import vocab
     from huajia.world.spec import ObjectGroup, SceneSpec
 
     text = image.info.get("parameters")
