@@ -45,7 +45,7 @@ RUNS = Path("runs/relation_toy")
 
 
 def scene(rng: np.random.Generator, held_out: bool = False) -> tuple[np.ndarray, str]:
-    """A picture of two discs on white and its caption (an empty caption one time in ten)."""
+    """A picture of two discs on white and its caption."""
     while True:
         a, b = rng.choice(list(COLOURS), size=2, replace=False)
         if ((a, b) in HELD_OUT) == held_out:
@@ -58,6 +58,12 @@ def scene(rng: np.random.Generator, held_out: bool = False) -> tuple[np.ndarray,
     centres[low, axis] = rng.uniform(RADIUS + 1, split - RADIUS / 2)
     centres[high, axis] = rng.uniform(split + RADIUS / 2, SIDE - RADIUS - 1)
     return draw([(a, centres[0]), (b, centres[1])]), f"a {a} disc {relation} a {b} disc"
+
+
+def read_caption(caption: str) -> tuple[str, str, str]:
+    """The first colour, the second and the relation of a caption ``scene`` wrote."""
+    words = caption.split()
+    return words[1], words[-2], " ".join(words[3:-3])
 
 
 def draw(discs) -> np.ndarray:
@@ -166,14 +172,12 @@ def judge(variant: str, pictures_per_caption: int = 8, held_out: bool = True) ->
     rng, held, drawn, total, shown = np.random.default_rng(99), [], 0, 0, []
     for _ in range(16):
         _, caption = scene(rng, held_out)
-        words = caption.split()
-        a, b, relation = words[1], words[-2], " ".join(words[3:-3])
+        a, b, relation = read_caption(caption)
         torch.manual_seed(len(held) + total)
         x = torch.randn(pictures_per_caption, 3, SIDE, SIDE)
         text = model.encode(tokens([caption] * pictures_per_caption + [""] * pictures_per_caption))
         for t in scheduler.timesteps:
-            eps = model(torch.cat([x, x]), t.expand(2 * len(x)), text)
-            cond, uncond = eps.chunk(2)
+            cond, uncond = model(torch.cat([x, x]), t.expand(2 * len(x)), text).chunk(2)
             x = scheduler.step(uncond + 4.0 * (cond - uncond), t, x).prev_sample
         painted = ((x.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy()
         shown.append((caption, painted[:4]))
@@ -196,8 +200,7 @@ def oracle(held_out: bool, pictures: int = 128) -> dict:
     verdicts = []
     for _ in range(pictures):
         picture, caption = scene(rng, held_out)
-        words = caption.split()
-        verdicts.append(relation_held((picture + 1) * 127.5, words[1], words[-2], " ".join(words[3:-3])))
+        verdicts.append(relation_held((picture + 1) * 127.5, *read_caption(caption)))
     held = [v for v in verdicts if v is not None]
     return {"drawn": len(held) / len(verdicts), "held_given_drawn": float(np.mean(held)),
             "pictures": len(verdicts)}

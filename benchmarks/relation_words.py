@@ -25,7 +25,6 @@ from huajia.world import captions, sampler, vocab
 from huajia.world.spec import ObjectGroup, Relation, SceneSpec
 from huajia.world.verifier import verify
 
-SWAP = {"left_of": "right_of", "right_of": "left_of", "above": "below", "below": "above"}
 KINDS = ("relation", "colour", "shape")
 
 
@@ -45,7 +44,8 @@ def variant(spec: SceneSpec, kind: str, rng: np.random.Generator) -> SceneSpec:
     """``spec`` with one word of ``kind`` changed."""
     if kind == "relation":
         rel = spec.relations[0]
-        return replace(spec, relations=(Relation(rel.subject, SWAP[rel.relation], rel.object),))
+        turned = vocab.INVERSE_RELATION[rel.relation]
+        return replace(spec, relations=(Relation(rel.subject, turned, rel.object),))
     first, other = spec.groups
     field = "colour" if kind == "colour" else "shape"
     concepts = vocab.COLOURS if kind == "colour" else vocab.SHAPES

@@ -111,12 +111,12 @@ def _command(recipe: dict, out: str = "DIR") -> str:
     if recipe.get("init_from"):
         return (f"{command} --init-from {recipe['init_from']} --unet-steps "
                 f"{recipe['unet_steps']} --unet-lr {recipe['unet_lr']} --colour-drop "
-                f"{recipe.get('colour_drop', 0.0)}" + _relation_flag(recipe))
+                f"{recipe.get('colour_drop', 0.0)}" + _relation_flags(recipe))
     return (f"{command} --vae-steps {recipe['vae_steps']} --unet-steps {recipe['unet_steps']}"
             f" --colour-drop {recipe.get('colour_drop', 0.0)}")
 
 
-def _relation_flag(recipe: dict) -> str:
+def _relation_flags(recipe: dict) -> str:
     share = recipe.get("relation_share", 0.0)
     flags = f" --relation-share {share}" if share else ""
     return flags + (" --mirror-pairs" if recipe.get("mirror_pairs") else "")
